@@ -1,0 +1,1 @@
+"""Netzausbau-Monitor core: plain Python, no Streamlit (except lib/cache.py)."""

@@ -1,0 +1,243 @@
+"""The embedded DuckDB store: tables from lib/schema, imports as single transactions.
+
+Every import writes one import_log row and keeps its rejected rows. Records are
+upserted by key; for versioned tables (plans) every changed version is kept, the
+first being the baseline. Records are never deleted by an import.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from lib import schema
+from lib.errors import ImportRefused, StoreError
+from lib.ingest import Validated, detect_table, validate
+from lib.readers import read_file
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = ROOT / "data"
+DEFAULT_DB = DATA_DIR / "netzausbau.duckdb"
+DB_ENV = "NETZAUSBAU_DB"
+SCHEMA_VERSION = "1"
+
+Progress = Callable[[str, float], None]
+
+EXTRA_COLUMNS = {
+    "regions": {"n_cells": "BIGINT"},
+    "sites": {"cell": "BIGINT"},
+    "complaints": {},  # cell is an input field already
+    "transport_links": {"a_cell": "BIGINT", "b_cell": "BIGINT"},
+    "upgrades": {},
+}
+BOOKKEEPING = {"row_hash": "BIGINT", "import_id": "INTEGER"}
+
+LOG_DDL = """
+CREATE TABLE IF NOT EXISTS import_log (
+    import_id INTEGER, table_name VARCHAR, file_name VARCHAR, checksum VARCHAR, format VARCHAR,
+    encoding VARCHAR, imported_at TIMESTAMP, rows_total BIGINT, rows_accepted BIGINT, rows_rejected BIGINT,
+    rows_new BIGINT, rows_updated BIGINT, rows_unchanged BIGINT, seconds DOUBLE, warnings VARCHAR);
+CREATE TABLE IF NOT EXISTS rejected_rows (
+    import_id INTEGER, "row" BIGINT, field VARCHAR, value VARCHAR, reason VARCHAR, record VARCHAR);
+CREATE TABLE IF NOT EXISTS region_cells (region_id VARCHAR, cell BIGINT);
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
+"""
+
+
+@dataclass
+class ImportResult:
+    """What one import did."""
+
+    import_id: int | None
+    table: str
+    file_name: str
+    checksum: str
+    rows_total: int = 0
+    rows_accepted: int = 0
+    rows_rejected: int = 0
+    rows_new: int = 0
+    rows_updated: int = 0
+    rows_unchanged: int = 0
+    seconds: float = 0.0
+    duplicate_of: int | None = None  # the earlier import of this identical file; nothing changed
+    warnings: list[str] = field(default_factory=list)
+    rejects: pd.DataFrame | None = None
+
+    def summary(self) -> str:
+        """One line for a person."""
+        if self.duplicate_of is not None:
+            return (f"{self.file_name}: identical to import #{self.duplicate_of} of {self.table}; nothing changed.")
+        return (f"{self.file_name} -> {self.table} (import #{self.import_id}): {self.rows_accepted:,} of "
+                f"{self.rows_total:,} rows accepted ({self.rows_new:,} new, {self.rows_updated:,} updated, "
+                f"{self.rows_unchanged:,} unchanged), {self.rows_rejected:,} rejected, {self.seconds:.1f} s.")
+
+
+def db_path(path: str | Path | None = None) -> Path:
+    """The store's file: the argument, else $NETZAUSBAU_DB, else data/netzausbau.duckdb."""
+    return Path(path or os.environ.get(DB_ENV) or DEFAULT_DB)
+
+
+def table_columns(name: str) -> dict[str, str]:
+    """Column name -> SQL type of an input table in the store."""
+    t = schema.TABLES[name]
+    cols = {f.name: schema.SQL_TYPES[f.type] for f in t.fields}
+    return cols | EXTRA_COLUMNS[name] | BOOKKEEPING
+
+
+def connect(path: str | Path | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open (and if new, create) the store."""
+    p = db_path(path)
+    if read_only and not p.exists():
+        raise StoreError(f"no store at {p}: build the demo data (make run) or import files first")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(p), read_only=read_only)
+    if not read_only:
+        ensure_schema(con)
+    return con
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create every table that does not exist yet."""
+    con.execute(LOG_DDL)
+    for name, t in schema.TABLES.items():
+        cols = ", ".join(f'"{c}" {typ}' for c, typ in table_columns(name).items())
+        con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({cols})")
+        if t.versioned:
+            con.execute(f"CREATE TABLE IF NOT EXISTS {name}_versions (version_import_id INTEGER, {cols})")
+    if not con.execute("SELECT count(*) FROM meta WHERE key = 'schema_version'").fetchall()[0][0]:
+        con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
+
+
+def known_ids(con: duckdb.DuckDBPyConnection, table: schema.Table) -> dict[str, set[str]]:
+    """Keys of the tables `table` references, as they are in the store."""
+    out = {}
+    for _, ref, key in table.references:
+        out[ref] = {r[0] for r in con.execute(f"SELECT {key} FROM {ref}").fetchall()}
+    return out
+
+
+def import_file(con: duckdb.DuckDBPyConnection, source: str | Path | bytes, table: str | None = None,
+                file_name: str | None = None, progress: Progress | None = None,
+                today: dt.date | None = None) -> ImportResult:
+    """Read, validate and store one file in one transaction; refuse it whole if unreadable."""
+    progress = progress or (lambda msg, frac: None)
+    started = time.perf_counter()
+    if isinstance(source, (str, Path)):
+        file_name = file_name or Path(source).name
+        data = Path(source).read_bytes()
+    else:
+        data = source
+    file_name = file_name or "upload"
+    checksum = hashlib.sha256(data).hexdigest()
+    progress(f"Reading {file_name}", 0.05)
+    raw = read_file(data, file_name)
+    name = table or detect_table(list(raw.frame.columns))
+    if name is None:
+        raise ImportRefused(file_name, "cannot tell which table this is: its columns match none of "
+                                       f"{', '.join(schema.TABLES)} (columns: {', '.join(map(str, raw.frame.columns))})")
+    if name not in schema.TABLES:
+        raise ImportRefused(file_name, f"unknown table {name!r} (choose one of {', '.join(schema.TABLES)})")
+    earlier = con.execute("SELECT min(import_id) FROM import_log WHERE checksum = ? AND table_name = ?",
+                          [checksum, name]).fetchall()[0][0]
+    if earlier is not None:
+        return ImportResult(None, name, file_name, checksum, duplicate_of=earlier,
+                            seconds=time.perf_counter() - started)
+    t = schema.TABLES[name]
+    progress(f"Checking {len(raw.frame):,} rows of {name}", 0.2)
+    v = validate(raw, t, file_name, known_ids(con, t), today=today)
+    progress(f"Writing {len(v.records):,} rows", 0.6)
+    result = ImportResult(None, name, file_name, checksum, rows_total=v.rows_total,
+                          rows_accepted=len(v.records), rows_rejected=v.rows_rejected + len(raw.bad_rows),
+                          warnings=v.warnings, rejects=v.rejects)
+    result.rows_rejected = int(v.rejects["row"].nunique()) if len(v.rejects) else 0
+    con.execute("BEGIN TRANSACTION")
+    try:
+        result.import_id = con.execute("SELECT coalesce(max(import_id), 0) + 1 FROM import_log").fetchall()[0][0]
+        _write(con, v, result)
+        result.seconds = time.perf_counter() - started
+        _log(con, result, raw.format, raw.encoding)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    progress("Done", 1.0)
+    return result
+
+
+def _write(con: duckdb.DuckDBPyConnection, v: Validated, result: ImportResult) -> None:
+    """Upsert records by key, keep versions of plans, store region cells and rejects."""
+    t = v.table
+    cols = list(table_columns(t.name))
+    rec = v.records.copy()
+    rec["import_id"] = result.import_id
+    stage = rec[cols]
+    con.register("_stage", stage)
+    try:
+        con.execute("CREATE OR REPLACE TEMP TABLE _incoming AS SELECT * FROM _stage")
+    finally:
+        con.unregister("_stage")
+    key = t.key
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _changed AS
+        SELECT i.{key}, c.{key} IS NOT NULL AS existed FROM _incoming i LEFT JOIN {t.name} c USING ({key})
+        WHERE c.{key} IS NULL OR c.row_hash <> i.row_hash""")
+    result.rows_new, result.rows_updated = con.execute(
+        "SELECT count(*) FILTER (NOT existed), count(*) FILTER (existed) FROM _changed").fetchall()[0]
+    result.rows_unchanged = result.rows_accepted - result.rows_new - result.rows_updated
+    quoted = ", ".join(f'"{c}"' for c in cols)
+    con.execute(f"DELETE FROM {t.name} WHERE {key} IN (SELECT {key} FROM _changed WHERE existed)")
+    con.execute(f"INSERT INTO {t.name} ({quoted}) SELECT {quoted} FROM _incoming SEMI JOIN _changed USING ({key})")
+    if t.versioned:
+        con.execute(f"INSERT INTO {t.name}_versions SELECT {result.import_id}, {quoted} "
+                    f"FROM _incoming SEMI JOIN _changed USING ({key})")
+    if v.region_cells is not None:
+        con.register("_cells", v.region_cells)
+        try:
+            con.execute("DELETE FROM region_cells WHERE region_id IN (SELECT region_id FROM _changed)")
+            con.execute("INSERT INTO region_cells SELECT c.region_id, c.cell FROM _cells c "
+                        "SEMI JOIN _changed USING (region_id)")
+        finally:
+            con.unregister("_cells")
+    if len(v.rejects):
+        rj = v.rejects.assign(import_id=result.import_id)[["import_id", "row", "field", "value", "reason", "record"]]
+        con.register("_rejects", rj)
+        try:
+            con.execute("INSERT INTO rejected_rows SELECT * FROM _rejects")
+        finally:
+            con.unregister("_rejects")
+    con.execute("DROP TABLE _incoming; DROP TABLE _changed")
+
+
+def _log(con: duckdb.DuckDBPyConnection, r: ImportResult, fmt: str, encoding: str) -> None:
+    con.execute(
+        "INSERT INTO import_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [r.import_id, r.table, r.file_name, r.checksum, fmt, encoding, dt.datetime.now().replace(microsecond=0),
+         r.rows_total, r.rows_accepted, r.rows_rejected, r.rows_new, r.rows_updated, r.rows_unchanged,
+         round(r.seconds, 3), "; ".join(r.warnings)])
+
+
+def import_log(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Every import, newest first."""
+    return con.execute("SELECT * FROM import_log ORDER BY import_id DESC").df()
+
+
+def rejected_rows(con: duckdb.DuckDBPyConnection, import_id: int) -> pd.DataFrame:
+    """The rejected rows of one import, in file order."""
+    return con.execute('SELECT "row", field, value, reason, record FROM rejected_rows WHERE import_id = ? '
+                       'ORDER BY "row", field', [import_id]).df()
+
+
+def versions(con: duckdb.DuckDBPyConnection, table: str, key: str) -> pd.DataFrame:
+    """Every stored version of one plan record, oldest (the baseline) first."""
+    t = schema.TABLES[table]
+    if not t.versioned:
+        raise StoreError(f"{table} keeps no versions")
+    return con.execute(f"SELECT * FROM {table}_versions WHERE {t.key} = ? ORDER BY version_import_id",
+                       [key]).df()
