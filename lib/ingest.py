@@ -77,6 +77,13 @@ def detect_table(columns: list[str]) -> str | None:
     return best
 
 
+def closest_table(columns: list[str]) -> str | None:
+    """The table whose key column a file has, with the most columns matched (for a clear refusal)."""
+    scored = [(len(found), t.name) for t in schema.TABLES.values()
+              if t.key in (found := set(match_columns(columns, t)[0].values()))]
+    return max(scored)[1] if scored else None
+
+
 def _required_columns(table: schema.Table) -> list[str]:
     """Required columns; location columns that have an alternative are checked per row."""
     alternatives = {"complaints": {"lat", "lon"}, "transport_links": set()}
@@ -317,8 +324,8 @@ def _dedupe(records: pd.DataFrame, table: schema.Table, faults: _Faults, good: n
     if not dup.any():
         return records
     first_row = records.groupby(table.key, sort=False)["row"].transform("first")
-    part = pd.DataFrame({"pos": good[dup], "field": table.key, "value": key[dup].to_numpy(),
-                         "reason": first_row[dup].map(lambda r: f"duplicate {table.key} (first at row {r})").to_numpy()})
+    reason = first_row[dup].map(lambda r: f"duplicate {table.key} (first at row {r})").to_numpy()
+    part = pd.DataFrame({"pos": good[dup], "field": table.key, "value": key[dup].to_numpy(), "reason": reason})
     faults.parts.append(part)
     return records[~dup].reset_index(drop=True)
 
@@ -374,7 +381,7 @@ def _link_ends_from_geometry(rec: pd.DataFrame) -> None:
 def _place_regions(rec: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Polyfill each region's polygon to its set of cells at REGION_RES."""
     parts = []
-    for rid, geom in zip(rec["region_id"], rec["geometry"]):
+    for rid, geom in zip(rec["region_id"], rec["geometry"], strict=True):
         c = cells.polygon_to_cells(json.loads(geom), cells.REGION_RES)
         parts.append(pd.DataFrame({"region_id": rid, "cell": c}))
     region_cells = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(

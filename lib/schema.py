@@ -293,8 +293,8 @@ def format_markdown() -> str:
         "",
     ]
     for t in TABLES.values():
-        out += [f"#### {t.name} (key `{t.key}`)", "", t.doc, "", "| column | required | type | meaning | also accepted as |",
-                "|---|---|---|---|---|"]
+        out += [f"#### {t.name} (key `{t.key}`)", "", t.doc, "",
+                "| column | required | type | meaning | also accepted as |", "|---|---|---|---|---|"]
         for f in t.fields:
             aliases = ", ".join(f"`{a}`" for a in f.aliases)
             out.append(f"| `{f.name}` | {'yes' if f.required else ''} | {_type_doc(f)} | {f.doc} | {aliases} |")
@@ -314,3 +314,7 @@ def format_markdown() -> str:
             out += ["", "Rules: " + "; ".join(rules) + "."]
         out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    print(format_markdown())

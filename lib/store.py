@@ -20,7 +20,7 @@ import pandas as pd
 
 from lib import schema
 from lib.errors import ImportRefused, StoreError
-from lib.ingest import Validated, detect_table, validate
+from lib.ingest import Validated, closest_table, detect_table, validate
 from lib.readers import read_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,10 +139,11 @@ def import_file(con: duckdb.DuckDBPyConnection, source: str | Path | bytes, tabl
     checksum = hashlib.sha256(data).hexdigest()
     progress(f"Reading {file_name}", 0.05)
     raw = read_file(data, file_name)
-    name = table or detect_table(list(raw.frame.columns))
+    columns = list(map(str, raw.frame.columns))
+    name = table or detect_table(columns) or closest_table(columns)
     if name is None:
-        raise ImportRefused(file_name, "cannot tell which table this is: its columns match none of "
-                                       f"{', '.join(schema.TABLES)} (columns: {', '.join(map(str, raw.frame.columns))})")
+        raise ImportRefused(file_name, f"cannot tell which table this is: its columns ({', '.join(columns)}) "
+                                       f"match none of {', '.join(schema.TABLES)}; choose the table")
     if name not in schema.TABLES:
         raise ImportRefused(file_name, f"unknown table {name!r} (choose one of {', '.join(schema.TABLES)})")
     earlier = con.execute("SELECT min(import_id) FROM import_log WHERE checksum = ? AND table_name = ?",

@@ -1,0 +1,45 @@
+# The two commands a new user needs: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PORT   ?= 8501
+
+.PHONY: run test lint demo demo-1m demo-10m bench clean
+
+## run: install, build the demo store on first run (with progress), start the dashboard on :$(PORT)
+run: $(VENV)/.runtime
+	$(PY) -m lib.cli demo --if-missing
+	$(PY) -m streamlit run dashboard.py --server.port $(PORT) --server.headless true
+
+## test: install (incl. Debian chromium for the browser tests), lint, run the whole suite
+test: $(VENV)/.dev
+	scripts/ensure-chromium
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+lint: $(VENV)/.dev
+	$(PY) -m ruff check .
+
+## demo: rebuild the demo store (200k complaints); demo-1m / demo-10m for benchmark sizes
+demo: $(VENV)/.runtime
+	$(PY) -m lib.cli demo
+demo-1m: $(VENV)/.runtime
+	$(PY) -m lib.cli demo --size 1m
+demo-10m: $(VENV)/.runtime
+	$(PY) -m lib.cli demo --size 10m
+
+$(VENV)/.created:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	touch $@
+
+$(VENV)/.runtime: $(VENV)/.created requirements.txt constraints.txt
+	$(PY) -m pip install -q -r requirements.txt -c constraints.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt -c constraints.txt
+	touch $@
+
+clean:
+	rm -rf $(VENV) data/netzausbau.duckdb data/netzausbau.duckdb.wal .pytest_cache .ruff_cache

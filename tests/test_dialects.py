@@ -1,0 +1,74 @@
+"""Property tests: any supported CSV dialect reads back the same records."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lib import schema
+from lib.ingest import parse_datetime, parse_number, validate
+from lib.readers import read_file
+
+NAME_CHARS = st.characters(codec="cp1252", exclude_categories=("Cc", "Cs", "Zl", "Zp"), exclude_characters='"')
+record = st.fixed_dictionaries({
+    "name": st.text(NAME_CHARS, min_size=1, max_size=12).filter(lambda s: s.strip() == s and s.strip()),
+    "lat": st.floats(schema.COUNTRY_BBOX[0], schema.COUNTRY_BBOX[2]).map(lambda v: round(v, 5)),
+    "lon": st.floats(schema.COUNTRY_BBOX[1], schema.COUNTRY_BBOX[3]).map(lambda v: round(v, 5)),
+    "when": st.datetimes(dt.datetime(2020, 1, 1), dt.datetime(2026, 1, 1)).map(lambda d: d.replace(second=0,
+                                                                                                      microsecond=0)),
+    "category": st.sampled_from(schema.CATEGORIES),
+})
+dialect = st.fixed_dictionaries({
+    "delimiter": st.sampled_from([",", ";", "\t"]),
+    "encoding": st.sampled_from(["utf-8", "utf-8-sig", "cp1252"]),
+    "decimal": st.sampled_from([".", ","]),
+    "dates": st.sampled_from(["iso", "iso-t", "german"]),
+    "newline": st.sampled_from(["\n", "\r\n"]),
+    "quote_all": st.booleans(),
+})
+
+
+def write_csv(rows: list[dict], d: dict) -> bytes:
+    """Rows as a CSV file in dialect `d`, the way a spreadsheet would write it."""
+    fmt = {"iso": "%Y-%m-%d %H:%M", "iso-t": "%Y-%m-%dT%H:%M:%S", "german": "%d.%m.%Y %H:%M"}[d["dates"]]
+
+    def cell(v) -> str:
+        text = f"{v:.5f}".replace(".", d["decimal"]) if isinstance(v, float) else str(v)
+        needs_quotes = d["quote_all"] or d["delimiter"] in text
+        return f'"{text}"' if needs_quotes else text
+
+    lines = [d["delimiter"].join(["complaint_id", "received_at", "lat", "lon", "category", "channel", "text"])]
+    for i, r in enumerate(rows):
+        values = [f"K{i}", r["when"].strftime(fmt), r["lat"], r["lon"], r["category"], "app", r["name"]]
+        lines.append(d["delimiter"].join(cell(v) for v in values))
+    return d["newline"].join(lines).encode(d["encoding"]) + d["newline"].encode()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(rows=st.lists(record, min_size=1, max_size=8), d=dialect)
+def test_any_dialect_reads_back_the_same_records(rows, d):
+    raw = read_file(write_csv(rows, d), "complaints.csv")
+    v = validate(raw, schema.COMPLAINTS, "complaints.csv", today=dt.date(2026, 11, 1))
+    assert v.rejects.empty, v.rejects.to_string()
+    assert list(v.records["text"]) == [r["name"] for r in rows]
+    assert list(v.records["lat"]) == [r["lat"] for r in rows]
+    assert list(v.records["lon"]) == [r["lon"] for r in rows]
+    assert [t.to_pydatetime() for t in v.records["received_at"]] == [r["when"] for r in rows]
+    assert list(v.records["row"]) == list(range(2, len(rows) + 2))
+
+
+@given(st.floats(-1e6, 1e6, allow_nan=False).map(lambda v: round(v, 4)))
+@settings(derandomize=True)
+def test_decimal_comma_and_point_agree(x):
+    s = pd.Series([f"{x:.4f}", f"{x:.4f}".replace(".", ",")], dtype="str")
+    assert parse_number(s).tolist() == [x, x]
+
+
+@given(st.dates(dt.date(1990, 1, 1), dt.date(2040, 12, 31)))
+@settings(derandomize=True)
+def test_iso_and_german_dates_agree(d):
+    s = pd.Series([d.isoformat(), d.strftime("%d.%m.%Y"), f"{d.day}.{d.month}.{d.year}"], dtype="str")
+    assert [t.date() for t in parse_datetime(s)] == [d, d, d]

@@ -1,0 +1,115 @@
+"""Store: one transaction per import, an import log, re-imports that change nothing, plan versions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from lib import schema, store
+from tests import worlds
+
+TABLES = [*schema.TABLES, "import_log", "rejected_rows", "region_cells", "upgrades_versions",
+          "transport_links_versions"]
+
+
+def snapshot(con) -> dict:
+    """Every row of every table, to compare before and after."""
+    return {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in TABLES}
+
+
+@pytest.fixture
+def con(tmp_path):
+    c = store.connect(tmp_path / "s.duckdb")
+    worlds.import_world(c, tmp_path / "in")
+    yield c
+    c.close()
+
+
+def test_import_log_has_one_entry_per_import_with_counts(con):
+    log = store.import_log(con)
+    assert list(log["table_name"])[::-1] == list(schema.TABLES)
+    assert list(log["rows_accepted"])[::-1] == [2, 3, 2, 3, 3]
+    assert (log["rows_rejected"] == 0).all() and (log["checksum"].str.len() == 64).all()
+
+
+def test_reimporting_the_same_file_changes_nothing(con, tmp_path):
+    before = snapshot(con)
+    res = store.import_file(con, tmp_path / "in" / "upgrades.csv", table="upgrades")
+    assert res.duplicate_of is not None and res.import_id is None
+    assert "nothing changed" in res.summary()
+    assert snapshot(con) == before
+
+
+def test_same_rows_in_a_new_file_are_unchanged(con):
+    data = (worlds.UPGRADES_CSV + "\n").encode()  # other bytes, same records
+    res = store.import_file(con, data, table="upgrades", file_name="again.csv")
+    assert (res.rows_new, res.rows_updated, res.rows_unchanged) == (0, 0, 3)
+    assert con.execute("SELECT count(*) FROM upgrades_versions").fetchall()[0][0] == 3
+
+
+def test_newer_plan_updates_by_id_and_keeps_the_baseline(con):
+    newer = worlds.UPGRADES_CSV.replace("U2,S2,5g,2025-01-01,2025-03-01,2025-05-01",
+                                        "U2,S2,5g,2025-01-01,2025-03-01,2025-09-01")
+    newer += "U4,S3,5g,2025-02-01,2025-04-01,2025-06-01,,\n"
+    res = store.import_file(con, newer.encode(), table="upgrades", file_name="plan-v2.csv")
+    assert (res.rows_new, res.rows_updated, res.rows_unchanged) == (1, 1, 2)
+    cur = con.execute("SELECT on_air_planned::VARCHAR FROM upgrades WHERE upgrade_id = 'U2'").fetchall()
+    assert cur == [("2025-09-01",)]
+    hist = store.versions(con, "upgrades", "U2")
+    assert [str(d.date()) for d in hist["on_air_planned"]] == ["2025-05-01", "2025-09-01"]
+    assert con.execute("SELECT count(*) FROM upgrades").fetchall()[0][0] == 4
+
+
+def test_a_failure_mid_import_changes_nothing(con, monkeypatch):
+    before = snapshot(con)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(store, "_log", boom)  # fails after the records were written
+    data = (worlds.SITES_CSV + "S7,New,51.3,9.3,macro,4G,\n").encode()
+    with pytest.raises(RuntimeError):
+        store.import_file(con, data, table="sites", file_name="sites-v2.csv")
+    assert snapshot(con) == before
+
+
+def test_a_crashed_process_mid_import_changes_nothing(con, tmp_path):
+    """A real crash: the importing process dies inside the transaction; the file is intact."""
+    db = tmp_path / "s.duckdb"
+    before = snapshot(con)
+    con.close()
+    script = textwrap.dedent(f"""
+        import os
+        from lib import store
+        def die(*a, **k):
+            os._exit(9)
+        store._log = die
+        c = store.connect({str(db)!r})
+        store.import_file(c, b"site_id,lat,lon\\nS8,51.3,9.3\\n", table="sites", file_name="x.csv")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=store.ROOT, capture_output=True, timeout=120)
+    assert proc.returncode == 9, proc.stderr.decode()
+    again = store.connect(db)
+    try:
+        assert snapshot(again) == before
+    finally:
+        again.close()
+
+
+def test_cli_import_and_log(tmp_path):
+    db = tmp_path / "cli.duckdb"
+    files = worlds.write_world(tmp_path / "in")
+    run = [sys.executable, "-m", "lib.cli", "--db", str(db)]
+    out = subprocess.run([*run, "import", *map(str, files.values())], cwd=store.ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "complaints.csv -> complaints (import #5): 3 of 3 rows accepted" in out.stdout
+    bad = tmp_path / "bad.csv"
+    bad.write_text("site_id,name\nS1,x\n")
+    out = subprocess.run([*run, "import", str(bad)], cwd=store.ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "bad.csv" in out.stderr and "missing required column" in out.stderr
+    log = subprocess.run([*run, "log"], cwd=store.ROOT, capture_output=True, text=True, timeout=120)
+    assert log.stdout.count(".csv") + log.stdout.count(".geojson") == 5
