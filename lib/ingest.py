@@ -167,10 +167,11 @@ def parse_datetime(s: pd.Series) -> pd.Series:
         return pd.to_datetime(s.map(lambda v: None if _is_blank(v) else v), errors="coerce")
     text = _as_str(s)
     out = pd.to_datetime(text.where(text.str.match(r"^\d{4}-\d{2}-\d{2}")), format="ISO8601", errors="coerce")
-    german = text.str.extract(GERMAN_DATE)
-    has = german[0].notna()
+    todo = out.isna() & (text != "")
+    german = text[todo].str.extract(GERMAN_DATE) if todo.any() else pd.DataFrame({0: []}, dtype=object)
+    has = german[0].notna().reindex(text.index, fill_value=False)
     if has.any():
-        g = german[has].fillna("0").astype("int64")
+        g = german[german[0].notna()].fillna("0").astype("int64")
         parts = pd.DataFrame({"year": g[2], "month": g[1], "day": g[0], "hour": g[3], "minute": g[4], "second": g[5]})
         out = out.copy()
         out[has] = pd.to_datetime(parts, errors="coerce")
@@ -395,6 +396,5 @@ def row_hash(rec: pd.DataFrame, table: schema.Table) -> np.ndarray:
     """A stable 63-bit hash of each record's input values (tells changed from unchanged)."""
     if not len(rec):
         return np.zeros(0, dtype="int64")
-    cols = rec[table.names].astype(object).where(rec[table.names].notna(), None)
-    h = pd.util.hash_pandas_object(cols.astype("str"), index=False).to_numpy(dtype="uint64")
+    h = pd.util.hash_pandas_object(rec[table.names], index=False, categorize=False).to_numpy(dtype="uint64")
     return (h >> np.uint64(1)).astype("int64")
