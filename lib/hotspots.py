@@ -1,0 +1,393 @@
+"""Complaint hotspots on H3 cells: counts, Getis-Ord Gi* with FDR control, trend classes.
+
+Portable split. The heavy work is SQL over integer columns with no H3 extension and no
+engine-only functions, its values written as literals (no driver placeholder style):
+
+- complaints -> (cell, n) and (month, cell, n): a group-by on `cells.parent_sql` of the
+  stored resolution-9 cell, with `date_trunc('month', ...)` for months;
+- neighbour sums and Gi* z-scores: an equi-join of the counts with a (cell, neighbour)
+  table and a group-by (`GI_STAR_SQL`).
+
+Both gave the same results on PostgreSQL 15 as on DuckDB. Trino spells the bitwise
+operators of `cells.parent_sql` as functions (bitwise_and, bitwise_or).
+
+Three steps need what portable SQL lacks and are small Python functions: the neighbour
+table (`neighbour_table`, H3 grid topology), the normal distribution (`p_two_sided`)
+and the Benjamini-Hochberg procedure (`fdr_bh`, needs ranks over sorted p-values).
+Trends over months use a Mann-Kendall test on each cell's monthly z-scores
+(`mann_kendall`), as ESRI's emerging hot-spot analysis does, simplified (`trend_class`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import MappingProxyType
+
+import duckdb
+import h3ronpy
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from scipy import stats
+
+from lib import cells, schema
+
+DEFAULT_RES = 8
+"""Resolution of hotspot cells (edge about 461 m, about 0.74 km2)."""
+
+RESOLUTIONS = (7, 8, 9)
+"""Resolutions a hotspot query may ask for (the store holds resolution 9)."""
+
+DEFAULT_K = 1
+"""Neighbourhood of Gi*: the cell and its k-ring (k=1: the cell and its 6 neighbours)."""
+
+FDR_Q = 0.05
+"""Benjamini-Hochberg false-discovery rate for calling a cell significant."""
+
+TREND_ALPHA = 0.05
+"""Significance level of the Mann-Kendall trend test."""
+
+MOST_SHARE = 0.9
+"""Share of months a cell must be a hotspot in to count as a lasting one (ESRI's 90 %)."""
+
+KINDS = MappingProxyType({
+    "capacity": schema.CAPACITY_CATEGORIES,  # more capacity helps: slow data, dropped calls
+    "coverage": schema.COVERAGE_CATEGORIES,  # more coverage helps: no signal, no indoor signal
+    "all": None,  # every category, "other" included
+})
+"""Hotspot kinds and the complaint categories each counts (None: all)."""
+
+TRENDS = ("intensifying", "persistent", "diminishing", "new", "sporadic", "none")
+"""Trend classes of `trend_class`, in the order its rules are tried (see there)."""
+
+GI_STAR_SQL = """
+WITH stats AS (
+    SELECT grp, count(*) AS n_cells, CAST(sum(n) AS DOUBLE PRECISION) / count(*) AS mean
+    FROM {values} GROUP BY grp
+), spread AS (
+    SELECT v.grp, sqrt(sum((v.n - s.mean) * (v.n - s.mean)) / max(s.n_cells)) AS sd
+    FROM {values} v JOIN stats s ON s.grp = v.grp GROUP BY v.grp
+), local AS (
+    SELECT v.grp, nb.cell, sum(v.n) AS local_sum, count(*) AS w
+    FROM {neighbours} nb JOIN {values} v ON v.cell = nb.neighbour
+    GROUP BY v.grp, nb.cell
+)
+SELECT l.grp, l.cell, x.n,
+    CASE WHEN p.sd > 0 AND l.w < s.n_cells
+         THEN (l.local_sum - l.w * s.mean)
+              / (p.sd * sqrt(CAST(l.w * (s.n_cells - l.w) AS DOUBLE PRECISION) / (s.n_cells - 1)))
+         ELSE 0 END AS z
+FROM local l
+JOIN stats s ON s.grp = l.grp
+JOIN spread p ON p.grp = l.grp
+JOIN {values} x ON x.grp = l.grp AND x.cell = l.cell
+"""
+"""Gi* z-score of every cell of every group (e.g. month), in portable SQL.
+
+Tables: `values(grp, cell, n)` holds every study cell once per group (zeros included);
+`neighbours(cell, neighbour)` holds the k-ring of every study cell, itself included.
+Neighbours outside the study area drop out of the join. Where the field is constant
+(sd = 0) or a neighbourhood covers the whole study area, z is undefined and set to 0.
+"""
+
+_COUNT_COLUMNS = {"cell": "int64", "n": "int64"}
+_GI_COLUMNS = ["cell", "n", "z", "p", "significant", "hot"]
+_TREND_COLUMNS = ["cell", "n", "months", "months_hot", "hot_latest", "mk_s", "mk_p", "trend"]
+
+
+# -- counts: portable SQL on the store ------------------------------------------------
+
+def _check_res(res: int) -> None:
+    if res not in RESOLUTIONS:
+        raise ValueError(f"resolution {res} not supported (choose one of {RESOLUTIONS})")
+
+
+def _timestamp_sql(value) -> str:
+    return f"TIMESTAMP '{pd.Timestamp(value).strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+
+
+def _where(start, end, categories: Iterable[str] | None) -> str:
+    """WHERE condition for the window [start, end) and the categories, as portable SQL literals.
+
+    Literals rather than parameters keep the text free of a driver's placeholder style;
+    they are safe: timestamps are formatted here, categories checked against the schema.
+    """
+    clauses = ["cell > 0"]
+    if start is not None:
+        clauses.append(f"received_at >= {_timestamp_sql(start)}")
+    if end is not None:
+        clauses.append(f"received_at < {_timestamp_sql(end)}")
+    if categories is not None:
+        cats = list(categories)
+        unknown = sorted(set(cats) - set(schema.CATEGORIES))
+        if unknown:
+            raise ValueError(f"unknown categories {unknown} (choose from {list(schema.CATEGORIES)})")
+        quoted = ", ".join(f"'{c}'" for c in cats)
+        clauses.append(f"category IN ({quoted})" if cats else "1 = 0")
+    return " AND ".join(clauses)
+
+
+def cell_counts_sql(res: int = DEFAULT_RES, start=None, end=None, categories: Iterable[str] | None = None,
+                    monthly: bool = False) -> str:
+    """Portable SQL for complaints per cell at `res` (and per month) received in [start, end)."""
+    _check_res(res)
+    month = "date_trunc('month', received_at) AS month, " if monthly else ""
+    keys = "month, cell" if monthly else "cell"
+    return (f"SELECT {keys}, count(*) AS n FROM (SELECT {month}{cells.parent_sql('cell', res)} AS cell "
+            f"FROM complaints WHERE {_where(start, end, categories)}) t GROUP BY {keys} ORDER BY {keys}")
+
+
+def cell_counts(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES, start=None, end=None,
+                categories: Iterable[str] | None = None) -> pd.DataFrame:
+    """Complaints per cell at `res` received in [start, end), optionally of some categories only."""
+    return con.execute(cell_counts_sql(res, start, end, categories)).df().astype(_COUNT_COLUMNS)
+
+
+def monthly_counts(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES, start=None, end=None,
+                   categories: Iterable[str] | None = None) -> pd.DataFrame:
+    """Complaints per calendar month and cell at `res` received in [start, end)."""
+    out = con.execute(cell_counts_sql(res, start, end, categories, monthly=True)).df()
+    out["month"] = pd.to_datetime(out["month"])
+    return out.astype(_COUNT_COLUMNS)
+
+
+# -- what SQL cannot do portably: H3 topology, the normal CDF, FDR ranks ---------------
+
+def neighbour_table(cell_ids, k: int = DEFAULT_K) -> pd.DataFrame:
+    """Every cell's k-ring (grid_disk, the cell itself included) as int64 (cell, neighbour) rows.
+
+    Python because the ring needs H3's grid topology, which portable SQL does not have
+    (no engine may need an H3 extension); h3ronpy computes it vectorised.
+    """
+    if k < 0:
+        raise ValueError(f"k must be 0 or more, not {k}")
+    origin = np.unique(np.asarray(cell_ids, dtype="int64"))
+    if origin.size == 0:
+        return pd.DataFrame({"cell": pd.Series(dtype="int64"), "neighbour": pd.Series(dtype="int64")})
+    rings = pa.array(h3ronpy.grid_disk(origin.astype("uint64"), k))
+    sizes = np.diff(np.asarray(rings.offsets))
+    neighbour = np.asarray(rings.flatten()).astype("int64")
+    return pd.DataFrame({"cell": np.repeat(origin, sizes), "neighbour": neighbour})
+
+
+def p_two_sided(z) -> np.ndarray:
+    """Two-sided p-value of standard-normal z-scores.
+
+    Python because the normal CDF is not a portable SQL function (PostgreSQL has none).
+    """
+    return 2.0 * stats.norm.sf(np.abs(np.asarray(z, dtype="float64")))
+
+
+def fdr_bh(p, q: float = FDR_Q) -> np.ndarray:
+    """Which p-values the Benjamini-Hochberg procedure rejects at false-discovery rate q.
+
+    Rejects the i smallest p-values, for the largest i with p_(i) <= i q / m. Python
+    because it needs the rank of each p-value among all m of them, in sorted order.
+    """
+    p = np.asarray(p, dtype="float64")
+    out = np.zeros(p.shape, dtype=bool)
+    m = p.size
+    if m == 0:
+        return out
+    order = np.argsort(p, kind="stable")
+    below = np.nonzero(p[order] <= q * np.arange(1, m + 1) / m)[0]
+    if below.size:
+        out[order[: below[-1] + 1]] = True
+    return out
+
+
+def mann_kendall(x, continuity: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Mann-Kendall trend test of each series (a 1-d array, or the rows of a 2-d one): (S, p).
+
+    S = sum over i < j of sign(x_j - x_i): positive for a rising series, negative for a
+    falling one. Under no trend S is about normal with mean 0 and
+    Var(S) = [n(n-1)(2n+5) - sum over tie groups of t(t-1)(2t+5)] / 18;
+    Z = (S - 1) / sd for S > 0, (S + 1) / sd for S < 0 (continuity correction; without it
+    Z = S / sd, which is Kendall's tau-b test against time), and p = 2 (1 - Phi(|Z|)).
+    Fewer than 3 points, or a constant series, give S = 0 and p = 1.
+    """
+    a = np.atleast_2d(np.asarray(x, dtype="float64"))
+    rows, n = a.shape
+    s = np.zeros(rows)
+    ties = np.zeros(rows)  # sum over every value of (c - 1)(2c + 5), c = how often it occurs
+    for i in range(n):
+        s += np.sign(a[:, i + 1:] - a[:, [i]]).sum(axis=1)
+        c = (a == a[:, [i]]).sum(axis=1)
+        ties += (c - 1) * (2 * c + 5)
+    var = (n * (n - 1) * (2 * n + 5) - ties) / 18.0
+    shift = np.sign(s) if continuity else 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(var > 0, (s - shift) / np.sqrt(var), 0.0)
+    p = np.where((s == 0) | (n < 3), 1.0, p_two_sided(z))
+    if np.ndim(x) == 1:
+        return s[0], p[0]
+    return s, p
+
+
+# -- Gi* ---------------------------------------------------------------------------------
+
+def _study_area(counted, k: int, study_cells) -> np.ndarray:
+    if study_cells is not None:
+        return np.unique(np.asarray(study_cells, dtype="int64"))
+    return np.unique(neighbour_table(counted, k)["neighbour"].to_numpy())
+
+
+def _gi_star(values: pd.DataFrame, neighbours: pd.DataFrame,
+             con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """Run GI_STAR_SQL on two frames: (grp, cell, n, z).
+
+    On a cursor of `con` (frames registered there are private to that cursor), else in
+    a private in-memory DuckDB.
+    """
+    cur = con.cursor() if con is not None else duckdb.connect()
+    try:
+        cur.register("gi_values", values)
+        cur.register("gi_neighbours", neighbours)
+        return cur.execute(GI_STAR_SQL.format(values="gi_values", neighbours="gi_neighbours")).df()
+    finally:
+        cur.close()
+
+
+def _check_counts(counts: pd.DataFrame, keys: list[str]) -> None:
+    missing = [c for c in [*keys, "n"] if c not in counts.columns]
+    if missing:
+        raise ValueError(f"counts need columns {[*keys, 'n']}; missing {missing}")
+    if counts.duplicated(keys).any():
+        raise ValueError(f"counts hold duplicate {keys}: aggregate them first")
+
+
+def getis_ord(counts: pd.DataFrame, k: int = DEFAULT_K, study_cells=None, q: float = FDR_Q,
+              con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """Getis-Ord Gi* of each study cell: (cell, n, z, p, significant, hot), sorted by cell.
+
+    Gi* (Ord & Getis 1995) with binary weights over the k-ring, the cell included:
+    z_i = (L_i - W_i xbar) / (S sqrt((N W_i - W_i^2) / (N - 1))), where L_i is the sum of
+    the counts in cell i's k-ring, W_i the number of ring cells in the study area,
+    N the number of study cells, xbar their mean count and S their standard deviation
+    (divisor N). p is two-sided from the normal distribution; `significant` is the
+    Benjamini-Hochberg decision at false-discovery rate q over all N cells; `hot` is
+    significant with z > 0.
+
+    The study area is `study_cells` when given (counts of cells outside it are ignored);
+    by default it is the cells with counts plus their k-rings. Cells without complaints
+    are real zeros, not missing data: they are zero-filled, so a lone cluster stands out
+    against the quiet cells around it. Cells outside the study area are not neighbours.
+    The SQL runs on a cursor of `con` when given, else in a private in-memory DuckDB.
+    """
+    _check_counts(counts, ["cell"])
+    counted = counts["cell"].to_numpy(dtype="int64")
+    study = _study_area(counted, k, study_cells)
+    n = pd.Series(counts["n"].to_numpy(), index=counted).reindex(study, fill_value=0)
+    values = pd.DataFrame({"grp": np.zeros(study.size, dtype="int64"), "cell": study, "n": n.to_numpy()})
+    out = _gi_star(values, neighbour_table(study, k), con).sort_values("cell", ignore_index=True)
+    out["z"] = out["z"].astype("float64")
+    out["p"] = p_two_sided(out["z"])
+    out["significant"] = fdr_bh(out["p"].to_numpy(), q)
+    out["hot"] = out["significant"] & (out["z"] > 0)
+    return out.astype({"cell": "int64", "n": counts["n"].dtype})[_GI_COLUMNS]
+
+
+def hotspots(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES, start=None, end=None,
+             kind: str = "capacity", k: int = DEFAULT_K, q: float = FDR_Q) -> pd.DataFrame:
+    """Gi* hotspots of one kind of complaint in [start, end): (cell, n, z, p, significant, hot).
+
+    Capacity complaints (slow data, dropped calls) and coverage complaints (no signal, no
+    indoor signal) have different remedies, so each kind is tested on its own; "all"
+    counts every category. Only cells with complaints or a significant hotspot are
+    returned (the quiet zero-filled cells are left out), hottest first. Counts are raw,
+    not per inhabitant: over a large area the busiest places stand out too.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r} (choose one of {list(KINDS)})")
+    gi = getis_ord(cell_counts(con, res, start, end, KINDS[kind]), k=k, q=q, con=con)
+    keep = (gi["n"] > 0) | gi["hot"]
+    return gi[keep].sort_values(["z", "cell"], ascending=[False, True], ignore_index=True)
+
+
+# -- trends over months ------------------------------------------------------------------
+
+def trend_class(monthly: pd.DataFrame, k: int = DEFAULT_K, study_cells=None, months=None, q: float = FDR_Q,
+                most: float = MOST_SHARE, alpha: float = TREND_ALPHA,
+                con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """Trend class of each cell from monthly counts (month, cell, n), as in emerging hot-spot analysis.
+
+    Gi* runs once per month on one study area (as in `getis_ord`: the cells with counts in
+    any month plus their k-rings, zero-filled, unless `study_cells` is given) over every
+    month of `months` (default: each calendar month from the first to the last in
+    `monthly`; months without complaints count as zeros). A cell is *hot* in a month
+    when it is a significant (FDR q) hotspot with z > 0 that month. Mann-Kendall runs on
+    the cell's monthly z-scores (trend up or down: p < alpha). With T months, of which
+    the cell is hot in H, the first rule that holds gives the class:
+
+    1. none: H = 0.
+    2. intensifying: H >= most * T, hot in the latest month, trend up.
+    3. diminishing: H >= most * T, trend down.
+    4. persistent: H >= most * T (no trend, or rising without being hot in the latest month).
+    5. new: hot in the latest month and in no month before the final uninterrupted
+       run of hot months (ESRI's "new" and "consecutive").
+    6. sporadic: every other cell that was ever hot (on and off, or no longer hot).
+
+    Returns (cell, n, months, months_hot, hot_latest, mk_s, mk_p, trend) for every cell
+    that had a complaint or was hot in some month, sorted by cell; n is the total count.
+    A single month makes every hotspot "persistent": trends need a longer window.
+    The SQL runs as in `getis_ord`.
+    """
+    _check_counts(monthly, ["month", "cell"])
+    period = pd.to_datetime(monthly["month"]).dt.to_period("M")
+    if months is None:
+        months = pd.period_range(period.min(), period.max(), freq="M") if len(monthly) else []
+    months = pd.PeriodIndex(months, freq="M")
+    inside = period.isin(months)
+    monthly, period = monthly[inside.to_numpy()], period[inside]
+    n_months = len(months)
+    study = _study_area(monthly["cell"].to_numpy(dtype="int64"), k, study_cells)
+    if study.size == 0 or n_months == 0:
+        return pd.DataFrame({c: pd.Series(dtype="int64") for c in _TREND_COLUMNS}).astype(
+            {"hot_latest": bool, "mk_p": "float64", "trend": "str"})
+    # every study cell once per month, zero-filled
+    grp = months.get_indexer(period)
+    pos = np.searchsorted(study, monthly["cell"].to_numpy(dtype="int64"))
+    ok = (pos < study.size) & (study[np.minimum(pos, study.size - 1)] == monthly["cell"].to_numpy())
+    grid = np.zeros((n_months, study.size), dtype="int64")
+    np.add.at(grid, (grp[ok], pos[ok]), monthly["n"].to_numpy(dtype="int64")[ok])
+    values = pd.DataFrame({"grp": np.repeat(np.arange(n_months), study.size), "cell": np.tile(study, n_months),
+                           "n": grid.ravel()})
+    gi = _gi_star(values, neighbour_table(study, k), con)
+    z = np.zeros((study.size, n_months))
+    z[np.searchsorted(study, gi["cell"].to_numpy()), gi["grp"].to_numpy()] = gi["z"].to_numpy(dtype="float64")
+    hot = np.zeros_like(z, dtype=bool)
+    for t in range(n_months):
+        hot[:, t] = fdr_bh(p_two_sided(z[:, t]), q) & (z[:, t] > 0)
+    total = grid.sum(axis=0)
+    months_hot = hot.sum(axis=1)
+    keep = (total > 0) | (months_hot > 0)
+    z, hot, months_hot, total = z[keep], hot[keep], months_hot[keep], total[keep]
+    mk_s, mk_p = mann_kendall(z)
+    latest = hot[:, -1]
+    not_hot = np.where(~hot, np.arange(n_months), -1).max(axis=1)  # last month not hot (-1: none)
+    only_final_run = latest & (months_hot == n_months - 1 - not_hot)
+    lasting = months_hot >= most * n_months
+    up, down = (mk_p < alpha) & (mk_s > 0), (mk_p < alpha) & (mk_s < 0)
+    trend = np.select(
+        [months_hot == 0, lasting & latest & up, lasting & down, lasting, only_final_run],
+        ["none", "intensifying", "diminishing", "persistent", "new"], default="sporadic")
+    return pd.DataFrame({"cell": study[keep], "n": total, "months": n_months, "months_hot": months_hot,
+                         "hot_latest": latest, "mk_s": mk_s.astype("int64"), "mk_p": mk_p,
+                         "trend": pd.Series(trend, dtype="str")})[_TREND_COLUMNS]
+
+
+def trends(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES, start=None, end=None, kind: str = "capacity",
+           k: int = DEFAULT_K, q: float = FDR_Q) -> pd.DataFrame:
+    """`trend_class` of one kind of complaint over the calendar months of [start, end).
+
+    Align the window to month starts: a partial first or last month has fewer complaints
+    and biases the trend.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r} (choose one of {list(KINDS)})")
+    monthly = monthly_counts(con, res, start, end, KINDS[kind])
+    months = None
+    if start is not None and end is not None:
+        last = pd.Timestamp(end) - pd.Timedelta(microseconds=1)
+        months = pd.period_range(pd.Timestamp(start).to_period("M"), last.to_period("M"), freq="M")
+    return trend_class(monthly, k=k, months=months, q=q, con=con)
