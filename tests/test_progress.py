@@ -1,0 +1,252 @@
+"""lib/progress against a plain Python count over the input rows of a hand-made world."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pandas as pd
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from scipy import optimize, stats
+
+from lib import progress, store
+
+D = dt.date.fromisoformat
+# Two square states side by side near Kassel; site X1 lies outside both (network total only).
+SQUARES = {"W": (9.0, 9.5), "E": (9.5, 10.0)}
+SITES = {"W1": (51.25, 9.25, "W"), "W2": (51.10, 9.10, "W"), "E1": (51.25, 9.75, "E"),
+         "E2": (51.40, 9.90, "E"), "X1": (52.50, 11.00, None)}
+# upgrade_id -> (site, on_air_planned, on_air_actual, status): the baseline file ...
+V1 = {
+    "U1": ("W1", "2025-02-10", "2025-02-20", ""),
+    "U2": ("W1", "2025-03-01", "", ""),
+    "U3": ("W2", "2025-03-15", "2025-03-10", ""),
+    "U4": ("W2", "2025-04-20", "", ""),
+    "U5": ("E1", "2025-02-01", "2025-02-01", ""),
+    "U6": ("E1", "2025-05-01", "", ""),
+    "U7": ("E2", "2025-03-30", "", ""),
+    "U8": ("X1", "2025-03-05", "2025-03-06", ""),
+    "U9": ("E2", "2025-04-01", "", ""),
+}
+# ... and the newer export: U2, U4, U6 slip, U7 goes on air late, U9 is cancelled, U10 is new.
+V2 = V1 | {
+    "U2": ("W1", "2025-04-15", "2025-04-20", ""),
+    "U4": ("W2", "2025-06-01", "", ""),
+    "U6": ("E1", "2025-05-20", "", ""),
+    "U7": ("E2", "2025-03-30", "2025-05-05", ""),
+    "U9": ("E2", "2025-04-01", "", "cancelled"),
+    "U10": ("W2", "2025-05-10", "", ""),
+}
+CHECK_DATES = [D("2025-01-31"), D("2025-03-02"), D("2025-03-31"), D("2025-04-20"), D("2025-05-10"),
+               D("2025-05-31"), D("2025-06-30")]
+
+
+def _regions_geojson() -> bytes:
+    features = [{"type": "Feature",
+                 "properties": {"region_id": rid, "name": rid, "level": "state", "population": 1000},
+                 "geometry": {"type": "Polygon",
+                              "coordinates": [[[w, 51.0], [e, 51.0], [e, 51.5], [w, 51.5], [w, 51.0]]]}}
+                for rid, (w, e) in SQUARES.items()]
+    return json.dumps({"type": "FeatureCollection", "features": features}).encode()
+
+
+def _upgrades_csv(rows: dict) -> bytes:
+    lines = ["upgrade_id,site_id,kind,on_air_planned,on_air_actual,status"]
+    lines += [f"{uid},{site},hardware_swap,{plan},{actual},{status}"
+              for uid, (site, plan, actual, status) in rows.items()]
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.fixture(scope="module")
+def con(tmp_path_factory):
+    c = store.connect(tmp_path_factory.mktemp("progress") / "x.duckdb")
+    sites = "site_id,lat,lon\n" + "".join(f"{s},{lat},{lon}\n" for s, (lat, lon, _) in SITES.items())
+    store.import_file(c, _regions_geojson(), table="regions", file_name="regions.geojson")
+    store.import_file(c, sites.encode(), table="sites", file_name="sites.csv")
+    for i, rows in enumerate((V1, V2), 1):
+        r = store.import_file(c, _upgrades_csv(rows), table="upgrades", file_name=f"upgrades_{i}.csv")
+        assert r.rows_rejected == 0
+    yield c
+    c.close()
+
+
+def _rows(region_id: str) -> list[tuple[str, dt.date, dt.date, dt.date | None]]:
+    """(upgrade_id, planned, baseline, actual) of a region's not-cancelled upgrades, from the input rows."""
+    out = []
+    for uid, (site, plan, actual, status) in V2.items():
+        if status == "cancelled" or (region_id != progress.ALL and SITES[site][2] != region_id):
+            continue
+        out.append((uid, D(plan), D(V1.get(uid, V2[uid])[1]), D(actual) if actual else None))
+    return out
+
+
+def _expected(region_id: str, day: dt.date) -> dict:
+    planned = baseline = on_air = late = 0
+    rows = _rows(region_id)
+    for _, plan, base, actual in rows:
+        done = actual is not None and actual <= day
+        planned += plan <= day
+        baseline += base <= day
+        on_air += done
+        late += plan <= day and not done
+    total = len(rows)
+    return {"planned_cum": planned, "baseline_cum": baseline, "on_air_cum": on_air, "late": late, "total": total,
+            "pct_on_air": 100 * on_air / total, "pct_planned": 100 * planned / total}
+
+
+def test_region_upgrades_match_the_input(con):
+    df = progress.region_upgrades(con)
+    assert list(df.columns) == progress.UPGRADE_COLUMNS
+    got = {(r.region_id, r.upgrade_id, r.planned.date(), r.baseline.date(),
+            None if pd.isna(r.actual) else r.actual.date()) for r in df.itertuples()}
+    want = {(rid, *row) for rid in SQUARES for row in _rows(rid)}
+    assert got == want
+    assert "U9" not in set(df["upgrade_id"])  # cancelled
+    assert "U8" not in set(df["upgrade_id"])  # outside every region
+
+
+def test_the_world_has_slipped_plans(con):
+    df = progress.region_upgrades(con)
+    assert (df["planned"] != df["baseline"]).sum() == 3
+
+
+@pytest.mark.parametrize("freq, first, last", [
+    ("week", "2025-02-02", "2025-06-01"),  # the data runs from Sat 1 Feb to Sun 1 Jun
+    ("month", "2025-02-28", "2025-06-30"),
+])
+def test_series_equals_a_plain_count(con, freq, first, last):
+    df = progress.progress_series(con, freq=freq)
+    assert list(df.columns) == progress.SERIES_COLUMNS
+    assert set(df["region_id"]) == {progress.ALL, "W", "E"}
+    for row in df.to_dict("records"):
+        want = _expected(row["region_id"], row["date"].date())
+        for key, value in want.items():
+            assert row[key] == pytest.approx(value), (row["region_id"], row["date"], key)
+    dates = sorted(set(df["date"]))
+    assert (dates[0].date(), dates[-1].date()) == (D(first), D(last))
+    assert len(df) == 3 * len(dates)
+
+
+@pytest.mark.parametrize("day", CHECK_DATES)
+def test_series_at_chosen_dates(con, day):
+    df = progress.progress_series(con, freq="month", start=day, end=day)
+    assert len(df) == 3  # ALL, E, W; each one month end
+    for row in df.to_dict("records"):
+        assert row["date"].date() == (pd.Timestamp(day) + pd.offsets.MonthEnd(0)).date()
+        want = _expected(row["region_id"], row["date"].date())
+        assert {k: row[k] for k in want} == pytest.approx(want)
+
+
+def test_weeks_end_on_sunday_and_cover_the_range(con):
+    df = progress.progress_series(con, region_ids=["W"], freq="week", start="2025-03-05", end="2025-03-20")
+    assert [d.date() for d in df["date"]] == [D("2025-03-09"), D("2025-03-16"), D("2025-03-23")]
+    assert set(df["region_id"]) == {"W"}
+
+
+def test_baseline_differs_from_the_current_plan(con):
+    row = progress.progress_series(con, region_ids=["W"], freq="month", start="2025-03-31",
+                                   end="2025-03-31").iloc[0]
+    assert (row["planned_cum"], row["baseline_cum"]) == (2, 3)  # U2 slipped from March to April
+
+
+def test_unknown_freq_is_refused(con):
+    with pytest.raises(ValueError, match="freq"):
+        progress.progress_series(con, freq="day")
+
+
+def test_empty_store(tmp_path):
+    c = store.connect(tmp_path / "x.duckdb")
+    assert progress.progress_series(c).empty
+    h = progress.headline(c, "2025-05-01")
+    assert h["total"] == 0 and h["forecast"].reason == progress.REASON_EMPTY
+
+
+@pytest.mark.parametrize("region_id", [None, "W", "E"])
+def test_headline_equals_a_plain_count(con, region_id):
+    as_of = D("2025-05-10")
+    h = progress.headline(con, as_of, region_id)
+    rid = region_id or progress.ALL
+    now, before = _expected(rid, as_of), _expected(rid, as_of - dt.timedelta(days=30))
+    assert h["region_id"] == rid
+    assert (h["total"], h["on_air"], h["late"]) == (now["total"], now["on_air_cum"], now["late"])
+    assert h["pct_on_air"] == pytest.approx(now["pct_on_air"])
+    assert h["pct_change_pp"] == pytest.approx(now["pct_on_air"] - before["pct_on_air"])
+    actual = [a for *_, a in _rows(rid) if a is not None and a <= as_of]
+    assert h["forecast"] == progress.forecast(actual, now["total"], as_of)
+
+
+AS_OF = D("2025-06-30")
+
+
+def _daily(n: int, every: int = 1, end: dt.date = AS_OF) -> list[dt.date]:
+    return [end - dt.timedelta(days=i * every) for i in range(n)]
+
+
+@pytest.mark.parametrize("dates, total, window, date, per_week", [
+    (_daily(90), 120, 90, AS_OF + dt.timedelta(days=30), 7.0),  # one a day, 30 to go
+    (_daily(13, every=7), 39, 91, AS_OF + dt.timedelta(days=182), 1.0),  # one a week, 26 to go
+    (_daily(20, every=7), 26, 91, AS_OF + dt.timedelta(days=42), 1.0),  # older ones count as done only
+    (_daily(45, every=2), 50, 90, AS_OF + dt.timedelta(days=10), 3.5),  # one every second day
+])
+def test_forecast_steady_pace(dates, total, window, date, per_week):
+    f = progress.forecast(dates, total, AS_OF, window_days=window)
+    assert f.date == date and f.reason == "" and not f.done
+    assert f.pace_per_week == pytest.approx(per_week)
+    assert f.low < f.date < f.high
+
+
+def test_forecast_band_is_the_poisson_90_percent_interval():
+    f = progress.forecast(_daily(9, every=10), 20, AS_OF, window_days=90)  # n = 9, 11 to go
+    lam_lo = optimize.brentq(lambda lam: stats.poisson.sf(8, lam) - 0.05, 1e-6, 50)  # P(X >= 9) = 5%
+    lam_hi = optimize.brentq(lambda lam: stats.poisson.cdf(9, lam) - 0.05, 1e-6, 50)  # P(X <= 9) = 5%
+    assert f.high == AS_OF + dt.timedelta(days=-int(-11 * 90 // lam_lo))
+    assert f.low == AS_OF + dt.timedelta(days=-int(-11 * 90 // lam_hi))
+
+
+@pytest.mark.parametrize("dates, total, reason", [
+    (_daily(5, end=AS_OF - dt.timedelta(days=100)), 10, progress.REASON_NO_PACE.format(days=90)),
+    ([], 10, progress.REASON_NO_PACE.format(days=90)),
+    ([AS_OF + dt.timedelta(days=1)], 10, progress.REASON_NO_PACE.format(days=90)),  # after as_of: ignored
+    (_daily(10), 10, progress.REASON_COMPLETE),
+    ([*_daily(3), None, pd.NaT], 3, progress.REASON_COMPLETE),
+    ([], 0, progress.REASON_EMPTY),
+])
+def test_forecast_without_a_date(dates, total, reason):
+    f = progress.forecast(dates, total, AS_OF)
+    assert (f.date, f.low, f.high, f.reason) == (None, None, None, reason)
+    assert f.done == (reason == progress.REASON_COMPLETE)
+
+
+def test_forecast_refuses_an_empty_window():
+    with pytest.raises(ValueError):
+        progress.forecast([], 1, AS_OF, window_days=0)
+
+
+_day = st.integers(min_value=0, max_value=200)
+_upgrade = st.tuples(_day, _day, st.one_of(st.none(), _day))
+
+
+@settings(max_examples=150, deadline=None)
+@example(upgrades=[(0, 0, None)] * 11, offsets=[0])  # k * (100 / n) overshot 100 here
+@given(st.lists(_upgrade, max_size=30), st.lists(_day, min_size=1, max_size=10))
+def test_cumulative_properties(upgrades, offsets):
+    start = pd.Timestamp("2025-01-01")
+    day = [start + pd.Timedelta(days=o) for o in range(0, 201)]
+    frame = pd.DataFrame({
+        "planned": pd.Series([day[p] for p, _, _ in upgrades], dtype="datetime64[us]"),
+        "baseline": pd.Series([day[b] for _, b, _ in upgrades], dtype="datetime64[us]"),
+        "actual": pd.Series([None if a is None else day[a] for *_, a in upgrades], dtype="datetime64[us]"),
+    })
+    dates = sorted(day[o] for o in set(offsets))
+    df = progress.cumulative(frame, dates, "R")
+    assert df["on_air_cum"].is_monotonic_increasing and df["planned_cum"].is_monotonic_increasing
+    assert (df["on_air_cum"] <= df["total"]).all() and (df["total"] == len(upgrades)).all()
+    assert ((df["late"] >= 0) & (df["late"] <= df["planned_cum"])).all()
+    if upgrades:
+        assert df["pct_on_air"].between(0, 100).all() and df["pct_planned"].between(0, 100).all()
+    for row, d in zip(df.to_dict("records"), dates, strict=True):
+        k = (d - start).days
+        assert row["late"] == sum(p <= k and (a is None or a > k) for p, _, a in upgrades)
+        assert row["baseline_cum"] == sum(b <= k for _, b, _ in upgrades)
