@@ -1,0 +1,26 @@
+"""Netzausbau-Monitor: routing and the shared sidebar only. Run: streamlit run dashboard.py"""
+
+import streamlit as st
+
+from lib import cache
+from lib.errors import NetzausbauError
+
+st.set_page_config(page_title="Netzausbau-Monitor", page_icon=":material/cell_tower:", layout="wide")
+cache.mark_routed()
+
+page = st.navigation([
+    st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+    st.Page("pages/data.py", title="Data", icon=":material/upload_file:"),
+])
+
+try:
+    con = cache.get_store()
+except NetzausbauError as exc:
+    st.error(str(exc), icon=":material/lock:")
+    st.stop()
+with st.sidebar:
+    as_of = cache.summary(con).data_as_of if con is not None else None
+    st.caption(f"Data as of **{as_of:%Y-%m-%d}**" if as_of else "No data yet")
+    st.caption(f"Store: `{cache.store_path()}`")
+
+page.run()

@@ -1,0 +1,185 @@
+"""The app's handle on the store and its cached queries: the only module in lib/ that imports streamlit.
+
+One DuckDB connection per store file is held in `st.cache_resource`; every query runs on
+its own `con.cursor()` (a connection is not safe across Streamlit's session threads).
+Cached queries are keyed by small inputs plus a store version token (the store's path and
+newest import), so an import through the app, or a store rebuilt on disk, invalidates them.
+"""
+
+from __future__ import annotations
+
+import runpy
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import streamlit as st
+
+from lib import overview, store
+from lib.errors import NetzausbauError, StoreError
+
+TTL = "1h"
+MAX_ENTRIES = 64
+ROUTER = Path(__file__).resolve().parent.parent / "dashboard.py"
+_ROUTED = "_routed_by_dashboard"
+
+
+def mark_routed() -> None:
+    """Called by dashboard.py on every run, before it runs the page: the page consumes the mark."""
+    st.session_state[_ROUTED] = True
+
+
+def ensure_routed() -> None:
+    """Run dashboard.py (which routes back to this page) when Streamlit runs a page file on its own.
+
+    Until some session has run dashboard.py's st.navigation, Streamlit treats pages/ as a legacy
+    multipage folder: a deep link such as /data opened first after a server start runs the page
+    file alone, without page config, shared sidebar or navigation (AppTest does so on every rerun).
+    Every page calls this first.
+    """
+    if not st.session_state.pop(_ROUTED, False):
+        runpy.run_path(str(ROUTER), run_name="__main__")
+        st.stop()
+
+
+@st.cache_resource(max_entries=8, show_spinner=False, on_release=lambda con: con.close())
+def _open(path: str, identity: int) -> duckdb.DuckDBPyConnection:
+    """One connection per store file; `identity` (the inode) reopens a file replaced on disk."""
+    return store.connect(path)
+
+
+def store_path() -> Path:
+    """The store file the app uses ($NETZAUSBAU_DB or data/netzausbau.duckdb), absolute."""
+    return store.db_path().resolve()
+
+
+def get_store(create: bool = False) -> duckdb.DuckDBPyConnection | None:
+    """The shared connection to the store; None if there is no store file and `create` is False.
+
+    Raises StoreError when the file cannot be opened (another process holds its lock)."""
+    path = store_path()
+    if not path.exists():
+        if not create:
+            return None
+        store.connect(path).close()
+    try:
+        return _open(str(path), path.stat().st_ino)
+    except duckdb.IOException as exc:  # another process holds the file (an import or a demo build)
+        raise StoreError(f"the store {path} cannot be opened: {exc}. Is another program using it? "
+                         "Reload this page when it has finished.") from exc
+
+
+def version(con: duckdb.DuckDBPyConnection) -> str:
+    """A token that changes with every import: the store's path, newest import id and time."""
+    with con.cursor() as cur:
+        row = cur.execute("SELECT (SELECT path FROM duckdb_databases() WHERE database_name = current_database()), "
+                          "max(import_id), max(imported_at) FROM import_log").fetchall()[0]
+    return "|".join(map(str, row))
+
+
+@st.cache_data(ttl=TTL, max_entries=MAX_ENTRIES, show_spinner=False)
+def _summary(_con: duckdb.DuckDBPyConnection, token: str) -> overview.Summary:
+    with _con.cursor() as cur:
+        return overview.summary(cur)
+
+
+def summary(con: duckdb.DuckDBPyConnection) -> overview.Summary:
+    """Cached `overview.summary`."""
+    return _summary(con, version(con))
+
+
+@st.cache_data(ttl=TTL, max_entries=MAX_ENTRIES, show_spinner=False)
+def _levels(_con: duckdb.DuckDBPyConnection, token: str) -> list[str]:
+    with _con.cursor() as cur:
+        return overview.levels(cur)
+
+
+def levels(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Cached `overview.levels`."""
+    return _levels(con, version(con))
+
+
+@st.cache_data(ttl=TTL, max_entries=MAX_ENTRIES, show_spinner="Counting per region...")
+def _region_table(_con: duckdb.DuckDBPyConnection, token: str, level: str) -> pd.DataFrame:
+    with _con.cursor() as cur:
+        return overview.region_table(cur, level)
+
+
+def region_table(con: duckdb.DuckDBPyConnection, level: str) -> pd.DataFrame:
+    """Cached `overview.region_table`."""
+    return _region_table(con, version(con), level)
+
+
+@st.cache_data(ttl=TTL, max_entries=MAX_ENTRIES, show_spinner=False)
+def _import_log(_con: duckdb.DuckDBPyConnection, token: str) -> pd.DataFrame:
+    with _con.cursor() as cur:
+        return store.import_log(cur)
+
+
+def import_log(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Cached `store.import_log` (newest first)."""
+    return _import_log(con, version(con))
+
+
+@st.cache_data(ttl=TTL, max_entries=MAX_ENTRIES, show_spinner=False)
+def _rejected_rows(_con: duckdb.DuckDBPyConnection, token: str, import_id: int) -> pd.DataFrame:
+    with _con.cursor() as cur:
+        return store.rejected_rows(cur, import_id)
+
+
+def rejected_rows(con: duckdb.DuckDBPyConnection, import_id: int) -> pd.DataFrame:
+    """Cached `store.rejected_rows` of one import."""
+    return _rejected_rows(con, version(con), int(import_id))
+
+
+@dataclass
+class Outcome:
+    """What importing one uploaded file did: a result, or the reason it was refused."""
+
+    file_name: str
+    result: store.ImportResult | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def import_id(self) -> int | None:
+        return self.result.import_id if self.result else None
+
+    @property
+    def rows_rejected(self) -> int:
+        return self.result.rows_rejected if self.result else 0
+
+    def brief(self) -> dict:
+        """What the page keeps in session state to show after reruns: small, without the rejected rows."""
+        return {"file": self.file_name, "error": self.error, "summary": self.result.summary() if self.result else "",
+                "import_id": self.import_id, "rejected": self.rows_rejected, "warnings": self.warnings}
+
+
+def import_files(con: duckdb.DuckDBPyConnection, files: Iterable[tuple[str, bytes]], table: str | None = None,
+                 progress: Callable[[str, float], None] | None = None) -> list[Outcome]:
+    """Import each (file name, bytes) in its own transaction; a refused file does not stop the others."""
+    files = list(files)
+    progress = progress or (lambda msg, frac: None)
+    outcomes = []
+    for i, (name, data) in enumerate(files):
+        def report(msg: str, frac: float, i: int = i, name: str = name) -> None:
+            progress(f"{name}: {msg}", min(1.0, (i + frac) / len(files)))
+
+        with con.cursor() as cur:
+            try:
+                res = store.import_file(cur, data, table=table, file_name=name, progress=report)
+            except NetzausbauError as exc:
+                outcomes.append(Outcome(name, error=str(exc)))
+            except duckdb.Error as exc:  # e.g. a concurrent import touched the same rows: nothing was written
+                outcomes.append(Outcome(name, error=f"{name}: the store refused the import ({exc}); try again"))
+            else:
+                outcomes.append(Outcome(name, result=res, warnings=list(res.warnings)))
+        report("refused" if outcomes[-1].error else "done", 1.0)
+    return outcomes
+
+
+def rejects_csv(rejects: pd.DataFrame) -> bytes:
+    """Rejected rows as CSV bytes (UTF-8 with BOM, so that spreadsheet programs read umlauts)."""
+    return rejects.to_csv(index=False).encode("utf-8-sig")

@@ -1,0 +1,346 @@
+"""Realistic demo input files, deterministic from a seed (``python -m lib.cli demo``).
+
+Sites stand where people live (geonames places, see lib/demo_geo), transport links carry
+their traffic to aggregation points, upgrades follow a two-year programme with realistic
+slips, and complaints come from a population background, capacity hotspots (worst in the
+FOCUS cities) and rural coverage gaps. A hotspot quietens once its site's upgrade is on
+air, which in turn waits for the site's transport link when the upgrade needs it.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from scipy.spatial import cKDTree
+
+from lib import cells, schema
+from lib.demo_complaints import arrow_table, complaint_rates, complaint_tables, pick, write_tables
+from lib.demo_geo import (
+    SHAPE_RES,
+    Geography,
+    load_geography,
+    offset,
+    regions_geojson,
+    snap_inside,
+    spread_km,
+    state_of,
+    xy,
+)
+
+DEMO_AS_OF = datetime.date(2026, 11, 1)
+"""The "today" of the demo data: no actual date is later, nothing planned later is done."""
+
+PROGRAMME = (datetime.date(2025, 6, 1), datetime.date(2027, 6, 30))  # upgrade milestones
+LINK_PLANS = (datetime.date(2025, 3, 1), datetime.date(2027, 12, 31))  # transport expansions
+FOCUS = ("C-BER", "C-HAM", "C-MST", "C-OSN", "C-MHG")  # clusters with the worst capacity problems
+STEPS = ("sites", "hotspots", "links", "upgrades", "complaints")  # one random stream each
+MIN_SITES = 100
+
+RURAL_SHARE, NEW_SITE_SHARE, SITE_EXPONENT, MIN_FOCUS_SITES = 0.15, 0.02, 0.8, 3
+SIZE_LIMITS = (300_000, 50_000)  # anchor population of metro, city; smaller: town; class 3: rural
+SITE_TYPE_P = np.array([[.62, .15, .23], [.85, .10, .05], [.97, .03, 0], [1, 0, 0]])  # macro, micro, small_cell
+TECH_P = np.array([[.01, 0, .30, .59, .10], [.02, 0, .45, .48, .05], [.04, .005, .60, .335, .02],
+                   [.10, .01, .67, .20, .02]])  # by size class; columns as schema.TECHNOLOGIES
+TECH_CAPACITY = np.array([100, 150, 450, 1200, 1500])  # Mbit/s per technology
+
+LINKS_PER_SITE, MAX_SITES_PER_LINK, AGGREGATION_MIN_POP = 2 / 3, 3, 200_000
+LINK_KIND_P = np.array([[.6, .3, .1], [.5, .4, .1], [.45, .45, .1], [.35, .55, .1]])  # fibre, microwave, leased
+LINK_TIERS = ((1000, 10000, 25000), (400, 1000, 2500, 10000), (100, 1000, 10000))  # Mbit/s steps per kind
+LINK_SLIP_SCALE = np.array([55.0, 8.0, 25.0])  # days, gamma shape 2: fibre slips most
+EXPANSION_P, HOT_EXPANSION_P, LINK_STUCK = 0.47, 0.85, 0.06
+
+UPGRADES_PER_SITE = 2.0
+UPGRADE_KIND_P = np.array([[.50, .27, .23, 0]])  # hardware_swap, new_carrier, 5g, new_site
+DEPENDS_P = np.array([.85, .30, .90, .60])  # share needing the link's expansion, by kind
+UPGRADE_STUCK, CANCELLED = 0.07, 0.015
+
+SITES_PER_HOTSPOT, SITES_PER_GAP, MIN_HOTSPOTS, MIN_GAPS = 50, 100, 20, 20
+REMOTE_KM = 20.0  # coverage gaps lie at least this far from big places
+FOCUS_BOOST, BIG_PLACE, LATE_ONSET = 5.0, 100_000, 0.25
+
+ZONES = {"Nord": "01 02 03 04 13", "Ost": "11 12 14 15 16", "West": "05 06 07 10", "Süd": "08 09"}
+
+
+def _day(d: datetime.date) -> np.datetime64:
+    """A date as numpy day."""
+    return np.datetime64(d, "D")
+
+
+def _days(values) -> np.ndarray:
+    """Whole days (floats rounded) as numpy timedelta."""
+    return np.round(values).astype("int64").astype("timedelta64[D]")
+
+
+def _between(rng: np.random.Generator, start, end, n: int) -> np.ndarray:
+    """Uniform random days in [start, end] (arrays or scalars)."""
+    span = (np.asarray(end, "datetime64[D]") - np.asarray(start, "datetime64[D]")).astype("int64")
+    return np.asarray(start, "datetime64[D]") + _days(rng.random(n) * np.maximum(span, 0))
+
+
+def _ids(prefix: str, n: int, width: int) -> np.ndarray:
+    """Ids like S000001."""
+    return np.char.add(prefix, np.char.zfill(np.arange(1, n + 1).astype(str), width)).astype(object)
+
+
+def _zone_owner(prefix: str, ags: np.ndarray) -> np.ndarray:
+    """Responsible team by the state's zone."""
+    owner = np.full(len(ags), f"{prefix} West", dtype=object)
+    for zone, keys in ZONES.items():
+        owner[np.isin(ags, keys.split())] = f"{prefix} {zone}"
+    return owner
+
+
+def _sites(geo: Geography, n: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Sites around places (weighted by population**0.8) plus rural sites spread over the country."""
+    places, pop = geo.places, geo.places["population"].to_numpy()
+    n_rural = round(n * RURAL_SHARE)
+    focus = geo.clusters.set_index("region_id").loc[list(FOCUS)]
+    reserved = np.zeros(len(places), dtype="int64")
+    reserved[cKDTree(xy(places.lat, places.lon)).query(xy(focus.lat, focus.lon))[1]] = min(MIN_FOCUS_SITES, n // 100)
+    weights = pop**SITE_EXPONENT
+    counts = rng.multinomial(n - n_rural - reserved.sum(), weights / weights.sum()) + reserved
+    anchor = np.repeat(np.arange(len(places)), counts)
+    spread = spread_km(pop[anchor])[:, None] * rng.normal(size=(len(anchor), 2))
+    lat, lon = offset(places.lat.to_numpy()[anchor], places.lon.to_numpy()[anchor], spread[:, 0], spread[:, 1])
+    rlat, rlon = cells.cells_to_latlng(geo.cells[rng.integers(len(geo.cells), size=n_rural)])
+    rlat, rlon = offset(rlat, rlon, *rng.uniform(-0.8, 0.8, size=(2, n_rural)))
+    lat, lon = snap_inside(geo, np.r_[lat, rlat], np.r_[lon, rlon], rng)
+    rural = np.arange(n) >= n - n_rural
+    anchor = np.r_[anchor, cKDTree(xy(places.lat, places.lon)).query(xy(rlat, rlon))[1]]
+    size = np.where(rural, 3, np.searchsorted(-np.array(SIZE_LIMITS), -pop[anchor], side="right"))
+    new = np.zeros(n, dtype=bool)
+    new[rng.choice(np.nonzero(size >= 2)[0], round(n * NEW_SITE_SHARE), replace=False)] = True
+    tech = np.array(schema.TECHNOLOGIES)[pick(rng, size, TECH_P)]
+    tech[new] = "4G+5G"
+    number = pd.Series(anchor).groupby(anchor).cumcount().to_numpy() + 1
+    name = places.name.to_numpy()[anchor].astype(object) + "-" + np.char.zfill(number.astype(str), 3).astype(object)
+    return pd.DataFrame({
+        "site_id": _ids("S", n, 6), "name": name, "lat": lat, "lon": lon, "region_id": state_of(geo, lat, lon),
+        "site_type": np.array(schema.SITE_TYPES)[pick(rng, np.where(new, 3, size), SITE_TYPE_P)],
+        "technology": tech, "anchor": anchor, "size": size, "new": new,
+    })
+
+
+def _capacity_hotspots(geo: Geography, sites: pd.DataFrame,
+                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hotspot sites in big places, as many per head everywhere; weight FOCUS_BOOST times higher in FOCUS cities.
+
+    Returns the sites, their weights (a city's weight is proportional to its people) and the FOCUS flags.
+    """
+    n_cap = max(MIN_HOTSPOTS, len(sites) // SITES_PER_HOTSPOT)
+    focus = geo.clusters.set_index("region_id").loc[list(FOCUS)]
+    centres, pop = xy(focus.lat, focus.lon), geo.places.population.to_numpy()
+    near_centre = cKDTree(xy(geo.places.lat, geo.places.lon)).query_ball_point(centres, focus.radius_km.to_numpy())
+    people = np.array([pop[i].sum() for i in near_centre])
+    big_place = pop >= BIG_PLACE
+    big_place[np.concatenate(near_centre).astype(int)] = False
+    quota = np.maximum(2, np.round(n_cap * people / (people.sum() + pop[big_place].sum()))).astype(int)
+    usable = ~sites.new.to_numpy() & (sites["size"].to_numpy() < 2)
+    site_tree, site_cells = cKDTree(xy(sites.lat, sites.lon)), cells.latlng_to_cells(sites.lat, sites.lon, SHAPE_RES)
+    in_focus, chosen, weights = np.zeros(len(sites), dtype=bool), [], []
+    for region_id, centre, radius, k, city_people in zip(focus.index, centres, focus.radius_km, quota, people,
+                                                         strict=True):
+        near = np.sort(np.asarray(site_tree.query_ball_point(centre, radius), dtype=int))
+        in_focus[near] = True
+        city = np.nonzero(usable & np.isin(site_cells, geo.cluster_cells[region_id]))[0]  # the city proper
+        city = city if len(city) else near[usable[near]]  # tiny demos: near the city will do
+        chosen.append(rng.choice(city, min(k, len(city)), replace=False))
+        weights.append(np.full(len(chosen[-1]), FOCUS_BOOST * city_people / max(len(chosen[-1]), 1)))
+    n_focus = sum(len(c) for c in chosen)
+    anchor = sites.anchor.to_numpy()
+    big = np.nonzero(usable & ~in_focus & big_place[anchor])[0]
+    other = rng.choice(big, min(max(n_cap - n_focus, 0), len(big)), replace=False)
+    per_anchor = np.unique(anchor[other], return_inverse=True)[1]
+    weights.append(pop[anchor[other]] / np.bincount(per_anchor)[per_anchor])
+    focus_flag = np.r_[np.ones(n_focus, dtype=bool), np.zeros(len(other), dtype=bool)]
+    return np.r_[np.concatenate(chosen), other], np.concatenate(weights), focus_flag
+
+
+def _hotspots(geo: Geography, sites: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Capacity hotspots (kind 1) and rural coverage gaps (kind 2): place, weight, onset, growth, relief."""
+    cap, cap_weight, focus = _capacity_hotspots(geo, sites, rng)
+    n_gap = max(MIN_GAPS, len(sites) // SITES_PER_GAP)
+    big = geo.places[geo.places.population >= BIG_PLACE]
+    remote = cKDTree(xy(big.lat, big.lon)).query(xy(sites.lat, sites.lon))[0] > REMOTE_KM
+    new_sites = np.nonzero(sites.new.to_numpy() & remote)[0]
+    at_new = rng.choice(new_sites, min(len(new_sites), round(n_gap * 2 / 3)), replace=False)
+    rural = rng.choice(np.nonzero((sites["size"].to_numpy() == 3) & ~sites.new.to_numpy() & remote)[0],
+                       n_gap - len(at_new))
+    site = np.r_[cap, at_new, rural]
+    away = np.r_[np.full(len(cap) + len(at_new), 0.3), rng.uniform(2, 4, len(rural))]
+    angle = rng.uniform(0, 2 * np.pi, len(site))
+    lat, lon = offset(sites.lat.to_numpy()[site], sites.lon.to_numpy()[site], away * np.sin(angle),
+                       away * np.cos(angle))
+    lat, lon = snap_inside(geo, lat, lon, rng)
+    focus = np.r_[focus, np.zeros(n_gap, dtype=bool)]
+    onset = np.where(~focus & (rng.random(len(site)) < LATE_ONSET), rng.integers(90, 400, len(site)), 0)
+    return pd.DataFrame({
+        "site": np.where(np.arange(len(site)) < len(cap) + len(at_new), site, -1),
+        "kind": np.r_[np.ones(len(cap), dtype=int), np.full(n_gap, 2)], "lat": lat, "lon": lon,
+        "weight": np.r_[cap_weight, np.ones(n_gap)] * rng.lognormal(0, 0.4, len(site)), "onset": onset,
+        "growth": rng.normal(0.15, 0.25, len(site)), "relief_factor": rng.uniform(0.2, 0.4, len(site)),
+        "focus": focus})
+
+
+def _links(geo: Geography, sites: pd.DataFrame, hot_sites: np.ndarray,
+           rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
+    """Links of 1-3 neighbouring sites each, from a hub site to an aggregation point; and each site's link."""
+    n, anchor = len(sites), sites.anchor.to_numpy()
+    plat, plon, ppop = (geo.places[c].to_numpy() for c in ("lat", "lon", "population"))
+    order = np.lexsort((np.arctan2(sites.lat - plat[anchor], sites.lon - plon[anchor]), anchor))
+    start = np.r_[True, anchor[order][1:] != anchor[order][:-1]]
+    free = np.nonzero(~start)[0]
+    start[rng.choice(free, int(np.clip(round(n * LINKS_PER_SITE) - start.sum(), 0, len(free))), replace=False)] = True
+    first = np.nonzero(start)[0]
+    start |= (np.arange(n) - first[np.cumsum(start) - 1]) % MAX_SITES_PER_LINK == 0
+    site_link = np.empty(n, dtype="int64")
+    site_link[order] = np.cumsum(start) - 1
+    hub = order[start]
+    m = len(hub)
+    hlat, hlon = sites.lat.to_numpy()[hub], sites.lon.to_numpy()[hub]
+    glat, glon = cells.cells_to_latlng(cells.latlng_to_cells(hlat, hlon, 6))
+    big = ppop[anchor[hub]] >= AGGREGATION_MIN_POP
+    s, w, north, e = schema.COUNTRY_BBOX
+    blat = np.clip(np.where(big, glat, plat[anchor[hub]]), s, north)
+    blon = np.clip(np.where(big, glon, plon[anchor[hub]]), w, e)
+    kind = pick(rng, sites["size"].to_numpy()[hub], LINK_KIND_P)
+    tiers = [np.array(t) for t in LINK_TIERS]
+    step = np.floor(rng.random(m) * np.array([len(t) - 1 for t in tiers])[kind]).astype(int)
+    hot = np.isin(np.arange(m), site_link[hot_sites])
+    expansion = rng.random(m) < np.where(hot, HOT_EXPANSION_P, EXPANSION_P)
+    links = pd.DataFrame({
+        "link_id": _ids("L", m, 5), "kind": np.array(schema.LINK_KINDS)[kind], "a_lat": hlat, "a_lon": hlon,
+        "b_lat": blat, "b_lon": blon,
+        "capacity_before_mbps": [tiers[k][i] for k, i in zip(kind, step, strict=True)],
+        "capacity_after_mbps": np.where(expansion, [tiers[k][i + 1] for k, i in zip(kind, step, strict=True)], np.nan),
+        "owner": _zone_owner("Transport", sites.region_id.to_numpy()[hub]), "expansion": expansion, "kind_i": kind,
+    })
+    return links, site_link
+
+
+def _upgrade_plans(sites: pd.DataFrame, site_link: np.ndarray, links: pd.DataFrame, hot: pd.DataFrame,
+                   rng: np.random.Generator) -> pd.DataFrame:
+    """The programme: a main upgrade at every hotspot site and new site, the rest spread over other sites."""
+    n = len(sites)
+    main_sites = hot.site[hot.site >= 0].to_numpy()
+    main_kind = np.where(sites.new.to_numpy()[main_sites], 3, np.where(rng.random(len(main_sites)) < 0.7, 0, 2))
+    others = np.setdiff1d(np.nonzero(sites.new.to_numpy())[0], main_sites)
+    eligible = ~sites.new.to_numpy() & ~np.isin(np.arange(n), main_sites)
+    weights = eligible * np.array([1.5, 1.2, 1.0, 0.8])[sites["size"]]
+    n_rest = max(round(n * UPGRADES_PER_SITE) - len(main_sites) - len(others), 0)
+    rest = rng.choice(n, n_rest, p=weights / weights.sum())
+    site = np.r_[main_sites, others, rest]
+    kind = np.r_[main_kind, np.full(len(others), 3), pick(rng, np.zeros(n_rest, dtype=int), UPGRADE_KIND_P)]
+    order = np.argsort(site, kind="stable")
+    site, kind, main = site[order], kind[order], (np.arange(len(site)) < len(main_sites))[order]
+    m = len(site)
+    gap1 = np.where(kind == 3, rng.integers(120, 241, m), rng.integers(30, 121, m))
+    gap2 = rng.integers(7, 46, m)
+    permit = _between(rng, _day(PROGRAMME[0]), _day(PROGRAMME[1]) - _days(gap1 + gap2), m)
+    tech_cap = TECH_CAPACITY[pd.Index(schema.TECHNOLOGIES).get_indexer(sites.technology.to_numpy()[site])]
+    before = np.where(kind == 3, 0, np.round(tech_cap * rng.uniform(0.8, 1.2, m) / 50) * 50)
+    gain = np.select([kind == 0, kind == 1, kind == 2], [before * rng.uniform(1, 2, m), rng.uniform(200, 400, m),
+                                                         rng.uniform(800, 1600, m)], rng.uniform(600, 1500, m))
+    needs = links.expansion.to_numpy()[site_link[site]] & (rng.random(m) < DEPENDS_P[kind])
+    return pd.DataFrame({
+        "upgrade_id": _ids("U", m, 6), "site_id": sites.site_id.to_numpy()[site],
+        "kind": np.array(schema.UPGRADE_KINDS)[kind], "permit_planned": permit,
+        "installed_planned": permit + _days(gap1), "on_air_planned": permit + _days(gap1 + gap2),
+        "capacity_before_mbps": before, "capacity_after_mbps": before + np.round(gain / 50) * 50,
+        "transport_link_id": np.where(needs, links.link_id.to_numpy()[site_link[site]], None),
+        "owner": _zone_owner("Rollout", sites.region_id.to_numpy()[site]), "site": site, "link": site_link[site],
+        "needs": needs, "main": main,
+    })
+
+
+def _schedule_links(links: pd.DataFrame, up: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Expansion dates: ready before the first upgrade waiting on it (as planned); fibre slips most."""
+    m, as_of = len(links), _day(DEMO_AS_OF)
+    plan = _between(rng, _day(LINK_PLANS[0]), _day(LINK_PLANS[1]), m)
+    first_need = up[up.needs].groupby("link").on_air_planned.min()
+    lead = _days(rng.uniform(14, 90, len(first_need)))
+    plan[first_need.index] = np.maximum(first_need.to_numpy().astype("datetime64[D]") - lead, _day(LINK_PLANS[0]))
+    plan = np.where(links.expansion, plan, np.datetime64("NaT"))
+    actual = plan + _days(rng.gamma(2.0, LINK_SLIP_SCALE[links.kind_i]) - 10)
+    done = (plan <= as_of) & (actual <= as_of) & (rng.random(m) >= LINK_STUCK)
+    return links.assign(completion_planned=plan, completion_actual=np.where(done, actual, np.datetime64("NaT")))
+
+
+def _upgrade_actuals(up: pd.DataFrame, link_done: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+    """Milestones done with gamma-distributed slips; on air not before the awaited link is done."""
+    m, as_of, nat = len(up), _day(DEMO_AS_OF), np.datetime64("NaT")
+    stuck = np.where(rng.random(m) < UPGRADE_STUCK, 400, 0)
+    permit = up.permit_planned.to_numpy() + _days(rng.gamma(1.5, 25, m) - 7 + stuck)
+    installed = permit + (up.installed_planned - up.permit_planned).to_numpy() + _days(rng.gamma(1.5, 8, m) - 3)
+    on_air = installed + (up.on_air_planned - up.installed_planned).to_numpy() + _days(rng.gamma(1.2, 6, m) - 2)
+    waited = np.maximum(on_air, link_done[up.link] + _days(rng.integers(0, 15, m)))
+    on_air = np.where(up.needs, waited, on_air)
+    ok1 = (permit <= as_of) & (up.permit_planned <= as_of).to_numpy()
+    ok2 = ok1 & (installed <= as_of) & (up.installed_planned <= as_of).to_numpy()
+    ok3 = ok2 & (on_air <= as_of) & (up.on_air_planned <= as_of).to_numpy()
+    status = np.select([ok3, ok2, ok1], ["on_air", "installed", "permit"], "planned").astype(object)
+    status[~ok3 & (rng.random(m) < CANCELLED)] = "cancelled"
+    return up.assign(permit_actual=np.where(ok1, permit, nat), installed_actual=np.where(ok2, installed, nat),
+                     on_air_actual=np.where(ok3, on_air, nat), status=status)
+
+
+def _frame_table(name: str, df: pd.DataFrame) -> pa.Table:
+    """A plan frame as the schema's table, coordinates rounded to 6 decimals."""
+    table = schema.TABLES[name]
+    cols = {c: df[c].to_numpy() for c in table.names if c in df.columns}
+    for c, f in ((c, table.field(c)) for c in cols):
+        if f.type in (schema.LAT, schema.LON):
+            cols[c] = np.round(cols[c].astype("float64"), 6)
+    return arrow_table(table, cols, len(df))
+
+
+def _reported(tables: Iterator[pa.Table], total: int, report: Callable[[str, float], None]) -> Iterator[pa.Table]:
+    """The tables, reporting progress after each."""
+    written = 0
+    for t in tables:
+        yield t
+        written += t.num_rows
+        report(f"Complaints written: {written:,}", 0.35 + 0.65 * written / max(total, 1))
+
+
+def build_demo_files(out_dir: Path, seed: int = 42, sites: int = 30_000, complaints: int = 200_000,
+                     complaints_format: str = "csv",
+                     progress: Callable[[str, float], None] | None = None) -> dict[str, Path]:
+    """Write one demo input file per table (in schema.TABLES order) and return their paths."""
+    if complaints_format not in ("csv", "parquet"):
+        raise ValueError(f"complaints_format must be csv or parquet, not {complaints_format!r}")
+    if sites < MIN_SITES or complaints < 0:
+        raise ValueError(f"need at least {MIN_SITES} sites and no negative number of complaints")
+    report = progress or (lambda message, fraction: None)
+    streams = np.random.SeedSequence(seed).spawn(len(STEPS))
+    rngs = {step: np.random.default_rng(s) for step, s in zip(STEPS, streams, strict=True)}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {name: out_dir / f"{name}.{'geojson' if name == 'regions' else 'csv'}" for name in schema.TABLES}
+    paths["complaints"] = out_dir / f"complaints.{complaints_format}"
+    report("Loading places and deriving state shapes", 0.0)
+    geo = load_geography()
+    paths["regions"].write_text(regions_geojson(geo), encoding="utf-8")
+    report("Placing sites", 0.15)
+    site_df = _sites(geo, sites, rngs["sites"])
+    hot = _hotspots(geo, site_df, rngs["hotspots"])
+    report("Planning transport links and upgrades", 0.25)
+    links, site_link = _links(geo, site_df, hot.site[hot.kind == 1].to_numpy(), rngs["links"])
+    up = _upgrade_plans(site_df, site_link, links, hot, rngs["upgrades"])
+    links = _schedule_links(links, up, rngs["links"])
+    up = _upgrade_actuals(up, links.completion_actual.to_numpy(), rngs["upgrades"])
+    site_df["transport_link_id"] = links.link_id.to_numpy()[site_link]
+    for name, df in (("sites", site_df), ("transport_links", links), ("upgrades", up)):
+        write_tables([_frame_table(name, df)], paths[name], schema.TABLES[name])
+    relief = up[up.main].set_index("site").on_air_actual.reindex(hot.site).to_numpy().astype("datetime64[D]")
+    rates, mix = complaint_rates(hot, relief, DEMO_AS_OF)
+    report("Generating complaints", 0.35)
+    chunks = complaint_tables(geo, hot, rates, mix, complaints, rngs["complaints"])
+    write_tables(_reported(chunks, complaints, report), paths["complaints"], schema.COMPLAINTS)
+    report("Demo files ready", 1.0)
+    return paths
