@@ -12,6 +12,7 @@ import runpy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import duckdb
 import pandas as pd
@@ -79,59 +80,50 @@ def version(con: duckdb.DuckDBPyConnection) -> str:
     return "|".join(map(str, row))
 
 
+QUERIES = MappingProxyType({
+    "summary": overview.summary,
+    "levels": overview.levels,
+    "region_table": overview.region_table,
+    "import_log": store.import_log,
+    "rejected_rows": store.rejected_rows,
+})
+"""The cached queries by name (read-only): each takes a cursor first, then small arguments."""
+
+
 @st.cache_data(ttl=TTL, max_entries=MAX_ENTRIES, show_spinner=False)
-def _summary(_con: duckdb.DuckDBPyConnection, token: str) -> overview.Summary:
+def _query(_con: duckdb.DuckDBPyConnection, token: str, name: str, *args):
     with _con.cursor() as cur:
-        return overview.summary(cur)
+        return QUERIES[name](cur, *args)
+
+
+def query(con: duckdb.DuckDBPyConnection, name: str, *args):
+    """Run QUERIES[name] on its own cursor, cached by the store version and the arguments."""
+    return _query(con, version(con), name, *args)
 
 
 def summary(con: duckdb.DuckDBPyConnection) -> overview.Summary:
     """Cached `overview.summary`."""
-    return _summary(con, version(con))
-
-
-@st.cache_data(ttl=TTL, max_entries=MAX_ENTRIES, show_spinner=False)
-def _levels(_con: duckdb.DuckDBPyConnection, token: str) -> list[str]:
-    with _con.cursor() as cur:
-        return overview.levels(cur)
+    return query(con, "summary")
 
 
 def levels(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Cached `overview.levels`."""
-    return _levels(con, version(con))
-
-
-@st.cache_data(ttl=TTL, max_entries=MAX_ENTRIES, show_spinner="Counting per region...")
-def _region_table(_con: duckdb.DuckDBPyConnection, token: str, level: str) -> pd.DataFrame:
-    with _con.cursor() as cur:
-        return overview.region_table(cur, level)
+    return query(con, "levels")
 
 
 def region_table(con: duckdb.DuckDBPyConnection, level: str) -> pd.DataFrame:
     """Cached `overview.region_table`."""
-    return _region_table(con, version(con), level)
-
-
-@st.cache_data(ttl=TTL, max_entries=MAX_ENTRIES, show_spinner=False)
-def _import_log(_con: duckdb.DuckDBPyConnection, token: str) -> pd.DataFrame:
-    with _con.cursor() as cur:
-        return store.import_log(cur)
+    return query(con, "region_table", level)
 
 
 def import_log(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Cached `store.import_log` (newest first)."""
-    return _import_log(con, version(con))
-
-
-@st.cache_data(ttl=TTL, max_entries=MAX_ENTRIES, show_spinner=False)
-def _rejected_rows(_con: duckdb.DuckDBPyConnection, token: str, import_id: int) -> pd.DataFrame:
-    with _con.cursor() as cur:
-        return store.rejected_rows(cur, import_id)
+    return query(con, "import_log")
 
 
 def rejected_rows(con: duckdb.DuckDBPyConnection, import_id: int) -> pd.DataFrame:
     """Cached `store.rejected_rows` of one import."""
-    return _rejected_rows(con, version(con), int(import_id))
+    return query(con, "rejected_rows", int(import_id))
 
 
 @dataclass

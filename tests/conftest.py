@@ -183,3 +183,14 @@ def clean_caches():
     yield
     st.cache_data.clear()
     st.cache_resource.clear()
+
+
+@pytest.fixture
+def world_con(tmp_path):
+    """A fresh store holding tests/worlds.py's tiny world (two square regions, three sites)."""
+    from tests import worlds
+
+    con = store.connect(tmp_path / "world.duckdb")
+    worlds.import_world(con, tmp_path / "in")
+    yield con
+    con.close()

@@ -22,12 +22,9 @@ GOOD_COMPLAINT = "K0,2025-01-01 10:00,51.2,9.2,,slow_data,hotline\n"
 
 
 @pytest.fixture
-def con(tmp_path):
-    """A store holding the tiny world."""
-    c = store.connect(tmp_path / "s.duckdb")
-    worlds.import_world(c, tmp_path / "in")
-    yield c
-    c.close()
+def con(world_con):
+    """A store holding the tiny world (tests/worlds.py)."""
+    return world_con
 
 
 # (table, header, bad row, field, words in the reason)

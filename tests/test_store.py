@@ -21,11 +21,9 @@ def snapshot(con) -> dict:
 
 
 @pytest.fixture
-def con(tmp_path):
-    c = store.connect(tmp_path / "s.duckdb")
-    worlds.import_world(c, tmp_path / "in")
-    yield c
-    c.close()
+def con(world_con):
+    """A store holding the tiny world (tests/worlds.py)."""
+    return world_con
 
 
 def test_import_log_has_one_entry_per_import_with_counts(con):
@@ -78,7 +76,7 @@ def test_a_failure_mid_import_changes_nothing(con, monkeypatch):
 
 def test_a_crashed_process_mid_import_changes_nothing(con, tmp_path):
     """A real crash: the importing process dies inside the transaction; the file is intact."""
-    db = tmp_path / "s.duckdb"
+    db = tmp_path / "world.duckdb"
     before = snapshot(con)
     con.close()
     script = textwrap.dedent(f"""
