@@ -152,7 +152,7 @@ class Outcome:
 def import_files(con: duckdb.DuckDBPyConnection, files: Iterable[tuple[str, bytes]], table: str | None = None,
                  progress: Callable[[str, float], None] | None = None) -> list[Outcome]:
     """Import each (file name, bytes) in its own transaction; a refused file does not stop the others."""
-    files = list(files)
+    files = list(files) if table else store.import_order(list(files))
     progress = progress or (lambda msg, frac: None)
     outcomes = []
     for i, (name, data) in enumerate(files):

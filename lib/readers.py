@@ -167,3 +167,20 @@ def read_geojson(data: bytes, file_name: str) -> RawTable:
         records.append(props)
     frame = pd.DataFrame.from_records(records) if records else pd.DataFrame({"geometry": []})
     return RawTable(frame, np.arange(1, len(frame) + 1, dtype="int64"), "geojson", row_label="feature")
+
+
+def peek_columns(data: bytes, file_name: str) -> list[str]:
+    """A file's column names, read cheaply (the header only where the format allows); [] if unreadable."""
+    fmt = sniff_format(data, file_name)
+    try:
+        if fmt == "csv":
+            head, _ = decode_csv(data[: 1 << 16])
+            line = head.split(b"\n", 1)[0].decode("utf-8", errors="replace").rstrip("\r")
+            return next(csv.reader([line], delimiter=sniff_delimiter(line)))
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(io.BytesIO(data)).names)
+        return [str(c) for c in read_file(data, file_name).frame.columns]
+    except Exception:  # an unreadable file sorts last; importing it then says why
+        return []

@@ -21,7 +21,7 @@ import pandas as pd
 from lib import schema
 from lib.errors import ImportRefused, StoreError
 from lib.ingest import Validated, closest_table, detect_table, validate
-from lib.readers import read_file
+from lib.readers import peek_columns, read_file
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "data"
@@ -171,6 +171,19 @@ def import_file(con: duckdb.DuckDBPyConnection, source: str | Path | bytes, tabl
         raise
     progress("Done", 1.0)
     return result
+
+
+def import_order(files: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """Files sorted into the order their tables must be imported (regions, sites, links, upgrades,
+    complaints), judged from their columns; files of no known table keep their place at the end."""
+    rank = {name: i for i, name in enumerate(schema.TABLES)}
+
+    def key(item: tuple[str, bytes]) -> int:
+        columns = list(map(str, peek_columns(item[1], item[0])))
+        table = detect_table(columns) or closest_table(columns)
+        return rank.get(table, len(rank))
+
+    return sorted(files, key=key)
 
 
 def _write(con: duckdb.DuckDBPyConnection, v: Validated, result: ImportResult) -> None:

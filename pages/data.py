@@ -36,7 +36,8 @@ def show_rejects(con, import_id: int, key: str) -> None:
 cache.ensure_routed()
 st.title("Data")
 st.caption("Each file is imported in one transaction: a file that cannot be read changes nothing, and every "
-           "rejected row is kept with its reason. Import regions and sites before upgrades and complaints.")
+           "rejected row is kept with its reason. Files uploaded together are imported in table order "
+           "(regions, sites, transport links, upgrades, complaints).")
 
 files = st.file_uploader("Files to import", type=["csv", "xlsx", "parquet", "geojson", "json"],
                          accept_multiple_files=True, key=f"upload_{st.session_state.get('uploads', 0)}")

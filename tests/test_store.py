@@ -111,3 +111,15 @@ def test_cli_import_and_log(tmp_path):
     assert out.returncode == 2 and "bad.csv" in out.stderr and "missing required column" in out.stderr
     log = subprocess.run([*run, "log"], cwd=store.ROOT, capture_output=True, text=True, timeout=120)
     assert log.stdout.count(".csv") + log.stdout.count(".geojson") == 5
+
+
+def test_files_uploaded_together_are_imported_in_table_order(tmp_path):
+    """Upgrades uploaded before their sites still find them: files go in table order."""
+    files = worlds.write_world(tmp_path / "in")
+    shuffled = [(p.name, p.read_bytes()) for p in reversed(list(files.values()))]
+    shuffled.insert(2, ("notes.csv", b"foo,bar\n1,2\n"))
+    ordered = [name for name, _ in store.import_order(shuffled)]
+    assert ordered == ["regions.geojson", "sites.csv", "links.csv", "upgrades.csv", "complaints.csv", "notes.csv"]
+    con = store.connect(tmp_path / "o.duckdb")
+    for name, data in store.import_order([f for f in shuffled if f[0] != "notes.csv"]):
+        assert store.import_file(con, data, file_name=name).rows_rejected == 0
