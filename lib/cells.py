@@ -54,10 +54,16 @@ def parent(cells, res: int) -> np.ndarray:
     return (cells & ~np.int64(_RES_MASK)) | np.int64(res << _RES_SHIFT) | np.int64(_parent_mask(res))
 
 
+def parent_bits(res: int) -> tuple[int, int]:
+    """(keep, set): parent = (cell & keep) | set, for any engine with 64-bit integers."""
+    keep = ~(_RES_MASK | _parent_mask(res)) & ((1 << 63) - 1)
+    return keep, (res << _RES_SHIFT) | _parent_mask(res)
+
+
 def parent_sql(expr: str, res: int) -> str:
     """Portable SQL for the parent of a BIGINT cell expression at `res` (no H3 extension)."""
-    keep = ~(_RES_MASK | _parent_mask(res)) & ((1 << 63) - 1)
-    return f"(({expr}) & {keep}) | {(res << _RES_SHIFT) | _parent_mask(res)}"
+    keep, bits = parent_bits(res)
+    return f"(({expr}) & {keep}) | {bits}"
 
 
 def resolution(cell: int) -> int:
