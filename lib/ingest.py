@@ -148,6 +148,13 @@ def _as_str(s: pd.Series) -> pd.Series:
         "str").str.strip()
 
 
+def map_values(s: pd.Series, mapping: dict[str, str]) -> pd.Series:
+    """`s.map(mapping)` computed once per distinct value (object dtype, None where unmapped)."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    mapped = np.array([mapping.get(u) for u in uniques] + [None], dtype=object)
+    return pd.Series(mapped[codes], index=s.index, dtype=object)
+
+
 def parse_number(s: pd.Series) -> pd.Series:
     """Floats from text with decimal point or decimal comma (German '1.234,5' too)."""
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
@@ -221,8 +228,9 @@ def validate(raw: RawTable, table: schema.Table, file_name: str, known: Mapping[
         out[f.name] = _convert(f, s, blank, faults, today, table)
     result = pd.DataFrame(out)
     _check_rows(table, result, frame, faults, known)
-    bad = faults.bad_positions()
-    good = np.setdiff1d(np.arange(n), bad)
+    keep = np.ones(n, dtype=bool)
+    keep[faults.bad_positions()] = False
+    good = np.flatnonzero(keep)
     records = result.iloc[good].reset_index(drop=True)
     records["row"] = raw.rows[good]
     records = _dedupe(records, table, faults, good)
@@ -246,7 +254,7 @@ def _convert(f: schema.Field, s: pd.Series, blank, faults: _Faults, today: dt.da
             wrong = ~blank & geoms.map(lambda g: not (isinstance(g, dict) and g.get("type") in allowed)).to_numpy()
             faults.add(wrong, f.name, s.map(lambda v: str(v)[:80]), f"not a {' or '.join(allowed)}")
             return geoms.map(lambda g: json.dumps(g) if g else None)
-        return _as_str(s).where(~blank, None).astype(object)
+        return _as_str(s).where(~blank)
     if t in (schema.INT, schema.FLOAT, schema.LAT, schema.LON):
         num = parse_number(s)
         faults.add(~blank & num.isna().to_numpy(), f.name, s, "not a number")
@@ -270,13 +278,16 @@ def _convert(f: schema.Field, s: pd.Series, blank, faults: _Faults, today: dt.da
             faults.add(future, f.name, s, f"lies in the future (after {today.isoformat()})")
         return ts.dt.normalize() if t == schema.DATE else ts
     if t == schema.CHOICE:
-        mapped = _as_str(s).str.lower().map(f.value_aliases)
+        mapped = map_values(_as_str(s).str.lower(), f.value_aliases)
         unknown = ~blank & mapped.isna().to_numpy()
         faults.add(unknown, f.name, s, f"unknown {f.name} (allowed: {', '.join(f.choices)})")
-        return mapped.astype(object).where(mapped.notna(), None)
+        return mapped
     if t == schema.CELL:
-        parsed = s.map(lambda v: 0 if _is_blank(v) else cells.parse_cell(v)).astype("int64")
-        res = parsed.map(lambda c: cells.resolution(c) if c else -1)
+        given = np.flatnonzero(~blank)
+        values = np.zeros(len(s), dtype="int64")
+        values[given] = [cells.parse_cell(v) for v in s.iloc[given]]
+        parsed = pd.Series(values, index=s.index)
+        res = pd.Series(np.where(values != 0, (values >> 52) & 0xF, -1), index=s.index)
         faults.add(~blank & (parsed == 0).to_numpy(), f.name, s, "not a valid H3 cell")
         coarse = ~blank & (parsed != 0).to_numpy() & (res < cells.CELL_RES).to_numpy()
         faults.add(coarse, f.name, s, f"H3 cell too coarse (resolution {cells.CELL_RES} or finer needed)")
@@ -353,10 +364,10 @@ def _place(table: schema.Table, rec: pd.DataFrame) -> None:
     if table.name in ("sites", "complaints"):
         ll = cells.latlng_to_cells(rec["lat"].to_numpy(dtype="float64"), rec["lon"].to_numpy(dtype="float64"))
         rec["cell"] = np.where(ll != 0, ll, rec["cell"].to_numpy(dtype="int64") if "cell" in rec else 0)
-        if table.name == "complaints":
-            lat, lon = cells.cells_to_latlng(rec["cell"].to_numpy())
-            rec["lat"] = rec["lat"].fillna(pd.Series(lat, index=rec.index)) if len(rec) else rec["lat"]
-            rec["lon"] = rec["lon"].fillna(pd.Series(lon, index=rec.index)) if len(rec) else rec["lon"]
+        missing = rec["lat"].isna().to_numpy()
+        if table.name == "complaints" and missing.any():  # given as a cell: place it at the cell's centre
+            lat, lon = cells.cells_to_latlng(rec["cell"].to_numpy()[missing])
+            rec.loc[missing, "lat"], rec.loc[missing, "lon"] = lat, lon
     if table.name == "transport_links":
         _link_ends_from_geometry(rec)
         rec["a_cell"] = cells.latlng_to_cells(rec["a_lat"].to_numpy("float64"), rec["a_lon"].to_numpy("float64"))
