@@ -44,6 +44,14 @@ def parent(cell: ir.IntegerValue, res: int) -> ir.IntegerValue:
     return (cell & ibis.literal(keep, type="int64")) | ibis.literal(bits, type="int64")
 
 
+class _SparkCompileOptions(ibis.config.Config):
+    """The one PySpark backend option Ibis's Spark SQL compiler reads (set by pyspark when installed)."""
+
+    treat_nan_as_null: bool = False
+
+
 def to_sql(expr: ir.Expr, dialect: str = "duckdb") -> str:
     """The SQL an expression compiles to on another engine (for review and portability tests)."""
+    if dialect == "pyspark" and ibis.options.pyspark is None:  # pyspark itself is not installed here
+        ibis.options.pyspark = _SparkCompileOptions()
     return ibis.to_sql(expr, dialect=dialect)

@@ -1,19 +1,25 @@
 """What the store holds: row counts, date ranges, last import and per-region figures.
 
-Plain SQL on the store (no streamlit). A point belongs to a region when the parent of
-its resolution-9 cell at `cells.REGION_RES` is one of the region's cells: an integer
-equi-join, no point-in-polygon test.
+Ibis expressions on the store (no streamlit), each with an unexecuted `*_expr` builder
+(`EXPRESSIONS`) that compiles for every engine of `engine.DIALECTS`; on the DuckDB store
+their compiled SQL is cached (`hotspots.run_query`). A point belongs to a region when the
+parent of its resolution-9 cell at `cells.REGION_RES` is one of the region's cells: an
+integer equi-join, no point-in-polygon test.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import duckdb
+import ibis
+import ibis.expr.types as ir
 import pandas as pd
 
-from lib import cells, schema
+from lib import cells, engine, schema
+from lib.hotspots import run_query
 
 PER_INHABITANTS = 10_000
 """Complaint rates are given per this many inhabitants."""
@@ -64,89 +70,132 @@ class Summary:
         return not any(self.counts.values())
 
 
-def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):
-    return con.execute(sql, params or []).fetchall()[0][0]
-
-
 def _as_date(value) -> dt.date | None:
     if value is None:
         return None
     return value.date() if isinstance(value, dt.datetime) else value
 
 
+def _run(con, name: str, *args, rows: bool = True):
+    return run_query(con, (f"overview.{name}", *args), lambda: EXPRESSIONS[name](con, *args), rows=rows)
+
+
+def counts_expr(con) -> ir.Table:
+    """Rows per input table: table, n (one row per table of `schema.TABLES`); unexecuted."""
+    b = engine.backend(con)
+    return ibis.union(*[b.table(name).aggregate(table=ibis.literal(name), n=ibis._.count())
+                        for name in schema.TABLES], distinct=False)
+
+
+def date_ranges_expr(con) -> ir.Table:
+    """The earliest and latest day of each of `DATE_RANGES`: label, lo, hi (dates); unexecuted."""
+    b = engine.backend(con)
+    parts = []
+    for label, table, column in DATE_RANGES:
+        t = b.table(table)
+        parts.append(t.aggregate(label=ibis.literal(label), lo=t[column].min().cast("date"),
+                                 hi=t[column].max().cast("date")))
+    return ibis.union(*parts, distinct=False)
+
+
+def as_of_expr(con) -> ir.Table:
+    """The latest of every actual date in the store (`ACTUAL_DATES`) as a timestamp: t; unexecuted."""
+    b = engine.backend(con)
+    tables = {t: b.table(t) for t, _ in ACTUAL_DATES}
+    parts = [tables[t].aggregate(t=tables[t][c].cast("timestamp").max()) for t, c in ACTUAL_DATES]
+    return ibis.union(*parts, distinct=False).aggregate(t=ibis._.t.max())
+
+
+def imports_expr(con) -> ir.Table:
+    """The newest row of the import log and how many imports there were: import_id, table_name,
+    file_name, imported_at, imports (no row when the log is empty); unexecuted."""
+    log = engine.backend(con).table("import_log")
+    last = log.order_by(ibis.desc("import_id")).limit(1)
+    return last.select("import_id", "table_name", "file_name", "imported_at").cross_join(
+        log.aggregate(imports=ibis._.count()))
+
+
 def summary(con: duckdb.DuckDBPyConnection) -> Summary:
     """Row counts per input table, date ranges, the last import and the data's as-of time."""
-    counts = {name: int(_scalar(con, f"SELECT count(*) FROM {name}")) for name in schema.TABLES}
-    ranges = {}
-    for label, table, column in DATE_RANGES:
-        lo, hi = con.execute(f'SELECT min("{column}"), max("{column}") FROM {table}').fetchall()[0]
-        ranges[label] = (_as_date(lo), _as_date(hi))
-    union = " UNION ALL ".join(f'SELECT max(CAST("{c}" AS TIMESTAMP)) AS t FROM {t}' for t, c in ACTUAL_DATES)
-    as_of = _scalar(con, f"SELECT max(t) FROM ({union})")
-    row = con.execute("SELECT import_id, table_name, file_name, imported_at FROM import_log "
-                      "ORDER BY import_id DESC LIMIT 1").fetchall()
+    counts = dict.fromkeys(schema.TABLES, 0) | {t: int(n) for t, n in _run(con, "counts")}
+    ranges = {label: (_as_date(lo), _as_date(hi)) for label, lo, hi in _run(con, "date_ranges")}
+    ranges = {label: ranges[label] for label, _, _ in DATE_RANGES}
+    as_of = _run(con, "as_of")[0][0]
+    row = _run(con, "imports")
     last = LastImport(int(row[0][0]), row[0][1], row[0][2], row[0][3]) if row else None
-    imports = int(_scalar(con, "SELECT count(*) FROM import_log"))
+    imports = int(row[0][4]) if row else 0
     return Summary(counts, ranges, last, as_of, imports)
+
+
+def levels_expr(con) -> ir.Table:
+    """The distinct region levels in the store: level; unexecuted."""
+    return engine.backend(con).table("regions").select("level").distinct()
 
 
 def levels(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Region levels present in the store, in schema order."""
-    present = {r[0] for r in con.execute("SELECT DISTINCT level FROM regions").fetchall()}
+    present = {r[0] for r in _run(con, "levels")}
     return [lv for lv in schema.LEVELS if lv in present]
 
 
-def _membership(point_cell: str) -> str:
-    """SQL join condition: the point's cell lies in region cell set `rc`."""
-    return f"rc.cell = {cells.parent_sql(point_cell, cells.REGION_RES)}"
+def region_table_expr(con, level: str = "state") -> ir.Table:
+    """The unexecuted expression of `region_table` (its columns before the dtype fix-up).
+
+    A point belongs to a region when the parent of its resolution-9 cell at
+    `cells.REGION_RES` is one of the region's cells: an integer equi-join.
+    """
+    b = engine.backend(con)
+    regions = b.table("regions").filter(ibis._.level == level)
+    rc = b.table("region_cells")
+    rc = rc.join(regions.select("region_id"), "region_id").select("region_id", "cell")
+
+    def in_region(points: ir.Table, cell: str, *keep: str) -> ir.Table:
+        """region_id and the `keep` columns of each row of `points` whose `cell` lies in a region's cell set."""
+        j = points.join(rc, engine.parent(points[cell], cells.REGION_RES) == rc.cell)
+        return j.select(rc.region_id, *[points[k] for k in keep])  # sites have a region_id of their own
+
+    site_region = in_region(b.table("sites"), "cell", "site_id")
+    n_sites = site_region.group_by("region_id").agg(sites=ibis._.count())
+    u = b.table("upgrades")
+    u = u.filter(u.status.isnull() | (u.status != "cancelled"))  # IS DISTINCT FROM 'cancelled'
+    n_upgrades = u.join(site_region, "site_id").group_by("region_id").agg(
+        n_up=ibis._.count(), on_air=ibis._.on_air_actual.count())
+    n_links = in_region(b.table("transport_links"), "a_cell").group_by("region_id").agg(links=ibis._.count())
+    n_complaints = in_region(b.table("complaints"), "cell").group_by("region_id").agg(n_k=ibis._.count())
+    j = (regions.left_join(n_sites, "region_id").left_join(n_upgrades, "region_id")
+         .left_join(n_links, "region_id").left_join(n_complaints, "region_id"))
+    complaints = j.n_k.fill_null(0)
+    return j.select(
+        "region_id", "name", "population",
+        sites=j.sites.fill_null(0),
+        upgrades=j.n_up.fill_null(0),
+        upgrades_on_air=j.on_air.fill_null(0),
+        pct_on_air=ibis.cases((j.n_up > 0, 100.0 * j.on_air / j.n_up), else_=ibis.null("float64")),
+        transport_links=j.links.fill_null(0),
+        complaints=complaints,
+        complaints_per_10k=ibis.cases((j.population > 0, float(PER_INHABITANTS) * complaints / j.population),
+                                      else_=ibis.null("float64")),
+    ).order_by(["name", "region_id"])
 
 
 def region_table(con: duckdb.DuckDBPyConnection, level: str = "state") -> pd.DataFrame:
     """Per region of `level`: population, sites, upgrades (not cancelled) and how many are on air,
     transport links (by end A), complaints and complaints per 10,000 inhabitants."""
-    sql = f"""
-    WITH rc AS (
-        SELECT c.region_id, c.cell FROM region_cells c JOIN regions r USING (region_id) WHERE r.level = $level
-    ),
-    site_region AS (
-        SELECT rc.region_id, s.site_id FROM sites s JOIN rc ON {_membership("s.cell")}
-    ),
-    n_sites AS (SELECT region_id, count(*) AS n FROM site_region GROUP BY region_id),
-    n_upgrades AS (
-        SELECT sr.region_id, count(*) AS n, count(u.on_air_actual) AS on_air
-        FROM upgrades u JOIN site_region sr USING (site_id)
-        WHERE u.status IS DISTINCT FROM 'cancelled'
-        GROUP BY sr.region_id
-    ),
-    n_links AS (
-        SELECT rc.region_id, count(*) AS n FROM transport_links l JOIN rc ON {_membership("l.a_cell")}
-        GROUP BY rc.region_id
-    ),
-    n_complaints AS (
-        SELECT rc.region_id, count(*) AS n FROM complaints k JOIN rc ON {_membership("k.cell")}
-        GROUP BY rc.region_id
-    )
-    SELECT r.region_id, r.name, r.population,
-        coalesce(s.n, 0) AS sites,
-        coalesce(u.n, 0) AS upgrades,
-        coalesce(u.on_air, 0) AS upgrades_on_air,
-        CASE WHEN u.n > 0 THEN 100.0 * u.on_air / u.n END AS pct_on_air,
-        coalesce(l.n, 0) AS transport_links,
-        coalesce(k.n, 0) AS complaints,
-        CASE WHEN r.population > 0 THEN {PER_INHABITANTS}.0 * coalesce(k.n, 0) / r.population END
-            AS complaints_per_10k
-    FROM regions r
-    LEFT JOIN n_sites s USING (region_id)
-    LEFT JOIN n_upgrades u USING (region_id)
-    LEFT JOIN n_links l USING (region_id)
-    LEFT JOIN n_complaints k USING (region_id)
-    WHERE r.level = $level
-    ORDER BY r.name, r.region_id
-    """
-    df = con.execute(sql, {"level": level}).df()
+    df = _run(con, "region_table", level, rows=False)
     for col in ("sites", "upgrades", "upgrades_on_air", "transport_links", "complaints"):
         df[col] = df[col].astype("int64")
     df["population"] = df["population"].astype("Int64")
     df["pct_on_air"] = df["pct_on_air"].astype("float64")
     df["complaints_per_10k"] = df["complaints_per_10k"].astype("float64")
-    return df[REGION_COLUMNS]
+    return df[REGION_COLUMNS].reset_index(drop=True)
+
+
+EXPRESSIONS = MappingProxyType({
+    "counts": counts_expr,
+    "date_ranges": date_ranges_expr,
+    "as_of": as_of_expr,
+    "imports": imports_expr,
+    "levels": levels_expr,
+    "region_table": region_table_expr,
+})
+"""Every query of this module by name: a builder (con, *args) -> unexecuted Ibis expression."""
