@@ -1,29 +1,35 @@
 """What serves a hotspot, and when it will be relieved.
 
-Portable split, as in `lib.hotspots`: the joins (sites -> coverage cells -> hotspots ->
-upgrades -> transport links) and the per-hotspot aggregation are plain SQL over integer
-cells, text ids and dates, with literals instead of driver placeholders and no H3
-extension. Only the coverage disks need H3 grid topology and are built in Python
-(`coverage_disks`).
+Portable split, as in `lib.hotspots`: the joins (hotspots -> serving sites -> upgrades ->
+transport links) and the per-hotspot aggregation are Ibis expressions over the store
+(`hotspot_sites_expr`, `relief_expr`; `lib.engine` compiles them for DuckDB, PostgreSQL,
+Trino or Spark) on integer cells, text ids and dates, with no H3 extension. Only the
+grid disks need H3 grid topology and are built in Python (`coverage_disks`), then go
+into the query as an in-memory table (`ibis.memtable`).
 
 Coverage: a site covers the grid disk of `COVERAGE_RINGS[site_type]` rings around the
 parent of its resolution-9 cell at the coverage resolution (default 8). A hotspot is
-served by every site whose disk holds its cell, nearest (fewest rings) first.
+served by every site whose disk holds its cell, nearest (fewest rings) first. Grid
+distance is symmetric, so the query draws the disks around the (few) hotspots and
+looks for site centres in them, rather than drawing one around every site.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Mapping
 from types import MappingProxyType
 
 import duckdb
 import h3ronpy
+import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lib import cells, schema
+from lib import engine, schema
 
 DEFAULT_RES = 8
 """Resolution of coverage and hotspot cells (edge about 461 m)."""
@@ -40,10 +46,11 @@ STATUSES = ("relieved", "blocked_by_transport", "late", "on_track", "no_upgrade_
 _COVERAGE_COLUMNS = {"site_id": "str", "cell": "int64", "distance": "int64"}
 _SITES_COLUMNS = ["cell", "site_id", "distance", "rank"]
 _RELIEF_COLUMNS = ["cell", "n_sites", "n_upgrades", "relief_date", "status", "blocking_link_id"]
+_REACH_SCHEMA = {"cell": "int64", "centre": "int64", "distance": "int64", "site_type": "string"}
 
 
-def _date_sql(value) -> str:
-    return f"DATE '{pd.Timestamp(value).strftime('%Y-%m-%d')}'"
+def _date(value) -> ir.DateScalar:
+    return ibis.literal(pd.Timestamp(value).date(), type="date")
 
 
 def _rings(rings: Mapping[str, int] | None) -> dict[str, int]:
@@ -56,13 +63,30 @@ def _rings(rings: Mapping[str, int] | None) -> dict[str, int]:
     return out
 
 
+@contextlib.contextmanager
+def _session(con):
+    """A cursor of a DuckDB connection (in-memory tables stay private to this call), else `con` itself."""
+    if isinstance(con, duckdb.DuckDBPyConnection):
+        cur = con.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+    else:
+        yield con
+
+
 def coverage_disks(centres, k: int) -> pd.DataFrame:
     """Grid disk of k rings around each centre cell: int64 (centre, cell, distance in rings).
 
     Python because the disk needs H3's grid topology, which portable SQL does not have
-    (no engine may need an H3 extension); h3ronpy computes it vectorised.
+    (no engine may need an H3 extension); h3ronpy computes it vectorised. Centres that
+    are not valid H3 cells have no disk.
     """
     origin = np.unique(np.asarray(centres, dtype="int64"))
+    if origin.size:
+        origin = origin[pa.array(h3ronpy.cells_valid(origin.astype("uint64"))).is_valid().to_numpy(
+            zero_copy_only=False)]
     if origin.size == 0:
         return pd.DataFrame({c: pd.Series(dtype="int64") for c in ("centre", "cell", "distance")})
     rb = pa.record_batch(h3ronpy.grid_disk_distances(origin.astype("uint64"), int(k)))
@@ -71,6 +95,13 @@ def coverage_disks(centres, k: int) -> pd.DataFrame:
     return pd.DataFrame({"centre": np.repeat(origin, sizes),
                          "cell": np.asarray(ring_cells.flatten()).astype("int64"),
                          "distance": np.asarray(ring_k.flatten()).astype("int64")})
+
+
+def sites_expr(con, res: int = DEFAULT_RES) -> ir.Table:
+    """Sites with a cell: site_id, centre (parent of the cell at `res`), site_type (empty: `DEFAULT_SITE_TYPE`)."""
+    s = engine.backend(con).table("sites")
+    return s.filter(s.cell > 0).select("site_id", centre=engine.parent(s.cell, res),
+                                       site_type=s.site_type.fill_null(DEFAULT_SITE_TYPE))
 
 
 def site_coverage(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES,
@@ -82,9 +113,7 @@ def site_coverage(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES,
     around the parent of its cell at `res`. Sites without a cell are left out.
     """
     rings = _rings(rings)
-    sites = con.execute(
-        f"SELECT site_id, {cells.parent_sql('cell', res)} AS centre, "
-        f"coalesce(site_type, '{DEFAULT_SITE_TYPE}') AS site_type FROM sites WHERE cell > 0").df()
+    sites = sites_expr(con, res).execute()
     parts = []
     for site_type, k in rings.items():
         mine = sites[sites["site_type"] == site_type]
@@ -92,16 +121,6 @@ def site_coverage(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES,
         parts.append(mine[["site_id", "centre"]].merge(disks, on="centre")[["site_id", "cell", "distance"]])
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(_COVERAGE_COLUMNS))
     return out.astype(_COVERAGE_COLUMNS).sort_values(["site_id", "distance", "cell"], ignore_index=True)
-
-
-HOTSPOT_SITES_SQL = """
-SELECT h.cell, c.site_id, c.distance,
-       row_number() OVER (PARTITION BY h.cell ORDER BY c.distance, c.site_id) AS rank
-FROM (SELECT DISTINCT cell FROM {hotspots}) h
-JOIN {coverage} c ON c.cell = h.cell
-ORDER BY h.cell, rank
-"""
-"""Serving sites of each hotspot cell, nearest first (portable SQL)."""
 
 
 def _hotspot_frame(hotspot_cells) -> pd.DataFrame:
@@ -112,11 +131,36 @@ def _hotspot_frame(hotspot_cells) -> pd.DataFrame:
     return pd.DataFrame({"cell": np.unique(np.asarray(hotspot_cells, dtype="int64"))})
 
 
-def _hotspot_sites(cur, hot: pd.DataFrame, res: int, rings) -> pd.DataFrame:
-    cur.register("lk_hotspots", hot)
-    cur.register("lk_coverage", site_coverage(cur, res, rings))
-    out = cur.execute(HOTSPOT_SITES_SQL.format(hotspots="lk_hotspots", coverage="lk_coverage")).df()
-    return out.astype({"cell": "int64", "site_id": "str", "distance": "int64", "rank": "int64"})[_SITES_COLUMNS]
+def _hotspots_table(hot: pd.DataFrame) -> ir.Table:
+    return ibis.memtable(hot, schema={"cell": "int64"})
+
+
+def _reach(hot: pd.DataFrame, rings: dict[str, int]) -> ir.Table:
+    """(cell, centre, distance, site_type): a site of that type centred on `centre` would serve hotspot `cell`.
+
+    The disk of each type's rings around each hotspot (`coverage_disks`, Python: H3 grid
+    topology); by symmetry of grid distance these are the centres whose disks hold it.
+    """
+    parts = [coverage_disks(hot["cell"], k).rename(columns={"centre": "cell", "cell": "centre"})
+             .assign(site_type=site_type) for site_type, k in rings.items()]
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(_REACH_SCHEMA))
+    return ibis.memtable(frame.astype({c: t if t != "string" else "str" for c, t in _REACH_SCHEMA.items()}),
+                         schema=_REACH_SCHEMA)
+
+
+def _serving(con, hot: pd.DataFrame, res: int, rings) -> ir.Table:
+    reach, s = _reach(hot, _rings(rings)), sites_expr(con, res)
+    pairs = reach.join(s, [reach.centre == s.centre, reach.site_type == s.site_type]).select(
+        reach.cell, s.site_id, reach.distance)
+    # ibis numbers rows from 0 (SQL from 1): the compiled text is row_number() - 1 + 1
+    rank = ibis.row_number().over(group_by=pairs.cell, order_by=[pairs.distance, pairs.site_id]) + 1
+    return pairs.mutate(rank=rank)
+
+
+def hotspot_sites_expr(con, hotspot_cells, res: int = DEFAULT_RES,
+                       rings: Mapping[str, int] | None = None) -> ir.Table:
+    """The unexecuted expression of `hotspot_sites`."""
+    return _serving(con, _hotspot_frame(hotspot_cells), res, rings).order_by(["cell", "rank"])
 
 
 def hotspot_sites(con: duckdb.DuckDBPyConnection, hotspot_cells, res: int = DEFAULT_RES,
@@ -127,64 +171,70 @@ def hotspot_sites(con: duckdb.DuckDBPyConnection, hotspot_cells, res: int = DEFA
     `res`. Rank 1 is the nearest site; equal distances are ranked by site_id. Cells no
     site covers have no rows.
     """
-    cur = con.cursor()
-    try:
-        return _hotspot_sites(cur, _hotspot_frame(hotspot_cells), res, rings)
-    finally:
-        cur.close()
+    with _session(con) as c:
+        out = hotspot_sites_expr(c, hotspot_cells, res, rings).execute()
+    return out.astype({"cell": "int64", "site_id": "str", "distance": "int64", "rank": "int64"})[
+        _SITES_COLUMNS].reset_index(drop=True)
 
 
-RELIEF_SQL = """
-WITH served AS (
-    SELECT cell, count(*) AS n_sites FROM {serving} GROUP BY cell
-), ups AS (
-    SELECT s.cell, u.upgrade_id, u.transport_link_id AS link_id, u.on_air_planned,
-        CASE WHEN u.on_air_actual <= {as_of} THEN 1 ELSE 0 END AS up_done,
-        CASE WHEN u.on_air_actual <= {as_of} THEN u.on_air_actual ELSE u.on_air_planned END AS up_date,
-        CASE WHEN u.transport_link_id IS NULL OR l.completion_actual <= {as_of} THEN 1 ELSE 0 END AS link_done,
-        CASE WHEN u.transport_link_id IS NULL THEN NULL
-             WHEN l.completion_actual <= {as_of} THEN l.completion_actual
-             ELSE l.completion_planned END AS link_date,
-        CASE WHEN u.installed_actual <= {as_of} OR u.on_air_actual <= {as_of} OR u.on_air_planned <= {as_of}
-             THEN 1 ELSE 0 END AS ready
-    FROM {serving} s
-    JOIN upgrades u ON u.site_id = s.site_id
-    LEFT JOIN transport_links l ON l.link_id = u.transport_link_id
-    WHERE u.status IS NULL OR u.status <> 'cancelled'
-), flags AS (
-    SELECT cell, upgrade_id, link_id, up_done, link_done, up_date, link_date,
-        CASE WHEN link_done = 0 AND ready = 1 AND (link_date IS NULL OR link_date < {as_of}
-                                                   OR link_date > on_air_planned)
-             THEN 1 ELSE 0 END AS blocked,
-        CASE WHEN (up_done = 0 AND on_air_planned < {as_of}) OR (link_done = 0 AND link_date < {as_of})
-             THEN 1 ELSE 0 END AS late,
-        CASE WHEN link_done = 0 AND link_date IS NULL THEN 1 ELSE 0 END AS undated,
-        CASE WHEN link_date > up_date THEN link_date ELSE up_date END AS own_date
-    FROM ups
-), per_cell AS (
-    SELECT cell, count(*) AS n_upgrades, min(up_done * link_done) AS all_done, max(blocked) AS any_blocked,
-        max(late) AS any_late, max(undated) AS any_undated, max(own_date) AS relief_date
-    FROM flags GROUP BY cell
-), blocking AS (
-    SELECT cell, link_id, row_number() OVER (
-        PARTITION BY cell ORDER BY CASE WHEN link_date IS NULL THEN 0 ELSE 1 END, link_date DESC, link_id) AS pick
-    FROM flags WHERE blocked = 1
-)
-SELECT h.cell, coalesce(sv.n_sites, 0) AS n_sites, coalesce(p.n_upgrades, 0) AS n_upgrades,
-    CASE WHEN p.any_undated = 1 THEN NULL ELSE p.relief_date END AS relief_date,
-    CASE WHEN p.n_upgrades IS NULL THEN 'no_upgrade_planned'
-         WHEN p.all_done = 1 THEN 'relieved'
-         WHEN p.any_blocked = 1 THEN 'blocked_by_transport'
-         WHEN p.any_late = 1 THEN 'late'
-         ELSE 'on_track' END AS status,
-    b.link_id AS blocking_link_id
-FROM {hotspots} h
-LEFT JOIN served sv ON sv.cell = h.cell
-LEFT JOIN per_cell p ON p.cell = h.cell
-LEFT JOIN blocking b ON b.cell = h.cell AND b.pick = 1
-ORDER BY h.cell
-"""
-"""Relief date and status of each hotspot cell as of a date (portable SQL; see `relief`)."""
+def _flag(cond: ir.BooleanValue) -> ir.IntegerValue:
+    """1 where `cond` holds, else 0 (also where it is NULL), as CASE WHEN on every engine."""
+    return ibis.cases((cond, 1), else_=0)
+
+
+def relief_expr(con, hotspot_cells, res: int = DEFAULT_RES, as_of: dt.date | None = None,
+                rings: Mapping[str, int] | None = None) -> ir.Table:
+    """The unexecuted expression of `relief` (see there for the rules)."""
+    d = _date(dt.date.today() if as_of is None else as_of)
+    hot_frame = _hotspot_frame(hotspot_cells)
+    hot = _hotspots_table(hot_frame)
+    serving = _serving(con, hot_frame, res, rings)
+    b = engine.backend(con)
+    u, lk = b.table("upgrades"), b.table("transport_links")
+    # narrow tables first: fewer columns make the joins quicker for ibis to build
+    u = u.filter(u.status.isnull() | (u.status != "cancelled")).select(
+        "upgrade_id", "site_id", "transport_link_id", "installed_actual", "on_air_planned", "on_air_actual")
+    lk = lk.select("link_id", "completion_planned", "completion_actual")
+
+    served = serving.group_by("cell").agg(n_sites=ibis._.count())
+    j = serving.join(u, serving.site_id == u.site_id).left_join(lk, u.transport_link_id == lk.link_id)
+    no_link = u.transport_link_id.isnull()
+    ups = j.select(
+        serving.cell, u.upgrade_id, u.on_air_planned, link_id=u.transport_link_id,
+        up_done=_flag(u.on_air_actual <= d),
+        up_date=ibis.cases((u.on_air_actual <= d, u.on_air_actual), else_=u.on_air_planned),
+        link_done=_flag(no_link | (lk.completion_actual <= d)),
+        link_date=ibis.cases((no_link, ibis.null("date")), (lk.completion_actual <= d, lk.completion_actual),
+                             else_=lk.completion_planned),
+        ready=_flag((u.installed_actual <= d) | (u.on_air_actual <= d) | (u.on_air_planned <= d)),
+    )
+    open_link = ups.link_done == 0
+    flags = ups.mutate(
+        blocked=_flag(open_link & (ups.ready == 1)
+                      & (ups.link_date.isnull() | (ups.link_date < d) | (ups.link_date > ups.on_air_planned))),
+        late=_flag(((ups.up_done == 0) & (ups.on_air_planned < d)) | (open_link & (ups.link_date < d))),
+        undated=_flag(open_link & ups.link_date.isnull()),
+        own_date=ibis.cases((ups.link_date > ups.up_date, ups.link_date), else_=ups.up_date),
+    )
+    per = flags.group_by("cell").agg(
+        n_upgrades=ibis._.count(), all_done=(flags.up_done * flags.link_done).min(), any_blocked=flags.blocked.max(),
+        any_late=flags.late.max(), any_undated=flags.undated.max(), relief_date=flags.own_date.max())
+    blocked = flags.filter(flags.blocked == 1)
+    pick = ibis.row_number().over(group_by=blocked.cell, order_by=[
+        ibis.cases((blocked.link_date.isnull(), 0), else_=1), blocked.link_date.desc(), blocked.link_id])
+    blocking = blocked.mutate(pick=pick).filter(ibis._.pick == 0).select("cell", "link_id")
+
+    out = (hot.left_join(served, hot.cell == served.cell)
+           .left_join(per, hot.cell == per.cell)
+           .left_join(blocking, hot.cell == blocking.cell))
+    status = ibis.cases((per.n_upgrades.isnull(), "no_upgrade_planned"), (per.all_done == 1, "relieved"),
+                        (per.any_blocked == 1, "blocked_by_transport"), (per.any_late == 1, "late"),
+                        else_="on_track")
+    return out.select(
+        hot.cell, n_sites=served.n_sites.fill_null(0), n_upgrades=per.n_upgrades.fill_null(0),
+        relief_date=ibis.cases((per.any_undated == 1, ibis.null("date")), else_=per.relief_date),
+        status=status, blocking_link_id=blocking.link_id,
+    ).order_by("cell")
 
 
 def relief(con: duckdb.DuckDBPyConnection, hotspot_cells, res: int = DEFAULT_RES,
@@ -225,18 +275,10 @@ def relief(con: duckdb.DuckDBPyConnection, hotspot_cells, res: int = DEFAULT_RES
     blocking_link_id is empty unless blocked_by_transport. relief_date holds
     `datetime.date` values, None when empty.
     """
-    as_of = dt.date.today() if as_of is None else as_of
-    hot = _hotspot_frame(hotspot_cells)
-    cur = con.cursor()
-    try:
-        serving = _hotspot_sites(cur, hot, res, rings)
-        cur.register("lk_serving", serving)
-        out = cur.execute(RELIEF_SQL.format(hotspots="lk_hotspots", serving="lk_serving",
-                                            as_of=_date_sql(as_of))).df()
-    finally:
-        cur.close()
+    with _session(con) as c:
+        out = relief_expr(c, hotspot_cells, res, as_of, rings).execute()
     out = out.astype({"cell": "int64", "n_sites": "int64", "n_upgrades": "int64", "status": "str"})
     out["relief_date"] = pd.Series([None if pd.isna(d) else d.date() for d in pd.to_datetime(out["relief_date"])],
                                    index=out.index, dtype=object)
     out["blocking_link_id"] = out["blocking_link_id"].astype(object).where(out["blocking_link_id"].notna(), None)
-    return out[_RELIEF_COLUMNS]
+    return out[_RELIEF_COLUMNS].reset_index(drop=True)

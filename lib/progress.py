@@ -1,10 +1,14 @@
 """Rollout progress of the expansion programme per region over time, and its forecast.
 
-Which upgrade belongs to which region is plain, portable SQL: the parent of its site's
-resolution-9 cell at `cells.REGION_RES` is one of the region's cells (an integer
-equi-join). The baseline of an upgrade is its first imported version. The counting
-over time then runs on that small frame in pandas (`cumulative`), so it is the same
-on any engine. Cancelled upgrades (current status) are left out everywhere.
+Which upgrade belongs to which region is a portable Ibis expression on the store
+(`region_upgrades_expr`; `lib.engine` compiles it for DuckDB, PostgreSQL, Trino or
+Spark): the parent of its site's resolution-9 cell at `cells.REGION_RES` is one of the
+region's cells (an integer equi-join). The baseline of an upgrade is its first imported
+version. The counting over time then runs on that small frame (one row per upgrade) in
+pandas (`cumulative`): a sorted search per date series, which needs no date spine
+table, and is the same whichever engine gave the frame. Cancelled upgrades (current
+status) are left out everywhere. The forecast is plain Python too (`forecast`: a
+Poisson interval from scipy, which SQL engines lack).
 
 Counting rules, for a period end date d (inclusive):
 - planned_cum: upgrades whose current on_air_planned <= d
@@ -22,11 +26,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import duckdb
+import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lib import cells
+from lib import cells, engine
 
 ALL = "ALL"
 """region_id of the whole network (every upgrade, also those outside every region)."""
@@ -69,50 +75,71 @@ class Forecast:
         return self.reason == REASON_COMPLETE
 
 
-def _upgrades_sql(by_region: bool) -> str:
-    """Not-cancelled upgrades with current and baseline on-air plan; per region or network-wide."""
-    baseline = """
-    first_version AS (
-        SELECT upgrade_id, min(version_import_id) AS version_import_id FROM upgrades_versions GROUP BY upgrade_id
-    ),
-    baseline AS (
-        SELECT v.upgrade_id, v.on_air_planned AS baseline
-        FROM upgrades_versions v JOIN first_version f
-            ON v.upgrade_id = f.upgrade_id AND v.version_import_id = f.version_import_id
-    )"""
-    select = """u.upgrade_id, u.on_air_planned AS planned, coalesce(b.baseline, u.on_air_planned) AS baseline,
-        u.on_air_actual AS actual
-    FROM upgrades u LEFT JOIN baseline b ON b.upgrade_id = u.upgrade_id"""
-    where = "u.status IS NULL OR u.status <> 'cancelled'"
-    if not by_region:
-        return f"WITH {baseline} SELECT '{ALL}' AS region_id, {select} WHERE {where} ORDER BY u.upgrade_id"
-    return f"""WITH {baseline},
-    rc AS (
-        SELECT c.region_id, c.cell FROM region_cells c JOIN regions r ON r.region_id = c.region_id
-        WHERE r.level = ?
-    )
-    SELECT rc.region_id, {select}
-        JOIN sites s ON s.site_id = u.site_id
-        JOIN rc ON rc.cell = {cells.parent_sql("s.cell", cells.REGION_RES)}
-    WHERE {where}
-    ORDER BY rc.region_id, u.upgrade_id"""
+def _baseline(b: ibis.BaseBackend) -> ir.Table:
+    """upgrade_id, baseline: the on_air_planned of each upgrade's first imported version."""
+    v = b.table("upgrades_versions").select("upgrade_id", "version_import_id", "on_air_planned")
+    first = v.group_by("upgrade_id").agg(first_import=v.version_import_id.min())
+    return v.join(first, [v.upgrade_id == first.upgrade_id, v.version_import_id == first.first_import]).select(
+        v.upgrade_id, baseline=v.on_air_planned)
 
 
-def _frame(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> pd.DataFrame:
-    df = con.execute(sql, params).df()
+def _upgrades(b: ibis.BaseBackend) -> ir.Table:
+    """Not-cancelled upgrades: upgrade_id, site_id, planned (current), baseline, actual."""
+    u, base = b.table("upgrades"), _baseline(b)
+    u = u.filter(u.status.isnull() | (u.status != "cancelled")).select(
+        "upgrade_id", "site_id", planned=u.on_air_planned, actual=u.on_air_actual)
+    return u.left_join(base, u.upgrade_id == base.upgrade_id).select(
+        u.upgrade_id, u.site_id, u.planned, baseline=base.baseline.fill_null(u.planned), actual=u.actual)
+
+
+def region_upgrades_expr(con, level: str = "state", region_ids: Iterable[str] | None = None) -> ir.Table:
+    """The unexecuted expression of `region_upgrades` (only the regions `region_ids`, if given)."""
+    b = engine.backend(con)
+    r, rc = b.table("regions"), b.table("region_cells")
+    s = b.table("sites").select("site_id", "cell")
+    r = r.filter(r.level == level)
+    if region_ids is not None:
+        r = r.filter(r.region_id.isin(list(region_ids)))
+    rc = rc.join(r.select("region_id"), "region_id").select("region_id", "cell")
+    u = _upgrades(b)
+    j = u.join(s, u.site_id == s.site_id).join(rc, rc.cell == engine.parent(s.cell, cells.REGION_RES))
+    return j.select(rc.region_id, *UPGRADE_COLUMNS[1:]).order_by(["region_id", "upgrade_id"])
+
+
+def network_upgrades_expr(con) -> ir.Table:
+    """The unexecuted expression of `network_upgrades`."""
+    u = _upgrades(engine.backend(con))
+    return u.mutate(region_id=ibis.literal(ALL)).select(*UPGRADE_COLUMNS).order_by("upgrade_id")
+
+
+def date_span_expr(con) -> ir.Table:
+    """One row: earliest and latest planned, baseline and actual on-air date of the not-cancelled upgrades."""
+    u = _upgrades(engine.backend(con))
+    return u.aggregate(**{f"{c}_{f}": getattr(u[c], f)() for c in ("planned", "baseline", "actual")
+                          for f in ("min", "max")})
+
+
+def regions_expr(con, level: str = "state") -> ir.Table:
+    """region_id of every region of `level`, sorted."""
+    r = engine.backend(con).table("regions")
+    return r.filter(r.level == level).select("region_id").order_by("region_id")
+
+
+def _frame(expr: ir.Table) -> pd.DataFrame:
+    df = expr.execute()
     for col in ("planned", "baseline", "actual"):
         df[col] = pd.to_datetime(df[col]).astype("datetime64[us]")
-    return df[UPGRADE_COLUMNS]
+    return df.astype({"region_id": "str", "upgrade_id": "str"})[UPGRADE_COLUMNS].reset_index(drop=True)
 
 
 def region_upgrades(con: duckdb.DuckDBPyConnection, level: str = "state") -> pd.DataFrame:
     """Per region of `level` and not-cancelled upgrade: planned (current), baseline and actual on-air dates."""
-    return _frame(con, _upgrades_sql(True), [level])
+    return _frame(region_upgrades_expr(con, level))
 
 
 def network_upgrades(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Every not-cancelled upgrade of the network (region_id ALL), as `region_upgrades` gives them."""
-    return _frame(con, _upgrades_sql(False), [])
+    return _frame(network_upgrades_expr(con))
 
 
 def period_ends(start, end, freq: str = "week") -> pd.DatetimeIndex:
@@ -159,6 +186,14 @@ def _date_span(frame: pd.DataFrame) -> tuple[pd.Timestamp, pd.Timestamp] | None:
     return (values.min(), values.max()) if len(values) else None
 
 
+def date_span(con) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """Earliest and latest date of the network's (not cancelled) upgrades, as `_date_span` of
+    `network_upgrades`, without fetching every upgrade; None when there is none."""
+    row = date_span_expr(con).execute().iloc[0]
+    values = pd.to_datetime(pd.Series(list(row), dtype=object)).dropna()
+    return (values.min(), values.max()) if len(values) else None
+
+
 def progress_series(con: duckdb.DuckDBPyConnection, region_ids: Iterable[str] | None = None,
                     level: str = "state", freq: str = "week", start=None, end=None) -> pd.DataFrame:
     """Per region of `level` (and ALL, the whole network) and period end date: upgrades planned on air
@@ -167,13 +202,17 @@ def progress_series(con: duckdb.DuckDBPyConnection, region_ids: Iterable[str] | 
     `region_ids` None means every region of the level and ALL; otherwise only those listed ("ALL"
     included if listed). `start`/`end` default to the earliest and latest date in the data. A region
     without upgrades has total 0 and NaN percentages."""
-    per_region = region_upgrades(con, level)
-    network = network_upgrades(con)
-    known = [r[0] for r in con.execute("SELECT region_id FROM regions WHERE level = ? ORDER BY region_id",
-                                       [level]).fetchall()]
-    wanted = [ALL, *known] if region_ids is None else list(dict.fromkeys(region_ids))
-    span = _date_span(network)
+    if region_ids is None:
+        wanted = [ALL, *regions_expr(con, level).execute()["region_id"].astype(str)]
+    else:
+        wanted = list(dict.fromkeys(region_ids))
+    # fetch only what is asked for: the network's upgrades if ALL is, the listed regions' otherwise
+    regions = [r for r in wanted if r != ALL]
+    network = network_upgrades(con) if ALL in wanted else None
+    per_region = _frame(region_upgrades_expr(con, level, None if region_ids is None else regions)) if regions \
+        else None
     if start is None or end is None:
+        span = _date_span(network) if network is not None else date_span(con)
         if span is None:
             return pd.DataFrame({c: [] for c in SERIES_COLUMNS})
         start = span[0] if start is None else start

@@ -7,11 +7,13 @@ import json
 
 import pandas as pd
 import pytest
+import sqlglot
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy import optimize, stats
+from sqlglot import exp
 
-from lib import progress, store
+from lib import cells, engine, progress, store
 
 D = dt.date.fromisoformat
 # Two square states side by side near Kassel; site X1 lies outside both (network total only).
@@ -250,3 +252,119 @@ def test_cumulative_properties(upgrades, offsets):
         k = (d - start).days
         assert row["late"] == sum(p <= k and (a is None or a > k) for p, _, a in upgrades)
         assert row["baseline_cum"] == sum(b <= k for _, b, _ in upgrades)
+
+
+# -- the Ibis expressions against the SQL they replaced ---------------------------------
+
+def old_upgrades_sql(by_region: bool) -> str:
+    """The module's SQL before Ibis (DuckDB placeholders), kept as an independent reference."""
+    baseline = """
+    first_version AS (
+        SELECT upgrade_id, min(version_import_id) AS version_import_id FROM upgrades_versions GROUP BY upgrade_id
+    ),
+    baseline AS (
+        SELECT v.upgrade_id, v.on_air_planned AS baseline
+        FROM upgrades_versions v JOIN first_version f
+            ON v.upgrade_id = f.upgrade_id AND v.version_import_id = f.version_import_id
+    )"""
+    select = """u.upgrade_id, u.on_air_planned AS planned, coalesce(b.baseline, u.on_air_planned) AS baseline,
+        u.on_air_actual AS actual
+    FROM upgrades u LEFT JOIN baseline b ON b.upgrade_id = u.upgrade_id"""
+    where = "u.status IS NULL OR u.status <> 'cancelled'"
+    if not by_region:
+        return f"WITH {baseline} SELECT 'ALL' AS region_id, {select} WHERE {where} ORDER BY u.upgrade_id"
+    return f"""WITH {baseline},
+    rc AS (
+        SELECT c.region_id, c.cell FROM region_cells c JOIN regions r ON r.region_id = c.region_id
+        WHERE r.level = ?
+    )
+    SELECT rc.region_id, {select}
+        JOIN sites s ON s.site_id = u.site_id
+        JOIN rc ON rc.cell = {cells.parent_sql("s.cell", cells.REGION_RES)}
+    WHERE {where}
+    ORDER BY rc.region_id, u.upgrade_id"""
+
+
+def _old_frame(con, sql: str, params: list) -> pd.DataFrame:
+    df = con.execute(sql, params).df()
+    for col in ("planned", "baseline", "actual"):
+        df[col] = pd.to_datetime(df[col]).astype("datetime64[us]")
+    return df.astype({"region_id": "str", "upgrade_id": "str"})[progress.UPGRADE_COLUMNS]
+
+
+def test_expressions_equal_the_old_sql(con):
+    pd.testing.assert_frame_equal(progress.region_upgrades(con), _old_frame(con, old_upgrades_sql(True), ["state"]))
+    pd.testing.assert_frame_equal(progress.network_upgrades(con), _old_frame(con, old_upgrades_sql(False), []))
+    assert progress.region_upgrades(con, "cluster").empty
+
+
+def test_date_span_without_fetching_every_upgrade(con, tmp_path):
+    assert progress.date_span(con) == progress._date_span(progress.network_upgrades(con))
+    assert progress.date_span(store.connect(tmp_path / "empty.duckdb")) is None
+
+
+@pytest.mark.parametrize("region_ids", [["W"], ["E", "W"], [progress.ALL], ["W", progress.ALL, "nowhere"]])
+@pytest.mark.parametrize("freq", list(progress.FREQS))
+def test_listed_regions_are_rows_of_the_full_series(con, region_ids, freq):
+    full = progress.progress_series(con, freq=freq)
+    part = progress.progress_series(con, region_ids, freq=freq)
+    assert list(dict.fromkeys(part["region_id"])) == list(dict.fromkeys(region_ids))
+    known = [r for r in region_ids if r in set(full["region_id"])]
+    want = pd.concat([full[full["region_id"] == r] for r in known], ignore_index=True)
+    pd.testing.assert_frame_equal(part[part["region_id"].isin(known)].reset_index(drop=True), want)
+    unknown = part[~part["region_id"].isin(known)]
+    assert (unknown["total"] == 0).all() and unknown["pct_on_air"].isna().all()
+
+
+def test_works_on_a_cursor_and_an_ibis_backend(con):
+    want = progress.progress_series(con, freq="month")
+    cur = con.cursor()
+    try:
+        pd.testing.assert_frame_equal(progress.progress_series(cur, freq="month"), want)
+        pd.testing.assert_frame_equal(progress.progress_series(engine.backend(cur), freq="month"), want)
+    finally:
+        cur.close()
+
+
+# -- every query compiles for every engine, with no DuckDB-only function ----------------
+
+DUCKDB_ONLY = {"LIST_VALUE", "LIST_EXTRACT", "LIST_AGGREGATE", "STRUCT_PACK", "STRFTIME", "STRPTIME", "EPOCH_MS",
+               "REGEXP_MATCHES", "ARG_MIN", "ARG_MAX", "COUNT_STAR", "ANY_VALUE", "H3_CELL_TO_PARENT",
+               "H3_GRID_DISK", "UNNEST", "GENERATE_SERIES", "RANGE", "TIME_BUCKET", "DATE_DIFF", "DATEDIFF"}
+"""Functions DuckDB has and (some of) the other engines have not, or spell differently."""
+
+NATIVE = {"duckdb": set(), "postgres": {"MAKE_DATE"}, "trino": {"FROM_ISO8601_DATE"}, "pyspark": {"MAKE_DATE"}}
+"""Functions sqlglot does not model that ibis writes on purpose for an engine (date literals)."""
+
+
+def function_names(sql: str, dialect: str) -> tuple[set[str], set[str]]:
+    """(every function called, those sqlglot does not know in `dialect`), upper case."""
+    tree = sqlglot.parse_one(sql, read={"pyspark": "spark"}.get(dialect, dialect))
+    names, unknown = set(), set()
+    for f in tree.find_all(exp.Func):
+        name = (f.name if isinstance(f, exp.Anonymous) else f.sql_name()).upper()
+        names.add(name)
+        if isinstance(f, exp.Anonymous):
+            unknown.add(name)
+    return names, unknown
+
+
+BUILDERS = {
+    "region_upgrades": lambda con: progress.region_upgrades_expr(con),
+    "region_upgrades_listed": lambda con: progress.region_upgrades_expr(con, "state", ["W", "E"]),
+    "network_upgrades": lambda con: progress.network_upgrades_expr(con),
+    "date_span": lambda con: progress.date_span_expr(con),
+    "regions": lambda con: progress.regions_expr(con, "state"),
+}
+
+
+@pytest.mark.parametrize("dialect", engine.DIALECTS)
+@pytest.mark.parametrize("name", BUILDERS)
+def test_expressions_compile_for_every_engine(con, name, dialect):
+    sql = engine.to_sql(BUILDERS[name](con), dialect)
+    names, unknown = function_names(sql, dialect)
+    assert unknown <= NATIVE[dialect], (name, dialect, unknown - NATIVE[dialect])
+    if dialect != "duckdb":
+        assert not names & DUCKDB_ONLY, (name, dialect, names & DUCKDB_ONLY)
+        assert "h3_" not in sql.lower()
+    assert "?" not in sql and "$1" not in sql  # literals, no driver placeholder style
