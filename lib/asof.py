@@ -1,0 +1,120 @@
+"""The network as it stood on a date, for the map's time slider.
+
+Every rule reads dates only: an actual date after `as_of` counts as not yet happened,
+so any past day can be replayed from today's store. Sites and links are Ibis
+expressions on the store (portable; `*_expr` gives them unexecuted); hotspots reuse
+`lib.hotspots.hotspots` and `lib.linkage.relief`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import ibis
+import ibis.expr.types as ir
+import pandas as pd
+
+from lib import engine, hotspots, linkage
+
+SITE_STATUSES = ("no_upgrade", "planned", "permit", "installed", "on_air", "late")
+"""Site statuses of `sites_as_of` (see there for the rules)."""
+
+STAGES = ("planned", "permit", "installed", "on_air")
+"""Milestones of an upgrade in order; an upgrade's stage is the latest one reached."""
+
+LINK_STATES = ("no_expansion", "planned", "late", "done")
+"""Transport link states of `links_as_of`."""
+
+WINDOW_DAYS = 90
+"""Default length of the hotspot window ending on the slider's date."""
+
+SITE_COLUMNS = ["site_id", "lat", "lon", "cell", "status"]
+LINK_COLUMNS = ["link_id", "a_lat", "a_lon", "b_lat", "b_lon", "kind", "state"]
+
+
+def _date(as_of) -> ir.DateScalar:
+    return ibis.literal(pd.Timestamp(as_of).date(), type="date")
+
+
+def _as_of(as_of) -> dt.date:
+    return dt.date.today() if as_of is None else pd.Timestamp(as_of).date()
+
+
+def sites_as_of_expr(con, as_of=None) -> ir.Table:
+    """The unexecuted expression of `sites_as_of`."""
+    b = engine.backend(con)
+    d = _date(_as_of(as_of))
+    s, u = b.table("sites"), b.table("upgrades")
+    u = u.filter(u.status.isnull() | (u.status != "cancelled"))
+    stage = ibis.cases((u.on_air_actual <= d, 3), (u.installed_actual <= d, 2), (u.permit_actual <= d, 1),
+                       else_=0)
+    late = ((u.on_air_actual.isnull() | (u.on_air_actual > d)) & (u.on_air_planned < d)).ifelse(1, 0)
+    per = u.group_by("site_id").agg(stage=stage.min(), late=late.max())
+    j = s.left_join(per, s.site_id == per.site_id)
+    status = ibis.cases((per.stage.isnull(), "no_upgrade"), (per.late == 1, "late"),
+                        *[(per.stage == i, name) for i, name in enumerate(STAGES)])
+    return j.select(s.site_id, s.lat, s.lon, s.cell, status=status).order_by("site_id")
+
+
+def sites_as_of(con, as_of=None) -> pd.DataFrame:
+    """Every site with the state of its upgrades on `as_of` (default today): site_id, lat, lon, cell, status.
+
+    Cancelled upgrades are left out. An upgrade's stage is its latest milestone whose
+    ACTUAL date is <= as_of (on_air, installed, permit; none reached: planned), checked
+    from on_air down, so a missing earlier date does not hold a later one back. It is
+    late when it is not on air by as_of and its on_air_planned < as_of.
+
+    status of a site: no_upgrade (none, or all cancelled); late when any upgrade is
+    late; else the least advanced stage among its upgrades (a site is on_air only when
+    every upgrade is).
+    """
+    out = engine.backend(con).execute(sites_as_of_expr(con, as_of))
+    return out.astype({"site_id": "str", "status": "str"})[SITE_COLUMNS].reset_index(drop=True)
+
+
+def links_as_of_expr(con, as_of=None) -> ir.Table:
+    """The unexecuted expression of `links_as_of`."""
+    d = _date(_as_of(as_of))
+    link = engine.backend(con).table("transport_links")
+    state = ibis.cases(
+        (link.completion_actual <= d, "done"),
+        (link.completion_planned.isnull() & link.completion_actual.isnull(), "no_expansion"),
+        (link.completion_planned < d, "late"),
+        else_="planned")
+    return link.select(*LINK_COLUMNS[:-1], state=state).order_by("link_id")
+
+
+def links_as_of(con, as_of=None) -> pd.DataFrame:
+    """Every transport link with its expansion state on `as_of` (default today).
+
+    state: done when completion_actual <= as_of; no_expansion when neither a planned nor
+    an actual completion is given; late when not done and completion_planned < as_of;
+    else planned (also when only a completion after as_of is known). Columns
+    `LINK_COLUMNS`; endpoints are empty for links given as a path only.
+    """
+    out = engine.backend(con).execute(links_as_of_expr(con, as_of))
+    return out.astype({"link_id": "str", "kind": "str", "state": "str"})[LINK_COLUMNS].reset_index(drop=True)
+
+
+def window(as_of=None, window_days: int = WINDOW_DAYS) -> tuple[dt.date, dt.date]:
+    """[start, end) of the `window_days` days ending with `as_of` (inclusive)."""
+    if window_days < 1:
+        raise ValueError(f"window_days must be 1 or more, not {window_days}")
+    end = _as_of(as_of) + dt.timedelta(days=1)
+    return end - dt.timedelta(days=window_days), end
+
+
+def hotspots_as_of(con, as_of=None, window_days: int = WINDOW_DAYS, res: int = hotspots.DEFAULT_RES,
+                   kind: str = "capacity") -> pd.DataFrame:
+    """Hotspots of the `window_days` days ending with `as_of`, with their relief as of that day.
+
+    The cells `lib.hotspots.hotspots` returns for complaints received in `window` (every
+    cell with complaints, and significant hot cells; hottest first), joined with
+    `lib.linkage.relief` as of `as_of`: cell, n, z, p, significant, hot, n_sites,
+    n_upgrades, relief_date, status, blocking_link_id.
+    """
+    day = _as_of(as_of)
+    start, end = window(day, window_days)
+    hot = hotspots.hotspots(con, res, start, end, kind)
+    rel = linkage.relief(con, hot[["cell"]], res, day)
+    return hot.merge(rel, on="cell", how="left")
