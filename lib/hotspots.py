@@ -9,7 +9,7 @@ with an unexecuted builder that compiles for every engine of `engine.DIALECTS`:
 - neighbour sums and Gi* z-scores (`gi_star_expr`): an equi-join of the counts with a
   (cell, neighbour) table and group-bys.
 
-Python-side frames (the values and neighbour tables) go in through `run_query`: on the
+Python-side frames (the values and neighbour tables) go in through `engine.run_query`: on the
 DuckDB store they are registered on a private cursor and the compiled SQL is cached per
 query and arguments (building and compiling the expression cost about as much as running
 it); on another Ibis backend they go in as memtables.
@@ -23,7 +23,7 @@ Trends over months use a Mann-Kendall test on each cell's monthly z-scores
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from types import MappingProxyType
 
 import duckdb
@@ -72,48 +72,6 @@ _TREND_COLUMNS = ["cell", "n", "months", "months_hot", "hot_latest", "mk_s", "mk
 
 
 # -- running expressions ------------------------------------------------------------
-
-_SQL_CACHE: dict[tuple, str] = {}
-_SQL_CACHE_MAX = 1024
-
-
-def run_query(con, key: tuple, build: Callable[..., ir.Expr], frames: Mapping[str, pd.DataFrame] | None = None,
-              rows: bool = False):
-    """Execute the Ibis expression `build(**tables)` on `con`: a DataFrame, or with rows=True a list of tuples.
-
-    On the DuckDB store (a connection or cursor) the expression is compiled once per `key`
-    (the query's name and every argument its SQL depends on; table and column names are
-    fixed by lib/schema) and the cached SQL runs on `con`: building and compiling an Ibis
-    expression costs 5-70 ms (region_table: about 70), more than running it on 200k complaints. `frames`
-    (name -> DataFrame) are Python-side inputs: registered under their names on a private
-    cursor and passed to `build` as unbound tables of those names; on any other Ibis
-    backend (`engine.configured_backend()`) they go in as memtables and the expression
-    is executed there, uncached.
-    """
-    frames = dict(frames or {})
-    if isinstance(con, duckdb.DuckDBPyConnection):
-        sql = _SQL_CACHE.get(key)
-        if sql is None:
-            tables = {name: ibis.table(ibis.memtable(df).schema(), name=name) for name, df in frames.items()}
-            sql = engine.to_sql(build(**tables), "duckdb")
-            if len(_SQL_CACHE) >= _SQL_CACHE_MAX:
-                _SQL_CACHE.clear()
-            _SQL_CACHE[key] = sql
-        cur = con.cursor() if frames else con
-        try:
-            for name, df in frames.items():
-                cur.register(name, df)
-            result = cur.execute(sql)
-            return result.fetchall() if rows else result.df()
-        finally:
-            if frames:
-                cur.close()
-    b = engine.backend(con)
-    expr = build(**{name: ibis.memtable(df) for name, df in frames.items()})
-    if rows:
-        return [tuple(r.values()) for r in b.to_pyarrow(expr).to_pylist()]
-    return b.execute(expr)
-
 
 def _key_time(value):
     return None if value is None else pd.Timestamp(value).to_pydatetime().replace(tzinfo=None)
@@ -165,7 +123,7 @@ def cell_counts(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES, start=No
                 categories: Iterable[str] | None = None) -> pd.DataFrame:
     """Complaints per cell at `res` received in [start, end), optionally of some categories only."""
     cats = None if categories is None else tuple(categories)
-    out = run_query(con, ("cell_counts", res, _key_time(start), _key_time(end), cats),
+    out = engine.run_query(con, ("cell_counts", res, _key_time(start), _key_time(end), cats),
                     lambda: cell_counts_expr(con, res, start, end, cats))
     return out.astype(_COUNT_COLUMNS)
 
@@ -174,7 +132,7 @@ def monthly_counts(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES, start
                    categories: Iterable[str] | None = None) -> pd.DataFrame:
     """Complaints per calendar month and cell at `res` received in [start, end)."""
     cats = None if categories is None else tuple(categories)
-    out = run_query(con, ("monthly_counts", res, _key_time(start), _key_time(end), cats),
+    out = engine.run_query(con, ("monthly_counts", res, _key_time(start), _key_time(end), cats),
                     lambda: cell_counts_expr(con, res, start, end, cats, monthly=True))
     out["month"] = pd.to_datetime(out["month"])
     return out.astype(_COUNT_COLUMNS)
@@ -296,7 +254,7 @@ def _gi_star(values: pd.DataFrame, neighbours: pd.DataFrame,
     try:
         frames = {"gi_values": values.astype({"grp": "int64", "cell": "int64"}),
                   "gi_neighbours": neighbours.astype(_NEIGHBOURS)}  # n keeps its type: counts may be floats
-        return run_query(own or con, ("gi_star", str(values["n"].dtype)), gi_star_expr, frames=frames)
+        return engine.run_query(own or con, ("gi_star", str(values["n"].dtype)), gi_star_expr, frames=frames)
     finally:
         if own is not None:
             own.close()

@@ -2,7 +2,7 @@
 
 Ibis expressions on the store (no streamlit), each with an unexecuted `*_expr` builder
 (`EXPRESSIONS`) that compiles for every engine of `engine.DIALECTS`; on the DuckDB store
-their compiled SQL is cached (`hotspots.run_query`). A point belongs to a region when the
+their compiled SQL is cached (`engine.run_query`). A point belongs to a region when the
 parent of its resolution-9 cell at `cells.REGION_RES` is one of the region's cells: an
 integer equi-join, no point-in-polygon test.
 """
@@ -19,7 +19,6 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from lib import cells, engine, schema
-from lib.hotspots import run_query
 
 PER_INHABITANTS = 10_000
 """Complaint rates are given per this many inhabitants."""
@@ -77,7 +76,7 @@ def _as_date(value) -> dt.date | None:
 
 
 def _run(con, name: str, *args, rows: bool = True):
-    return run_query(con, (f"overview.{name}", *args), lambda: EXPRESSIONS[name](con, *args), rows=rows)
+    return engine.run_query(con, (f"overview.{name}", *args), lambda: EXPRESSIONS[name](con, *args), rows=rows)
 
 
 def counts_expr(con) -> ir.Table:

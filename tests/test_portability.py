@@ -272,3 +272,14 @@ def test_summary_and_levels_equal_the_old_sql(con, tmp_path):
         old_levels = {r[0] for r in c.execute("SELECT DISTINCT level FROM regions").fetchall()}
         assert overview.levels(c) == [lv for lv in overview.schema.LEVELS if lv in old_levels]
     empty.close()
+
+
+def test_compiled_sql_cache_is_bounded_and_keeps_recent_entries():
+    from lib.engine import _SqlCache
+
+    c = _SqlCache(2)
+    c.put(("a",), "SELECT 1")
+    c.put(("b",), "SELECT 2")
+    assert c.get(("a",)) == "SELECT 1"  # a is now the most recent
+    c.put(("c",), "SELECT 3")
+    assert c.get(("b",)) is None and c.get(("a",)) == "SELECT 1" and c.get(("c",)) == "SELECT 3"
