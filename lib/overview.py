@@ -18,7 +18,7 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
-from lib import cells, engine, schema
+from lib import cells, derive, engine, schema
 
 PER_INHABITANTS = 10_000
 """Complaint rates are given per this many inhabitants."""
@@ -137,16 +137,22 @@ def levels(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [lv for lv in schema.LEVELS if lv in present]
 
 
-def region_table_expr(con, level: str = "state") -> ir.Table:
+def region_table_expr(con, level: str = "state", derived: bool = False) -> ir.Table:
     """The unexecuted expression of `region_table` (its columns before the dtype fix-up).
 
     A point belongs to a region when the parent of its resolution-9 cell at
-    `cells.REGION_RES` is one of the region's cells: an integer equi-join.
+    `cells.REGION_RES` is one of the region's cells: an integer equi-join. With `derived`
+    the membership comes from `derive`'s cell_regions (only the cells that hold anything)
+    and the complaints from its complaint_cube (per cell at REGION_RES), not from every complaint.
     """
     b = engine.backend(con)
     regions = b.table("regions").filter(ibis._.level == level)
-    rc = b.table("region_cells")
-    rc = rc.join(regions.select("region_id"), "region_id").select("region_id", "cell")
+    if derived:
+        rc = b.table("cell_regions")
+        rc = rc.filter(rc.level == level).select("region_id", "cell")
+    else:
+        rc = b.table("region_cells")
+        rc = rc.join(regions.select("region_id"), "region_id").select("region_id", "cell")
 
     def in_region(points: ir.Table, cell: str, *keep: str) -> ir.Table:
         """region_id and the `keep` columns of each row of `points` whose `cell` lies in a region's cell set."""
@@ -160,7 +166,12 @@ def region_table_expr(con, level: str = "state") -> ir.Table:
     n_upgrades = u.join(site_region, "site_id").group_by("region_id").agg(
         n_up=ibis._.count(), on_air=ibis._.on_air_actual.count())
     n_links = in_region(b.table("transport_links"), "a_cell").group_by("region_id").agg(links=ibis._.count())
-    n_complaints = in_region(b.table("complaints"), "cell").group_by("region_id").agg(n_k=ibis._.count())
+    if derived:
+        k = b.table("complaint_cube")
+        k = k.filter(k.res == cells.REGION_RES)
+        n_complaints = k.join(rc, "cell").group_by("region_id").agg(n_k=ibis._.n.sum().cast("int64"))
+    else:
+        n_complaints = in_region(b.table("complaints"), "cell").group_by("region_id").agg(n_k=ibis._.count())
     j = (regions.left_join(n_sites, "region_id").left_join(n_upgrades, "region_id")
          .left_join(n_links, "region_id").left_join(n_complaints, "region_id"))
     complaints = j.n_k.fill_null(0)
@@ -180,7 +191,7 @@ def region_table_expr(con, level: str = "state") -> ir.Table:
 def region_table(con: duckdb.DuckDBPyConnection, level: str = "state") -> pd.DataFrame:
     """Per region of `level`: population, sites, upgrades (not cancelled) and how many are on air,
     transport links (by end A), complaints and complaints per 10,000 inhabitants."""
-    df = _run(con, "region_table", level, rows=False)
+    df = _run(con, "region_table", level, derive.current(con), rows=False)
     for col in ("sites", "upgrades", "upgrades_on_air", "transport_links", "complaints"):
         df[col] = df[col].astype("int64")
     df["population"] = df["population"].astype("Int64")

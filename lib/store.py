@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from lib import schema
+from lib import derive, schema
 from lib.errors import ImportRefused, StoreError
 from lib.ingest import Validated, closest_table, detect_table, validate
 from lib.readers import peek_columns, read_file
@@ -165,6 +165,7 @@ def import_file(con: duckdb.DuckDBPyConnection, source: str | Path | bytes, tabl
         _write(con, v, result)
         result.seconds = time.perf_counter() - started
         _log(con, result, raw.format, raw.encoding)
+        derive.refresh(con)  # derived tables are recomputed in the same transaction: never stale
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

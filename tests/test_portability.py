@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import cells, engine, hotspots, overview, store
+from lib import cells, derive, engine, hotspots, overview, store
 
 WINDOW = {"start": "2024-03-01", "end": "2024-09-15 12:30"}
 
@@ -42,6 +42,15 @@ PORTABLE_QUERIES: list[tuple[str, callable]] = [
       for name in ("counts", "date_ranges", "as_of", "imports", "levels")],
     *[(f"overview.region_table {lv}", lambda con, lv=lv: overview.region_table_expr(con, lv))
       for lv in ("state", "cluster", "district")],
+    # the derived tables (lib/derive) and the queries that read them
+    *[(f"derive.{name}", lambda con, name=name: derive.EXPRESSIONS[name](con)) for name in derive.EXPRESSIONS],
+    ("derive.current", derive.current_expr),
+    *[(f"hotspots.cell_counts derived res {r}", lambda con, r=r: hotspots.cell_counts_expr(con, r, derived=True))
+      for r in (7, 8, 9)],
+    ("hotspots.cell_counts derived capacity", lambda con: hotspots.cell_counts_expr(
+        con, 8, categories=hotspots.KINDS["capacity"], derived=True)),
+    *[(f"overview.region_table derived {lv}", lambda con, lv=lv: overview.region_table_expr(con, lv, derived=True))
+      for lv in ("state", "cluster")],
 ]
 """Every query expression of lib/ that must run on each engine: (name, builder(con) -> expression)."""
 
@@ -61,6 +70,8 @@ def con(tiny_world, tmp_path_factory):
     path = tmp_path_factory.mktemp("portability") / "store.duckdb"
     shutil.copy(tiny_world.template, path)
     c = store.connect(path)
+    if not derive.current(c):  # the derived tables, whether or not store.import_file built them
+        derive.rebuild(c)
     yield c
     c.close()
 

@@ -123,3 +123,14 @@ def test_files_uploaded_together_are_imported_in_table_order(tmp_path):
     con = store.connect(tmp_path / "o.duckdb")
     for name, data in store.import_order([f for f in shuffled if f[0] != "notes.csv"]):
         assert store.import_file(con, data, file_name=name).rows_rejected == 0
+
+
+def test_every_import_leaves_the_derived_tables_current(con):
+    from lib import derive
+
+    assert derive.current(con)
+    store.import_file(con, (worlds.SITES_CSV + "S9,Neu,51.3,9.3,macro,4G,\n").encode(), table="sites",
+                      file_name="sites-v2.csv")
+    assert derive.current(con)
+    n = con.execute("SELECT sum(n) FROM complaint_cube WHERE res = 9").fetchall()[0][0]
+    assert n == con.execute("SELECT count(*) FROM complaints").fetchall()[0][0]

@@ -1,0 +1,180 @@
+"""Derived tables, recomputed from the store after each import (never edited by hand).
+
+`refresh(con)` rebuilds them inside the caller's transaction (store.import_file calls it
+just before its COMMIT) and writes a `derived_version` row to `meta`: the newest
+import_id they were computed from. Queries read them only while they are `current`
+(that row equals the newest import_id), else the raw tables; both paths give the same
+answers (tests/test_derive.py).
+
+- `complaint_cube` (res, cell, category, n): complaints per cell at each resolution of
+  `RESOLUTIONS` and category, over all time. It serves every query that counts complaints
+  per cell without a time window: the hotspot map (`hotspots.cell_counts`) and the
+  complaints per region (`overview.region_table`, via the rows at `cells.REGION_RES`).
+  At 10M demo complaints: 2.9M rows (res 9: 2.1M, res 8: 0.62M, res 7: 0.16M).
+  A time dimension does not pay at this density: (res-9 cell, day, category) keeps 79 %
+  of the rows (7.9M of 10M), (cell, week, category) 72 %; so windowed queries read the
+  raw complaints, which an import appends in file order (time-clustered for the demo
+  and for ordinary exports, so DuckDB's zone maps skip most of a short window).
+- `cell_regions` (cell, level, region_id): region membership of each res-REGION_RES cell
+  that holds a complaint, a site or a transport link's end A: the rows of region_cells
+  that any region query can meet (a cell in two regions of a level keeps both rows, as
+  the raw join counts it twice).
+
+Every statement is portable SQL: DROP TABLE IF EXISTS, CREATE TABLE ... AS and INSERT INTO
+... SELECT around Ibis expressions compiled with `engine.to_sql` (`statements(dialect)`).
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+import duckdb
+import ibis
+import ibis.expr.types as ir
+
+from lib import cells, engine
+
+RESOLUTIONS = tuple(sorted({7, 8, 9, cells.REGION_RES}))
+"""Resolutions the cube holds (hotspot resolutions and the region resolution)."""
+
+VERSION_KEY = "derived_version"
+"""The meta key holding the newest import_id the derived tables were computed from."""
+
+TABLES = ("complaint_cube", "cell_regions")
+"""The derived tables."""
+
+# The columns of the store tables the derivations read (unbound: compiled without a backend).
+_SOURCES = MappingProxyType({
+    "complaints": {"cell": "int64", "category": "string"},
+    "sites": {"cell": "int64"},
+    "transport_links": {"a_cell": "int64"},
+    "regions": {"region_id": "string", "level": "string"},
+    "region_cells": {"region_id": "string", "cell": "int64"},
+    "import_log": {"import_id": "int32"},
+    "meta": {"key": "string", "value": "string"},
+    "complaint_cube": {"res": "int64", "cell": "int64", "category": "string", "n": "int64"},
+})
+
+
+def _table(con, name: str) -> ir.Table:
+    """Store table `name`: on `con` when given, else unbound (compiles to its name)."""
+    if con is None:
+        return ibis.table(dict(_SOURCES[name]), name=name)
+    return engine.backend(con).table(name)
+
+
+# -- the derivations as Ibis expressions ----------------------------------------------
+
+def cube_base_expr(con=None) -> ir.Table:
+    """Complaints per resolution-9 cell and category: res, cell, category, n (valid cells only); unexecuted."""
+    c = _table(con, "complaints")
+    agg = c.filter(c.cell > 0).group_by(["cell", "category"]).agg(n=ibis._.count())
+    return agg.select(res=ibis.literal(cells.CELL_RES, type="int64"), cell=agg.cell, category=agg.category,
+                      n=agg.n.cast("int64"))
+
+
+def cube_rollup_expr(res: int, con=None) -> ir.Table:
+    """The cube's rows at `res`, rolled up from its resolution-9 rows: res, cell, category, n; unexecuted."""
+    if res >= cells.CELL_RES:
+        raise ValueError(f"roll-up needs a resolution below {cells.CELL_RES}, not {res}")
+    k = _table(con, "complaint_cube")
+    fine = k.filter(k.res == cells.CELL_RES).select(cell=engine.parent(k.cell, res), category=k.category, n=k.n)
+    agg = fine.group_by(["cell", "category"]).agg(n=ibis._.n.sum())
+    return agg.select(res=ibis.literal(res, type="int64"), cell=agg.cell, category=agg.category,
+                      n=agg.n.cast("int64"))
+
+
+def cell_regions_expr(con=None) -> ir.Table:
+    """Region membership of each res-REGION_RES cell holding a complaint, site or link end A:
+    cell, level, region_id; unexecuted. Reads complaint_cube (build that first)."""
+    k = _table(con, "complaint_cube")
+    s, t = _table(con, "sites"), _table(con, "transport_links")
+    used = ibis.union(
+        k.filter(k.res == cells.REGION_RES).select(cell=k.cell),
+        s.select(cell=engine.parent(s.cell, cells.REGION_RES)),
+        t.select(cell=engine.parent(t.a_cell, cells.REGION_RES)),
+        distinct=True)
+    rc, regions = _table(con, "region_cells"), _table(con, "regions")
+    j = rc.join(regions.select("region_id", "level"), "region_id")
+    j = j.filter(j.cell.isin(used.cell))  # a semi-join: region_cells rows keep their multiplicity
+    return j.select("cell", "level", "region_id")
+
+
+def version_expr(con=None) -> ir.Table:
+    """The store's version as the derived tables record it: key, value (newest import_id, 0 when
+    nothing was imported); unexecuted."""
+    log = _table(con, "import_log")
+    return log.aggregate(key=ibis.literal(VERSION_KEY),
+                         value=log.import_id.max().cast("int64").fill_null(0).cast("string"))
+
+
+def current_expr(con) -> ir.Table:
+    """One row, `current`: whether meta's derived_version equals the store's version; unexecuted."""
+    meta = _table(con, "meta")
+    mine = meta.filter(meta.key == VERSION_KEY).aggregate(derived=meta.value.max())
+    now = version_expr(con)
+    j = mine.cross_join(now)
+    return j.select(current=(j.derived == j.value).fill_null(False))
+
+
+EXPRESSIONS = MappingProxyType({
+    "complaint_cube": cube_base_expr,
+    **{f"complaint_cube res {r}": (lambda con=None, r=r: cube_rollup_expr(r, con))
+       for r in RESOLUTIONS if r < cells.CELL_RES},
+    "cell_regions": cell_regions_expr,
+    "version": version_expr,
+})
+"""The derivations by name: builder(con=None) -> unexecuted Ibis expression (unbound without con)."""
+
+
+# -- refresh ------------------------------------------------------------------------------
+
+def statements(dialect: str = "duckdb") -> list[str]:
+    """The SQL of `refresh`, in order, for `dialect` (every statement is portable SQL)."""
+    sql = lambda expr: engine.to_sql(expr, dialect)  # noqa: E731
+    out = [f"DELETE FROM meta WHERE key = '{VERSION_KEY}'"]
+    out += [f"DROP TABLE IF EXISTS {name}" for name in TABLES]
+    out.append(f"CREATE TABLE complaint_cube AS {sql(cube_base_expr())}")
+    out += [f"INSERT INTO complaint_cube {sql(cube_rollup_expr(r))}"
+            for r in sorted(RESOLUTIONS, reverse=True) if r < cells.CELL_RES]
+    out.append(f"CREATE TABLE cell_regions AS {sql(cell_regions_expr())}")
+    out.append(f"INSERT INTO meta {sql(version_expr())}")
+    return out
+
+
+def refresh(con: duckdb.DuckDBPyConnection) -> None:
+    """Recompute every derived table from the store and mark them current, in the caller's transaction.
+
+    Without an open transaction each statement commits on its own; the version row is
+    deleted first and written last, so a failure part-way leaves the tables not current
+    (queries then read the raw tables). `rebuild` runs it in a transaction of its own.
+    """
+    for stmt in statements("duckdb"):
+        con.execute(stmt)
+
+
+def rebuild(con: duckdb.DuckDBPyConnection) -> None:
+    """`refresh` in a transaction of its own (for a store imported before derived tables existed)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        refresh(con)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def current(con) -> bool:
+    """Whether the derived tables exist and were computed from the store as it is now."""
+    if isinstance(con, duckdb.DuckDBPyConnection):
+        try:
+            return bool(engine.run_query(con, ("derive.current",), lambda: current_expr(None), rows=True)[0][0])
+        except duckdb.CatalogException:  # a bare database without the store's tables
+            return False
+    b = engine.backend(con)
+    try:
+        for name in ("meta", "import_log", *TABLES):
+            b.table(name)
+    except Exception:  # noqa: BLE001 - each engine has its own "no such table" error
+        return False
+    return bool(b.execute(current_expr(b))["current"].iloc[0])
