@@ -16,6 +16,9 @@ class ImportRefused(NetzausbauError):
         self.message = message
         super().__init__(f"{file_name}: {message}")
 
+    def __reduce__(self):
+        return type(self), (self.file_name, self.message)
+
 
 class StoreError(NetzausbauError):
     """The store cannot be opened or is not in the expected state."""

@@ -200,22 +200,29 @@ def parse_geometry(value) -> dict | None:
         return None
 
 
-def validate(raw: RawTable, table: schema.Table, file_name: str, known: Mapping[str, set[str]] | None = None,
-             today: dt.date | None = None) -> Validated:
-    """Type, check and place every row of `raw` as a record of `table`."""
-    known = known or {}
-    today = today or dt.date.today()
-    colmap, unused = match_columns(list(raw.frame.columns), table)
+def check_columns(columns: list[str], table: schema.Table, file_name: str,
+                  encoding: str = "") -> tuple[dict[str, str], list[str]]:
+    """Map a file's columns to `table`'s fields, or refuse the file; also return warnings for a person."""
+    colmap, unused = match_columns(columns, table)
     present = set(colmap.values())
     missing = [n for n in _required_columns(table) if n not in present]
     alt = _missing_location_columns(table, present)
     if missing or alt:
         need = ", ".join(missing + ([alt] if alt else []))
         raise ImportRefused(file_name, f"missing required column(s) for {table.name}: {need} "
-                                       f"(found: {', '.join(map(str, raw.frame.columns))})")
+                                       f"(found: {', '.join(map(str, columns))})")
     warnings = [f"ignored column(s) not in the {table.name} format: {', '.join(map(str, unused))}"] if unused else []
-    if raw.encoding == "windows-1252":
+    if encoding == "windows-1252":
         warnings.append("read as Windows-1252 (not valid UTF-8)")
+    return colmap, warnings
+
+
+def validate(raw: RawTable, table: schema.Table, file_name: str, known: Mapping[str, set[str]] | None = None,
+             today: dt.date | None = None) -> Validated:
+    """Type, check and place every row of `raw` as a record of `table`."""
+    known = known or {}
+    today = today or dt.date.today()
+    colmap, warnings = check_columns(list(raw.frame.columns), table, file_name, raw.encoding)
     frame = raw.frame.rename(columns=colmap)[list(colmap.values())]
     n = len(frame)
     faults = _Faults()

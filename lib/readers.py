@@ -100,12 +100,7 @@ def sniff_delimiter(header: str) -> str:
 def read_csv(data: bytes, file_name: str) -> RawTable:
     """CSV with comma, semicolon or tab; UTF-8 (with or without BOM) or Windows-1252."""
     utf8, encoding = decode_csv(data)
-    first_line = utf8.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")
-    delimiter = sniff_delimiter(first_line)
-    names = next(csv.reader([first_line], delimiter=delimiter))
-    if len(set(names)) != len(names):
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        raise ImportRefused(file_name, f"duplicate column name(s) in the header: {', '.join(dupes)}")
+    delimiter, names = csv_header(utf8, file_name)
     table, bad = _arrow_csv(utf8, delimiter, names, use_threads=True)
     if bad:  # row numbers are only known single-threaded; bad rows are rare, so read again
         table, bad = _arrow_csv(utf8, delimiter, names, use_threads=False)
@@ -117,6 +112,25 @@ def read_csv(data: bytes, file_name: str) -> RawTable:
     return RawTable(frame, rows, "csv", encoding, delimiter, bad_rows=bad)
 
 
+def csv_header(utf8: bytes, file_name: str) -> tuple[str, list[str]]:
+    """The delimiter and column names of a UTF-8 CSV; refuses duplicate column names."""
+    first_line = utf8.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")
+    delimiter = sniff_delimiter(first_line)
+    names = next(csv.reader([first_line], delimiter=delimiter))
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise ImportRefused(file_name, f"duplicate column name(s) in the header: {', '.join(dupes)}")
+    return delimiter, names
+
+
+def csv_options(delimiter: str, names: list[str], use_threads: bool, on_bad) -> tuple:
+    """pyarrow read, parse and convert options: every column as text, blanks as empty strings."""
+    return (pacsv.ReadOptions(use_threads=use_threads, block_size=1 << 24),
+            pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_bad),
+            pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False,
+                                 quoted_strings_can_be_null=False))
+
+
 def _arrow_csv(utf8: bytes, delimiter: str, names: list[str], use_threads: bool):
     bad: list[tuple[int, str]] = []
 
@@ -124,14 +138,8 @@ def _arrow_csv(utf8: bytes, delimiter: str, names: list[str], use_threads: bool)
         bad.append((row.number if row.number is not None else -1, row.text))
         return "skip"
 
-    table = pacsv.read_csv(
-        io.BytesIO(utf8),
-        read_options=pacsv.ReadOptions(use_threads=use_threads, block_size=1 << 24),
-        parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_bad),
-        convert_options=pacsv.ConvertOptions(
-            column_types={n: pa.string() for n in names}, strings_can_be_null=False, quoted_strings_can_be_null=False
-        ),
-    )
+    read, parse, convert = csv_options(delimiter, names, use_threads, on_bad)
+    table = pacsv.read_csv(io.BytesIO(utf8), read_options=read, parse_options=parse, convert_options=convert)
     return table, bad
 
 

@@ -1,0 +1,141 @@
+"""The chunked path for large CSVs gives the same store as the whole-file path, row for row."""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from lib import bulk, store
+from lib.errors import ImportRefused
+from tests import worlds
+
+HEADER = "complaint_id;received_at;lat;lon;category;channel;text\n"
+
+
+def complaints_csv(n: int = 1200, seed: int = 7) -> bytes:
+    """Semicolons, decimal commas, German dates, Windows-1252, and faults of every kind along the way."""
+    rnd = random.Random(seed)
+    lines = [HEADER]
+    for i in range(n):
+        lat, lon = f"{51 + rnd.random() / 2:.5f}".replace(".", ","), f"{9 + rnd.random():.5f}".replace(".", ",")
+        when = f"{rnd.randint(1, 28):02d}.0{rnd.randint(1, 9)}.2025 {rnd.randint(0, 23):02d}:15"
+        row = [f"K{i}", when, lat, lon, rnd.choice(["Langsames Internet", "kein Netz", "app"]), "Hotline", "Straße"]
+        if i % 97 == 5:
+            row[2] = "99,0"  # outside Germany
+        if i % 131 == 7:
+            row[4] = "aliens"  # unknown category
+        if i % 211 == 11:
+            row[0] = f"K{i - 3}"  # duplicate in the same chunk
+        if i % 401 == 400:
+            row[0] = "K1"  # duplicate of a row in the first chunk
+        line = ";".join(row)
+        if i % 307 == 13:
+            line += ";extra;fields"  # unreadable
+        lines.append(line + "\n")
+    return "".join(lines).encode("cp1252")
+
+
+@pytest.fixture
+def threads(monkeypatch):
+    """Workers as threads: the same code path, without spawning processes in every test."""
+    monkeypatch.setattr(bulk, "pool", lambda: ThreadPoolExecutor(max_workers=2))
+
+
+def import_both(tmp_path, data: bytes, monkeypatch, chunk_rows: int = 150):
+    whole = store.connect(tmp_path / "whole.duckdb")
+    worlds.import_world(whole, tmp_path / "w")
+    r1 = store.import_file(whole, data, table="complaints", file_name="c.csv", today=worlds_today())
+    chunked = store.connect(tmp_path / "chunked.duckdb")
+    worlds.import_world(chunked, tmp_path / "c")
+    monkeypatch.setattr(bulk, "MIN_BYTES", 0)
+    monkeypatch.setattr(bulk, "CHUNK_ROWS", chunk_rows)
+    r2 = store.import_file(chunked, data, table="complaints", file_name="c.csv", today=worlds_today())
+    return whole, r1, chunked, r2
+
+
+def worlds_today():
+    import datetime as dt
+
+    return dt.date(2026, 11, 1)
+
+
+def table_rows(con, sql: str) -> list:
+    return con.execute(sql).fetchall()
+
+
+@pytest.mark.parametrize("chunk_rows", [150, 1000, 5000])
+def test_chunked_import_equals_whole_file_import(tmp_path, monkeypatch, threads, chunk_rows):
+    data = complaints_csv()
+    whole, r1, chunked, r2 = import_both(tmp_path, data, monkeypatch, chunk_rows)
+    assert (r2.rows_total, r2.rows_accepted, r2.rows_rejected) == (r1.rows_total, r1.rows_accepted, r1.rows_rejected)
+    assert r1.rows_rejected > 20 and r1.warnings == r2.warnings
+    cols = "complaint_id, received_at, lat, lon, cell, category, channel, text, row_hash"
+    assert table_rows(chunked, f"SELECT {cols} FROM complaints ORDER BY ALL") == \
+        table_rows(whole, f"SELECT {cols} FROM complaints ORDER BY ALL")
+    rej = 'SELECT "row", field, value, reason FROM rejected_rows ORDER BY ALL'
+    assert table_rows(chunked, rej) == table_rows(whole, rej)
+    assert all(r[0] for r in table_rows(chunked, "SELECT record FROM rejected_rows"))  # nothing lost
+    assert table_rows(chunked, "SELECT sum(n) FROM complaint_cube WHERE res = 9") == \
+        table_rows(whole, "SELECT sum(n) FROM complaint_cube WHERE res = 9")
+
+
+def test_chunked_import_in_worker_processes(tmp_path, monkeypatch):
+    """The real pool: spawned processes validate the chunks."""
+    data = complaints_csv(600)
+    whole, r1, chunked, r2 = import_both(tmp_path, data, monkeypatch, chunk_rows=200)
+    assert (r2.rows_accepted, r2.rows_rejected) == (r1.rows_accepted, r1.rows_rejected)
+    assert table_rows(chunked, "SELECT count(*), sum(row_hash) FROM complaints") == \
+        table_rows(whole, "SELECT count(*), sum(row_hash) FROM complaints")
+
+
+def test_chunked_refusal_and_failure_change_nothing(tmp_path, monkeypatch, threads):
+    con = store.connect(tmp_path / "s.duckdb")
+    worlds.import_world(con, tmp_path / "in")
+    monkeypatch.setattr(bulk, "MIN_BYTES", 0)
+    monkeypatch.setattr(bulk, "CHUNK_ROWS", 100)
+    before = table_rows(con, "SELECT count(*) FROM complaints") + table_rows(con, "SELECT count(*) FROM import_log")
+    with pytest.raises(ImportRefused, match="missing required column"):
+        store.import_file(con, b"complaint_id;received_at\nK1;2025-01-01\n", table="complaints", file_name="x.csv")
+
+    def boom(*a, **k):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(store, "_log", boom)
+    with pytest.raises(RuntimeError):
+        store.import_file(con, complaints_csv(300), table="complaints", file_name="c.csv", today=worlds_today())
+    after = table_rows(con, "SELECT count(*) FROM complaints") + table_rows(con, "SELECT count(*) FROM import_log")
+    assert after == before
+
+
+def test_a_broken_worker_pool_falls_back_to_this_process(tmp_path, monkeypatch):
+    """Workers that cannot start (e.g. a main script read from stdin) must not fail the import."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    class Broken(ThreadPoolExecutor):
+        def submit(self, *a, **k):
+            raise BrokenProcessPool("workers died")
+
+    monkeypatch.setattr(bulk, "pool", lambda: Broken(max_workers=1))
+    data = complaints_csv(500)
+    whole, r1, chunked, r2 = import_both(tmp_path, data, monkeypatch, chunk_rows=100)
+    assert (r2.rows_accepted, r2.rows_rejected) == (r1.rows_accepted, r1.rows_rejected)
+    assert table_rows(chunked, "SELECT count(*), sum(row_hash) FROM complaints") == \
+        table_rows(whole, "SELECT count(*), sum(row_hash) FROM complaints")
+
+
+def test_large_imports_keep_every_row_on_both_paths(tmp_path, monkeypatch, threads):
+    """More rows than one DuckDB row group (122,880): every row must be readable after the import."""
+    n = 130_000
+    lines = [HEADER] + [f"K{i};2025-03-{1 + i % 28:02d} 10:00;51,{i % 9000:04d};9,5;slow_data;app;\n" for i in range(n)]
+    data = "".join(lines).encode()
+    for chunked in (False, True):
+        con = store.connect(tmp_path / f"big-{chunked}.duckdb")
+        if chunked:
+            monkeypatch.setattr(bulk, "MIN_BYTES", 0)
+            monkeypatch.setattr(bulk, "CHUNK_ROWS", 50_000)
+        res = store.import_file(con, data, table="complaints", file_name="big.csv", today=worlds_today())
+        assert res.rows_new == n
+        assert con.execute("SELECT count(DISTINCT complaint_id), count(*) FROM complaints").fetchall() == [(n, n)]
+        assert con.execute("SELECT sum(n) FROM complaint_cube WHERE res = 9").fetchall() == [(n,)]
