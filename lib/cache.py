@@ -18,7 +18,7 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from lib import overview, store
+from lib import export, overview, store
 from lib.errors import NetzausbauError, StoreError
 
 TTL = "1h"
@@ -173,5 +173,5 @@ def import_files(con: duckdb.DuckDBPyConnection, files: Iterable[tuple[str, byte
 
 
 def rejects_csv(rejects: pd.DataFrame) -> bytes:
-    """Rejected rows as CSV bytes (UTF-8 with BOM, so that spreadsheet programs read umlauts)."""
-    return rejects.to_csv(index=False).encode("utf-8-sig")
+    """Rejected rows as CSV bytes (UTF-8 with BOM; a value that a spreadsheet would run is escaped)."""
+    return export.csv_bytes(rejects)

@@ -194,3 +194,43 @@ def world_con(tmp_path):
     worlds.import_world(con, tmp_path / "in")
     yield con
     con.close()
+
+
+@pytest.fixture(scope="module")
+def server(demo_db, tmp_path_factory):
+    """The app served by `streamlit run dashboard.py` on a free port, on a private copy of the demo store."""
+    from tests.browser import ServerFailed, streamlit_server
+
+    db = tmp_path_factory.mktemp("browser") / "store.duckdb"
+    shutil.copy(demo_db, db)
+    try:
+        with streamlit_server({store.DB_ENV: str(db)}, db.parent / "server.log") as url:
+            yield url
+    except ServerFailed as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless system Chromium driven by Playwright (scripts/ensure-chromium installs it)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import ARGS, CHROMIUM
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"the browser tests need Chromium at {CHROMIUM}: run scripts/ensure-chromium "
+                    "(apt-get install chromium) or set CHROMIUM=/path/to/chromium")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser page (1440 x 2000) with a 60 s default timeout."""
+    context = browser.new_context(viewport={"width": 1440, "height": 2000})
+    pg = context.new_page()
+    pg.set_default_timeout(60_000)
+    yield pg
+    context.close()

@@ -1,107 +1,21 @@
 """The real app in headless Chromium: every page loads without an error, and a file upload shows its rejects.
 
-A module fixture starts `streamlit run dashboard.py` on a free port against a copy of the demo
+The `server` fixture (conftest.py) starts `streamlit run dashboard.py` on a free port against a copy of the demo
 store. Screenshots of each page go to /tmp/shots/<page>.png for a person to look at.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import expect
 
-from lib import store
+from tests.browser import SHOTS
+from tests.browser import assert_no_errors as _assert_no_errors
+from tests.browser import settle as _settle
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--disable-background-networking"]
-SHOTS = Path("/tmp/shots")
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 PAGES = {"overview": ("", "[data-testid='stPlotlyChart']"), "data": ("data", "[data-testid='stFileUploader']")}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(demo_db, tmp_path_factory):
-    """The app served by `streamlit run` on a free port, on a private copy of the demo store."""
-    db = tmp_path_factory.mktemp("browser") / "store.duckdb"
-    shutil.copy(demo_db, db)
-    port = _free_port()
-    log = (db.parent / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=os.environ | {store.DB_ENV: str(db)}, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start: {(db.parent / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"the browser tests need Chromium at {CHROMIUM}: run scripts/ensure-chromium "
-                    "(apt-get install chromium) or set CHROMIUM=/path/to/chromium")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser) -> Page:
-    context = browser.new_context(viewport={"width": 1440, "height": 2000})
-    pg = context.new_page()
-    pg.set_default_timeout(60_000)
-    yield pg
-    context.close()
-
-
-def _settle(page: Page) -> None:
-    """Wait until the script has run and no element is still marked stale."""
-    page.wait_for_selector(IDLE, timeout=60_000)
-    page.wait_for_timeout(300)
-    page.wait_for_selector(IDLE, timeout=60_000)
-
-
-def _assert_no_errors(page: Page) -> None:
-    exceptions = page.locator("[data-testid='stException']")
-    assert exceptions.count() == 0, exceptions.all_inner_texts()
-    errors = page.locator("[data-testid='stAlertContentError']")
-    assert errors.count() == 0, errors.all_inner_texts()
 
 
 def test_a_deep_link_opened_first_gets_the_whole_app(server, page):
@@ -110,7 +24,8 @@ def test_a_deep_link_opened_first_gets_the_whole_app(server, page):
     page.wait_for_selector("[data-testid='stFileUploader']")
     _settle(page)
     nav = page.locator("[data-testid='stSidebarNav']")
-    expect(nav.get_by_role("link")).to_have_text([re.compile("Overview$"), re.compile("Data$")])  # icon + title
+    for title in ("Overview", "Data"):  # each link is an icon and the title
+        expect(nav.get_by_role("link").filter(has_text=re.compile(f"{title}$"))).to_have_count(1)
     expect(page.locator("[data-testid='stSidebar']")).to_contain_text("Data as of")
     expect(page.get_by_role("heading", name="Data", exact=True)).to_have_count(1)
     _assert_no_errors(page)
