@@ -105,16 +105,17 @@ def window(as_of=None, window_days: int = WINDOW_DAYS) -> tuple[dt.date, dt.date
 
 
 def hotspots_as_of(con, as_of=None, window_days: int = WINDOW_DAYS, res: int = hotspots.DEFAULT_RES,
-                   kind: str = "capacity") -> pd.DataFrame:
+                   kind: str = "capacity", channels=None) -> pd.DataFrame:
     """Hotspots of the `window_days` days ending with `as_of`, with their relief as of that day.
 
     The cells `lib.hotspots.hotspots` returns for complaints received in `window` (every
     cell with complaints, and significant hot cells; hottest first), joined with
     `lib.linkage.relief` as of `as_of`: cell, n, z, p, significant, hot, n_sites,
-    n_upgrades, relief_date, status, blocking_link_id.
+    n_upgrades, relief_date, status, blocking_link_id. `channels` (None: all) counts the
+    complaints of those channels only.
     """
     day = _as_of(as_of)
     start, end = window(day, window_days)
-    hot = hotspots.hotspots(con, res, start, end, kind)
+    hot = hotspots.hotspots(con, res, start, end, kind, channels=channels)
     rel = linkage.relief(con, hot[["cell"]], res, day)
     return hot.merge(rel, on="cell", how="left")

@@ -88,8 +88,9 @@ def _timestamp(value) -> ir.TimestampScalar:
     return ibis.literal(pd.Timestamp(value).to_pydatetime().replace(tzinfo=None), type="timestamp")
 
 
-def _window(c: ir.Table, start, end, categories: Iterable[str] | None) -> list[ir.BooleanValue]:
-    """Filter of complaints `c` to the window [start, end) and the categories.
+def _window(c: ir.Table, start, end, categories: Iterable[str] | None,
+            channels: Iterable[str] | None = None) -> list[ir.BooleanValue]:
+    """Filter of complaints `c` to the window [start, end), the categories and the channels.
 
     Ibis writes the values as literals (no driver placeholder style): timestamps are
     formatted here, categories checked against the schema.
@@ -99,7 +100,18 @@ def _window(c: ir.Table, start, end, categories: Iterable[str] | None) -> list[i
         cond.append(c.received_at >= _timestamp(start))
     if end is not None:
         cond.append(c.received_at < _timestamp(end))
-    return cond + _categories(c, categories)
+    return cond + _categories(c, categories) + channel_filter(c, channels)
+
+
+def channel_filter(c: ir.Table, channels: Iterable[str] | None) -> list[ir.BooleanValue]:
+    """Filter of `c` to the channels (none: every channel), checked against the schema."""
+    if channels is None:
+        return []
+    chans = list(channels)
+    unknown = sorted(set(chans) - set(schema.CHANNELS))
+    if unknown:
+        raise ValueError(f"unknown channels {unknown} (choose from {list(schema.CHANNELS)})")
+    return [c.channel.isin(chans) if chans else ibis.literal(False)]
 
 
 def _categories(c: ir.Table, categories: Iterable[str] | None) -> list[ir.BooleanValue]:
@@ -114,39 +126,44 @@ def _categories(c: ir.Table, categories: Iterable[str] | None) -> list[ir.Boolea
     return cond
 
 
-def _derived(con, start, end, monthly: bool = False) -> bool:
-    """Whether a count can read `derive`'s complaint_cube: no time window, and the cube is current."""
-    return start is None and end is None and not monthly and derive.current(con)
+def _derived(con, start, end, monthly: bool = False, channels=None) -> bool:
+    """Whether a count can read `derive`'s complaint_cube: no time window, no channel filter (the cube has
+    no channel), and the cube is current."""
+    return start is None and end is None and not monthly and channels is None and derive.current(con)
 
 
 def cell_counts_expr(con, res: int = DEFAULT_RES, start=None, end=None, categories: Iterable[str] | None = None,
-                     monthly: bool = False, derived: bool = False) -> ir.Table:
+                     monthly: bool = False, derived: bool = False, channels: Iterable[str] | None = None) -> ir.Table:
     """Complaints per cell at `res` (and calendar month) received in [start, end): (month,) cell, n; unexecuted.
+
+    `channels` keeps complaints of those channels only (None: every channel).
 
     With `derived` (no window, not monthly) the counts are sums over `derive`'s complaint_cube
     (complaints per cell at each resolution and category): the same answer from a far smaller table.
     """
     _check_res(res)
     if derived:
-        if start is not None or end is not None or monthly:
-            raise ValueError("the complaint cube holds totals over all time: no window, no months")
+        if start is not None or end is not None or monthly or channels is not None:
+            raise ValueError("the complaint cube holds totals over all time and channels: no window, months or "
+                             "channels")
         k = engine.backend(con).table("complaint_cube")
         t = k.filter([k.res == res, *_categories(k, categories)])
         return t.group_by("cell").agg(n=t.n.sum().cast("int64")).order_by("cell")
     c = engine.backend(con).table("complaints")
     keys = ["month", "cell"] if monthly else ["cell"]
     cols = {"month": c.received_at.truncate("M")} if monthly else {}
-    t = c.filter(_window(c, start, end, categories)).select(**cols, cell=engine.parent(c.cell, res))
+    t = c.filter(_window(c, start, end, categories, channels)).select(**cols, cell=engine.parent(c.cell, res))
     return t.group_by(keys).agg(n=ibis._.count()).order_by(keys)
 
 
 def cell_counts(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES, start=None, end=None,
-                categories: Iterable[str] | None = None) -> pd.DataFrame:
-    """Complaints per cell at `res` received in [start, end), optionally of some categories only."""
+                categories: Iterable[str] | None = None, channels: Iterable[str] | None = None) -> pd.DataFrame:
+    """Complaints per cell at `res` received in [start, end), optionally of some categories and channels only."""
     cats = None if categories is None else tuple(categories)
-    derived = _derived(con, start, end)
-    out = engine.run_query(con, ("cell_counts", res, _key_time(start), _key_time(end), cats, derived),
-                           lambda: cell_counts_expr(con, res, start, end, cats, derived=derived))
+    chans = None if channels is None else tuple(channels)
+    derived = _derived(con, start, end, channels=chans)
+    out = engine.run_query(con, ("cell_counts", res, _key_time(start), _key_time(end), cats, derived, chans),
+                           lambda: cell_counts_expr(con, res, start, end, cats, derived=derived, channels=chans))
     return out.astype(_COUNT_COLUMNS)
 
 
@@ -322,18 +339,20 @@ def getis_ord(counts: pd.DataFrame, k: int = DEFAULT_K, study_cells=None, q: flo
 
 
 def hotspots(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES, start=None, end=None,
-             kind: str = "capacity", k: int = DEFAULT_K, q: float = FDR_Q) -> pd.DataFrame:
+             kind: str = "capacity", k: int = DEFAULT_K, q: float = FDR_Q,
+             channels: Iterable[str] | None = None) -> pd.DataFrame:
     """Gi* hotspots of one kind of complaint in [start, end): (cell, n, z, p, significant, hot).
 
     Capacity complaints (slow data, dropped calls) and coverage complaints (no signal, no
     indoor signal) have different remedies, so each kind is tested on its own; "all"
     counts every category. Only cells with complaints or a significant hotspot are
     returned (the quiet zero-filled cells are left out), hottest first. Counts are raw,
-    not per inhabitant: over a large area the busiest places stand out too.
+    not per inhabitant: over a large area the busiest places stand out too. `channels`
+    (None: every channel) keeps complaints that came in through those channels only.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r} (choose one of {list(KINDS)})")
-    gi = getis_ord(cell_counts(con, res, start, end, KINDS[kind]), k=k, q=q, con=con)
+    gi = getis_ord(cell_counts(con, res, start, end, KINDS[kind], channels), k=k, q=q, con=con)
     keep = (gi["n"] > 0) | gi["hot"]
     return gi[keep].sort_values(["z", "cell"], ascending=[False, True], ignore_index=True)
 

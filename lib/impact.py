@@ -62,10 +62,11 @@ def _timestamp(value) -> ir.TimestampScalar:
     return ibis.literal(pd.Timestamp(value).to_pydatetime().replace(tzinfo=None), type="timestamp")
 
 
-def complaint_weeks_expr(con, res: int = DEFAULT_RES, start=None, end=None, kind: str = "capacity") -> ir.Table:
+def complaint_weeks_expr(con, res: int = DEFAULT_RES, start=None, end=None, kind: str = "capacity",
+                         channels=None) -> ir.Table:
     """Complaints of `kind` per cell at `res` and calendar week (Monday), received in [start, end): cell, week, n.
 
-    Weeks without complaints have no row.
+    Weeks without complaints have no row. `channels` (None: all) keeps those channels only.
     """
     if res not in hotspots.RESOLUTIONS:
         raise ValueError(f"resolution {res} not supported (choose one of {hotspots.RESOLUTIONS})")
@@ -80,6 +81,7 @@ def complaint_weeks_expr(con, res: int = DEFAULT_RES, start=None, end=None, kind
     categories = hotspots.KINDS[kind]
     if categories is not None:
         cond.append(c.category.isin(list(categories)))
+    cond += hotspots.channel_filter(c, channels)
     t = c.filter(cond).select(cell=engine.parent(c.cell, res), week=c.received_at.truncate("W").cast("date"))
     return t.group_by(["cell", "week"]).agg(n=ibis._.count())
 
@@ -93,7 +95,7 @@ def _cells(cells_df) -> np.ndarray:
 
 
 def weekly_hotspot_complaints_expr(con, cells_df, res: int = DEFAULT_RES, start=None, end=None,
-                                   kind: str = "capacity") -> ir.Table:
+                                   kind: str = "capacity", channels=None) -> ir.Table:
     """The unexecuted expression of `weekly_hotspot_complaints` (start and end required)."""
     if start is None or end is None:
         raise ValueError("give start and end of the study window")
@@ -101,13 +103,13 @@ def weekly_hotspot_complaints_expr(con, cells_df, res: int = DEFAULT_RES, start=
     weeks = pd.date_range(first, max(first, last), freq="7D") if pd.Timestamp(end) > pd.Timestamp(start) else []
     grid = ibis.memtable(pd.DataFrame({"cell": _cells(cells_df)}), schema={"cell": "int64"}).cross_join(
         ibis.memtable(pd.DataFrame({"week": pd.DatetimeIndex(weeks)}), schema={"week": "date"}))
-    counts = complaint_weeks_expr(con, res, start, end, kind)
+    counts = complaint_weeks_expr(con, res, start, end, kind, channels)
     joined = grid.left_join(counts, [grid.cell == counts.cell, grid.week == counts.week])
     return joined.select(grid.cell, grid.week, n=counts.n.fill_null(0)).order_by(["cell", "week"])
 
 
 def weekly_hotspot_complaints(con, cells_df, res: int = DEFAULT_RES, start=None, end=None,
-                              kind: str = "capacity") -> pd.DataFrame:
+                              kind: str = "capacity", channels=None) -> pd.DataFrame:
     """Complaints of `kind` per hotspot cell and calendar week (Monday) in [start, end): cell, week, n.
 
     `cells_df` has a column `cell` at `res` (and may have `relief_date`). Every week of the
@@ -123,7 +125,7 @@ def weekly_hotspot_complaints(con, cells_df, res: int = DEFAULT_RES, start=None,
             raise ValueError("give start and end, or cells with relief dates")
         start = start if start is not None else week_start(dates.min()) - dt.timedelta(weeks=WEEKS)
         end = end if end is not None else week_start(dates.max()) + dt.timedelta(weeks=WEEKS + 1)
-    expr = weekly_hotspot_complaints_expr(con, cells_df, res, start, end, kind)
+    expr = weekly_hotspot_complaints_expr(con, cells_df, res, start, end, kind, channels)
     out = engine.backend(con).execute(expr)
     out["week"] = pd.to_datetime(out["week"]).dt.date
     return out.astype({"cell": "int64", "n": "int64"})[WEEKLY_COLUMNS].reset_index(drop=True)

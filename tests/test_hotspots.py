@@ -329,3 +329,20 @@ def test_trends_on_the_store(world):
     monthly = hotspots.monthly_counts(con, 8, categories=CAPACITY, **window)
     assert monthly["month"].dt.month.nunique() == 12
     assert monthly.loc[monthly["cell"] == A, "n"].is_monotonic_increasing  # 3, 4, ... 14 a cell and month
+
+
+@pytest.mark.parametrize("channels", [("app",), ("hotline", "crowd_list"), ()])
+def test_cell_counts_and_hotspots_filter_by_channel(world, channels):
+    con, records = world
+    sel = records[records["channel"].isin(channels)]
+    expected = sel["cell9"].map(lambda c: H3.cell_to_parent(c, 8)).value_counts().to_dict()
+    got = hotspots.cell_counts(con, res=8, channels=channels)  # no window: the cube has no channel, raw rows are read
+    assert dict(zip(got["cell"], got["n"], strict=True)) == expected
+    window = dict(start="2024-01-01", end="2025-01-01")
+    sel = sel[(sel["received_at"] >= "2024-01-01") & (sel["received_at"] < "2025-01-01")
+              & sel["category"].isin(CAPACITY)]
+    hot = hotspots.hotspots(con, kind="capacity", channels=channels, **window)
+    want = sel["cell9"].map(lambda c: H3.cell_to_parent(c, 8)).value_counts().to_dict()
+    assert {c: n for c, n in zip(hot["cell"], hot["n"], strict=True) if n > 0} == want
+    with pytest.raises(ValueError, match="channels"):
+        hotspots.cell_counts(con, channels=["pigeon"])

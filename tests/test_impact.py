@@ -10,7 +10,7 @@ import ibis
 import pandas as pd
 import pytest
 
-from lib import engine, impact, store
+from lib import cells, engine, impact, store
 from tests import worlds
 
 D = dt.date
@@ -216,3 +216,13 @@ def test_queries_compile_for_every_engine(world_con, dialect, spark_options):
     for expr in (impact.did_expr(world_con, reliefs, as_of=AS_OF, region_level="state"),
                  impact.weekly_hotspot_complaints_expr(world_con, [a, b], start=START, end=D(2025, 3, 1))):
         assert "SELECT" in engine.to_sql(expr, dialect)
+
+
+def test_weekly_complaints_filter_by_channel(world_con):
+    """worlds.py: K1 (hotline, Sunday 5 January) and K2 (app, Monday 6 January) are slow_data complaints."""
+    both = cells.parent(cells.latlng_to_cells([51.25, 51.251], [9.25, 9.251]), 8)
+    window = dict(start=D(2025, 1, 1), end=D(2025, 2, 1))
+    every = impact.weekly_hotspot_complaints(world_con, both, **window)
+    app = impact.weekly_hotspot_complaints(world_con, both, channels=["app"], **window)
+    assert every["n"].sum() == 2 and app["n"].sum() == 1
+    assert app.loc[app["n"] > 0, "week"].tolist() == [D(2025, 1, 6)]  # K2, Monday 6 January
