@@ -18,7 +18,7 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from lib import export, overview, store
+from lib import export, maps, overview, store, story
 from lib.errors import NetzausbauError, StoreError
 
 TTL = "1h"
@@ -86,6 +86,11 @@ QUERIES = MappingProxyType({
     "region_table": overview.region_table,
     "import_log": store.import_log,
     "rejected_rows": store.rejected_rows,
+    "map_regions": maps.regions,
+    "map_view": maps.fitted,
+    "hotspot_story": story.hotspot,
+    "site_story": story.site,
+    "link_story": story.link,
 })
 """The cached queries by name (read-only): each takes a cursor first, then small arguments."""
 

@@ -1,0 +1,156 @@
+"""The planner map's view in the URL: parse query parameters (bad ones fall back, with a note) and write them.
+
+A shared link reproduces the view: the date, the region, every filter, the colour mode and
+the selected hotspot or site. Only values that differ from the defaults are written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import h3
+import pandas as pd
+
+from lib import asof, hotspots, linkage, maps, schema
+
+CHOICES = {
+    "ch": ("channels", schema.CHANNELS),
+    "uk": ("upgrade_kinds", schema.UPGRADE_KINDS),
+    "ss": ("site_statuses", asof.SITE_STATUSES),
+    "ls": ("link_states", asof.LINK_STATES),
+    "rs": ("relief_statuses", linkage.STATUSES),
+    "layers": ("layers", maps.LAYERS),
+}
+"""List parameters: URL key -> (Params field, allowed values); comma-separated, absent = every value."""
+
+PICKABLE = ("hotspots", "sites")
+"""Layers whose objects can be selected through the URL (`sel=hotspots:<h3 hex>` or `sel=sites:<site_id>`)."""
+
+
+@dataclass
+class State:
+    """Everything the URL holds: the view's Params, the colour mode, the picked object, and notes on bad values."""
+
+    params: maps.Params
+    colour: str = "relief"
+    pick: tuple[str, str] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _one(params: Mapping, key: str):
+    value = params.get(key)
+    if isinstance(value, (list, tuple)):
+        value = value[-1] if value else None
+    return None if value is None else str(value).strip()
+
+
+def parse(params: Mapping, first: dt.date, last: dt.date, region_ids) -> State:
+    """The State of query `params` (a mapping of str, or lists of str); each bad value falls back to its
+    default with a note naming the parameter, the value and what was used instead."""
+    notes: list[str] = []
+    kw: dict = {}
+
+    date = _one(params, "date")
+    as_of = last
+    if date:
+        try:
+            day = dt.date.fromisoformat(date)
+        except ValueError:
+            notes.append(f"date={date!r} is not a date (YYYY-MM-DD); showing {last}.")
+        else:
+            if first <= day <= last:
+                as_of = day
+            else:
+                notes.append(f"date={date} lies outside the data ({first} to {last}); showing {last}.")
+    region = _one(params, "region")
+    if region:
+        if region in set(region_ids):
+            kw["region"] = region
+        else:
+            notes.append(f"region={region!r} is not a known region; showing all of Germany.")
+    kind = _one(params, "kind")
+    if kind:
+        if kind in hotspots.KINDS:
+            kw["kind"] = kind
+        else:
+            notes.append(f"kind={kind!r} is not one of {', '.join(hotspots.KINDS)}; showing capacity.")
+    for key, (name, allowed) in CHOICES.items():
+        raw = _one(params, key)
+        if raw is None:
+            continue
+        values = tuple(v for v in raw.split(",") if v) if raw else ()
+        bad = [v for v in values if v not in allowed]
+        if bad:
+            notes.append(f"{key}={raw!r}: unknown {', '.join(bad)} (choose from {', '.join(allowed)}); "
+                         "showing every value.")
+        else:
+            kw[name] = tuple(v for v in allowed if v in values)
+    sig = _one(params, "sig")
+    if sig:
+        if sig in ("0", "1"):
+            kw["significant_only"] = sig == "1"
+        else:
+            notes.append(f"sig={sig!r} must be 0 or 1; showing significant hotspots only.")
+    res = _one(params, "res")
+    if res:
+        if res in {str(r) for r in hotspots.RESOLUTIONS}:
+            kw["res"] = int(res)
+        else:
+            notes.append(f"res={res!r} is not one of {', '.join(map(str, hotspots.RESOLUTIONS))}; "
+                         "choosing by the area.")
+    colour = _one(params, "colour") or "relief"
+    if colour not in maps.COLOUR_MODES:
+        notes.append(f"colour={colour!r} is not one of {', '.join(maps.COLOUR_MODES)}; colouring by relief.")
+        colour = "relief"
+    pick = None
+    sel = _one(params, "sel")
+    if sel:
+        layer, _, ident = sel.partition(":")
+        ok = layer in PICKABLE and ident and (layer != "hotspots" or h3.is_valid_cell(ident))
+        if ok:
+            pick = (layer, ident)
+        else:
+            notes.append(f"sel={sel!r} is not hotspots:<H3 cell> or sites:<site id>; nothing selected.")
+    return State(maps.Params(as_of=as_of, **kw), colour, pick, notes)
+
+
+def query(state: State, last: dt.date) -> dict[str, str]:
+    """The query parameters of `state` that differ from the defaults (the date defaults to `last`)."""
+    p, d = state.params, maps.Params(as_of=last)
+    out = {}
+    if p.as_of != last:
+        out["date"] = p.as_of.isoformat()
+    if p.region:
+        out["region"] = p.region
+    if p.kind != d.kind:
+        out["kind"] = p.kind
+    for key, (name, allowed) in CHOICES.items():
+        value = getattr(p, name)
+        if value is not None and tuple(value) != tuple(allowed):
+            out[key] = ",".join(value)
+    if p.significant_only != d.significant_only:
+        out["sig"] = "1" if p.significant_only else "0"
+    if p.res is not None:
+        out["res"] = str(p.res)
+    if state.colour != "relief":
+        out["colour"] = state.colour
+    if state.pick:
+        out["sel"] = f"{state.pick[0]}:{state.pick[1]}"
+    return out
+
+
+def next_month(day: dt.date, first: dt.date, last: dt.date) -> dt.date:
+    """The play control's next date: one month on, at most `last`; from `last` back to `first`."""
+    if day >= last:
+        return first
+    return min(last, (pd.Timestamp(day) + pd.DateOffset(months=1)).date())
+
+
+def date_range(summary) -> tuple[dt.date, dt.date]:
+    """The slider's range: the first day with a complaint (else the earliest date held) to the data's as-of day."""
+    last = summary.data_as_of.date() if summary.data_as_of else dt.date.today()
+    lows = [lo for lo, _ in summary.date_ranges.values() if lo is not None]
+    first = summary.date_ranges.get("Complaints received", (None, None))[0] or (min(lows) if lows else last)
+    return min(first, last), last

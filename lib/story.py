@@ -1,0 +1,185 @@
+"""The story of one hotspot or site beside the map: complaints over time, what serves it, when it is relieved.
+
+Every figure comes from the engine (`lib.linkage`, `lib.impact`, `lib.asof`); this module only
+gathers one object's rows, as of the slider's date: an actual date after `as_of` counts as
+not yet happened, as everywhere in the engine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import ibis
+import pandas as pd
+import plotly.graph_objects as go
+
+from lib import asof, engine, impact, linkage
+
+HISTORY_WEEKS = 52
+"""Weeks of complaints the story chart shows before the slider's date (at least)."""
+
+MILESTONES = ("permit", "installed", "on_air")
+"""Upgrade milestones, each with a planned and an actual date."""
+
+UPGRADE_COLUMNS = ["site_id", "upgrade_id", "kind", *[f"{m}_{w}" for m in MILESTONES for w in ("planned", "actual")],
+                   "delay_days", "transport_link_id", "owner"]
+LINK_COLUMNS = ["link_id", "kind", "state", "completion_planned", "completion_actual", "owner"]
+
+
+@dataclass
+class Impact:
+    """Mean weekly complaints in the `weeks` weeks before and after the relief week of one hotspot."""
+
+    relieved_on: dt.date
+    before: float
+    after: float
+    weeks: int
+    complete: bool  # the after window has ended by as_of
+
+    @property
+    def change(self) -> float:
+        return self.after - self.before
+
+    @property
+    def pct_change(self) -> float | None:
+        return None if self.before == 0 else 100 * self.change / self.before
+
+
+@dataclass
+class HotspotStory:
+    """One hotspot cell as of a date."""
+
+    cell: int
+    res: int
+    as_of: dt.date
+    relief: dict  # linkage.relief's row: n_sites, n_upgrades, relief_date, status, blocking_link_id
+    weekly: pd.DataFrame  # week, n
+    sites: pd.DataFrame  # hotspot_sites rows: site_id, distance, rank
+    upgrades: pd.DataFrame  # UPGRADE_COLUMNS of the serving upgrades (not cancelled), nearest site first
+    links: pd.DataFrame  # LINK_COLUMNS of the links those upgrades wait on, the blocking one first
+    impact: Impact | None  # only once relieved
+
+
+@dataclass
+class SiteStory:
+    """One site as of a date."""
+
+    site_id: str
+    as_of: dt.date
+    site: dict  # site_id, lat, lon, status (asof.sites_as_of)
+    upgrades: pd.DataFrame  # UPGRADE_COLUMNS
+    links: pd.DataFrame  # LINK_COLUMNS: the site's own link and those its upgrades wait on
+
+
+def _as_of_dates(frame: pd.DataFrame, columns: list[str], as_of: dt.date) -> pd.DataFrame:
+    """Dates as `datetime.date` (None when empty); an actual date after as_of becomes None."""
+    for c in columns:
+        d = pd.to_datetime(frame[c])
+        if c.endswith("_actual"):
+            d = d.where(d <= pd.Timestamp(as_of))
+        frame[c] = pd.Series([None if pd.isna(x) else x.date() for x in d], index=frame.index, dtype=object)
+    return frame
+
+
+def upgrades_of(con, site_ids, as_of: dt.date) -> pd.DataFrame:
+    """The upgrades (not cancelled) of some sites with their milestones as of `as_of`: UPGRADE_COLUMNS.
+
+    delay_days: on_air_actual - on_air_planned when on air; else as_of - on_air_planned when that
+    has passed (overdue, still counting); else empty.
+    """
+    u = engine.backend(con).table("upgrades")
+    ids = [str(s) for s in site_ids]
+    u = u.filter(u.site_id.isin(ids) if ids else ibis.literal(False))
+    u = u.filter(u.status.isnull() | (u.status != "cancelled"))
+    out = u.select(*[c for c in UPGRADE_COLUMNS if c != "delay_days"]).execute()
+    dates = [c for c in out.columns if c.endswith(("_planned", "_actual"))]
+    out = _as_of_dates(out, dates, as_of)
+    day = pd.Timestamp(as_of)
+    planned, actual = pd.to_datetime(out["on_air_planned"]), pd.to_datetime(out["on_air_actual"])
+    delay = (actual - planned).dt.days.where(actual.notna(), (day - planned).dt.days.where(planned < day))
+    out["delay_days"] = delay.astype("Int64")
+    return out[UPGRADE_COLUMNS].sort_values(["site_id", "upgrade_id"], ignore_index=True)
+
+
+def links_of(con, link_ids, as_of: dt.date) -> pd.DataFrame:
+    """Transport links with their state as of `as_of` (`asof.links_as_of` rules): LINK_COLUMNS."""
+    ids = sorted({str(i) for i in link_ids if i is not None and not pd.isna(i)})
+    link = engine.backend(con).table("transport_links")
+    link = link.filter(link.link_id.isin(ids) if ids else ibis.literal(False))
+    out = link.select("link_id", "kind", "completion_planned", "completion_actual", "owner").execute()
+    states = asof.links_as_of(con, as_of).set_index("link_id")["state"]
+    out["state"] = out["link_id"].map(states)
+    out = _as_of_dates(out, ["completion_planned", "completion_actual"], as_of)
+    return out[LINK_COLUMNS].sort_values("link_id", ignore_index=True)
+
+
+def link(con, link_id: str, as_of: dt.date) -> pd.DataFrame:
+    """One transport link's row of `links_of` (empty when there is no such link)."""
+    return links_of(con, [link_id], as_of)
+
+
+def hotspot_impact(weekly: pd.DataFrame, relief: dict, as_of: dt.date, weeks: int = impact.WEEKS) -> Impact | None:
+    """Before/after means of one relieved hotspot's weekly complaints, on `impact.events`' windows."""
+    if relief.get("status") != "relieved" or relief.get("relief_date") is None:
+        return None
+    ev = impact.events(pd.DataFrame([{"cell": 0, "relief_date": relief["relief_date"], "status": "relieved"}]),
+                       weeks, as_of).iloc[0]
+    w = pd.to_datetime(weekly["week"])
+    before = weekly.loc[(w >= ev["before_start"]) & (w < ev["w0"]), "n"].sum() / weeks
+    after = weekly.loc[(w > ev["w0"]) & (w < ev["after_end"]), "n"].sum() / weeks
+    return Impact(relief["relief_date"], float(before), float(after), weeks, bool(ev["complete"]))
+
+
+def hotspot(con, cell: int, res: int, as_of: dt.date, kind: str = "capacity", channels=None,
+            weeks: int = impact.WEEKS) -> HotspotStory:
+    """The story of hotspot `cell` (at `res`) as of `as_of`, counting complaints of `kind` and `channels`."""
+    rel = linkage.relief(con, [cell], res, as_of)
+    row = rel.iloc[0].to_dict() if len(rel) else {"status": "no_upgrade_planned", "relief_date": None}
+    start = impact.week_start(as_of) - dt.timedelta(weeks=HISTORY_WEEKS)
+    if row.get("status") == "relieved" and row.get("relief_date"):
+        start = min(start, impact.week_start(row["relief_date"]) - dt.timedelta(weeks=weeks))
+    weekly = impact.weekly_hotspot_complaints(con, [cell], res, start, as_of + dt.timedelta(days=1), kind,
+                                              channels)[["week", "n"]]
+    sites = linkage.hotspot_sites(con, [cell], res)[["site_id", "distance", "rank"]]
+    ups = upgrades_of(con, sites["site_id"], as_of)
+    ups = ups.assign(_r=ups["site_id"].map(dict(zip(sites["site_id"], sites["rank"], strict=True))))
+    ups = ups.sort_values(["_r", "upgrade_id"], ignore_index=True).drop(columns="_r")
+    links = links_of(con, ups["transport_link_id"], as_of)
+    blocking = row.get("blocking_link_id")
+    if blocking:
+        links = links.assign(_b=links["link_id"] != blocking).sort_values(["_b", "link_id"], ignore_index=True)
+        links = links.drop(columns="_b")
+    return HotspotStory(int(cell), res, as_of, row, weekly, sites, ups, links,
+                        hotspot_impact(weekly, row, as_of, weeks))
+
+
+def site(con, site_id: str, as_of: dt.date) -> SiteStory | None:
+    """The story of one site as of `as_of`; None when there is no such site."""
+    s = asof.sites_as_of(con, as_of)
+    s = s[s["site_id"] == str(site_id)]
+    if s.empty:
+        return None
+    ups = upgrades_of(con, [site_id], as_of)
+    t = engine.backend(con).table("sites")
+    own = t.filter(t.site_id == ibis.literal(str(site_id))).select("transport_link_id").execute()
+    links = links_of(con, [*own["transport_link_id"], *ups["transport_link_id"]], as_of)
+    return SiteStory(str(site_id), as_of, s.iloc[0].to_dict(), ups, links)
+
+
+def weekly_figure(s: HotspotStory) -> go.Figure:
+    """Weekly complaints of a hotspot, the relief date marked (dashed: planned; solid: relieved)."""
+    fig = go.Figure(go.Scatter(x=pd.to_datetime(s.weekly["week"]), y=s.weekly["n"], mode="lines",
+                               line=dict(color="#5b6b7f", width=2), name="complaints a week",
+                               hovertemplate="week of %{x|%Y-%m-%d}: %{y}<extra></extra>"))
+    day = s.relief.get("relief_date")
+    if day is not None:
+        done = s.relief.get("status") == "relieved"
+        x = pd.Timestamp(day)
+        fig.add_shape(type="line", x0=x, x1=x, y0=0, y1=1, yref="paper",
+                      line=dict(color="#1a9641" if done else "#d7191c", dash="solid" if done else "dash"))
+        fig.add_annotation(x=x, y=1, yref="paper", showarrow=False, yanchor="bottom",
+                           text=f"{'relieved' if done else 'relief planned'} {day}")
+    fig.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), yaxis_title="complaints a week",
+                      showlegend=False)
+    return fig

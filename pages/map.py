@@ -1,0 +1,177 @@
+"""Planner map: hotspots, sites and transport links as of a date, and the story of what relieves each hotspot."""
+
+import time
+
+import streamlit as st
+
+from lib import asof, cache, cells, export, hotspots, linkage, maps, mapurl, schema, story
+
+PLAY_SECONDS = 2.0
+TABLE_ROWS = 500
+ss = st.session_state
+LABEL = maps.LABELS.get
+UPGRADE_COLUMNS = {c: st.column_config.DateColumn(c.replace("_", " ")) for c in story.UPGRADE_COLUMNS
+                   if c.endswith(("_planned", "_actual"))} | {
+    "delay_days": st.column_config.NumberColumn("on air delay (days)", help="Actual minus planned on-air date; "
+                                                "still open: days since the planned date")}
+
+cache.ensure_routed()
+st.title("Planner map")
+con = cache.get_store()
+info = cache.summary(con) if con is not None else None
+if info is None or not info.counts.get("complaints"):
+    st.info("No complaints in the store yet: build the demo data (`python -m lib.cli demo`) or import files on "
+            "the **Data** page.", icon=":material/map:")
+    st.stop()
+
+first, last = mapurl.date_range(info)
+regions = cache.query(con, "map_regions")
+names = dict(zip(regions["region_id"], regions["name"] + " (" + regions["level"] + ")", strict=True))
+if "map_date" not in ss:  # a new session: the URL seeds every widget
+    url = mapurl.parse(st.query_params.to_dict(), first, last, names)
+    p = url.params
+    ss.update(map_date=p.as_of, map_region=p.region or "", map_kind=p.kind, map_colour=url.colour,
+              map_res=p.res or "auto", map_layers=list(p.layers), map_ch=list(p.channels or schema.CHANNELS),
+              map_uk=list(p.upgrade_kinds or schema.UPGRADE_KINDS), map_ss=list(p.site_statuses),
+              map_ls=list(p.link_states), map_rs=list(p.relief_statuses), map_sig=p.significant_only,
+              map_pick=url.pick, map_notes=url.notes)
+for note in ss.pop("map_notes", []):
+    st.warning(f"Link parameter ignored: {note}", icon=":material/link_off:")
+if ss.pop("map_step", False):
+    ss["map_date"] = mapurl.next_month(ss["map_date"], first, last)
+    ss["map_play"] = ss["map_play"] and ss["map_date"] < last
+
+c_date, c_play = st.columns([8, 1], vertical_alignment="bottom")
+c_date.slider("Network as of", min_value=first, max_value=last, key="map_date", format="YYYY-MM-DD")
+c_play.toggle("Play", key="map_play", help="Step through the months")
+
+
+@st.fragment(run_every=PLAY_SECONDS if ss.get("map_play") else None)
+def ticker() -> None:
+    if ss.get("map_play") and time.monotonic() - ss.get("map_stepped", 0.0) >= PLAY_SECONDS * 0.9:
+        ss["map_stepped"], ss["map_step"] = time.monotonic(), True
+        st.rerun(scope="app")
+
+
+ticker()
+f1, f2, f3, f4, f5 = st.columns([3, 2, 2, 1, 3])
+f1.selectbox("Region", ["", *names], key="map_region", format_func=lambda r: names.get(r, "All of Germany"))
+f2.segmented_control("Complaints", list(hotspots.KINDS), key="map_kind", required=True)
+f3.segmented_control("Colour hotspots by", list(maps.COLOUR_MODES), key="map_colour", required=True)
+f4.selectbox("H3 res.", ["auto", *hotspots.RESOLUTIONS], key="map_res", help="auto: 7 for Germany, 8 for a region")
+f5.pills("Layers", list(maps.LAYERS), key="map_layers", selection_mode="multi")
+with st.expander("Filters: channels, upgrades, statuses"):
+    g1, g2, g3 = st.columns(3)
+    g1.multiselect("Channels", schema.CHANNELS, key="map_ch")
+    g1.toggle("Significant hotspots only", key="map_sig", help="Gi* hot or cold spots after FDR control")
+    g2.multiselect("Upgrade kinds (sites)", schema.UPGRADE_KINDS, key="map_uk")
+    g2.multiselect("Site status", asof.SITE_STATUSES, key="map_ss", format_func=LABEL)
+    g3.multiselect("Hotspot relief status", linkage.STATUSES, key="map_rs", format_func=LABEL)
+    g3.multiselect("Link state", asof.LINK_STATES, key="map_ls", format_func=LABEL)
+
+p = maps.Params(
+    as_of=ss["map_date"], region=ss["map_region"] or None, kind=ss["map_kind"],
+    channels=None if set(ss["map_ch"]) == set(schema.CHANNELS) else tuple(ss["map_ch"]),
+    upgrade_kinds=None if set(ss["map_uk"]) == set(schema.UPGRADE_KINDS) else tuple(ss["map_uk"]),
+    site_statuses=tuple(ss["map_ss"]), link_states=tuple(ss["map_ls"]), relief_statuses=tuple(ss["map_rs"]),
+    significant_only=ss["map_sig"], res=None if ss["map_res"] == "auto" else int(ss["map_res"]),
+    layers=tuple(x for x in maps.LAYERS if x in (ss["map_layers"] or [])))
+with st.spinner("Building the map..."):
+    view = cache.query(con, "map_view", p)
+ranked = maps.table(view.hotspots.head(TABLE_ROWS))
+
+# the newest selection wins: a click on the map, or a row of the ranked table
+clicked = maps.picked((ss.get("map") or {}).get("selection"))
+if clicked != ss.get("map_clicked"):
+    ss["map_clicked"] = clicked
+    ss["map_pick"] = clicked or ss.get("map_pick")
+rows = tuple(((ss.get("map_table") or {}).get("selection") or {}).get("rows") or ())
+if rows != ss.get("map_rows"):
+    ss["map_rows"] = rows
+    if rows and rows[0] < len(ranked):
+        ss["map_pick"] = ("hotspots", ranked["cell"].iloc[rows[0]])
+pick = ss.get("map_pick")
+st.query_params.from_dict(mapurl.query(mapurl.State(p, ss["map_colour"], pick), last))
+
+left, right = st.columns([3, 2])
+with left:
+    for layer, (drawn, total) in view.capped.items():
+        most = "complained-about" if layer == "hotspots" else "urgent"
+        st.caption(f":material/filter_alt: {layer}: the {drawn:,} most {most} of {total:,} drawn (at most "
+                   f"{maps.MAX_FEATURES:,} features and {maps.MAX_BYTES / 1e6:.0f} MB a view); "
+                   "choose a region or filters to see the rest.")
+    st.pydeck_chart(maps.deck(view, ss["map_colour"], pick), on_select="rerun", selection_mode="single-object",
+                    key="map", height=620)
+    with st.container(key="map_legend"):
+        st.html(maps.legend_html(ss["map_colour"], p.layers))
+    st.caption(f"Hotspots: Gi* over the {p.window_days} days up to {p.as_of} ({p.kind} complaints), "
+               f"H3 resolution {p.resolution}. Click a hotspot, site or link for its story.")
+
+with right:
+    if pick is None:
+        st.info("Click a hotspot, site or link on the map, or a row of the table below, to see its story.",
+                icon=":material/touch_app:")
+    elif pick[0] == "hotspots":
+        cell = cells.parse_cell(pick[1])
+        res = cells.resolution(cell) if cell else 0
+        if res not in hotspots.RESOLUTIONS:
+            st.warning(f"{pick[1]} is not a hotspot cell at resolution 7 to 9.")
+        else:
+            s = cache.query(con, "hotspot_story", cell, res, p.as_of, p.kind, p.channels)
+            row = view.hotspots[view.hotspots["cell"] == cell]
+            st.subheader(f"Hotspot {pick[1]}")
+            m1, m2, m3 = st.columns(3)
+            m1.metric(f"Complaints, {p.window_days} days", f"{int(row['n'].iloc[0]):,}" if len(row) else "-",
+                      border=True)
+            m2.metric("Relief status", LABEL(s.relief["status"], s.relief["status"]), border=True)
+            m3.metric("Relief date", str(s.relief.get("relief_date") or "none"), border=True)
+            if len(row):
+                st.caption(f"Rank {int(row['rank'].iloc[0]):,} by unrelieved pain: {int(row['n'].iloc[0]):,} "
+                           f"complaints x {int(row['days_open'].iloc[0]):,} days = {int(row['pain'].iloc[0]):,}.")
+            if s.relief.get("blocking_link_id"):
+                st.warning(f"Waits on transport link **{s.relief['blocking_link_id']}**.", icon=":material/cable:")
+            st.plotly_chart(story.weekly_figure(s), key="story_chart")
+            if s.impact is None:
+                st.caption("Impact: not relieved yet.")
+            else:
+                im = s.impact
+                pct = f" ({im.pct_change:+.0f}%)" if im.pct_change is not None else ""
+                st.markdown(f"**Impact after relief** ({im.relieved_on}): {im.before:.1f} complaints a week in the "
+                            f"{im.weeks} weeks before, {im.after:.1f} after{pct}"
+                            + ("" if im.complete else f" (the {im.weeks} weeks after are not over yet)") + ".")
+            st.markdown(f"**Serving sites and their upgrades** ({len(s.sites)} sites, nearest first)")
+            st.dataframe(s.upgrades, hide_index=True, column_config=UPGRADE_COLUMNS, height=220)
+            st.markdown("**Transport links these upgrades wait on**")
+            st.dataframe(s.links, hide_index=True, height=150)
+    elif pick[0] == "sites":
+        s = cache.query(con, "site_story", pick[1], p.as_of)
+        if s is None:
+            st.warning(f"No site {pick[1]} in the store.")
+        else:
+            st.subheader(f"Site {s.site_id}")
+            st.metric("Upgrade status", LABEL(s.site["status"], s.site["status"]), border=True)
+            st.markdown("**Upgrades: milestones planned and actual**")
+            st.dataframe(s.upgrades, hide_index=True, column_config=UPGRADE_COLUMNS)
+            st.markdown("**Transport links**")
+            st.dataframe(s.links, hide_index=True)
+    else:
+        st.subheader(f"Transport link {pick[1]}")
+        st.dataframe(cache.query(con, "link_story", pick[1], p.as_of), hide_index=True)
+    if pick is not None and st.button("Clear selection", icon=":material/close:"):
+        ss["map_pick"] = None
+        st.rerun()
+
+st.subheader("Hotspots by unrelieved pain")
+st.caption(f"Pain = complaints in the window x days until relief (relieved: 0; relief date passed: "
+           f"{maps.OVERDUE_DAYS} days; no relief date: {maps.NO_DATE_DAYS} days or more, the worst case). "
+           f"{len(view.hotspots):,} hotspots in this view" + (f", the top {TABLE_ROWS} listed." if len(
+               view.hotspots) > TABLE_ROWS else "."))
+st.dataframe(ranked, hide_index=True, key="map_table", on_select="rerun", selection_mode="single-row", height=300,
+             column_config={"status": st.column_config.TextColumn("relief status"),
+                            "pain": st.column_config.NumberColumn("pain", format="localized")})
+d1, d2, _ = st.columns([1, 1, 3])
+stem = f"hotspots-{p.as_of}-{p.region or 'DE'}"
+d1.download_button("Download CSV", export.csv_bytes(maps.table(view.hotspots)), f"{stem}.csv", export.CSV_MIME,
+                   icon=":material/download:", key="dl_csv")
+d2.download_button("Download GeoJSON", maps.geojson_bytes(view.hotspots), f"{stem}.geojson",
+                   "application/geo+json", icon=":material/download:", key="dl_geojson")
