@@ -91,8 +91,8 @@ class Params:
     kind: str = "capacity"
     channels: tuple[str, ...] | None = None  # None: every channel
     upgrade_kinds: tuple[str, ...] | None = None  # None: every site, also those without upgrades
-    site_statuses: tuple[str, ...] = asof.SITE_STATUSES
-    link_states: tuple[str, ...] = asof.LINK_STATES
+    site_statuses: tuple[str, ...] = tuple(x for x in asof.SITE_STATUSES if x != "no_upgrade")
+    link_states: tuple[str, ...] = ("planned", "late")  # the links whose expansion is still open
     relief_statuses: tuple[str, ...] = linkage.STATUSES
     significant_only: bool = True
     res: int | None = None  # None: GERMANY_RES for the whole country, REGION_RES for one region
@@ -254,8 +254,9 @@ def significance(hot: pd.DataFrame) -> pd.Series:
 
 # -- the view -----------------------------------------------------------------------------
 
-def view(con, p: Params, max_features: int = MAX_FEATURES) -> View:
-    """The frames of one map view: filtered and capped on the server (see the module docstring)."""
+def view(con, p: Params, max_features: int | None = None) -> View:
+    """The frames of one map view: filtered and capped on the server (default cap `MAX_FEATURES`)."""
+    max_features = MAX_FEATURES if max_features is None else max_features
     area = region_cells(con, p.region) if p.region else None
     channels = None if p.channels is None or set(p.channels) >= set(schema.CHANNELS) else p.channels
     hot = asof.hotspots_as_of(con, p.as_of, p.window_days, p.resolution, p.kind, channels=channels)
@@ -296,9 +297,10 @@ def view(con, p: Params, max_features: int = MAX_FEATURES) -> View:
                 totals, shapes)
 
 
-def shrink(v: View, max_bytes: int = MAX_BYTES) -> tuple[View, int]:
+def shrink(v: View, max_bytes: int | None = None) -> tuple[View, int]:
     """`v` cut down (the same per-layer priorities) until its Deck JSON, in either colour mode and with a
-    hotspot picked, is at most `max_bytes`: (view, bytes)."""
+    hotspot picked, is at most `max_bytes` (default `MAX_BYTES`): (view, bytes)."""
+    max_bytes = MAX_BYTES if max_bytes is None else max_bytes
     def size(v: View) -> int:
         return max(payload_bytes(deck(v, c, ("hotspots", "0" * 15))) for c in COLOUR_MODES)
 
@@ -363,8 +365,35 @@ def link_records(links: pd.DataFrame) -> list[dict]:
         links["state"], _colours(links["state"], LINK_COLOURS), strict=True)]
 
 
-def view_state(v: View) -> pdk.ViewState:
-    """Germany, or the bounds of the region's drawn features."""
+FOCUS_ZOOM = 10.5
+"""Zoom of the map centred on a selected object."""
+
+
+def focus_of(pick: tuple[str, str] | None, v: View) -> tuple[float, float] | None:
+    """(lat, lon) of a picked hotspot (its cell centre), site or link (its midpoint) when the view knows it."""
+    if not pick:
+        return None
+    layer, ident = pick
+    if layer == "hotspots":
+        cell = cells.parse_cell(ident)
+        return h3.cell_to_latlng(h3.int_to_str(cell)) if cell else None
+    f = v.layers.get(layer)
+    if f is None:
+        return None
+    row = f[f[f.columns[0]] == ident]
+    if row.empty:
+        return None
+    if layer == "sites":
+        return float(row["lat"].iloc[0]), float(row["lon"].iloc[0])
+    r = row.iloc[0]
+    return (r["a_lat"] + r["b_lat"]) / 2, (r["a_lon"] + r["b_lon"]) / 2
+
+
+def view_state(v: View, focus: tuple[float, float] | None = None) -> pdk.ViewState:
+    """Centred on `focus` (a picked object), else Germany or the bounds of the region's outline."""
+    if focus is not None:
+        return pdk.ViewState(latitude=round(focus[0], COORD_DIGITS), longitude=round(focus[1], COORD_DIGITS),
+                             zoom=FOCUS_ZOOM)
     lat, lon, zoom = GERMANY
     if v.params.region and v.outlines:
         xs, ys = [], []
@@ -384,8 +413,9 @@ def view_state(v: View) -> pdk.ViewState:
 
 
 def deck(v: View, colour: str = "relief", pick: tuple[str, str] | None = None,
-         map_style: str | None = MAP_STYLE) -> CompactDeck:
-    """The pydeck Deck of a view (layer ids are the `LAYERS` names; `pick` = (layer, id) is outlined)."""
+         map_style: str | None = MAP_STYLE, focus: tuple[float, float] | None = None) -> CompactDeck:
+    """The pydeck Deck of a view (layer ids are the `LAYERS` names; `pick` = (layer, id) is outlined;
+    the map is centred on `focus` when given)."""
     layers = []
     if v.outlines:
         layers.append(pdk.Layer("GeoJsonLayer", id="regions", data={"type": "FeatureCollection",
@@ -395,21 +425,22 @@ def deck(v: View, colour: str = "relief", pick: tuple[str, str] | None = None,
     if "links" in v.layers:
         layers.append(pdk.Layer("LineLayer", id="links", data=link_records(v.layers["links"]),
                                 get_source_position="a", get_target_position="b", get_color="c",
-                                get_width=1.5, width_units="pixels", pickable=True, auto_highlight=True))
+                                get_width=1, pickable=True, auto_highlight=True))
     if "sites" in v.layers:
         layers.append(pdk.Layer("ScatterplotLayer", id="sites", data=site_records(v.layers["sites"]),
-                                get_position="p", get_fill_color="c", get_radius=250, radius_min_pixels=2,
+                                get_position="p", get_fill_color="c", get_radius=200, radius_min_pixels=1.5,
                                 radius_max_pixels=8, pickable=True, auto_highlight=True))
     if "hotspots" in v.layers:
         layers.append(pdk.Layer("H3HexagonLayer", id="hotspots", data=hotspot_records(v.layers["hotspots"], colour),
-                                get_hexagon="id", get_fill_color="c", opacity=0.55, extruded=False,
-                                stroked=False, pickable=True, auto_highlight=True))
+                                get_hexagon="id", get_fill_color="c", get_line_color="c", opacity=0.8,
+                                extruded=False, stroked=True, line_width_min_pixels=1, pickable=True,
+                                auto_highlight=True))
     if pick and pick[0] == "hotspots":
         layers.append(pdk.Layer("H3HexagonLayer", id="picked", data=[{"id": pick[1]}], get_hexagon="id",
                                 filled=False, stroked=True, get_line_color=[0, 0, 0], line_width_min_pixels=3,
                                 extruded=False, pickable=False))
     tooltip = {"html": "<b>{id}</b><br/>{s}", "style": {"fontSize": "12px"}}
-    return CompactDeck(layers=layers, initial_view_state=view_state(v), map_style=map_style, tooltip=tooltip)
+    return CompactDeck(layers=layers, initial_view_state=view_state(v, focus), map_style=map_style, tooltip=tooltip)
 
 
 def picked(selection) -> tuple[str, str] | None:

@@ -23,7 +23,7 @@ CHOICES = {
     "rs": ("relief_statuses", linkage.STATUSES),
     "layers": ("layers", maps.LAYERS),
 }
-"""List parameters: URL key -> (Params field, allowed values); comma-separated, absent = every value."""
+"""List parameters: URL key -> (Params field, allowed values); comma-separated, absent: the default."""
 
 PICKABLE = ("hotspots", "sites")
 """Layers whose objects can be selected through the URL (`sel=hotspots:<h3 hex>` or `sel=sites:<site_id>`)."""
@@ -84,7 +84,7 @@ def parse(params: Mapping, first: dt.date, last: dt.date, region_ids) -> State:
         bad = [v for v in values if v not in allowed]
         if bad:
             notes.append(f"{key}={raw!r}: unknown {', '.join(bad)} (choose from {', '.join(allowed)}); "
-                         "showing every value.")
+                         "using the default.")
         else:
             kw[name] = tuple(v for v in allowed if v in values)
     sig = _one(params, "sig")
@@ -127,8 +127,9 @@ def query(state: State, last: dt.date) -> dict[str, str]:
     if p.kind != d.kind:
         out["kind"] = p.kind
     for key, (name, allowed) in CHOICES.items():
-        value = getattr(p, name)
-        if value is not None and tuple(value) != tuple(allowed):
+        value, default = getattr(p, name), getattr(d, name)
+        value = tuple(allowed) if value is None else tuple(value)
+        if value != (tuple(allowed) if default is None else tuple(default)):
             out[key] = ",".join(value)
     if p.significant_only != d.significant_only:
         out["sig"] = "1" if p.significant_only else "0"

@@ -91,6 +91,10 @@ if rows != ss.get("map_rows"):
     if rows and rows[0] < len(ranked):
         ss["map_pick"] = ("hotspots", ranked["cell"].iloc[rows[0]])
 pick = ss.get("map_pick")
+if pick and pick != ss.get("map_focus_pick"):  # a new selection: centre the map on it, until the area changes
+    ss["map_focus_pick"], ss["map_focus"] = pick, (p.region, maps.focus_of(pick, view))
+focus = ss.get("map_focus", (None, None))
+focus = focus[1] if focus[0] == p.region else None
 st.query_params.from_dict(mapurl.query(mapurl.State(p, ss["map_colour"], pick), last))
 
 left, right = st.columns([3, 2])
@@ -100,7 +104,7 @@ with left:
         st.caption(f":material/filter_alt: {layer}: the {drawn:,} most {most} of {total:,} drawn (at most "
                    f"{maps.MAX_FEATURES:,} features and {maps.MAX_BYTES / 1e6:.0f} MB a view); "
                    "choose a region or filters to see the rest.")
-    st.pydeck_chart(maps.deck(view, ss["map_colour"], pick), on_select="rerun", selection_mode="single-object",
+    st.pydeck_chart(maps.deck(view, ss["map_colour"], pick, focus=focus), on_select="rerun", selection_mode="single-object",
                     key="map", height=620)
     with st.container(key="map_legend"):
         st.html(maps.legend_html(ss["map_colour"], p.layers))
