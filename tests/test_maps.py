@@ -1,0 +1,311 @@
+"""The planner map's lib: the feature budget, region filter, pain ranking, payload, deck and exports.
+
+Figures are checked against independent computations: plain SQL and the h3 library over the
+demo store's raw tables, or hand-built frames with known answers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+
+import duckdb
+import h3
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from shapely.geometry import Point, shape
+
+from lib import demo, export, maps
+
+AS_OF = demo.DEMO_AS_OF
+
+
+@pytest.fixture(scope="module")
+def con(demo_db):
+    c = duckdb.connect(str(demo_db), read_only=True)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def full(con):
+    """The whole-Germany view with every hotspot that has complaints, all sites and links (no cap in effect)."""
+    p = maps.Params(as_of=AS_OF, significant_only=False, site_statuses=maps.asof.SITE_STATUSES,
+                    link_states=maps.asof.LINK_STATES)
+    return maps.view(con, p)
+
+
+# -- the budget -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("sizes", "total", "expected"), [
+    ({"a": 10, "b": 10}, 100, {"a": 10, "b": 10}),
+    ({"a": 10, "b": 100, "c": 100}, 50, {"a": 10, "b": 20, "c": 20}),
+    ({"a": 500, "b": 30_000, "c": 20_000}, 50_000, {"a": 500, "b": 29_500, "c": 20_000}),
+    ({"a": 500, "b": 30_000, "c": 30_000}, 50_000, {"a": 500, "b": 24_750, "c": 24_750}),
+    ({"a": 5, "b": 5, "c": 5}, 7, {"a": 3, "b": 2, "c": 2}),
+    ({"a": 5}, 0, {"a": 0}),
+    ({}, 10, {}),
+])
+def test_allot_by_hand(sizes, total, expected):
+    assert maps.allot(sizes, total) == expected
+
+
+@given(st.dictionaries(st.sampled_from("abcde"), st.integers(0, 10_000)), st.integers(0, 30_000))
+def test_allot_fills_the_budget_fairly(sizes, total):
+    got = maps.allot(sizes, total)
+    assert sum(got.values()) == min(total, sum(sizes.values()))
+    assert all(0 <= got[k] <= sizes[k] for k in sizes)
+    cut = [k for k in sizes if got[k] < sizes[k]]  # a layer that lost rows got at least every other's share - 1
+    assert all(got[k] >= max(got.values()) - 1 for k in cut)
+
+
+def test_allot_refuses_a_negative_budget():
+    with pytest.raises(ValueError, match="total"):
+        maps.allot({"a": 1}, -1)
+
+
+def test_a_capped_view_keeps_the_most_complained_hotspots_and_the_most_urgent_sites(con, full):
+    p = full.params
+    small = maps.view(con, p, max_features=300)
+    assert small.features + len(small.outlines) <= 300
+    assert set(small.capped) == {"hotspots", "sites", "links"}
+    budget = maps.allot(full.totals, 300 - len(small.outlines))
+    assert {k: len(f) for k, f in small.layers.items()} == budget
+    top = full.hotspots.sort_values(["n", "cell"], ascending=[False, True]).head(budget["hotspots"])
+    assert small.layers["hotspots"]["cell"].tolist() == top["cell"].tolist()
+    order = {s: i for i, s in enumerate(["late", "installed", "permit", "planned", "on_air", "no_upgrade"])}
+    sites = full.layers["sites"]
+    want = sites.assign(o=sites["status"].map(order)).sort_values(["o", "site_id"]).head(budget["sites"])
+    assert small.layers["sites"]["site_id"].tolist() == want["site_id"].tolist()
+    assert small.capped["hotspots"] == (budget["hotspots"], len(full.hotspots))
+    assert len(small.hotspots) == len(full.hotspots)  # the table and the exports keep every hotspot
+
+
+def test_the_default_germany_view_is_within_both_budgets(con):
+    v = maps.fitted(con, maps.Params(as_of=AS_OF))
+    assert v.features <= maps.MAX_FEATURES
+    for colour in maps.COLOUR_MODES:
+        assert len(maps.deck(v, colour).to_json().encode()) <= maps.MAX_BYTES
+    assert v.params.resolution == maps.GERMANY_RES == 7
+
+
+def test_shrink_cuts_the_payload_below_a_small_limit(full):
+    before = maps.payload_bytes(maps.deck(full))
+    fixed = maps.payload_bytes(maps.deck(maps.replace(full, layers={k: f.head(0) for k, f in full.layers.items()})))
+    limit = fixed + (before - fixed) // 4
+    small, size = maps.shrink(full, max_bytes=limit)
+    assert size <= limit < before and small.features < full.features / 3
+    got = max(len(maps.deck(small, c, ("hotspots", "0" * 15)).to_json().encode()) for c in maps.COLOUR_MODES)
+    assert got == size
+    for k, f in small.layers.items():  # each layer keeps a prefix of its priority order
+        assert f["cell" if k == "hotspots" else f.columns[0]].tolist() == \
+            full.layers[k][f.columns[0] if k != "hotspots" else "cell"].head(len(f)).tolist()
+
+
+def test_compact_json_is_pydecks_json_without_the_indentation(full):
+    d = maps.deck(full)
+    plain = maps.pdk.Deck.to_json(d)
+    assert json.loads(d.to_json()) == json.loads(plain)
+    assert len(d.to_json()) < len(plain) / 2
+
+
+# -- what the view holds --------------------------------------------------------------------
+
+def _capacity_counts(con, res: int, as_of: dt.date, days: int = 90) -> dict[int, int]:
+    """Capacity complaints per cell in the window, counted from the raw rows with the h3 library."""
+    start = as_of - dt.timedelta(days=days - 1)
+    rows = con.execute("SELECT cell FROM complaints WHERE category IN ('slow_data', 'dropped_calls') "
+                       "AND received_at >= ? AND received_at < ?",
+                       [start, as_of + dt.timedelta(days=1)]).fetchall()
+    out: dict[int, int] = {}
+    for (c,) in rows:
+        parent = h3.str_to_int(h3.cell_to_parent(h3.int_to_str(c), res))
+        out[parent] = out.get(parent, 0) + 1
+    return out
+
+
+def test_hotspot_counts_match_the_raw_complaints(con, full):
+    want = _capacity_counts(con, 7, AS_OF)
+    got = dict(zip(full.hotspots["cell"], full.hotspots["n"], strict=True))
+    assert got == want
+
+
+def test_a_region_view_holds_exactly_what_lies_in_the_region(con):
+    region = con.execute("SELECT region_id FROM regions WHERE level = 'state' ORDER BY region_id LIMIT 1 "
+                         "OFFSET 8").fetchall()[0][0]
+    p = maps.Params(as_of=AS_OF, region=region, significant_only=False, site_statuses=maps.asof.SITE_STATUSES,
+                    link_states=maps.asof.LINK_STATES)
+    v = maps.view(con, p)
+    assert v.params.resolution == maps.REGION_RES == 8 and not v.capped
+    area = {c for (c,) in con.execute("SELECT cell FROM region_cells WHERE region_id = ?", [region]).fetchall()}
+
+    def inside(lat, lon):
+        return h3.str_to_int(h3.latlng_to_cell(lat, lon, 8)) in area
+
+    sites = con.execute("SELECT site_id, lat, lon FROM sites").fetchall()
+    assert sorted(v.layers["sites"]["site_id"]) == sorted(s for s, la, lo in sites if inside(la, lo))
+    links = con.execute("SELECT link_id, a_lat, a_lon, b_lat, b_lon FROM transport_links").fetchall()
+    assert sorted(v.layers["links"]["link_id"]) == sorted(
+        k for k, a, b, c, d in links if inside(a, b) or inside(c, d))
+    want = {c: n for c, n in _capacity_counts(con, 8, AS_OF).items() if c in area}
+    assert dict(zip(v.hotspots["cell"], v.hotspots["n"], strict=True)) == want
+    assert [f["properties"]["id"] for f in v.outlines] == [region]
+
+
+@pytest.mark.parametrize("res", [7, 8, 9])
+def test_within_agrees_with_h3(res):
+    rng = np.random.default_rng(res)
+    pts = [(rng.uniform(51.0, 51.5), rng.uniform(9.0, 10.0)) for _ in range(300)]
+    area = np.array(sorted({h3.str_to_int(h3.latlng_to_cell(la, lo, 8)) for la, lo in pts[:100]}), dtype="int64")
+    cells_ = [h3.str_to_int(h3.latlng_to_cell(la, lo, res)) for la, lo in pts]
+    if res >= 8:
+        want = [h3.str_to_int(h3.cell_to_parent(h3.int_to_str(c), 8)) in set(area) for c in cells_]
+    else:
+        want = [any(h3.str_to_int(ch) in set(area) for ch in h3.cell_to_children(h3.int_to_str(c), 8))
+                for c in cells_]
+    assert maps.within(cells_, res, area).tolist() == want
+
+
+def test_filters_apply_to_their_layers(con, full):
+    p = maps.Params(as_of=AS_OF, significant_only=False, site_statuses=("late",), link_states=("done",),
+                    relief_statuses=("late", "on_track"), upgrade_kinds=("5g",), layers=("hotspots", "sites", "links"))
+    v = maps.view(con, p)
+    assert set(v.hotspots["status"]) <= {"late", "on_track"}
+    assert len(v.hotspots) == full.hotspots["status"].isin(["late", "on_track"]).sum()
+    five_g = {s for (s,) in con.execute("SELECT site_id FROM upgrades WHERE kind = '5g' AND "
+                                        "(status IS NULL OR status <> 'cancelled')").fetchall()}
+    late = full.layers["sites"]
+    assert sorted(v.layers["sites"]["site_id"]) == sorted(set(late.loc[late["status"] == "late", "site_id"]) & five_g)
+    assert set(v.layers["links"]["state"]) == {"done"} and not v.outlines
+
+
+def test_channels_filter_counts_only_those_channels(con):
+    v = maps.view(con, maps.Params(as_of=AS_OF, significant_only=False, channels=("app",)))
+    start = AS_OF - dt.timedelta(days=89)
+    n = con.execute("SELECT count(*) FROM complaints WHERE channel = 'app' AND category IN ('slow_data', "
+                    "'dropped_calls') AND received_at >= ? AND received_at < ?",
+                    [start, AS_OF + dt.timedelta(days=1)]).fetchall()[0][0]
+    assert v.hotspots["n"].sum() == n > 0
+
+
+# -- pain ---------------------------------------------------------------------------------------
+
+def test_pain_by_hand():
+    day = dt.date(2026, 1, 1)
+    hot = pd.DataFrame({
+        "cell": [1, 2, 3, 4, 5],
+        "n": [10, 10, 10, 3, 50],
+        "status": ["relieved", "on_track", "late", "no_upgrade_planned", "blocked_by_transport"],
+        "relief_date": [dt.date(2025, 12, 1), dt.date(2026, 1, 31), dt.date(2025, 12, 1), None, None],
+    })
+    out = maps.pain(hot, day).set_index("cell")
+    assert out["days_open"].to_dict() == {1: 0, 2: 30, 3: maps.OVERDUE_DAYS, 4: 730, 5: 730}
+    assert out["pain"].to_dict() == {1: 0, 2: 300, 3: 900, 4: 2190, 5: 36500}
+    assert out["rank"].to_dict() == {5: 1, 4: 2, 3: 3, 2: 4, 1: 5}
+
+
+def test_no_relief_date_waits_longer_than_any_dated_plan():
+    day = dt.date(2026, 1, 1)
+    hot = pd.DataFrame({"cell": [1, 2], "n": [5, 5], "status": ["on_track", "no_upgrade_planned"],
+                        "relief_date": [dt.date(2029, 1, 1), None]})
+    out = maps.pain(hot, day).set_index("cell")
+    assert out.loc[1, "days_open"] == (dt.date(2029, 1, 1) - day).days == 1096
+    assert out.loc[2, "days_open"] == 1097 and out.loc[2, "rank"] == 1
+
+
+# -- drawing, selection, exports ----------------------------------------------------------------------
+
+def test_deck_layers_records_and_colours(full):
+    d = json.loads(maps.deck(full, "relief", ("hotspots", "871f15375ffffff")).to_json())
+    ids = [layer["id"] for layer in d["layers"]]
+    assert ids == ["regions", "links", "sites", "hotspots", "picked"]
+    hexes = d["layers"][3]["data"]
+    hot = full.layers["hotspots"]
+    assert [x["id"] for x in hexes] == [h3.int_to_str(int(c)) for c in hot["cell"]]
+    assert [tuple(x["c"]) for x in hexes] == [maps.RELIEF_COLOURS[s] for s in hot["status"]]
+    assert [x["n"] for x in hexes] == hot["n"].tolist()
+    sig = json.loads(maps.deck(full, "significance").to_json())["layers"][3]["data"]
+    want = ["hot" if s and z > 0 else ("cold" if s else "not_significant")
+            for s, z in zip(hot["significant"], hot["z"], strict=True)]
+    assert [tuple(x["c"]) for x in sig] == [maps.SIGNIFICANCE_COLOURS[w] for w in want]
+    sites = d["layers"][2]["data"]
+    assert [x["p"] for x in sites[:3]] == [[round(lo, 5), round(la, 5)] for la, lo in
+                                           zip(full.layers["sites"]["lat"][:3], full.layers["sites"]["lon"][:3],
+                                               strict=True)]
+    assert d["mapStyle"].startswith("https://basemaps.cartocdn.com/")  # CARTO: no token needed
+    with pytest.raises(ValueError, match="colour"):
+        maps.hotspot_records(hot, "rainbow")
+
+
+@pytest.mark.parametrize(("selection", "expected"), [
+    (None, None),
+    ({}, None),
+    ({"objects": {}}, None),
+    ({"objects": {"hotspots": [{"id": "871f15375ffffff", "n": 3}]}}, ("hotspots", "871f15375ffffff")),
+    ({"objects": {"sites": [{"id": "S000001"}]}, "indices": {"sites": [0]}}, ("sites", "S000001")),
+    ({"objects": {"links": [{"id": "L1"}], "regions": [{"id": "x"}]}}, ("links", "L1")),
+    ({"objects": {"regions": [{"id": "01"}]}}, None),
+    ({"objects": {"hotspots": [{"n": 3}]}}, None),
+])
+def test_picked(selection, expected):
+    assert maps.picked(selection) == expected
+
+
+def test_focus_is_the_picked_objects_place(full):
+    cell = int(full.layers["hotspots"]["cell"].iloc[0])
+    lat, lon = maps.focus_of(("hotspots", h3.int_to_str(cell)), full)
+    assert (lat, lon) == pytest.approx(h3.cell_to_latlng(h3.int_to_str(cell)))
+    site = full.layers["sites"].iloc[5]
+    assert maps.focus_of(("sites", site["site_id"]), full) == (site["lat"], site["lon"])
+    assert maps.focus_of(("sites", "nope"), full) is None and maps.focus_of(None, full) is None
+    vs = maps.view_state(full, (lat, lon))
+    assert (vs.latitude, vs.longitude, vs.zoom) == (round(lat, 5), round(lon, 5), maps.FOCUS_ZOOM)
+
+
+def test_geojson_export_holds_each_hexagon(full):
+    hot = full.hotspots.head(25)
+    fc = json.loads(maps.geojson_bytes(hot))
+    assert fc["type"] == "FeatureCollection" and len(fc["features"]) == 25
+    for f, (_, row) in zip(fc["features"], hot.iterrows(), strict=True):
+        ring = f["geometry"]["coordinates"][0]
+        assert len(ring) == 7 and ring[0] == ring[-1]
+        poly = shape(f["geometry"])
+        lat, lon = h3.cell_to_latlng(h3.int_to_str(int(row["cell"])))
+        assert poly.contains(Point(lon, lat))  # lon/lat order, as GeoJSON wants
+        props = f["properties"]
+        assert (props["cell"], props["n"], props["status"], props["rank"]) == (
+            h3.int_to_str(int(row["cell"])), int(row["n"]), row["status"], int(row["rank"]))
+        assert props["relief_date"] == (None if pd.isna(row["relief_date"]) else str(row["relief_date"]))
+
+
+def test_csv_export_is_the_table_with_formulas_escaped(full):
+    hot = full.hotspots.head(3).copy()
+    hot.loc[hot.index[0], "blocking_link_id"] = "=HYPERLINK(\"http://x\")"
+    back = pd.read_csv(io.BytesIO(export.csv_bytes(maps.table(hot))), encoding="utf-8-sig")
+    assert list(back.columns) == maps.TABLE_COLUMNS
+    assert back["blocking_link_id"].iloc[0].startswith("'=")
+    assert back["cell"].tolist() == [h3.int_to_str(int(c)) for c in hot["cell"]]
+    assert back["pain"].tolist() == (hot["n"] * hot["days_open"]).tolist()
+
+
+def test_outlines_are_the_states_simplified(con, full):
+    n = con.execute("SELECT count(*) FROM regions WHERE level = 'state'").fetchall()[0][0]
+    assert len(full.outlines) == n
+    raw = {r: shape(json.loads(g)) for r, g in con.execute("SELECT region_id, geometry FROM regions").fetchall()}
+    for f in full.outlines:
+        simple = shape(f["geometry"])
+        exact = raw[f["properties"]["id"]]  # simplifying moves the boundary by at most the tolerance
+        assert simple.is_valid and simple.symmetric_difference(exact).area <= exact.length * maps.SIMPLIFY_DEGREES
+
+
+def test_legend_names_every_colour_drawn():
+    html = maps.legend_html("relief", maps.LAYERS)
+    for rgb in [*maps.RELIEF_COLOURS.values(), *maps.SITE_COLOURS.values(), *maps.LINK_COLOURS.values()]:
+        assert f"rgb{rgb}" in html
+    assert "blocked by transport" in html and "Hotspots by relief" in html
+    sig = maps.legend_html("significance", ("hotspots",))
+    assert "hot spot (significant)" in sig and "Sites" not in sig
