@@ -1,0 +1,203 @@
+"""The Planner map page through AppTest, on the demo store: widgets, URL, selection and detail panel.
+
+Figures shown are checked against plain SQL over the store and the h3 library.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import duckdb
+import h3
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from lib import demo, maps, store
+
+APP = "../dashboard.py"
+PAGE = "pages/map.py"
+AS_OF = demo.DEMO_AS_OF
+
+
+@pytest.fixture
+def db(demo_db, monkeypatch):
+    monkeypatch.setenv(store.DB_ENV, str(demo_db))
+    return demo_db
+
+
+def app(**query) -> AppTest:
+    """The map page opened by a link carrying `query`, run once."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.switch_page(PAGE)
+    at.query_params.update(query)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def deck(at: AppTest) -> dict:
+    return json.loads(at.get("deck_gl_json_chart")[0].proto.json)
+
+
+def layer(at: AppTest, name: str) -> list[dict]:
+    return next(x["data"] for x in deck(at)["layers"] if x["id"] == name)
+
+
+def sql(path, query: str, params=None) -> list[tuple]:
+    with duckdb.connect(str(path)) as con:
+        return con.execute(query, params or []).fetchall()
+
+
+def window_counts(path, res: int, day: dt.date, kind=("slow_data", "dropped_calls"), days: int = 90) -> dict:
+    """Complaints per cell in the 90 days up to `day`, from the raw rows and the h3 library."""
+    rows = sql(path, f"SELECT cell FROM complaints WHERE category IN {tuple(kind)} AND received_at >= ? "
+                     "AND received_at < ?", [day - dt.timedelta(days=days - 1), day + dt.timedelta(days=1)])
+    out: dict[str, int] = {}
+    for (c,) in rows:
+        p = h3.cell_to_parent(h3.int_to_str(c), res)
+        out[p] = out.get(p, 0) + 1
+    return out
+
+
+def test_the_page_draws_every_layer_and_the_legend(db):
+    at = app()
+    assert [t.value for t in at.title] == ["Planner map"]
+    assert [x["id"] for x in deck(at)["layers"]] == ["regions", "links", "sites", "hotspots"]
+    counts = window_counts(db, 7, AS_OF)
+    hexes = layer(at, "hotspots")
+    assert hexes and all(x["n"] == counts.get(x["id"], 0) for x in hexes)  # a hot cell may have none itself
+    assert sum(x["n"] for x in hexes) > 0
+    sites = {x["id"] for x in layer(at, "sites")}
+    n_sites = sql(db, "SELECT count(*) FROM sites")[0][0]
+    assert 0 < len(sites) < n_sites  # the default hides sites without any upgrade
+    legend = " ".join(e.proto.body for e in at.get("html"))
+    assert "Hotspots by relief" in legend and "Transport links" in legend
+    assert at.slider(key="map_date").value == AS_OF
+    assert not at.warning
+
+
+def test_the_ranked_table_orders_hotspots_by_pain(db):
+    at = app()
+    table = at.dataframe[0].value
+    assert table["rank"].tolist() == list(range(1, len(table) + 1))
+    assert (table["pain"] == table["n"] * table["days_open"]).all()
+    assert table["pain"].is_monotonic_decreasing
+    for _, row in table.iterrows():  # days until relief by the documented rule
+        if row["status"] == "relieved":
+            assert row["days_open"] == 0
+        elif row["relief_date"] is None or row["relief_date"] != row["relief_date"]:
+            assert row["days_open"] >= maps.NO_DATE_DAYS
+        elif row["relief_date"] > AS_OF:
+            assert row["days_open"] == (row["relief_date"] - AS_OF).days
+        else:
+            assert row["days_open"] == maps.OVERDUE_DAYS
+    counts = window_counts(db, 7, AS_OF)
+    assert all(counts.get(c, 0) == n for c, n in zip(table["cell"], table["n"], strict=True))
+    assert [b.label for b in at.get("download_button")] == ["Download CSV", "Download GeoJSON"]
+
+
+def test_a_link_sets_every_widget_and_the_url_keeps_them(db):
+    region = sql(db, "SELECT region_id FROM regions WHERE level = 'state' ORDER BY region_id")[3][0]
+    at = app(date="2026-06-01", region=region, kind="all", colour="significance", ch="app,hotline", sig="0")
+    assert at.slider(key="map_date").value == dt.date(2026, 6, 1)
+    assert at.selectbox(key="map_region").value == region
+    assert at.button_group(key="map_kind").value == "all"
+    assert at.button_group(key="map_colour").value == "significance"
+    assert at.multiselect(key="map_ch").value == ["hotline", "app"]
+    assert at.toggle(key="map_sig").value is False
+    assert not at.warning
+    assert {k: at.query_params[k] for k in at.query_params} == {
+        "date": "2026-06-01", "region": region, "kind": "all", "colour": "significance", "ch": "hotline,app",
+        "sig": "0"}
+    counts = window_counts(db, 8, dt.date(2026, 6, 1), kind=tuple(maps.schema.CATEGORIES))
+    got = layer(at, "hotspots")
+    assert got and all(x["id"] in counts for x in got)
+    assert {tuple(x["c"]) for x in got} <= set(maps.SIGNIFICANCE_COLOURS.values())
+
+
+def test_bad_link_parameters_fall_back_with_a_note(db):
+    at = app(date="someday", region="Atlantis", res="12")
+    notes = [w.value for w in at.warning]
+    assert len(notes) == 3 and all(n.startswith("Link parameter ignored") for n in notes)
+    assert "someday" in notes[0] and "Atlantis" in notes[1] and "res='12'" in notes[2]
+    assert at.slider(key="map_date").value == AS_OF and at.selectbox(key="map_region").value == ""
+    assert "date" not in at.query_params and "region" not in at.query_params
+
+
+def test_a_widget_change_goes_into_the_url(db):
+    at = app()
+    at.button_group(key="map_kind").set_value("coverage").run()
+    assert at.query_params["kind"] == "coverage"
+    counts = window_counts(db, 7, AS_OF, kind=("no_signal", "no_indoor"))
+    assert all(x["n"] == counts.get(x["id"], 0) for x in layer(at, "hotspots"))
+
+
+def test_a_hotspot_picked_on_the_map_shows_its_story(db):
+    at = app()
+    top = layer(at, "hotspots")[0]
+    at.session_state["map"] = {"selection": {"indices": {"hotspots": [0]}, "objects": {"hotspots": [top]}}}
+    at.run()
+    assert not at.exception
+    assert f"Hotspot {top['id']}" in [h.value for h in at.subheader]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Complaints, 90 days"] == f"{window_counts(db, 7, AS_OF)[top['id']]:,}" != "0"
+    assert metrics["Relief status"] == maps.LABELS[top["s"]]
+    assert at.query_params["sel"] == f"hotspots:{top['id']}"
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["layout"]["yaxis"]["title"]["text"] == "complaints a week"
+    view = deck(at)
+    assert [x["id"] for x in view["layers"]][-1] == "picked"
+    lat, lon = h3.cell_to_latlng(top["id"])
+    assert view["initialViewState"]["latitude"] == pytest.approx(lat, abs=1e-4)
+    assert view["initialViewState"]["zoom"] == maps.FOCUS_ZOOM
+
+
+def test_a_table_row_selects_its_hotspot(db):
+    at = app()
+    first = at.dataframe[0].value.iloc[0]
+    at.session_state["map_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    assert f"Hotspot {first['cell']}" in [h.value for h in at.subheader]
+    assert any(c.value.startswith("Rank 1 by unrelieved pain") for c in at.caption)
+
+
+def test_a_site_picked_on_the_map_lists_its_upgrades(db):
+    at = app()
+    site = layer(at, "sites")[0]
+    at.session_state["map"] = {"selection": {"indices": {"sites": [0]}, "objects": {"sites": [site]}}}
+    at.run()
+    assert f"Site {site['id']}" in [h.value for h in at.subheader]
+    n = sql(db, "SELECT count(*) FROM upgrades WHERE site_id = ? AND (status IS NULL OR status <> 'cancelled')",
+            [site["id"]])[0][0]
+    assert len(at.dataframe[0].value) == n > 0
+    assert [m.value for m in at.metric] == [maps.LABELS[site["s"]]]
+
+
+def test_a_selection_in_the_link_opens_its_story_and_can_be_cleared(db):
+    at = app()
+    hexes = layer(at, "hotspots")
+    at = app(sel=f"hotspots:{hexes[1]['id']}")
+    assert f"Hotspot {hexes[1]['id']}" in [h.value for h in at.subheader]
+    at.button[-1].click().run()
+    assert "sel" not in at.query_params and not [h for h in at.subheader if h.value.startswith("Hotspot ")]
+
+
+def test_play_steps_one_month(db):
+    at = app(date="2026-05-10")
+    at.toggle(key="map_play").set_value(True).run()
+    assert not at.exception
+    assert at.slider(key="map_date").value == dt.date(2026, 6, 10)
+    assert at.query_params["date"] == "2026-06-10"
+
+
+def test_a_view_over_the_budget_says_what_it_left_out(db, monkeypatch):
+    monkeypatch.setattr(maps, "MAX_FEATURES", 500)
+    at = app()
+    notes = [c.value for c in at.caption if "drawn (at most 500 features" in c.value]
+    assert notes and sum(len(x["data"]) for x in deck(at)["layers"] if x["id"] != "regions") <= 500
+
+
+def test_empty_store_explains_how_to_get_data(empty_db):
+    at = app()
+    assert "lib.cli demo" in at.info[0].value
