@@ -124,14 +124,15 @@ with right:
             s = cache.query(con, "hotspot_story", cell, res, p.as_of, p.kind, p.channels)
             row = view.hotspots[view.hotspots["cell"] == cell]
             st.subheader(f"Hotspot {pick[1]}")
-            m1, m2, m3 = st.columns(3)
-            m1.metric(f"Complaints, {p.window_days} days", f"{int(row['n'].iloc[0]):,}" if len(row) else "-",
-                      border=True)
+            m1, m2 = st.columns(2)
+            m1.metric("Complaints", f"{int(row['n'].iloc[0]):,}" if len(row) else "-", border=True,
+                      help=f"{p.kind} complaints in the {p.window_days} days up to {p.as_of}")
             m2.metric("Relief status", LABEL(s.relief["status"], s.relief["status"]), border=True)
-            m3.metric("Relief date", str(s.relief.get("relief_date") or "none"), border=True)
+            line = f"**Relief date:** {s.relief.get('relief_date') or 'none'}"
             if len(row):
-                st.caption(f"Rank {int(row['rank'].iloc[0]):,} by unrelieved pain: {int(row['n'].iloc[0]):,} "
-                           f"complaints x {int(row['days_open'].iloc[0]):,} days = {int(row['pain'].iloc[0]):,}.")
+                line += (f" · rank {int(row['rank'].iloc[0]):,} by unrelieved pain: {int(row['n'].iloc[0]):,} "
+                         f"complaints x {int(row['days_open'].iloc[0]):,} days = {int(row['pain'].iloc[0]):,}")
+            st.markdown(line)
             if s.relief.get("blocking_link_id"):
                 st.warning(f"Waits on transport link **{s.relief['blocking_link_id']}**.", icon=":material/cable:")
             st.plotly_chart(story.weekly_figure(s), key="story_chart")

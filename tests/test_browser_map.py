@@ -1,0 +1,104 @@
+"""The Planner map in headless Chromium: a drawn map and legend, the date slider, selecting a hotspot.
+
+Runs offline: the CARTO basemap cannot load, and the layers must draw all the same. Screenshots go to
+/tmp/shots/map*.png for a person to look at.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+
+from PIL import Image
+from playwright.sync_api import expect
+
+from tests.browser import SHOTS, assert_no_errors, settle
+
+CHART = "[data-testid='stDeckGlJsonChart']"
+
+
+def open_map(page, server, query: str = ""):
+    page.goto(f"{server}/map{query}")
+    page.wait_for_selector(CHART)
+    settle(page)
+    page.wait_for_timeout(2000)  # deck.gl draws after the element mounts
+    return page.locator(CHART)
+
+
+def colours(locator) -> int:
+    """Distinct colours in a screenshot of the element (a blank canvas has one or two)."""
+    img = Image.open(io.BytesIO(locator.screenshot())).convert("RGB")
+    return len(img.getcolors(1 << 24))
+
+
+def headings(page) -> list[str]:
+    return page.locator("h3").all_inner_texts()
+
+
+def test_the_map_draws_its_layers_and_legend_without_a_basemap(server, page):
+    chart = open_map(page, server)
+    assert colours(chart.locator("canvas").first) > 20  # hexagons, points, lines and outlines in many colours
+    legend = page.locator(".st-key-map_legend")
+    expect(legend).to_be_visible()
+    for text in ("Hotspots by relief", "blocked by transport", "Sites by upgrade status", "Transport links"):
+        expect(legend).to_contain_text(text)
+    expect(page.get_by_role("heading", name="Planner map")).to_be_visible()
+    assert_no_errors(page)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "map.png"), full_page=True)
+
+
+def test_moving_the_date_redraws_and_goes_into_the_url(server, page):
+    open_map(page, server)
+    caption = page.get_by_text(re.compile(r"Gi\* over the 90 days up to"))
+    expect(caption).to_contain_text("up to 2026-11-01")
+    slider = page.get_by_role("slider")
+    slider.focus()
+    for _ in range(31):
+        slider.press("ArrowLeft")
+    page.wait_for_url(re.compile(r"date=2026-10-01"))
+    settle(page)
+    expect(caption).to_contain_text("up to 2026-10-01")
+    assert_no_errors(page)
+
+
+def test_clicking_a_hotspot_shows_its_story(server, page):
+    """A row of the ranked table selects a hotspot and centres the map on it; after clearing, a click on the
+    map's centre selects it again."""
+    chart = open_map(page, server)
+    table = page.locator("[data-testid='stDataFrame']").last
+    first = table.locator("td[role='gridcell']").nth(1).inner_text().strip()  # rank, then the H3 cell
+    table.scroll_into_view_if_needed()
+    box = table.bounding_box()
+    page.mouse.click(box["x"] + 12, box["y"] + 52)  # the first row's selection checkbox
+    settle(page)
+    expect(page.get_by_role("heading", name=f"Hotspot {first}")).to_be_visible()
+    page.get_by_test_id("stButton").filter(has_text="Clear selection").click()
+    settle(page)
+    assert f"Hotspot {first}" not in headings(page)
+
+    chart.scroll_into_view_if_needed()
+    page.wait_for_timeout(2000)
+    box = chart.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_timeout(500)
+    page.mouse.down()
+    page.mouse.up()
+    page.wait_for_url(re.compile(rf"sel=hotspots%3A{first}"))
+    settle(page)
+    expect(page.get_by_role("heading", name=f"Hotspot {first}")).to_be_visible()
+    expect(page.get_by_text("Serving sites and their upgrades")).to_be_visible()
+    expect(page.locator("[data-testid='stPlotlyChart']")).to_be_visible()
+    assert_no_errors(page)
+    page.screenshot(path=str(SHOTS / "map_selected.png"), full_page=True)
+
+
+def test_a_shared_link_reproduces_the_view(server, page):
+    open_map(page, server, "?date=2026-06-01&kind=coverage&colour=significance&layers=hotspots,regions")
+    expect(page.get_by_text("Hotspots by significance")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"up to 2026-06-01 \(coverage complaints\)"))).to_be_visible()
+    assert "Sites by upgrade status" not in page.locator(".st-key-map_legend").inner_text()
+    assert_no_errors(page)
+    open_map(page, server, "?date=tomorrow")
+    expect(page.get_by_text(re.compile("Link parameter ignored: date='tomorrow'"))).to_be_visible()
+    page.screenshot(path=str(SHOTS / "map_bad_link.png"), full_page=True)
