@@ -28,7 +28,7 @@ import pydeck as pdk
 from pydeck.bindings.json_tools import default_serialize
 from shapely.geometry import mapping, shape
 
-from lib import asof, cells, engine, linkage, schema
+from lib import asof, cells, engine, hotspots, linkage, schema
 
 MAX_FEATURES = 50_000
 """Most features (hexagons, points, lines, outlines) one map view ships to the browser."""
@@ -259,11 +259,13 @@ def view(con, p: Params, max_features: int | None = None) -> View:
     max_features = MAX_FEATURES if max_features is None else max_features
     area = region_cells(con, p.region) if p.region else None
     channels = None if p.channels is None or set(p.channels) >= set(schema.CHANNELS) else p.channels
-    hot = asof.hotspots_as_of(con, p.as_of, p.window_days, p.resolution, p.kind, channels=channels)
+    # asof.hotspots_as_of's two steps, with the relief computed only for the cells this view keeps
+    hot = hotspots.hotspots(con, p.resolution, *asof.window(p.as_of, p.window_days), p.kind, channels=channels)
     hot = hot[hot["n"] > 0] if not p.significant_only else hot[hot["significant"]]
-    hot = hot[hot["status"].isin(p.relief_statuses)]
     if area is not None:
         hot = hot[within(hot["cell"], p.resolution, area)]
+    hot = hot.merge(linkage.relief(con, hot[["cell"]], p.resolution, p.as_of), on="cell", how="left")
+    hot = hot[hot["status"].isin(p.relief_statuses)]
     hot = pain(hot.assign(significance=significance(hot)), p.as_of)
 
     sites = asof.sites_as_of(con, p.as_of)
@@ -301,8 +303,11 @@ def shrink(v: View, max_bytes: int | None = None) -> tuple[View, int]:
     """`v` cut down (the same per-layer priorities) until its Deck JSON, in either colour mode and with a
     hotspot picked, is at most `max_bytes` (default `MAX_BYTES`): (view, bytes)."""
     max_bytes = MAX_BYTES if max_bytes is None else max_bytes
-    def size(v: View) -> int:
-        return max(payload_bytes(deck(v, c, ("hotspots", "0" * 15))) for c in COLOUR_MODES)
+    def size(v: View) -> int:  # only the hotspot colours differ between the colour modes
+        h = v.layers.get("hotspots")
+        extra = 0 if h is None else max(0, len(json.dumps(hotspot_records(h, "significance"))) -
+                                        len(json.dumps(hotspot_records(h, "relief"))))
+        return payload_bytes(deck(v, "relief", ("hotspots", "0" * 15))) + extra
 
     n = size(v)
     while n > max_bytes and v.features > 0:
