@@ -204,3 +204,13 @@ def test_queries_compile_for_every_engine(world, dialect, monkeypatch):
         monkeypatch.setattr(ibis.options, "pyspark", SparkOptions())
     for expr in (asof.sites_as_of_expr(world, D("2025-04-01")), asof.links_as_of_expr(world, D("2025-04-01"))):
         assert "SELECT" in engine.to_sql(expr, dialect)
+
+
+def test_hotspots_as_of_count_only_the_chosen_channels(world_con):
+    """worlds.py: K1 (hotline) and K2 (app) are the two capacity complaints, both in January 2025."""
+    day = D("2025-01-31")
+    every = asof.hotspots_as_of(world_con, day, window_days=60)
+    assert every["n"].sum() == 2
+    for channel in ("app", "hotline"):
+        assert asof.hotspots_as_of(world_con, day, window_days=60, channels=[channel])["n"].sum() == 1
+    assert asof.hotspots_as_of(world_con, day, window_days=60, channels=["social"])["n"].sum() == 0
