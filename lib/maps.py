@@ -22,6 +22,7 @@ from types import MappingProxyType
 
 import h3
 import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 import pydeck as pdk
@@ -156,19 +157,27 @@ def cap(frame: pd.DataFrame, n: int, by: list[str], ascending: list[bool]) -> pd
 
 # -- queries ------------------------------------------------------------------------------
 
+def regions_expr(con) -> ir.Table:
+    """region_id, name, level of every region; unexecuted."""
+    return engine.backend(con).table("regions").select("region_id", "name", "level")
+
+
 def regions(con) -> pd.DataFrame:
     """Every region: region_id, name, level (states first, then by name)."""
-    r = engine.backend(con).table("regions")
-    out = r.select("region_id", "name", "level").execute()
+    out = regions_expr(con).execute()
     rank = out["level"].map({lv: i for i, lv in enumerate(schema.LEVELS)}).fillna(len(schema.LEVELS))
     return out.assign(_r=rank).sort_values(["_r", "name"]).drop(columns="_r").reset_index(drop=True)
 
 
+def region_cells_expr(con, region_id: str) -> ir.Table:
+    """The cells of one region (at `cells.REGION_RES`); unexecuted."""
+    rc = engine.backend(con).table("region_cells")
+    return rc.filter(rc.region_id == ibis.literal(str(region_id))).select("cell")
+
+
 def region_cells(con, region_id: str) -> np.ndarray:
     """The region's cells at `cells.REGION_RES` (int64, sorted)."""
-    rc = engine.backend(con).table("region_cells")
-    got = rc.filter(rc.region_id == ibis.literal(str(region_id))).select("cell").execute()
-    return np.unique(got["cell"].to_numpy(dtype="int64"))
+    return np.unique(region_cells_expr(con, region_id).execute()["cell"].to_numpy(dtype="int64"))
 
 
 def within(cell_ids, res: int, area: np.ndarray) -> np.ndarray:
@@ -180,19 +189,29 @@ def within(cell_ids, res: int, area: np.ndarray) -> np.ndarray:
     return np.isin(c, cells.parent(area, res))
 
 
-def site_kinds(con) -> pd.DataFrame:
-    """(site_id, kind) of every upgrade not cancelled, distinct."""
+def site_kinds_expr(con) -> ir.Table:
+    """(site_id, kind) of every upgrade not cancelled, distinct; unexecuted."""
     u = engine.backend(con).table("upgrades")
     u = u.filter(u.status.isnull() | (u.status != "cancelled"))
-    return u.select("site_id", "kind").distinct().execute().astype({"site_id": "str", "kind": "str"})
+    return u.select("site_id", "kind").distinct()
+
+
+def site_kinds(con) -> pd.DataFrame:
+    """(site_id, kind) of every upgrade not cancelled, distinct."""
+    return site_kinds_expr(con).execute().astype({"site_id": "str", "kind": "str"})
+
+
+def outlines_expr(con, region: str | None) -> ir.Table:
+    """region_id, name, geometry of the states (region None) or of one region; unexecuted."""
+    r = engine.backend(con).table("regions")
+    r = r.filter(r.region_id == ibis.literal(region)) if region else r.filter(r.level == "state")
+    return r.select("region_id", "name", "geometry")
 
 
 def outlines(con, region: str | None) -> list[dict]:
     """GeoJSON features of the state outlines (whole country) or of one region, simplified."""
-    r = engine.backend(con).table("regions")
-    r = r.filter(r.region_id == ibis.literal(region)) if region else r.filter(r.level == "state")
     out = []
-    for rid, name, geom in r.select("region_id", "name", "geometry").execute().itertuples(index=False):
+    for rid, name, geom in outlines_expr(con, region).execute().itertuples(index=False):
         if not geom:
             continue
         try:

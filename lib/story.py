@@ -11,6 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 import ibis
+import ibis.expr.types as ir
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -82,17 +83,22 @@ def _as_of_dates(frame: pd.DataFrame, columns: list[str], as_of: dt.date) -> pd.
     return frame
 
 
+def upgrades_expr(con, site_ids) -> ir.Table:
+    """The upgrades (not cancelled) of some sites: UPGRADE_COLUMNS but delay_days; unexecuted."""
+    u = engine.backend(con).table("upgrades")
+    ids = [str(s) for s in site_ids]
+    u = u.filter(u.site_id.isin(ids) if ids else ibis.literal(False))
+    u = u.filter(u.status.isnull() | (u.status != "cancelled"))
+    return u.select(*[c for c in UPGRADE_COLUMNS if c != "delay_days"])
+
+
 def upgrades_of(con, site_ids, as_of: dt.date) -> pd.DataFrame:
     """The upgrades (not cancelled) of some sites with their milestones as of `as_of`: UPGRADE_COLUMNS.
 
     delay_days: on_air_actual - on_air_planned when on air; else as_of - on_air_planned when that
     has passed (overdue, still counting); else empty.
     """
-    u = engine.backend(con).table("upgrades")
-    ids = [str(s) for s in site_ids]
-    u = u.filter(u.site_id.isin(ids) if ids else ibis.literal(False))
-    u = u.filter(u.status.isnull() | (u.status != "cancelled"))
-    out = u.select(*[c for c in UPGRADE_COLUMNS if c != "delay_days"]).execute()
+    out = upgrades_expr(con, site_ids).execute()
     dates = [c for c in out.columns if c.endswith(("_planned", "_actual"))]
     out = _as_of_dates(out, dates, as_of)
     day = pd.Timestamp(as_of)
@@ -102,12 +108,17 @@ def upgrades_of(con, site_ids, as_of: dt.date) -> pd.DataFrame:
     return out[UPGRADE_COLUMNS].sort_values(["site_id", "upgrade_id"], ignore_index=True)
 
 
-def links_of(con, link_ids, as_of: dt.date) -> pd.DataFrame:
-    """Transport links with their state as of `as_of` (`asof.links_as_of` rules): LINK_COLUMNS."""
+def links_expr(con, link_ids) -> ir.Table:
+    """Some transport links: link_id, kind, completion_planned, completion_actual, owner; unexecuted."""
     ids = sorted({str(i) for i in link_ids if i is not None and not pd.isna(i)})
     link = engine.backend(con).table("transport_links")
     link = link.filter(link.link_id.isin(ids) if ids else ibis.literal(False))
-    out = link.select("link_id", "kind", "completion_planned", "completion_actual", "owner").execute()
+    return link.select("link_id", "kind", "completion_planned", "completion_actual", "owner")
+
+
+def links_of(con, link_ids, as_of: dt.date) -> pd.DataFrame:
+    """Transport links with their state as of `as_of` (`asof.links_as_of` rules): LINK_COLUMNS."""
+    out = links_expr(con, link_ids).execute()
     states = asof.links_as_of(con, as_of).set_index("link_id")["state"]
     out["state"] = out["link_id"].map(states)
     out = _as_of_dates(out, ["completion_planned", "completion_actual"], as_of)

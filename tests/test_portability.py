@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import cells, derive, engine, hotspots, overview, store
+from lib import cells, derive, engine, hotspots, impact, maps, overview, store, story
 
 WINDOW = {"start": "2024-03-01", "end": "2024-09-15 12:30"}
 
@@ -51,6 +51,17 @@ PORTABLE_QUERIES: list[tuple[str, callable]] = [
         con, 8, categories=hotspots.KINDS["capacity"], derived=True)),
     *[(f"overview.region_table derived {lv}", lambda con, lv=lv: overview.region_table_expr(con, lv, derived=True))
       for lv in ("state", "cluster")],
+    # the planner map (lib/maps, lib/story) and the channel filter it added to the counts
+    ("hotspots.cell_counts channels", lambda con: hotspots.cell_counts_expr(
+        con, 8, categories=hotspots.KINDS["capacity"], channels=["app", "hotline"], **WINDOW)),
+    ("impact.complaint_weeks channels", lambda con: impact.complaint_weeks_expr(
+        con, 8, channels=["app"], **WINDOW)),
+    ("maps.regions", maps.regions_expr),
+    ("maps.region_cells", lambda con: maps.region_cells_expr(con, "NW")),
+    ("maps.site_kinds", maps.site_kinds_expr),
+    *[(f"maps.outlines {r}", lambda con, r=r: maps.outlines_expr(con, r)) for r in (None, "NW")],
+    ("story.upgrades", lambda con: story.upgrades_expr(con, ["S00", "S01"])),
+    ("story.links", lambda con: story.links_expr(con, ["L01", None])),
 ]
 """Every query expression of lib/ that must run on each engine: (name, builder(con) -> expression)."""
 
