@@ -176,7 +176,8 @@ st.dataframe(ranked, hide_index=True, key="map_table", on_select="rerun", select
                             "pain": st.column_config.NumberColumn("pain", format="localized")})
 d1, d2, _ = st.columns([1, 1, 3])
 stem = f"hotspots-{p.as_of}-{p.region or 'DE'}"
-d1.download_button("Download CSV", export.csv_bytes(maps.table(view.hotspots)), f"{stem}.csv", export.CSV_MIME,
+hot = view.hotspots  # the exports are built when clicked
+d1.download_button("Download CSV", lambda: export.csv_bytes(maps.table(hot)), f"{stem}.csv", export.CSV_MIME,
                    icon=":material/download:", key="dl_csv")
-d2.download_button("Download GeoJSON", maps.geojson_bytes(view.hotspots), f"{stem}.geojson",
-                   "application/geo+json", icon=":material/download:", key="dl_geojson")
+d2.download_button("Download GeoJSON", lambda: maps.geojson_bytes(hot), f"{stem}.geojson", "application/geo+json",
+                   icon=":material/download:", key="dl_geojson")

@@ -59,6 +59,12 @@ def test_moving_the_date_redraws_and_goes_into_the_url(server, page):
     page.wait_for_url(re.compile(r"date=2026-10-01"))
     settle(page)
     expect(caption).to_contain_text("up to 2026-10-01")
+    play = page.locator(".st-key-map_play input")
+    page.get_by_text("Play", exact=True).click()  # steps a month: to the last day, where it stops
+    expect(caption).to_contain_text("up to 2026-11-01", timeout=30_000)
+    settle(page)
+    expect(play).not_to_be_checked()
+    assert "date=" not in page.url  # the default date is left out of the link
     assert_no_errors(page)
 
 
