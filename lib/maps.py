@@ -76,6 +76,9 @@ MAP_STYLE = "light"
 GERMANY = (51.16, 10.45, 5.2)
 """Centre (lat, lon) and zoom of the whole-Germany view."""
 
+MAP_PIXELS = (540, 580)
+"""Width and height (px) a region's outline is fitted into (the map is about 580 x 620 on a laptop screen)."""
+
 SIMPLIFY_DEGREES = 0.005
 """Tolerance (about 400 m) to which region outlines are simplified before shipping."""
 
@@ -431,8 +434,10 @@ def view_state(v: View, focus: tuple[float, float] | None = None) -> pdk.ViewSta
                         walk(y)
             walk(f["geometry"]["coordinates"])
         lon, lat = (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2
-        span = max(max(xs) - min(xs), (max(ys) - min(ys)) * 1.6, 0.05)
-        zoom = max(4.0, min(12.0, math.log2(360 / span) - 0.6))
+        stretch = 1 / math.cos(math.radians(lat))  # Web Mercator stretches latitude
+        fit = min(MAP_PIXELS[0] / max(max(xs) - min(xs), 0.01),
+                  MAP_PIXELS[1] / max((max(ys) - min(ys)) * stretch, 0.01))
+        zoom = max(4.0, min(12.0, math.log2(fit * 360 / 512)))
     return pdk.ViewState(latitude=lat, longitude=lon, zoom=zoom)
 
 

@@ -54,12 +54,11 @@ def ticker() -> None:
 
 
 ticker()
-f1, f2, f3, f4, f5 = st.columns([3, 2, 2, 1, 3])
+f1, f2, f3, f4 = st.columns([3, 3, 3, 1])
 f1.selectbox("Region", ["", *names], key="map_region", format_func=lambda r: names.get(r, "All of Germany"))
 f2.segmented_control("Complaints", list(hotspots.KINDS), key="map_kind", required=True)
 f3.segmented_control("Colour hotspots by", list(maps.COLOUR_MODES), key="map_colour", required=True)
 f4.selectbox("H3 res.", ["auto", *hotspots.RESOLUTIONS], key="map_res", help="auto: 7 for Germany, 8 for a region")
-f5.pills("Layers", list(maps.LAYERS), key="map_layers", selection_mode="multi")
 with st.expander("Filters: channels, upgrades, statuses"):
     g1, g2, g3 = st.columns(3)
     g1.multiselect("Channels", schema.CHANNELS, key="map_ch")
@@ -99,6 +98,7 @@ st.query_params.from_dict(mapurl.query(mapurl.State(p, ss["map_colour"], pick), 
 
 left, right = st.columns([3, 2])
 with left:
+    st.pills("Layers", list(maps.LAYERS), key="map_layers", selection_mode="multi", label_visibility="collapsed")
     for layer, (drawn, total) in view.capped.items():
         most = "complained-about" if layer == "hotspots" else "urgent"
         st.caption(f":material/filter_alt: {layer}: the {drawn:,} most {most} of {total:,} drawn (at most "
