@@ -85,6 +85,8 @@ def parse(params: Mapping, first: dt.date, last: dt.date, region_ids) -> State:
         if bad:
             notes.append(f"{key}={raw!r}: unknown {', '.join(bad)} (choose from {', '.join(allowed)}); "
                          "using the default.")
+        elif name in ("channels", "upgrade_kinds") and set(values) == set(allowed):
+            kw[name] = None  # every channel or kind: no filter
         else:
             kw[name] = tuple(v for v in allowed if v in values)
     sig = _one(params, "sig")
@@ -155,3 +157,48 @@ def date_range(summary) -> tuple[dt.date, dt.date]:
     lows = [lo for lo, _ in summary.date_ranges.values() if lo is not None]
     first = summary.date_ranges.get("Complaints received", (None, None))[0] or (min(lows) if lows else last)
     return min(first, last), last
+
+
+WIDGETS = {"map_date": "as_of", "map_region": "region", "map_kind": "kind", "map_res": "res", "map_layers": "layers",
+           "map_ch": "channels", "map_uk": "upgrade_kinds", "map_ss": "site_statuses", "map_ls": "link_states",
+           "map_rs": "relief_statuses", "map_sig": "significant_only"}
+"""The page's widget keys and the Params field each sets (map_colour and map_pick hold the rest of the State)."""
+
+
+def widget_values(state: State) -> dict:
+    """The widget values that show `state` (lists for multiselects, "" for all of Germany, "auto" resolution)."""
+    p = state.params
+    out = {key: getattr(p, name) for key, name in WIDGETS.items()}
+    out.update(map_region=p.region or "", map_res=p.res or "auto", map_colour=state.colour, map_pick=state.pick,
+               map_ch=list(p.channels or schema.CHANNELS), map_uk=list(p.upgrade_kinds or schema.UPGRADE_KINDS))
+    for key in ("map_layers", "map_ss", "map_ls", "map_rs"):
+        out[key] = list(out[key])
+    return out
+
+
+def params_from(values: Mapping) -> maps.Params:
+    """The Params the widget `values` (keys of `WIDGETS`) select; every channel or kind chosen means no filter."""
+    kw = {name: values[key] for key, name in WIDGETS.items()}
+    kw["region"] = kw["region"] or None
+    kw["res"] = None if kw["res"] == "auto" else int(kw["res"])
+    for name, every in (("channels", schema.CHANNELS), ("upgrade_kinds", schema.UPGRADE_KINDS)):
+        kw[name] = None if set(kw[name]) == set(every) else tuple(v for v in every if v in kw[name])
+    for name, every in (("layers", maps.LAYERS), ("site_statuses", asof.SITE_STATUSES),
+                        ("link_states", asof.LINK_STATES), ("relief_statuses", linkage.STATUSES)):
+        kw[name] = tuple(v for v in every if v in (kw[name] or ()))
+    return maps.Params(**kw)
+
+
+def choose(memory: dict, selection, rows, ranked_cells) -> tuple[str, str] | None:
+    """The selected object: the newest of a map click (`selection`, the chart's event) and a ranked-table
+    row (`rows`, indices into `ranked_cells`); `memory` (the session) keeps what was seen before."""
+    clicked = maps.picked(selection)
+    if clicked != memory.get("map_clicked"):
+        memory["map_clicked"] = clicked
+        memory["map_pick"] = clicked or memory.get("map_pick")
+    rows = tuple(rows or ())
+    if rows != memory.get("map_rows"):
+        memory["map_rows"] = rows
+        if rows and rows[0] < len(ranked_cells):
+            memory["map_pick"] = ("hotspots", str(ranked_cells[rows[0]]))
+    return memory.get("map_pick")

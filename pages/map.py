@@ -14,6 +14,13 @@ UPGRADE_COLUMNS = {c: st.column_config.DateColumn(c.replace("_", " ")) for c in 
                    if c.endswith(("_planned", "_actual"))} | {
     "delay_days": st.column_config.NumberColumn("on air delay (days)", help="Actual minus planned on-air date; "
                                                 "still open: days since the planned date")}
+TABLE_COLUMNS = {"n": st.column_config.NumberColumn("complaints", format="localized"),
+                 "status": st.column_config.TextColumn("relief status"),
+                 "relief_date": st.column_config.DateColumn("relief date"),
+                 "days_open": st.column_config.NumberColumn("days until relief"),
+                 "pain": st.column_config.NumberColumn("pain", format="localized"),
+                 "n_sites": st.column_config.NumberColumn("sites"), "n_upgrades": st.column_config.NumberColumn(
+                     "upgrades"), "blocking_link_id": st.column_config.TextColumn("waits on link")}
 
 cache.ensure_routed()
 st.title("Planner map")
@@ -29,12 +36,7 @@ regions = cache.query(con, "map_regions")
 names = dict(zip(regions["region_id"], regions["name"] + " (" + regions["level"] + ")", strict=True))
 if "map_date" not in ss:  # a new session: the URL seeds every widget
     url = mapurl.parse(st.query_params.to_dict(), first, last, names)
-    p = url.params
-    ss.update(map_date=p.as_of, map_region=p.region or "", map_kind=p.kind, map_colour=url.colour,
-              map_res=p.res or "auto", map_layers=list(p.layers), map_ch=list(p.channels or schema.CHANNELS),
-              map_uk=list(p.upgrade_kinds or schema.UPGRADE_KINDS), map_ss=list(p.site_statuses),
-              map_ls=list(p.link_states), map_rs=list(p.relief_statuses), map_sig=p.significant_only,
-              map_pick=url.pick, map_notes=url.notes)
+    ss.update(mapurl.widget_values(url), map_notes=url.notes)
 for note in ss.pop("map_notes", []):
     st.warning(f"Link parameter ignored: {note}", icon=":material/link_off:")
 if ss.pop("map_step", False):
@@ -68,28 +70,14 @@ with st.expander("Filters: channels, upgrades, statuses"):
     g3.multiselect("Hotspot relief status", linkage.STATUSES, key="map_rs", format_func=LABEL)
     g3.multiselect("Link state", asof.LINK_STATES, key="map_ls", format_func=LABEL)
 
-p = maps.Params(
-    as_of=ss["map_date"], region=ss["map_region"] or None, kind=ss["map_kind"],
-    channels=None if set(ss["map_ch"]) == set(schema.CHANNELS) else tuple(ss["map_ch"]),
-    upgrade_kinds=None if set(ss["map_uk"]) == set(schema.UPGRADE_KINDS) else tuple(ss["map_uk"]),
-    site_statuses=tuple(ss["map_ss"]), link_states=tuple(ss["map_ls"]), relief_statuses=tuple(ss["map_rs"]),
-    significant_only=ss["map_sig"], res=None if ss["map_res"] == "auto" else int(ss["map_res"]),
-    layers=tuple(x for x in maps.LAYERS if x in (ss["map_layers"] or [])))
+p = mapurl.params_from(ss)
 with st.spinner("Building the map..."):
     view = cache.query(con, "map_view", p)
 ranked = maps.table(view.hotspots.head(TABLE_ROWS))
 
 # the newest selection wins: a click on the map, or a row of the ranked table
-clicked = maps.picked((ss.get("map") or {}).get("selection"))
-if clicked != ss.get("map_clicked"):
-    ss["map_clicked"] = clicked
-    ss["map_pick"] = clicked or ss.get("map_pick")
-rows = tuple(((ss.get("map_table") or {}).get("selection") or {}).get("rows") or ())
-if rows != ss.get("map_rows"):
-    ss["map_rows"] = rows
-    if rows and rows[0] < len(ranked):
-        ss["map_pick"] = ("hotspots", ranked["cell"].iloc[rows[0]])
-pick = ss.get("map_pick")
+pick = mapurl.choose(ss, (ss.get("map") or {}).get("selection"),
+                     ((ss.get("map_table") or {}).get("selection") or {}).get("rows"), ranked["cell"].tolist())
 if pick and pick != ss.get("map_focus_pick"):  # a new selection: centre the map on it, until the area changes
     ss["map_focus_pick"], ss["map_focus"] = pick, (p.region, maps.focus_of(pick, view))
 focus = ss.get("map_focus", (None, None))
@@ -172,8 +160,7 @@ st.caption(f"Pain = complaints in the window x days until relief (relieved: 0; r
            f"{len(view.hotspots):,} hotspots in this view" + (f", the top {TABLE_ROWS} listed." if len(
                view.hotspots) > TABLE_ROWS else "."))
 st.dataframe(ranked, hide_index=True, key="map_table", on_select="rerun", selection_mode="single-row", height=300,
-             column_config={"status": st.column_config.TextColumn("relief status"),
-                            "pain": st.column_config.NumberColumn("pain", format="localized")})
+             column_config=TABLE_COLUMNS)
 d1, d2, _ = st.columns([1, 1, 3])
 stem = f"hotspots-{p.as_of}-{p.region or 'DE'}"
 hot = view.hotspots  # the exports are built when clicked

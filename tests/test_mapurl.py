@@ -91,3 +91,41 @@ def test_defaults_are_left_out_of_the_url():
 ])
 def test_play_steps_a_month_and_starts_over_at_the_end(day, expected):
     assert mapurl.next_month(day, FIRST, LAST) == expected
+
+
+@pytest.mark.parametrize("query", [
+    {},
+    {"date": "2026-02-03", "region": "09", "kind": "coverage", "ch": "app", "uk": "5g,new_site", "ss": "late",
+     "ls": "", "rs": "late", "layers": "sites,hotspots", "sig": "0", "res": "9", "colour": "significance"},
+    {"ch": "crowd_list,hotline,app,social", "uk": "hardware_swap,new_carrier,5g,new_site"},
+])
+def test_widgets_show_the_state_and_give_it_back(query):
+    s = parse(**query)
+    values = mapurl.widget_values(s)
+    assert set(values) == {*mapurl.WIDGETS, "map_colour", "map_pick"}
+    assert mapurl.params_from(values) == s.params
+    assert values["map_colour"] == s.colour
+
+
+def test_widgets_for_every_channel_mean_no_channel_filter():
+    values = mapurl.widget_values(parse())
+    values["map_ch"] = ["social", "app", "hotline", "crowd_list"]
+    assert mapurl.params_from(values).channels is None
+    values["map_ch"] = ["social", "app"]
+    assert mapurl.params_from(values).channels == ("app", "social")
+
+
+def test_the_newest_selection_wins():
+    memory: dict = {}
+    ranked = ["871f15375ffffff", "871f1d4d2ffffff"]
+    hex_a = {"objects": {"hotspots": [{"id": "88aaaaaaaaaaaaa"}]}}
+    assert mapurl.choose(memory, None, [], ranked) is None
+    assert mapurl.choose(memory, hex_a, [], ranked) == ("hotspots", "88aaaaaaaaaaaaa")  # a map click
+    assert mapurl.choose(memory, hex_a, [1], ranked) == ("hotspots", ranked[1])  # then a table row
+    assert mapurl.choose(memory, hex_a, [1], ranked) == ("hotspots", ranked[1])  # nothing new: kept
+    site = {"objects": {"sites": [{"id": "S1"}]}}
+    assert mapurl.choose(memory, site, [1], ranked) == ("sites", "S1")  # a new click
+    assert mapurl.choose(memory, None, [1], ranked) == ("sites", "S1")  # the click undone: kept
+    memory["map_pick"] = None  # "Clear selection"
+    assert mapurl.choose(memory, None, [1], ranked) is None
+    assert mapurl.choose(memory, None, [5], ranked) is None  # a row that is no longer listed
