@@ -184,11 +184,15 @@ def _encoding_warning(encoding: str) -> list[str]:
 def _cross_chunk_duplicates(con: duckdb.DuckDBPyConnection, table: schema.Table, out: Staged) -> pd.DataFrame:
     """Reject (and unstage) every repeat of a key after its first occurrence in an earlier chunk."""
     key = table.key
+    # the repeated keys first (one hash aggregate), so that the window and the JSON of the
+    # record only run over their rows, not over every staged row
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _dups AS
+        WITH repeated AS (SELECT {key} FROM _incoming GROUP BY {key} HAVING count(*) > 1)
         SELECT "row", {key}, first_row, rec FROM (
             SELECT "row", {key}, row_number() OVER w AS n, first_value("row") OVER w AS first_row,
                    to_json(i) AS rec
-            FROM _incoming i WINDOW w AS (PARTITION BY {key} ORDER BY "row")) WHERE n > 1""")
+            FROM _incoming i SEMI JOIN repeated USING ({key})
+            WINDOW w AS (PARTITION BY {key} ORDER BY "row")) WHERE n > 1""")
     dups = con.execute("SELECT * FROM _dups").df()
     if not len(dups):
         return dups.iloc[0:0]

@@ -7,6 +7,7 @@ the header is row 1, the first record row 2 (for GeoJSON: feature 1, 2, ...).
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -77,11 +78,23 @@ def decode_csv(data: bytes) -> tuple[bytes, str]:
     """UTF-8 bytes of a CSV (BOM removed) and the encoding it was read in."""
     if data.startswith(BOM):
         return data[len(BOM):], "utf-8-sig"
-    try:
-        data.decode("utf-8")
+    if is_utf8(data):
         return data, "utf-8"
+    return data.decode("cp1252", errors="replace").encode("utf-8"), "windows-1252"
+
+
+def is_utf8(data: bytes, block: int = 1 << 24) -> bool:
+    """Whether `data` is valid UTF-8, checked block by block (decoding a large file whole would
+    hold a second, up to four times larger, copy of it as text)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    try:
+        for start in range(0, len(view), block):
+            decoder.decode(view[start:start + block])
+        decoder.decode(b"", final=True)
     except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace").encode("utf-8"), "windows-1252"
+        return False
+    return True
 
 
 def sniff_delimiter(header: str) -> str:
