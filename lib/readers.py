@@ -11,8 +11,10 @@ import codecs
 import csv
 import io
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import PurePath
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -86,11 +88,20 @@ def decode_csv(data: bytes) -> tuple[bytes, str]:
 def is_utf8(data: bytes, block: int = 1 << 24) -> bool:
     """Whether `data` is valid UTF-8, checked block by block (decoding a large file whole would
     hold a second, up to four times larger, copy of it as text)."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
     view = memoryview(data)
+    return _utf8_blocks(view[start:start + block] for start in range(0, len(view), block))
+
+
+def is_utf8_stream(f: BinaryIO, block: int = 1 << 24) -> bool:
+    """Whether what `f` reads from here on is valid UTF-8 (read block by block)."""
+    return _utf8_blocks(iter(lambda: f.read(block), b""))
+
+
+def _utf8_blocks(blocks: Iterable) -> bool:
+    decoder = codecs.getincrementaldecoder("utf-8")()
     try:
-        for start in range(0, len(view), block):
-            decoder.decode(view[start:start + block])
+        for b in blocks:
+            decoder.decode(b)
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         return False

@@ -132,17 +132,20 @@ def import_file(con: duckdb.DuckDBPyConnection, source: str | Path | bytes, tabl
     progress = progress or (lambda msg, frac: None)
     started = time.perf_counter()
     if isinstance(source, (str, Path)):
-        file_name = file_name or Path(source).name
-        data = Path(source).read_bytes()
+        path = Path(source)
+        file_name = file_name or path.name
+        size = path.stat().st_size
     else:
-        data = source
+        path, size = None, len(source)
     file_name = file_name or "upload"
-    checksum = hashlib.sha256(data).hexdigest()
     progress(f"Reading {file_name}", 0.05)
-    fmt = sniff_format(data, file_name)
-    big = bulk.wanted(data, fmt)  # a large CSV is streamed in chunks, never held whole
+    head = bulk.head(path or source)
+    fmt = sniff_format(head, file_name)
+    big = bulk.wanted(size, fmt)  # a large CSV is streamed in chunks: a path is never read whole
+    data = path if big and path else path.read_bytes() if path else source
+    checksum = _sha256(data)
     raw = None if big else read_file(data, file_name)
-    columns = list(map(str, peek_columns(data, file_name) if big else raw.frame.columns))
+    columns = list(map(str, peek_columns(head, file_name) if big else raw.frame.columns))
     name = table or detect_table(columns) or closest_table(columns)
     if name is None:
         raise ImportRefused(file_name, f"cannot tell which table this is: its columns ({', '.join(columns)}) "
@@ -187,6 +190,14 @@ def import_file(con: duckdb.DuckDBPyConnection, source: str | Path | bytes, tabl
         raise
     progress("Done", 1.0)
     return result
+
+
+def _sha256(data: bytes | Path) -> str:
+    """Hex SHA-256 of bytes, or of a file read block by block."""
+    if isinstance(data, Path):
+        with data.open("rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    return hashlib.sha256(data).hexdigest()
 
 
 def import_order(files: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
