@@ -18,7 +18,7 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from lib import export, overview, store
+from lib import export, overview, rollout, store
 from lib.errors import NetzausbauError, StoreError
 
 TTL = "1h"
@@ -86,6 +86,13 @@ QUERIES = MappingProxyType({
     "region_table": overview.region_table,
     "import_log": store.import_log,
     "rejected_rows": store.rejected_rows,
+    "rollout_regions": rollout.regions,
+    "rollout_shapes": rollout.shapes,
+    "rollout_table": rollout.region_table,
+    "rollout_series": rollout.series,
+    "rollout_late": rollout.late_list,
+    "rollout_channels": rollout.channel_mix,
+    "rollout_impact": rollout.impact_table,
 })
 """The cached queries by name (read-only): each takes a cursor first, then small arguments."""
 

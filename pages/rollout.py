@@ -1,0 +1,110 @@
+"""Rollout: how far the programme is, where, what is late or blocked, when it will be done; exports."""
+
+import datetime as dt
+
+import streamlit as st
+
+from lib import cache, export, report, rollout
+from lib import rollout_charts as charts
+
+TABLE_COLUMNS = {
+    "name": st.column_config.TextColumn("Region"),
+    "pct_on_air": st.column_config.ProgressColumn("% on air", format="%.1f%%", min_value=0, max_value=100),
+    "pct_change_pp": st.column_config.NumberColumn("pp in 30 days", format="%+.1f"),
+    "on_air": st.column_config.NumberColumn("On air", format="localized"),
+    "total": st.column_config.NumberColumn("Planned", format="localized", help="Upgrades not cancelled"),
+    "late": st.column_config.NumberColumn("Late", format="localized"),
+    "blocked": st.column_config.NumberColumn("Blocked", format="localized", help="Blocked by transport"),
+    "open_no_plan": st.column_config.NumberColumn("Hotspots, no plan", help="Open hotspots, no upgrade planned"),
+    "forecast": st.column_config.DateColumn("Forecast"),
+    "forecast_low": st.column_config.DateColumn("Earliest (90%)"),
+    "forecast_high": st.column_config.DateColumn("Latest (90%)"),
+    "trend": st.column_config.LineChartColumn("% on air, 12 months", y_min=0, y_max=100),
+}
+
+cache.ensure_routed()
+st.title("Rollout")
+con = cache.get_store()
+info = cache.summary(con) if con is not None else None
+if info is None or info.counts["upgrades"] == 0 or info.data_as_of is None:
+    st.info("No upgrades in the store yet: build the demo data or import upgrades on the **Data** page.",
+            icon=":material/database:")
+    st.stop()
+
+data_day = info.data_as_of.date()
+levels = cache.levels(con) or ["state"]
+c1, c2, c3 = st.columns([2, 3, 2])
+level = c1.segmented_control("Region level", levels, default=levels[0], required=True, key="level",
+                             bind="query-params")
+regions = cache.query(con, "rollout_regions", level)
+names = {rollout.ALL: rollout.NETWORK_NAME} | dict(zip(regions["region_id"], regions["name"], strict=True))
+wanted = st.query_params.get("region")
+if wanted is not None and wanted not in names.values():
+    st.warning(f"Unknown region {wanted!r} in the link: showing the whole network.", icon=":material/link_off:")
+region = c2.selectbox("Region", list(names), format_func=names.get, key="region", bind="query-params")
+as_of = c3.date_input("As of", value=data_day, max_value=data_day, min_value=data_day - dt.timedelta(days=3 * 365),
+                      key="as_of", help=f"The data's date is {data_day:%Y-%m-%d} (the newest actual date stored)")
+
+table = cache.query(con, "rollout_table", level, as_of)
+row = table.set_index("region_id").loc[region].to_dict() | {"region_id": region}
+st.caption(f"Every figure on this page is as of **{as_of:%Y-%m-%d}** (data as of {data_day:%Y-%m-%d}).")
+m = st.columns(5)
+m[0].metric("Upgrades on air", f"{row['pct_on_air']:.1f}%", f"{row['pct_change_pp']:+.1f} pp in 30 days",
+            border=True, help=f"{row['on_air']:,} of {row['total']:,} planned upgrades (not cancelled)")
+m[1].metric("Late", f"{row['late']:,}", border=True, help="Planned on air by this date, not on air")
+m[2].metric("Blocked by transport", f"{row['blocked']:,}", border=True,
+            help="Due or installed, but its transport link is late, undated or due after the upgrade")
+m[3].metric("Open hotspots, no upgrade planned", f"{row['open_no_plan']:,}", border=True,
+            help=f"Hotspots of the last {rollout.HOTSPOT_WINDOW_DAYS} days that no planned upgrade serves")
+fc = row["forecast"]
+m[4].metric("Forecast completion", f"{fc:%Y-%m-%d}" if fc else "-", border=True,
+            delta=f"90%: {row['forecast_low']:%Y-%m-%d} to {row['forecast_high']:%Y-%m-%d}" if fc else None,
+            delta_color="off", help=row["forecast_note"] or "From the pace of the last 90 days")
+
+st.subheader("Burn-up")
+picked = st.multiselect("Compare regions", list(names), default=[region], format_func=names.get, key="compare",
+                        max_selections=len(charts.PALETTE))
+if picked:
+    series = cache.query(con, "rollout_series", tuple(picked), level)
+    st.plotly_chart(charts.burnup(series, table, as_of), key="burnup")
+
+st.subheader(f"Per {level}")
+left, right = st.columns([3, 2])
+left.dataframe(table, hide_index=True, column_config=TABLE_COLUMNS, column_order=list(TABLE_COLUMNS),
+               key="region_table", height=min(38 + 35 * len(table), 640))
+right.pydeck_chart(charts.region_map(cache.query(con, "rollout_shapes", level), table, as_of, region),
+                   key="region_map", height=520)
+right.caption(f"Percent of planned upgrades on air per {level}, as of {as_of:%Y-%m-%d}: red 0%, green 100%.")
+
+late = cache.query(con, "rollout_late", level, as_of)
+mine = late if region == rollout.ALL else late[late["region_id"] == region]
+st.subheader(f"Late and blocked upgrades: {len(mine):,}")
+st.caption("Late: not on air after its planned date, or its transport link's planned completion has passed. "
+           "Blocked: due or installed while its link is late, undated or due after it. Most days late first.")
+st.dataframe(mine.drop(columns="region_id"), hide_index=True, key="late_list", height=400)
+
+st.subheader("Impact and channels")
+did = cache.query(con, "rollout_impact", level, as_of)
+if did.empty or did["n_treated"].sum() == 0:
+    st.info("No relieved cell has a full 8 weeks after relief yet: no impact to measure.")
+else:
+    st.plotly_chart(charts.impact(did, as_of), key="impact")
+    st.caption("Difference in differences: each relieved cell against cells not yet relieved over the same weeks "
+               "(capacity complaints; `did` < 0 means complaints fell after relief).")
+    st.dataframe(did, hide_index=True, key="impact_table")
+mix = cache.query(con, "rollout_channels", level, region, as_of)
+st.plotly_chart(charts.channel_mix(mix, names[region], as_of), key="channels")
+
+st.subheader("Exports")
+sheets = rollout.export_sheets(table, late, as_of)
+e = st.columns(4)
+e[0].download_button("Region table (CSV)", export.csv_bytes(sheets["regions"]), f"rollout-regions-{as_of}.csv",
+                     export.CSV_MIME, on_click="ignore", key="dl_regions_csv")
+e[1].download_button("Late and blocked (CSV)", export.csv_bytes(sheets["late_blocked"]),
+                     f"rollout-late-{as_of}.csv", export.CSV_MIME, on_click="ignore", key="dl_late_csv")
+e[2].download_button("Both (Excel)", export.xlsx_bytes(sheets), f"rollout-{as_of}.xlsx", export.XLSX_MIME,
+                     on_click="ignore", key="dl_xlsx")
+one = cache.query(con, "rollout_series", (region,), level)
+html = report.render(names[region], as_of, row, table, mine, one)
+e[3].download_button("One-page report (HTML)", html.encode("utf-8"), f"rollout-report-{as_of}.html", "text/html",
+                     on_click="ignore", key="dl_report", help="Print-ready; open it and print, or save as PDF")
