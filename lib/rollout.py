@@ -17,6 +17,7 @@ import json
 import ibis
 import numpy as np
 import pandas as pd
+import shapely
 
 from lib import asof, cells, engine, hotspots, impact, linkage, progress, schema
 
@@ -34,6 +35,9 @@ HOTSPOT_WINDOW_DAYS = asof.WINDOW_DAYS
 
 IMPACT_KIND = "capacity"
 """Complaints the impact study counts (the kind an upgrade relieves; `hotspots.KINDS`)."""
+
+SIMPLIFY_DEG = 0.01
+"""Tolerance of the map's region outlines, degrees (about 1 km)."""
 
 CHANNELS = schema.CHANNELS
 """Complaint channels, in schema order."""
@@ -61,11 +65,18 @@ def regions(con, level: str = "state") -> pd.DataFrame:
     return out.astype({"region_id": "str", "name": "str"}).reset_index(drop=True)
 
 
+def _simplify(geojson: str) -> dict:
+    """A GeoJSON geometry simplified to SIMPLIFY_DEG, coordinates rounded to 4 decimals (about 10 m)."""
+    geom = shapely.geometry.shape(json.loads(geojson)).simplify(SIMPLIFY_DEG, preserve_topology=True)
+    return json.loads(shapely.to_geojson(shapely.set_precision(geom, 1e-4)))
+
+
 def shapes(con, level: str = "state") -> dict:
-    """The regions of `level` as a GeoJSON FeatureCollection (properties region_id, name)."""
+    """The regions of `level` as a GeoJSON FeatureCollection (properties region_id, name), simplified for a
+    country-wide map."""
     r = engine.backend(con).table("regions")
     df = r.filter(r.level == level).select("region_id", "name", "geometry").order_by("region_id").execute()
-    features = [{"type": "Feature", "geometry": json.loads(g), "properties": {"region_id": str(rid), "name": str(n)}}
+    features = [{"type": "Feature", "geometry": _simplify(g), "properties": {"region_id": str(rid), "name": str(n)}}
                 for rid, n, g in zip(df["region_id"], df["name"], df["geometry"], strict=True) if g]
     return {"type": "FeatureCollection", "features": features}
 

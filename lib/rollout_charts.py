@@ -21,8 +21,14 @@ BAND_OPACITY = 0.15
 MAP_VIEW = pdk.ViewState(latitude=51.2, longitude=10.4, zoom=4.9)
 """Germany in view."""
 
-LOW, HIGH = (215, 48, 39), (26, 152, 80)
-"""Map colours of 0 % and 100 % on air (red to green)."""
+LOW, HIGH = (255, 255, 204), (37, 52, 148)
+"""Map colours of the lowest and highest percent on air shown (light yellow to dark blue)."""
+
+SELECTED_LINE = [214, 39, 40, 255]
+"""Outline of the selected region."""
+
+SELECTED_WIDTH_M = 2500
+"""Outline width of the selected region, metres (others: the 1-pixel minimum)."""
 
 
 def _rgba(hex_colour: str, alpha: float) -> str:
@@ -48,7 +54,7 @@ def burnup(series: pd.DataFrame, table: pd.DataFrame, as_of: dt.date) -> go.Figu
         fig.add_trace(go.Scatter(x=s["date"], y=s["planned_cum"], name=f"{name}: plan", legendgroup=rid,
                                  line=dict(color=colour, dash="dash")))
         fig.add_trace(go.Scatter(x=s["date"], y=s["baseline_cum"], name=f"{name}: baseline", legendgroup=rid,
-                                 line=dict(color=colour, dash="dot", width=1)))
+                                 line=dict(color=colour, dash="dot", width=1.5), opacity=0.6))
         fig.add_trace(go.Scatter(x=list(done["date"]) + [cut], y=list(done["on_air_cum"]) + [rows.at[rid, "on_air"]],
                                  name=f"{name}: on air", legendgroup=rid, line=dict(color=colour, width=3)))
         r = rows.loc[rid]
@@ -59,8 +65,8 @@ def burnup(series: pd.DataFrame, table: pd.DataFrame, as_of: dt.date) -> go.Figu
                                      line=dict(width=0), fillcolor=_rgba(colour, BAND_OPACITY), legendgroup=rid,
                                      name=f"{name}: 90% band", hoverinfo="skip"))
             fig.add_trace(go.Scatter(x=[start[0], r["forecast"]], y=[start[1], total], legendgroup=rid,
-                                     name=f"{name}: forecast {r['forecast']:%Y-%m-%d}",
-                                     line=dict(color=colour, dash="dashdot")))
+                                     name=f"{name}: forecast {r['forecast']:%Y-%m-%d}", mode="lines",
+                                     line=dict(color=colour, dash="dashdot", width=2)))
     fig.add_vline(x=cut.timestamp() * 1000, line=dict(color="#888", width=1))
     return _layout(fig, f"Upgrades on air, plan and baseline (data as of {as_of:%Y-%m-%d})", "upgrades (cumulative)",
                    480)
@@ -89,26 +95,34 @@ def impact(did: pd.DataFrame, as_of: dt.date) -> go.Figure:
                    "complaints per cell and week", 400)
 
 
-def _colour(pct: float) -> list[int]:
+def colour(pct: float, lo: float, hi: float) -> list[int]:
+    """RGBA of `pct` on the scale from `lo` (LOW) to `hi` (HIGH); grey when unknown."""
     if pct is None or np.isnan(pct):
         return [200, 200, 200, 160]
-    t = min(max(pct / 100.0, 0.0), 1.0)
-    return [round(a + (b - a) * t) for a, b in zip(LOW, HIGH, strict=True)] + [200]
+    t = 0.5 if hi <= lo else min(max((pct - lo) / (hi - lo), 0.0), 1.0)
+    return [round(a + (b - a) * t) for a, b in zip(LOW, HIGH, strict=True)] + [220]
+
+
+def scale(table: pd.DataFrame) -> tuple[float, float]:
+    """The map's colour range: lowest and highest percent on air of the regions (ALL left out)."""
+    pct = table.loc[table["region_id"] != rollout.ALL, "pct_on_air"].dropna()
+    return (float(pct.min()), float(pct.max())) if len(pct) else (0.0, 100.0)
 
 
 def region_map(shapes: dict, table: pd.DataFrame, as_of: dt.date, selected: str | None = None) -> pdk.Deck:
     """The regions of `shapes` (`rollout.shapes`) coloured by percent on air (`table`), selected one outlined."""
-    rows = table.set_index("region_id")
+    rows, (lo, hi) = table.set_index("region_id"), scale(table)
     features = []
     for f in shapes["features"]:
         rid = f["properties"]["region_id"]
         pct = float(rows.at[rid, "pct_on_air"]) if rid in rows.index else float("nan")
-        props = f["properties"] | {"pct": "-" if np.isnan(pct) else f"{pct:.1f}%", "fill": _colour(pct),
-                                   "line": [0, 0, 0, 255] if rid == selected else [255, 255, 255, 255],
-                                   "width": 3 if rid == selected else 1}
+        props = f["properties"] | {"pct": "-" if np.isnan(pct) else f"{pct:.1f}%", "fill": colour(pct, lo, hi),
+                                   "line": SELECTED_LINE if rid == selected else [255, 255, 255, 255],
+                                   "width": SELECTED_WIDTH_M if rid == selected else 0}
         features.append(f | {"properties": props})
+    # width in metres with a 1-pixel floor: pydeck would turn a units string into an expression
     layer = pdk.Layer("GeoJsonLayer", {"type": "FeatureCollection", "features": features}, id="regions",
                       pickable=True, stroked=True, filled=True, get_fill_color="properties.fill",
-                      get_line_color="properties.line", get_line_width="properties.width", line_width_units="pixels")
+                      get_line_color="properties.line", get_line_width="properties.width", line_width_min_pixels=1)
     tooltip = {"text": f"{{name}}: {{pct}} on air (as of {as_of:%Y-%m-%d})"}
     return pdk.Deck(layers=[layer], initial_view_state=MAP_VIEW, map_style=None, tooltip=tooltip)

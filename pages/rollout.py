@@ -34,6 +34,9 @@ if info is None or info.counts["upgrades"] == 0 or info.data_as_of is None:
 data_day = info.data_as_of.date()
 levels = cache.levels(con) or ["state"]
 c1, c2, c3 = st.columns([2, 3, 2])
+if st.query_params.get("level", levels[0]) not in levels:
+    st.warning(f"Unknown region level {st.query_params['level']!r} in the link: showing {levels[0]}.",
+               icon=":material/link_off:")
 level = c1.segmented_control("Region level", levels, default=levels[0], required=True, key="level",
                              bind="query-params")
 regions = cache.query(con, "rollout_regions", level)
@@ -48,14 +51,14 @@ as_of = c3.date_input("As of", value=data_day, max_value=data_day, min_value=dat
 table = cache.query(con, "rollout_table", level, as_of)
 row = table.set_index("region_id").loc[region].to_dict() | {"region_id": region}
 st.caption(f"Every figure on this page is as of **{as_of:%Y-%m-%d}** (data as of {data_day:%Y-%m-%d}).")
-m = st.columns(5)
+m = st.columns([1.1, 0.8, 1, 1, 1.5])
 m[0].metric("Upgrades on air", f"{row['pct_on_air']:.1f}%", f"{row['pct_change_pp']:+.1f} pp in 30 days",
             border=True, help=f"{row['on_air']:,} of {row['total']:,} planned upgrades (not cancelled)")
 m[1].metric("Late", f"{row['late']:,}", border=True, help="Planned on air by this date, not on air")
 m[2].metric("Blocked by transport", f"{row['blocked']:,}", border=True,
             help="Due or installed, but its transport link is late, undated or due after the upgrade")
-m[3].metric("Open hotspots, no upgrade planned", f"{row['open_no_plan']:,}", border=True,
-            help=f"Hotspots of the last {rollout.HOTSPOT_WINDOW_DAYS} days that no planned upgrade serves")
+m[3].metric("Hotspots, no plan", f"{row['open_no_plan']:,}", border=True,
+            help=f"Open hotspots (last {rollout.HOTSPOT_WINDOW_DAYS} days) that no planned upgrade serves")
 fc = row["forecast"]
 m[4].metric("Forecast completion", f"{fc:%Y-%m-%d}" if fc else "-", border=True,
             delta=f"90%: {row['forecast_low']:%Y-%m-%d} to {row['forecast_high']:%Y-%m-%d}" if fc else None,
@@ -69,12 +72,14 @@ if picked:
     st.plotly_chart(charts.burnup(series, table, as_of), key="burnup")
 
 st.subheader(f"Per {level}")
-left, right = st.columns([3, 2])
-left.dataframe(table, hide_index=True, column_config=TABLE_COLUMNS, column_order=list(TABLE_COLUMNS),
-               key="region_table", height=min(38 + 35 * len(table), 640))
-right.pydeck_chart(charts.region_map(cache.query(con, "rollout_shapes", level), table, as_of, region),
-                   key="region_map", height=520)
-right.caption(f"Percent of planned upgrades on air per {level}, as of {as_of:%Y-%m-%d}: red 0%, green 100%.")
+st.dataframe(table, hide_index=True, column_config=TABLE_COLUMNS, column_order=list(TABLE_COLUMNS),
+             key="region_table", height=min(38 + 35 * len(table), 640))
+left, right = st.columns([3, 2], vertical_alignment="center")
+left.pydeck_chart(charts.region_map(cache.query(con, "rollout_shapes", level), table, as_of, region),
+                  key="region_map", height=560)
+lo, hi = charts.scale(table)
+right.markdown(f"**Percent of planned upgrades on air per {level}**, as of {as_of:%Y-%m-%d}: light yellow "
+               f"{lo:.1f}% to dark blue {hi:.1f}%; {names[region]} outlined in red. Point at a region for its figure.")
 
 late = cache.query(con, "rollout_late", level, as_of)
 mine = late if region == rollout.ALL else late[late["region_id"] == region]
