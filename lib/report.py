@@ -92,7 +92,7 @@ def burnup_svg(series: pd.DataFrame, row: dict, as_of: dt.date) -> str:
                                "stroke='#2ca02c' stroke-dasharray='8 3 2 3'"))
     legend = ("plan (dashed blue), baseline (dotted grey), on air (green), forecast with 90% band "
               f"(dash-dot, shaded); data as of {as_of:%Y-%m-%d}")
-    return (f"<svg xmlns='http://www.w3.org/2000/svg' width='{SVG_W}' height='{SVG_H}' "
+    return (f"<svg width='{SVG_W}' height='{SVG_H}' "
             f"viewBox='0 0 {SVG_W} {SVG_H}' role='img'>{''.join(parts)}</svg><p class='note'>{legend}</p>")
 
 

@@ -15,6 +15,7 @@ import datetime as dt
 import json
 
 import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 import shapely
@@ -81,24 +82,28 @@ def shapes(con, level: str = "state") -> dict:
     return {"type": "FeatureCollection", "features": features}
 
 
-def upgrade_states(con, level: str, as_of) -> pd.DataFrame:
-    """Every not-cancelled upgrade with its `linkage.upgrade_flags_expr` flags as of `as_of`, its region of
-    `level` (empty when in none), kind, owners and its link's planned completion."""
+def upgrade_states_expr(con, level: str, as_of) -> ir.Table:
+    """The unexecuted expression of `upgrade_states`."""
     b = engine.backend(con)
-    flags = linkage.upgrade_flags_expr(con, as_of_date := as_date(as_of))
+    flags = linkage.upgrade_flags_expr(con, as_date(as_of))
     ru = progress.region_upgrades_expr(con, level).select("region_id", "upgrade_id")
     u = b.table("upgrades").select("upgrade_id", "kind", upgrade_owner="owner")
     lk = b.table("transport_links").select("link_id", "completion_planned", link_owner="owner")
     j = (flags.left_join(ru, flags.upgrade_id == ru.upgrade_id)
          .join(u, flags.upgrade_id == u.upgrade_id)
          .left_join(lk, flags.link_id == lk.link_id))
-    expr = j.select(ru.region_id, flags.upgrade_id, flags.site_id, u.kind, flags.on_air_planned, flags.link_id,
+    return j.select(ru.region_id, flags.upgrade_id, flags.site_id, u.kind, flags.on_air_planned, flags.link_id,
                     flags.link_done, lk.completion_planned, flags.late, flags.blocked, flags.up_done,
                     u.upgrade_owner, lk.link_owner).rename(link_due="completion_planned")
-    out = expr.execute()
+
+
+def upgrade_states(con, level: str, as_of) -> pd.DataFrame:
+    """Every not-cancelled upgrade with its `linkage.upgrade_flags_expr` flags as of `as_of`, its region of
+    `level` (empty when in none), kind, owners and its link's planned completion (link_due)."""
+    out = upgrade_states_expr(con, level, as_of).execute()
     for c in ("on_air_planned", "link_due"):
-        out[c] = pd.to_datetime(out[c]).dt.date.astype(object).where(out[c].notna(), None)
-    out.attrs["as_of"] = as_of_date
+        out[c] = pd.Series([None if pd.isna(v) else v.date() for v in pd.to_datetime(out[c])], index=out.index,
+                           dtype=object)
     return out
 
 
@@ -138,12 +143,18 @@ def _open_no_plan(con, level: str, day: dt.date) -> dict[str, int]:
     out = {ALL: len(cells_open)}
     if cells_open.empty:
         return out
+    per = cells_per_region_expr(con, level, cells_open).execute()
+    return out | {str(k): int(v) for k, v in zip(per["region_id"], per["n"], strict=True)}
+
+
+def cells_per_region_expr(con, level: str, cells_df: pd.DataFrame) -> ir.Table:
+    """How many of the res-REGION_RES cells in `cells_df` (column cell) lie in each region of `level`:
+    region_id, n; unexecuted."""
     b = engine.backend(con)
     r, rc = b.table("regions"), b.table("region_cells")
     rc = rc.join(r.filter(r.level == level).select("region_id"), "region_id")
-    m = ibis.memtable(cells_open, schema={"cell": "int64"})
-    per = m.join(rc, m.cell == rc.cell).group_by(rc.region_id).agg(n=ibis._.count()).execute()
-    return out | {str(k): int(v) for k, v in zip(per["region_id"], per["n"], strict=True)}
+    m = ibis.memtable(cells_df[["cell"]].astype("int64"), schema={"cell": "int64"})
+    return m.join(rc, m.cell == rc.cell).group_by(rc.region_id).agg(n=ibis._.count())
 
 
 def _trend(frame: pd.DataFrame, day: dt.date, rid: str) -> list[float]:
@@ -183,10 +194,8 @@ def series(con, region_ids: tuple[str, ...], level: str = "state") -> pd.DataFra
     return progress.progress_series(con, list(region_ids), level, "week")
 
 
-def channel_mix(con, level: str = "state", region_id: str = ALL, as_of=None) -> pd.DataFrame:
-    """Complaints per calendar month (first day) and channel received up to `as_of` (inclusive), in
-    region `region_id` of `level` (ALL: every complaint): month, channel, n. Months without any
-    complaint of a channel have n = 0."""
+def channel_mix_expr(con, region_id: str = ALL, as_of=None) -> ir.Table:
+    """Complaints per month and channel (no zero rows): month, channel, n; unexecuted (see `channel_mix`)."""
     b = engine.backend(con)
     c = b.table("complaints")
     end = pd.Timestamp(as_date(as_of)) + pd.Timedelta(days=1)
@@ -196,7 +205,15 @@ def channel_mix(con, level: str = "state", region_id: str = ALL, as_of=None) -> 
         rc = rc.filter(rc.region_id == region_id)
         c = c.join(rc, engine.parent(c.cell, cells.REGION_RES) == rc.cell).select(c.received_at, c.channel)
     t = c.select(month=c.received_at.truncate("M").cast("date"), channel=c.channel)
-    counts = t.group_by(["month", "channel"]).agg(n=ibis._.count()).execute()
+    return t.group_by(["month", "channel"]).agg(n=ibis._.count())
+
+
+def channel_mix(con, level: str = "state", region_id: str = ALL, as_of=None) -> pd.DataFrame:
+    """Complaints per calendar month (first day) and channel received up to `as_of` (inclusive), in
+    region `region_id` (ALL: every complaint, also outside every region): month, channel, n, one
+    row per month from the first to the last with a complaint and channel (n = 0 when none).
+    `level` only keys the cache (a region id names its level)."""
+    counts = channel_mix_expr(con, region_id, as_of).execute()
     if counts.empty:
         return pd.DataFrame({"month": pd.Series(dtype="datetime64[us]"), "channel": pd.Series(dtype="str"),
                              "n": pd.Series(dtype="int64")})
