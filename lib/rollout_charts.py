@@ -77,7 +77,7 @@ def channel_mix(mix: pd.DataFrame, name: str, as_of: dt.date) -> go.Figure:
     fig = go.Figure()
     for ch in rollout.CHANNELS:
         s = mix[mix["channel"] == ch]
-        fig.add_trace(go.Scatter(x=s["month"], y=s["n"], name=ch.replace("_", " "), stackgroup="one",
+        fig.add_trace(go.Scatter(x=s["month"].tolist(), y=s["n"].tolist(), name=ch.replace("_", " "), stackgroup="one",
                                  line=dict(color=CHANNEL_COLOURS.get(ch))))
     return _layout(fig, f"Complaints per month by channel, {name} (to {as_of:%Y-%m-%d})", "complaints", 380)
 
