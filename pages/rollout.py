@@ -101,7 +101,7 @@ mix = cache.query(con, "rollout_channels", level, region, as_of)
 st.plotly_chart(charts.channel_mix(mix, names[region], as_of), key="channels")
 
 st.subheader("Exports")
-sheets = rollout.export_sheets(table, late, as_of)
+sheets = rollout.export_sheets(table, mine, as_of)
 e = st.columns(4)
 e[0].download_button("Region table (CSV)", export.csv_bytes(sheets["regions"]), f"rollout-regions-{as_of}.csv",
                      export.CSV_MIME, on_click="ignore", key="dl_regions_csv")
