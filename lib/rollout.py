@@ -157,6 +157,16 @@ def cells_per_region_expr(con, level: str, cells_df: pd.DataFrame) -> ir.Table:
     return m.join(rc, m.cell == rc.cell).group_by(rc.region_id).agg(n=ibis._.count())
 
 
+def blocked_counts(con, level: str, as_of) -> dict[str, int]:
+    """Upgrades blocked by transport as of `as_of` (`linkage.upgrade_flags_expr`) per region of `level`, and
+    for ALL (every upgrade, also outside every region)."""
+    s = upgrade_states_expr(con, level, as_of)
+    per = s.filter(s.region_id.notnull()).group_by("region_id").agg(n=s.blocked.sum()).execute()
+    flags = linkage.upgrade_flags_expr(con, as_date(as_of))
+    total = flags.aggregate(n=flags.blocked.sum()).execute()["n"].iloc[0]
+    return {ALL: int(total or 0)} | {str(k): int(v) for k, v in zip(per["region_id"], per["n"], strict=True)}
+
+
 def _trend(frame: pd.DataFrame, day: dt.date, rid: str) -> list[float]:
     """Percent on air at the last TREND_MONTHS month ends before `day`, and on `day`."""
     ends = progress.period_ends(pd.Timestamp(day) - pd.DateOffset(months=TREND_MONTHS), day, "month")
@@ -173,9 +183,7 @@ def region_table(con, level: str = "state", as_of=None) -> pd.DataFrame:
     frames = {ALL: progress.network_upgrades(con)} | {
         rid: per_region[per_region["region_id"] == rid] for rid in regions(con, level)["region_id"]}
     names = {ALL: NETWORK_NAME} | regions(con, level).set_index("region_id")["name"].to_dict()
-    states = upgrade_states(con, level, day)
-    blocked = states[states["blocked"] == 1]
-    n_blocked = {ALL: len(blocked)} | blocked.groupby("region_id").size().to_dict()
+    n_blocked = blocked_counts(con, level, day)
     open_no_plan = _open_no_plan(con, level, day)
     rows = []
     for rid, frame in frames.items():

@@ -90,9 +90,11 @@ def impact(did: pd.DataFrame, as_of: dt.date) -> go.Figure:
                                ("control_before", "controls, before", "#92c5de"),
                                ("control_after", "controls, after", "#0571b0")):
         fig.add_trace(go.Bar(x=did["name"], y=did[col], name=label, marker_color=colour))
-    fig.update_layout(barmode="group", hovermode="closest")
-    return _layout(fig, f"Complaints per cell and week, 8 weeks before and after relief (as of {as_of:%Y-%m-%d})",
-                   "complaints per cell and week", 400)
+    _layout(fig, f"Complaints per cell and week, 8 weeks before and after relief (as of {as_of:%Y-%m-%d})",
+            "complaints per cell and week", 460)
+    fig.update_layout(margin=dict(l=10, r=10, t=90, b=10))
+    fig.update_layout(barmode="group", hovermode="closest", legend=dict(orientation="h", y=1.0, yanchor="bottom"))
+    return fig
 
 
 def colour(pct: float, lo: float, hi: float) -> list[int]:

@@ -2,15 +2,29 @@
 
 import datetime as dt
 
+import pandas as pd
 import streamlit as st
 
 from lib import cache, export, report, rollout
 from lib import rollout_charts as charts
 
+DID_COLUMNS = {
+    "name": st.column_config.TextColumn("Region"),
+    "treated_before": st.column_config.NumberColumn("Relieved, before", format="%.3f"),
+    "treated_after": st.column_config.NumberColumn("Relieved, after", format="%.3f"),
+    "control_before": st.column_config.NumberColumn("Controls, before", format="%.3f"),
+    "control_after": st.column_config.NumberColumn("Controls, after", format="%.3f"),
+    "did": st.column_config.NumberColumn("Difference in differences", format="%+.3f"),
+    "pct_change": st.column_config.NumberColumn("Change", format="%+.0f%%", help="did / relieved before"),
+    "n_treated": st.column_config.NumberColumn("Relieved cells"),
+    "n_control": st.column_config.NumberColumn("Control cells"),
+}
+
 TABLE_COLUMNS = {
     "name": st.column_config.TextColumn("Region"),
     "pct_on_air": st.column_config.ProgressColumn("% on air", format="%.1f%%", min_value=0, max_value=100),
     "pct_change_pp": st.column_config.NumberColumn("pp in 30 days", format="%+.1f"),
+    "trend": st.column_config.LineChartColumn("% on air, 12 months", y_min=0, y_max=100),
     "on_air": st.column_config.NumberColumn("On air", format="localized"),
     "total": st.column_config.NumberColumn("Planned", format="localized", help="Upgrades not cancelled"),
     "late": st.column_config.NumberColumn("Late", format="localized"),
@@ -19,7 +33,7 @@ TABLE_COLUMNS = {
     "forecast": st.column_config.DateColumn("Forecast"),
     "forecast_low": st.column_config.DateColumn("Earliest (90%)"),
     "forecast_high": st.column_config.DateColumn("Latest (90%)"),
-    "trend": st.column_config.LineChartColumn("% on air, 12 months", y_min=0, y_max=100),
+    "forecast_note": st.column_config.TextColumn("No forecast because"),
 }
 
 cache.ensure_routed()
@@ -65,14 +79,15 @@ m[4].metric("Forecast completion", f"{fc:%Y-%m-%d}" if fc else "-", border=True,
             delta_color="off", help=row["forecast_note"] or "From the pace of the last 90 days")
 
 st.subheader("Burn-up")
-picked = st.multiselect("Compare regions", list(names), default=[region], format_func=names.get, key="compare",
-                        max_selections=len(charts.PALETTE))
+picked = st.multiselect("Compare regions", list(names), default=[region], format_func=names.get,
+                        key=f"compare_{region}", max_selections=len(charts.PALETTE))  # follows the region
 if picked:
     series = cache.query(con, "rollout_series", tuple(picked), level)
     st.plotly_chart(charts.burnup(series, table, as_of), key="burnup")
 
 st.subheader(f"Per {level}")
-st.dataframe(table, hide_index=True, column_config=TABLE_COLUMNS, column_order=list(TABLE_COLUMNS),
+shown = table.assign(**{c: pd.to_datetime(table[c]) for c in ("forecast", "forecast_low", "forecast_high")})
+st.dataframe(shown, hide_index=True, column_config=TABLE_COLUMNS, column_order=list(TABLE_COLUMNS),
              key="region_table", height=min(38 + 35 * len(table), 640))
 left, right = st.columns([3, 2], vertical_alignment="center")
 left.pydeck_chart(charts.region_map(cache.query(con, "rollout_shapes", level), table, as_of, region),
@@ -86,7 +101,7 @@ mine = late if region == rollout.ALL else late[late["region_id"] == region]
 st.subheader(f"Late and blocked upgrades: {len(mine):,}")
 st.caption("Late: not on air after its planned date, or its transport link's planned completion has passed. "
            "Blocked: due or installed while its link is late, undated or due after it. Most days late first.")
-st.dataframe(mine.drop(columns="region_id"), hide_index=True, key="late_list", height=400)
+st.dataframe(mine.drop(columns="region_id"), hide_index=True, key="late_list", height=min(38 + 35 * len(mine), 400))
 
 st.subheader("Impact and channels")
 did = cache.query(con, "rollout_impact", level, as_of)
@@ -96,7 +111,8 @@ else:
     st.plotly_chart(charts.impact(did, as_of), key="impact")
     st.caption("Difference in differences: each relieved cell against cells not yet relieved over the same weeks "
                "(capacity complaints; `did` < 0 means complaints fell after relief).")
-    st.dataframe(did, hide_index=True, key="impact_table")
+    st.dataframe(did, hide_index=True, key="impact_table", column_config=DID_COLUMNS,
+                 column_order=list(DID_COLUMNS))
 mix = cache.query(con, "rollout_channels", level, region, as_of)
 st.plotly_chart(charts.channel_mix(mix, names[region], as_of), key="channels")
 

@@ -41,6 +41,15 @@ def store_figures(demo_db) -> dict:
     return {"day": day, "regions": per.reset_index().set_index("region_id"), "overdue": overdue}
 
 
+def shoot(page, name: str) -> None:
+    """A screenshot of the whole page (the app scrolls inside the viewport, so make the viewport tall first)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.set_viewport_size({"width": 1440, "height": 5400})
+    settle(page)
+    page.screenshot(path=str(SHOTS / name), full_page=True)
+    page.set_viewport_size({"width": 1440, "height": 2000})
+
+
 def open_rollout(page, server, query: str = "") -> None:
     page.goto(f"{server}/rollout{query}")
     page.wait_for_selector("[data-testid='stPlotlyChart']")
@@ -56,8 +65,7 @@ def test_rollout_loads_with_its_parts(server, page, store_figures):
     expect(page.locator("[data-testid='stDeckGlJsonChart']")).to_be_visible()
     expect(page.locator("[data-testid='stPlotlyChart']")).to_have_count(3)  # burn-up, impact, channels
     expect(page.get_by_role("button", name="Both (Excel)")).to_be_visible()
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "rollout.png"), full_page=True)
+    shoot(page, "rollout.png")
 
 
 def test_change_region_and_download_the_excel_export(server, page, store_figures, tmp_path):
@@ -71,7 +79,8 @@ def test_change_region_and_download_the_excel_export(server, page, store_figures
     settle(page)
     assert_no_errors(page)
     expect(page.get_by_text(f"Complaints per month by channel, {name}")).to_be_visible()
-    page.screenshot(path=str(SHOTS / "rollout_region.png"), full_page=True)
+    expect(page.locator("[data-testid='stMultiSelect']")).to_contain_text(name)  # the burn-up follows the region
+    shoot(page, "rollout_region.png")
 
     with page.expect_download() as info:
         page.get_by_role("button", name="Both (Excel)").click()
