@@ -1,6 +1,7 @@
 """Rollout: how far the programme is, where, what is late or blocked, when it will be done; exports."""
 
 import datetime as dt
+from functools import partial
 
 import pandas as pd
 import streamlit as st
@@ -66,8 +67,10 @@ table = cache.query(con, "rollout_table", level, as_of)
 row = table.set_index("region_id").loc[region].to_dict() | {"region_id": region}
 st.caption(f"Every figure on this page is as of **{as_of:%Y-%m-%d}** (data as of {data_day:%Y-%m-%d}).")
 m = st.columns([1.1, 0.8, 1, 1, 1.5])
-m[0].metric("Upgrades on air", f"{row['pct_on_air']:.1f}%", f"{row['pct_change_pp']:+.1f} pp in 30 days",
-            border=True, help=f"{row['on_air']:,} of {row['total']:,} planned upgrades (not cancelled)")
+some = row["total"] > 0
+m[0].metric("Upgrades on air", f"{row['pct_on_air']:.1f}%" if some else "-",
+            f"{row['pct_change_pp']:+.1f} pp in 30 days" if some else None, border=True,
+            help=f"{row['on_air']:,} of {row['total']:,} planned upgrades (not cancelled)")
 m[1].metric("Late", f"{row['late']:,}", border=True, help="Planned on air by this date, not on air")
 m[2].metric("Blocked by transport", f"{row['blocked']:,}", border=True,
             help="Due or installed, but its transport link is late, undated or due after the upgrade")
@@ -101,7 +104,8 @@ mine = late if region == rollout.ALL else late[late["region_id"] == region]
 st.subheader(f"Late and blocked upgrades: {len(mine):,}")
 st.caption("Late: not on air after its planned date, or its transport link's planned completion has passed. "
            "Blocked: due or installed while its link is late, undated or due after it. Most days late first.")
-st.dataframe(mine.drop(columns="region_id"), hide_index=True, key="late_list", height=min(38 + 35 * len(mine), 400))
+st.dataframe(mine.drop(columns="region_id"), hide_index=True, key="late_list",
+             height=min(38 + 35 * len(mine), 400))
 
 st.subheader("Impact and channels")
 did = cache.query(con, "rollout_impact", level, as_of)
@@ -117,14 +121,14 @@ mix = cache.query(con, "rollout_channels", level, region, as_of)
 st.plotly_chart(charts.channel_mix(mix, names[region], as_of), key="channels")
 
 st.subheader("Exports")
-sheets = rollout.export_sheets(table, mine, as_of)
+sheets = rollout.export_sheets(table, mine, as_of)  # files are written only when a button is clicked
 e = st.columns(4)
-e[0].download_button("Region table (CSV)", export.csv_bytes(sheets["regions"]), f"rollout-regions-{as_of}.csv",
-                     export.CSV_MIME, on_click="ignore", key="dl_regions_csv")
-e[1].download_button("Late and blocked (CSV)", export.csv_bytes(sheets["late_blocked"]),
+e[0].download_button("Region table (CSV)", partial(export.csv_bytes, sheets["regions"]),
+                     f"rollout-regions-{as_of}.csv", export.CSV_MIME, on_click="ignore", key="dl_regions_csv")
+e[1].download_button("Late and blocked (CSV)", partial(export.csv_bytes, sheets["late_blocked"]),
                      f"rollout-late-{as_of}.csv", export.CSV_MIME, on_click="ignore", key="dl_late_csv")
-e[2].download_button("Both (Excel)", export.xlsx_bytes(sheets), f"rollout-{as_of}.xlsx", export.XLSX_MIME,
-                     on_click="ignore", key="dl_xlsx")
+e[2].download_button("Both (Excel)", partial(export.xlsx_bytes, sheets), f"rollout-{as_of}.xlsx",
+                     export.XLSX_MIME, on_click="ignore", key="dl_xlsx")
 one = cache.query(con, "rollout_series", (region,), level)
 html = report.render(names[region], as_of, row, table, mine, one)
 e[3].download_button("One-page report (HTML)", html.encode("utf-8"), f"rollout-report-{as_of}.html", "text/html",

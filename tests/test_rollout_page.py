@@ -183,3 +183,17 @@ def test_every_region_on_the_map(demo_copy, tables, monkeypatch):
     for rid, p in props.items():
         assert p["pct"] == f"{expected(tables, data_date(tables), rid)['pct']:.1f}%"
     assert np.isfinite([c for p in props.values() for c in p["fill"]]).all()
+
+
+def test_a_region_without_upgrades_shows_no_percentage(tiny_db):
+    """Ostsee (lon 9.0-9.5 in the tiny world) with every upgrade of its sites removed: '-' and no error."""
+    with duckdb.connect(str(tiny_db)) as con:
+        con.execute("DELETE FROM upgrades WHERE site_id IN (SELECT site_id FROM sites WHERE lon > 9.0)")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["region"] = "Ostsee"
+    at.switch_page(PAGE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="region").value == "OS"
+    shown = metrics(at)
+    assert shown["Upgrades on air"] == ("-", "")
+    assert shown["Late"][0] == "0" and shown["Forecast completion"][0] == "-"
