@@ -9,6 +9,12 @@ import streamlit as st
 from lib import cache, export, report, rollout
 from lib import rollout_charts as charts
 
+LATE_COLUMNS = {
+    "region": "Region", "upgrade_id": "Upgrade", "site_id": "Site", "kind": "Kind", "problem": "Problem",
+    "days_late": st.column_config.NumberColumn("Days late", format="%d"), "on_air_planned": "On air planned",
+    "link_id": "Transport link", "link_due": "Link due", "upgrade_owner": "Owner", "link_owner": "Link owner",
+}
+
 DID_COLUMNS = {
     "name": st.column_config.TextColumn("Region"),
     "treated_before": st.column_config.NumberColumn("Relieved, before", format="%.3f"),
@@ -104,7 +110,7 @@ mine = late if region == rollout.ALL else late[late["region_id"] == region]
 st.subheader(f"Late and blocked upgrades: {len(mine):,}")
 st.caption("Late: not on air after its planned date, or its transport link's planned completion has passed. "
            "Blocked: due or installed while its link is late, undated or due after it. Most days late first.")
-st.dataframe(mine.drop(columns="region_id"), hide_index=True, key="late_list",
+st.dataframe(mine, hide_index=True, key="late_list", column_config=LATE_COLUMNS, column_order=list(LATE_COLUMNS),
              height=min(38 + 35 * len(mine), 400))
 
 st.subheader("Impact and channels")
