@@ -21,12 +21,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lib import overview, report, rollout, store  # noqa: E402
+from lib import export, overview, report, rollout, store  # noqa: E402
 from lib import rollout_charts as charts  # noqa: E402
 
 
 def timed(fn, repeat: int) -> tuple[float, float, object]:
-    times, out = [], None
+    times, out = [], None  # the first run includes building the Ibis expression
     for _ in range(repeat):
         t = time.perf_counter()
         out = fn()
@@ -66,6 +66,9 @@ def main() -> None:
                          rollout.series(con, ("ALL",), args.level))
     print(f"map JSON {len(deck) / 1e3:,.0f} kB ({len(json.loads(deck)['layers'][0]['data']['features'])} regions); "
           f"report HTML {len(html) / 1e3:,.0f} kB; late list {len(results['late_list']):,} rows")
+    sheets = rollout.export_sheets(table, results["late_list"], day)
+    first, median, xlsx = timed(lambda: export.xlsx_bytes(sheets), 2)
+    print(f"Excel export (region table + network late list) {median:,.0f} ms, {len(xlsx) / 1e3:,.0f} kB")
     con.close()
 
     from streamlit.testing.v1 import AppTest
