@@ -11,20 +11,21 @@ import html
 
 import pandas as pd
 
-LATE_ROWS = 15
+LATE_ROWS = 10
 """Late or blocked upgrades shown in the report (the most days late first)."""
 
 SVG_W, SVG_H, PAD = 640, 240, 40
 """Burn-up chart size and inner margin, in pixels."""
 
 CSS = """
-@page { size: A4 landscape; margin: 12mm; }
-body { font: 10pt/1.35 system-ui, sans-serif; color: #222; margin: 0; }
-h1 { font-size: 16pt; margin: 0 0 2mm; } h2 { font-size: 11pt; margin: 4mm 0 1mm; }
-.kpis { display: flex; gap: 3mm; } .kpi { border: 1px solid #ccc; border-radius: 2mm; padding: 2mm 3mm; }
-.kpi b { display: block; font-size: 14pt; } table { border-collapse: collapse; width: 100%; font-size: 8.5pt; }
-th, td { border-bottom: 1px solid #ddd; padding: 0.6mm 1.5mm; text-align: left; } td.n { text-align: right; }
-.grid { display: grid; grid-template-columns: 1fr 1fr; gap: 4mm; } .note { color: #666; font-size: 8pt; }
+@page { size: A4 landscape; margin: 10mm; }
+body { font: 9pt/1.3 system-ui, sans-serif; color: #222; margin: 0; }
+h1 { font-size: 14pt; margin: 0 0 1mm; } h2 { font-size: 10pt; margin: 3mm 0 1mm; }
+.kpis { display: flex; gap: 2mm; } .kpi { border: 1px solid #ccc; border-radius: 2mm; padding: 1mm 2mm; }
+.kpi b { display: block; font-size: 12pt; } table { border-collapse: collapse; width: 100%; font-size: 7.5pt; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.3mm 1.2mm; text-align: left; white-space: nowrap; }
+td.n { text-align: right; } svg { width: 100%; height: auto; }
+.grid { display: grid; grid-template-columns: 1fr 1.1fr; gap: 4mm; } .note { color: #666; font-size: 7.5pt; }
 """
 
 
@@ -108,7 +109,7 @@ def render(name: str, as_of: dt.date, row: dict, table: pd.DataFrame, late: pd.D
             ("Blocked by transport", f"{row['blocked']:,}"),
             ("Open hotspots, no upgrade planned", f"{row['open_no_plan']:,}"), ("Forecast completion", f)]
     tiles = "".join(f"<div class='kpi'>{html.escape(k)}<b>{v}</b></div>" for k, v in kpis)
-    regions = _table(table, {"name": "Region", "pct_on_air": "% on air", "pct_change_pp": "pp / 30 d",
+    regions = _table(table, {"name": "Region", "pct_on_air": "% on air", "pct_change_pp": "pp in 30 d",
                              "on_air": "On air", "total": "Planned", "late": "Late", "blocked": "Blocked",
                              "forecast": "Forecast"})
     top = late.head(LATE_ROWS)

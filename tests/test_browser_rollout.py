@@ -7,6 +7,7 @@ Screenshots go to /tmp/shots/rollout*.png for a person to look at.
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import duckdb
 import openpyxl
@@ -109,3 +110,28 @@ def test_change_region_and_download_the_excel_export(server, page, store_figures
     days = [r["days_late"] for r in lrows]
     assert days == sorted(days, reverse=True)
     expect(page.get_by_text(f"Late and blocked upgrades: {len(lrows):,}")).to_be_visible()
+
+
+def test_report_downloads_and_prints_on_one_page_without_fetching(server, page, browser, store_figures):
+    open_rollout(page, server)
+    with page.expect_download() as info:
+        page.get_by_role("button", name="One-page report (HTML)").click()
+    html = open(info.value.path(), encoding="utf-8").read()
+    day = store_figures["day"]
+    assert f"Data as of <b>{day:%Y-%m-%d}</b>" in html and "Network rollout: Whole network" in html
+    regions = store_figures["regions"]
+    for rid, want in regions.iterrows():  # every region's on air / planned, as the store has them
+        assert f"<td class='n'>{want['on_air']:,}</td><td class='n'>{want['total']:,}</td>" in html, rid
+    context = browser.new_context(viewport={"width": 1123, "height": 794}, offline=True)
+    try:
+        report_page = context.new_page()
+        fetched = []
+        report_page.on("request", lambda r: fetched.append(r.url))
+        report_page.set_content(html)
+        assert fetched == []  # self-contained: nothing to fetch
+        expect(report_page.locator("svg polyline")).to_have_count(4)  # plan, baseline, on air, forecast
+        pdf = report_page.pdf(prefer_css_page_size=True)
+        assert len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 1  # one A4 page
+        report_page.screenshot(path=str(SHOTS / "rollout_report.png"), full_page=True)
+    finally:
+        context.close()
