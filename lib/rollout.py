@@ -49,6 +49,9 @@ LATE_COLUMNS = ["region_id", "region", "upgrade_id", "site_id", "kind", "problem
                 "link_id", "link_due", "upgrade_owner", "link_owner"]
 CHANNEL_COLUMNS = ["month", "channel", "n"]
 
+MAX_LOOKBACK_DAYS = 3 * 365
+"""How far before the data's date the page's as-of date may go."""
+
 PROBLEM_BOTH = "late and blocked by transport"
 PROBLEM_LATE = "late"
 PROBLEM_BLOCKED = "blocked by transport"
@@ -57,6 +60,17 @@ PROBLEM_BLOCKED = "blocked by transport"
 def as_date(value) -> dt.date:
     """A date from a date, datetime or timestamp."""
     return pd.Timestamp(value).date()
+
+
+def valid_day(text: str | None, first: dt.date, last: dt.date) -> bool:
+    """True when `text` is empty (None) or an ISO day from `first` to `last` (a date given in a link)."""
+    if text is None:
+        return True
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return first <= day <= last
 
 
 def regions(con, level: str = "state") -> pd.DataFrame:

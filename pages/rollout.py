@@ -66,8 +66,12 @@ wanted = st.query_params.get("region")
 if wanted is not None and wanted not in names.values():
     st.warning(f"Unknown region {wanted!r} in the link: showing the whole network.", icon=":material/link_off:")
 region = c2.selectbox("Region", list(names), format_func=names.get, key="region", bind="query-params")
-as_of = c3.date_input("As of", value=data_day, max_value=data_day, min_value=data_day - dt.timedelta(days=3 * 365),
-                      key="as_of", help=f"The data's date is {data_day:%Y-%m-%d} (the newest actual date stored)")
+first_day = data_day - dt.timedelta(days=rollout.MAX_LOOKBACK_DAYS)
+if not rollout.valid_day(st.query_params.get("as_of"), first_day, data_day):
+    st.warning(f"Date {st.query_params['as_of']!r} in the link is not a day from {first_day} to {data_day}: "
+               f"showing {data_day}.", icon=":material/link_off:")
+as_of = c3.date_input("As of", value=data_day, max_value=data_day, min_value=first_day, key="as_of",
+                      bind="query-params", help=f"The data's date is {data_day:%Y-%m-%d} (the newest actual date)")
 
 table = cache.query(con, "rollout_table", level, as_of)
 row = table.set_index("region_id").loc[region].to_dict() | {"region_id": region}
@@ -114,7 +118,8 @@ st.dataframe(mine, hide_index=True, key="late_list", column_config=LATE_COLUMNS,
              height=min(38 + 35 * len(mine), 400))
 
 st.subheader("Impact and channels")
-did = cache.query(con, "rollout_impact", level, as_of)
+with st.spinner("Measuring complaints before and after relief..."):
+    did = cache.query(con, "rollout_impact", level, as_of)
 if did.empty or did["n_treated"].sum() == 0:
     st.info("No relieved cell has a full 8 weeks after relief yet: no impact to measure.")
 else:

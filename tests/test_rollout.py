@@ -175,6 +175,14 @@ def test_report_is_self_contained_and_dated(world_con):
     assert ">U2<" in html and ">50.0%<" in html and "Late and blocked upgrades: 1" in html
 
 
+@pytest.mark.parametrize(("text", "ok"), [
+    (None, True), ("2025-05-15", True), ("2025-01-01", True), ("2025-06-30", True), ("2025-07-01", False),
+    ("2024-12-31", False), ("15.05.2025", False), ("", False), ("2025-02-30", False), ("today", False),
+])
+def test_valid_day_in_a_link(text, ok):
+    assert rollout.valid_day(text, D(2025, 1, 1), D(2025, 6, 30)) is ok
+
+
 @pytest.mark.parametrize("dialect", engine.DIALECTS)
 def test_queries_compile_for_every_engine(world_con, dialect):
     exprs = [rollout.upgrade_states_expr(world_con, "state", D(2025, 5, 15)),

@@ -142,6 +142,14 @@ def test_an_earlier_date_replays_the_figures(demo_copy, tables, monkeypatch):
     assert f"as of **{day:%Y-%m-%d}**" in at.caption[0].value
 
 
+def test_a_date_in_the_link(demo_copy, tables, monkeypatch):
+    day = (data_date(tables) - pd.Timedelta(days=45)).normalize()
+    at = app(demo_copy, monkeypatch, as_of=f"{day:%Y-%m-%d}")
+    assert not at.warning
+    check_headline(at, expected(tables, day, None))
+    assert f"as of **{day:%Y-%m-%d}**" in at.caption[0].value
+
+
 def test_channel_mix_matches_the_complaints(demo_copy, tables, monkeypatch):
     region = tables["regions"].sort_values("region_id")["region_id"].iloc[0]
     at = app(demo_copy, monkeypatch)
@@ -160,9 +168,10 @@ def test_channel_mix_matches_the_complaints(demo_copy, tables, monkeypatch):
 
 
 def test_bad_link_falls_back_to_the_network(demo_copy, tables, monkeypatch):
-    at = app(demo_copy, monkeypatch, region="Atlantis", level="galaxy")
+    at = app(demo_copy, monkeypatch, region="Atlantis", level="galaxy", as_of="2099-01-01")
     notes = [w.value for w in at.warning]
     assert any("Atlantis" in n for n in notes) and any("galaxy" in n for n in notes)
+    assert any("2099-01-01" in n for n in notes) and at.date_input(key="as_of").value == data_date(tables).date()
     assert at.selectbox(key="region").value == "ALL"
     check_headline(at, expected(tables, data_date(tables), None))
 
