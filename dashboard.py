@@ -11,6 +11,7 @@ cache.mark_routed()
 page = st.navigation([
     st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
     st.Page("pages/map.py", title="Planner map", icon=":material/map:"),
+    st.Page("pages/rollout.py", title="Rollout", icon=":material/trending_up:"),
     st.Page("pages/data.py", title="Data", icon=":material/upload_file:"),
 ])
 

@@ -12,13 +12,13 @@ The result is the same as the whole-file path's, row for row (tests/test_bulk.py
 from __future__ import annotations
 
 import datetime as dt
-import io
 import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -28,7 +28,7 @@ import pyarrow.csv as pacsv
 
 from lib import schema
 from lib.ingest import Validated, check_columns, validate
-from lib.readers import RawTable, csv_header, csv_options, decode_csv
+from lib.readers import BOM, RawTable, csv_header, csv_options, decode_csv, is_utf8, is_utf8_stream
 
 MIN_BYTES = 64 << 20
 """CSV files at least this large take the chunked path (about 600k complaint rows)."""
@@ -56,15 +56,48 @@ class Staged:
         return pd.concat(parts, ignore_index=True).sort_values("row", kind="stable").reset_index(drop=True)
 
 
-def wanted(data: bytes, fmt: str) -> bool:
-    """Whether a file should take the chunked path."""
-    return fmt == "csv" and len(data) >= MIN_BYTES
+Source = bytes | Path
+"""A large CSV: its bytes, or its path (read as a stream, never held whole)."""
 
 
-def csv_chunks(data: bytes, file_name: str, chunk_rows: int = CHUNK_ROWS) -> Iterator[RawTable]:
+def wanted(size: int, fmt: str) -> bool:
+    """Whether a file of `size` bytes and format `fmt` should take the chunked path."""
+    return fmt == "csv" and size >= MIN_BYTES
+
+
+def head(source: Source, n: int = 1 << 16) -> bytes:
+    """The first `n` bytes of the file."""
+    if isinstance(source, Path):
+        with source.open("rb") as f:
+            return f.read(n)
+    return source[:n]
+
+
+def utf8_stream(source: Source) -> tuple[pa.NativeFile, str]:
+    """A stream of the CSV as UTF-8 (BOM skipped) and the encoding it was read in.
+
+    Neither a path nor bytes are copied when the file is UTF-8; a Windows-1252 file is
+    converted in memory (a copy as large as the file)."""
+    bom = head(source, len(BOM)) == BOM
+    if isinstance(source, Path):
+        with source.open("rb") as f:
+            utf8 = is_utf8_stream(f)
+        if utf8:
+            stream = pa.OSFile(str(source))
+            stream.seek(len(BOM) if bom else 0)
+            return stream, "utf-8-sig" if bom else "utf-8"
+        source = source.read_bytes()
+    if is_utf8(source):
+        buf = pa.py_buffer(source)
+        return pa.BufferReader(buf.slice(len(BOM)) if bom else buf), "utf-8-sig" if bom else "utf-8"
+    converted, encoding = decode_csv(source)
+    return pa.BufferReader(converted), encoding
+
+
+def csv_chunks(source: Source, file_name: str, chunk_rows: int = CHUNK_ROWS) -> Iterator[RawTable]:
     """The CSV as RawTables of about `chunk_rows` rows, each with its rows' numbers in the file."""
-    utf8, encoding = decode_csv(data)
-    delimiter, names = csv_header(utf8, file_name)
+    stream, encoding = utf8_stream(source)
+    delimiter, names = csv_header(decode_csv(head(source))[0], file_name)
     bad: list[tuple[int, str]] = []
 
     def on_bad(row) -> str:
@@ -72,7 +105,7 @@ def csv_chunks(data: bytes, file_name: str, chunk_rows: int = CHUNK_ROWS) -> Ite
         return "skip"
 
     read, parse, convert = csv_options(delimiter, names, use_threads=False, on_bad=on_bad)
-    reader = pacsv.open_csv(io.BytesIO(utf8), read_options=read, parse_options=parse, convert_options=convert)
+    reader = pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
     next_record, seen_bad, pending = 2, 0, []
 
     def emit(batches: list[pa.RecordBatch], rows: np.ndarray, bad_rows: list) -> RawTable:
@@ -125,7 +158,7 @@ class Inline(Executor):
         return future
 
 
-def stage_csv(con: duckdb.DuckDBPyConnection, data: bytes, file_name: str, table: schema.Table,
+def stage_csv(con: duckdb.DuckDBPyConnection, data: Source, file_name: str, table: schema.Table,
               known: Mapping[str, set[str]], today: dt.date, stage: Callable[[pd.DataFrame, bool], None],
               progress: Callable[[str, float], None], restart: Callable[[], None],
               chunk_rows: int | None = None) -> Staged:
@@ -142,10 +175,10 @@ def stage_csv(con: duckdb.DuckDBPyConnection, data: bytes, file_name: str, table
         return _stage_chunks(con, data, file_name, table, known, today, stage, progress, chunk_rows, Inline())
 
 
-def _stage_chunks(con: duckdb.DuckDBPyConnection, data: bytes, file_name: str, table: schema.Table,
+def _stage_chunks(con: duckdb.DuckDBPyConnection, data: Source, file_name: str, table: schema.Table,
                   known: Mapping[str, set[str]], today: dt.date, stage: Callable[[pd.DataFrame, bool], None],
                   progress: Callable[[str, float], None], chunk_rows: int | None, executor: Executor) -> Staged:
-    utf8, encoding = decode_csv(data[: 1 << 16])
+    utf8, encoding = decode_csv(head(data))
     _, names = csv_header(utf8, file_name)
     _, warnings = check_columns(names, table, file_name, encoding)  # refuses the file before any work
     out = Staged(encoding="", warnings=warnings)
@@ -184,11 +217,15 @@ def _encoding_warning(encoding: str) -> list[str]:
 def _cross_chunk_duplicates(con: duckdb.DuckDBPyConnection, table: schema.Table, out: Staged) -> pd.DataFrame:
     """Reject (and unstage) every repeat of a key after its first occurrence in an earlier chunk."""
     key = table.key
+    # the repeated keys first (one hash aggregate), so that the window and the JSON of the
+    # record only run over their rows, not over every staged row
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _dups AS
+        WITH repeated AS (SELECT {key} FROM _incoming GROUP BY {key} HAVING count(*) > 1)
         SELECT "row", {key}, first_row, rec FROM (
             SELECT "row", {key}, row_number() OVER w AS n, first_value("row") OVER w AS first_row,
                    to_json(i) AS rec
-            FROM _incoming i WINDOW w AS (PARTITION BY {key} ORDER BY "row")) WHERE n > 1""")
+            FROM _incoming i SEMI JOIN repeated USING ({key})
+            WINDOW w AS (PARTITION BY {key} ORDER BY "row")) WHERE n > 1""")
     dups = con.execute("SELECT * FROM _dups").df()
     if not len(dups):
         return dups.iloc[0:0]

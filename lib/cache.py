@@ -18,7 +18,7 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from lib import export, maps, overview, store, story
+from lib import export, maps, overview, rollout, store, story
 from lib.errors import NetzausbauError, StoreError
 
 TTL = "1h"
@@ -91,6 +91,13 @@ QUERIES = MappingProxyType({
     "hotspot_story": story.hotspot,
     "site_story": story.site,
     "link_story": story.link,
+    "rollout_regions": rollout.regions,
+    "rollout_shapes": rollout.shapes,
+    "rollout_table": rollout.region_table,
+    "rollout_series": rollout.series,
+    "rollout_late": rollout.late_list,
+    "rollout_channels": rollout.channel_mix,
+    "rollout_impact": rollout.impact_table,
 })
 """The cached queries by name (read-only): each takes a cursor first, then small arguments."""
 

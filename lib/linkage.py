@@ -182,25 +182,25 @@ def _flag(cond: ir.BooleanValue) -> ir.IntegerValue:
     return ibis.cases((cond, 1), else_=0)
 
 
-def relief_expr(con, hotspot_cells, res: int = DEFAULT_RES, as_of: dt.date | None = None,
-                rings: Mapping[str, int] | None = None) -> ir.Table:
-    """The unexecuted expression of `relief` (see there for the rules)."""
+def upgrade_flags_expr(con, as_of: dt.date | None = None) -> ir.Table:
+    """Per not-cancelled upgrade, its state as of `as_of` (default today) by the rules of `relief`; unexecuted.
+
+    Columns: upgrade_id, site_id, on_air_planned, link_id, up_done, up_date, link_done, link_date,
+    ready, blocked, late, undated (flags are 1 or 0), own_date (the later of up_date and link_date).
+    The one place these rules live: `relief_expr` aggregates them per hotspot, and the rollout
+    page lists the late and blocked upgrades from them.
+    """
     d = _date(dt.date.today() if as_of is None else as_of)
-    hot_frame = _hotspot_frame(hotspot_cells)
-    hot = _hotspots_table(hot_frame)
-    serving = _serving(con, hot_frame, res, rings)
     b = engine.backend(con)
     u, lk = b.table("upgrades"), b.table("transport_links")
     # narrow tables first: fewer columns make the joins quicker for ibis to build
     u = u.filter(u.status.isnull() | (u.status != "cancelled")).select(
         "upgrade_id", "site_id", "transport_link_id", "installed_actual", "on_air_planned", "on_air_actual")
     lk = lk.select("link_id", "completion_planned", "completion_actual")
-
-    served = serving.group_by("cell").agg(n_sites=ibis._.count())
-    j = serving.join(u, serving.site_id == u.site_id).left_join(lk, u.transport_link_id == lk.link_id)
+    j = u.left_join(lk, u.transport_link_id == lk.link_id)
     no_link = u.transport_link_id.isnull()
     ups = j.select(
-        serving.cell, u.upgrade_id, u.on_air_planned, link_id=u.transport_link_id,
+        u.upgrade_id, u.site_id, u.on_air_planned, link_id=u.transport_link_id,
         up_done=_flag(u.on_air_actual <= d),
         up_date=ibis.cases((u.on_air_actual <= d, u.on_air_actual), else_=u.on_air_planned),
         link_done=_flag(no_link | (lk.completion_actual <= d)),
@@ -209,13 +209,24 @@ def relief_expr(con, hotspot_cells, res: int = DEFAULT_RES, as_of: dt.date | Non
         ready=_flag((u.installed_actual <= d) | (u.on_air_actual <= d) | (u.on_air_planned <= d)),
     )
     open_link = ups.link_done == 0
-    flags = ups.mutate(
+    return ups.mutate(
         blocked=_flag(open_link & (ups.ready == 1)
                       & (ups.link_date.isnull() | (ups.link_date < d) | (ups.link_date > ups.on_air_planned))),
         late=_flag(((ups.up_done == 0) & (ups.on_air_planned < d)) | (open_link & (ups.link_date < d))),
         undated=_flag(open_link & ups.link_date.isnull()),
         own_date=ibis.cases((ups.link_date > ups.up_date, ups.link_date), else_=ups.up_date),
     )
+
+
+def relief_expr(con, hotspot_cells, res: int = DEFAULT_RES, as_of: dt.date | None = None,
+                rings: Mapping[str, int] | None = None) -> ir.Table:
+    """The unexecuted expression of `relief` (see there for the rules)."""
+    hot_frame = _hotspot_frame(hotspot_cells)
+    hot = _hotspots_table(hot_frame)
+    serving = _serving(con, hot_frame, res, rings)
+    served = serving.group_by("cell").agg(n_sites=ibis._.count())
+    up = upgrade_flags_expr(con, as_of)
+    flags = serving.join(up, serving.site_id == up.site_id).select(serving.cell, *[up[c] for c in up.columns])
     per = flags.group_by("cell").agg(
         n_upgrades=ibis._.count(), all_done=(flags.up_done * flags.link_done).min(), any_blocked=flags.blocked.max(),
         any_late=flags.late.max(), any_undated=flags.undated.max(), relief_date=flags.own_date.max())

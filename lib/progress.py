@@ -271,6 +271,12 @@ def headline(con: duckdb.DuckDBPyConnection, as_of, region_id: str | None = None
     else:
         frame = region_upgrades(con, level)
         frame = frame[frame["region_id"] == rid]
+    return headline_of(frame, as_of, rid)
+
+
+def headline_of(frame: pd.DataFrame, as_of, region_id: str = ALL) -> dict:
+    """`headline` of the upgrades in `frame` (columns as `region_upgrades`, one region's rows)."""
+    rid = region_id
     day = pd.Timestamp(as_of).normalize()
     now, before = cumulative(frame, [day, day - pd.Timedelta(days=CHANGE_DAYS)], rid).to_dict("records")
     return {

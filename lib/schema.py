@@ -264,7 +264,6 @@ TABLES: dict[str, Table] = {t.name: t for t in (REGIONS, SITES, TRANSPORT_LINKS,
 # Columns the store adds to every input table.
 DERIVED_COLUMNS = {
     "cell": "H3 cell (resolution 9) of the record's location",
-    "row_hash": "hash of the record's input values, to tell changed rows from unchanged",
     "import_id": "the import that last wrote the record",
 }
 

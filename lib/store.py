@@ -38,7 +38,8 @@ EXTRA_COLUMNS = {
     "transport_links": {"a_cell": "BIGINT", "b_cell": "BIGINT"},
     "upgrades": {},
 }
-BOOKKEEPING = {"row_hash": "BIGINT", "import_id": "INTEGER"}
+BOOKKEEPING = {"import_id": "INTEGER"}
+"""Columns the store adds to every input table (stores made before 2026-11-22 also hold an unused row_hash)."""
 
 LOG_DDL = """
 CREATE TABLE IF NOT EXISTS import_log (
@@ -131,17 +132,20 @@ def import_file(con: duckdb.DuckDBPyConnection, source: str | Path | bytes, tabl
     progress = progress or (lambda msg, frac: None)
     started = time.perf_counter()
     if isinstance(source, (str, Path)):
-        file_name = file_name or Path(source).name
-        data = Path(source).read_bytes()
+        path = Path(source)
+        file_name = file_name or path.name
+        size = path.stat().st_size
     else:
-        data = source
+        path, size = None, len(source)
     file_name = file_name or "upload"
-    checksum = hashlib.sha256(data).hexdigest()
     progress(f"Reading {file_name}", 0.05)
-    fmt = sniff_format(data, file_name)
-    big = bulk.wanted(data, fmt)  # a large CSV is streamed in chunks, never held whole
+    head = bulk.head(path or source)
+    fmt = sniff_format(head, file_name)
+    big = bulk.wanted(size, fmt)  # a large CSV is streamed in chunks: a path is never read whole
+    data = path if big and path else path.read_bytes() if path else source
+    checksum = _sha256(data)
     raw = None if big else read_file(data, file_name)
-    columns = list(map(str, peek_columns(data, file_name) if big else raw.frame.columns))
+    columns = list(map(str, peek_columns(head, file_name) if big else raw.frame.columns))
     name = table or detect_table(columns) or closest_table(columns)
     if name is None:
         raise ImportRefused(file_name, f"cannot tell which table this is: its columns ({', '.join(columns)}) "
@@ -188,6 +192,14 @@ def import_file(con: duckdb.DuckDBPyConnection, source: str | Path | bytes, tabl
     return result
 
 
+def _sha256(data: bytes | Path) -> str:
+    """Hex SHA-256 of bytes, or of a file read block by block."""
+    if isinstance(data, Path):
+        with data.open("rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    return hashlib.sha256(data).hexdigest()
+
+
 def import_order(files: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     """Files sorted into the order their tables must be imported (regions, sites, links, upgrades,
     complaints), judged from their columns; files of no known table keep their place at the end."""
@@ -227,20 +239,11 @@ def _stage(con: duckdb.DuckDBPyConnection, records: pd.DataFrame, t: schema.Tabl
 def _apply(con: duckdb.DuckDBPyConnection, t: schema.Table, result: ImportResult,
            region_cells: pd.DataFrame | None, rejects: pd.DataFrame) -> None:
     """Upsert the staged records by key, keep versions of plans, store region cells and rejects."""
-    cols = list(table_columns(t.name))
-    key = t.key
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE _changed AS
-        SELECT i.{key}, c.{key} IS NOT NULL AS existed FROM _incoming i LEFT JOIN {t.name} c USING ({key})
-        WHERE c.{key} IS NULL OR c.row_hash <> i.row_hash""")
-    result.rows_new, result.rows_updated = con.execute(
-        "SELECT count(*) FILTER (NOT existed), count(*) FILTER (existed) FROM _changed").fetchall()[0]
-    result.rows_unchanged = result.rows_accepted - result.rows_new - result.rows_updated
-    quoted = ", ".join(f'"{c}"' for c in cols)
-    con.execute(f"DELETE FROM {t.name} WHERE {key} IN (SELECT {key} FROM _changed WHERE existed)")
-    con.execute(f"INSERT INTO {t.name} ({quoted}) SELECT {quoted} FROM _incoming SEMI JOIN _changed USING ({key})")
-    if t.versioned:
-        con.execute(f"INSERT INTO {t.name}_versions SELECT {result.import_id}, {quoted} "
-                    f"FROM _incoming SEMI JOIN _changed USING ({key})")
+    quoted = ", ".join(f'"{c}"' for c in table_columns(t.name))
+    if con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {t.name} LIMIT 1)").fetchall()[0][0]:
+        _apply_changes(con, t, result, quoted)
+    else:
+        _apply_first(con, t, result, quoted)  # nothing to compare with: every staged row is new
     if region_cells is not None:
         con.register("_cells", region_cells)
         try:
@@ -257,6 +260,33 @@ def _apply(con: duckdb.DuckDBPyConnection, t: schema.Table, result: ImportResult
         finally:
             con.unregister("_rejects")
     con.execute("DROP TABLE _incoming; DROP TABLE _changed; DROP TABLE IF EXISTS _dups")
+
+
+def _apply_changes(con: duckdb.DuckDBPyConnection, t: schema.Table, result: ImportResult, quoted: str) -> None:
+    """New and changed records replace the stored ones; unchanged ones (every input field equal) stay."""
+    key = t.key
+    differs = " OR ".join(f'c."{n}" IS DISTINCT FROM i."{n}"' for n in t.names if n != key)
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _changed AS
+        SELECT i.{key}, c.{key} IS NOT NULL AS existed FROM _incoming i LEFT JOIN {t.name} c USING ({key})
+        WHERE c.{key} IS NULL OR {differs or 'false'}""")
+    result.rows_new, result.rows_updated = con.execute(
+        "SELECT count(*) FILTER (NOT existed), count(*) FILTER (existed) FROM _changed").fetchall()[0]
+    result.rows_unchanged = result.rows_accepted - result.rows_new - result.rows_updated
+    con.execute(f"DELETE FROM {t.name} WHERE {key} IN (SELECT {key} FROM _changed WHERE existed)")
+    con.execute(f"INSERT INTO {t.name} ({quoted}) SELECT {quoted} FROM _incoming SEMI JOIN _changed USING ({key})")
+    if t.versioned:
+        con.execute(f"INSERT INTO {t.name}_versions (version_import_id, {quoted}) SELECT {result.import_id}, "
+                    f"{quoted} FROM _incoming SEMI JOIN _changed USING ({key})")
+
+
+def _apply_first(con: duckdb.DuckDBPyConnection, t: schema.Table, result: ImportResult, quoted: str) -> None:
+    """The first import into an empty table: every staged row goes in, without comparing."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _changed AS SELECT {t.key}, false AS existed FROM _incoming")
+    result.rows_new, result.rows_updated, result.rows_unchanged = result.rows_accepted, 0, 0
+    con.execute(f"INSERT INTO {t.name} ({quoted}) SELECT {quoted} FROM _incoming")
+    if t.versioned:
+        con.execute(f"INSERT INTO {t.name}_versions (version_import_id, {quoted}) SELECT {result.import_id}, "
+                    f"{quoted} FROM _incoming")
 
 
 def _log(con: duckdb.DuckDBPyConnection, r: ImportResult, fmt: str, encoding: str) -> None:

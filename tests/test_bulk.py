@@ -13,6 +13,9 @@ from tests import worlds
 
 HEADER = "complaint_id;received_at;lat;lon;category;channel;text\n"
 
+CONTENT_SUM = ("SELECT count(*), sum(hash(complaint_id, received_at, lat, lon, cell, category, channel, text)) "
+               "FROM complaints")
+
 
 def complaints_csv(n: int = 1200, seed: int = 7) -> bytes:
     """Semicolons, decimal commas, German dates, Windows-1252, and faults of every kind along the way."""
@@ -71,7 +74,7 @@ def test_chunked_import_equals_whole_file_import(tmp_path, monkeypatch, threads,
     whole, r1, chunked, r2 = import_both(tmp_path, data, monkeypatch, chunk_rows)
     assert (r2.rows_total, r2.rows_accepted, r2.rows_rejected) == (r1.rows_total, r1.rows_accepted, r1.rows_rejected)
     assert r1.rows_rejected > 20 and r1.warnings == r2.warnings
-    cols = "complaint_id, received_at, lat, lon, cell, category, channel, text, row_hash"
+    cols = "complaint_id, received_at, lat, lon, cell, category, channel, text"
     assert table_rows(chunked, f"SELECT {cols} FROM complaints ORDER BY ALL") == \
         table_rows(whole, f"SELECT {cols} FROM complaints ORDER BY ALL")
     rej = 'SELECT "row", field, value, reason FROM rejected_rows ORDER BY ALL'
@@ -86,8 +89,8 @@ def test_chunked_import_in_worker_processes(tmp_path, monkeypatch):
     data = complaints_csv(600)
     whole, r1, chunked, r2 = import_both(tmp_path, data, monkeypatch, chunk_rows=200)
     assert (r2.rows_accepted, r2.rows_rejected) == (r1.rows_accepted, r1.rows_rejected)
-    assert table_rows(chunked, "SELECT count(*), sum(row_hash) FROM complaints") == \
-        table_rows(whole, "SELECT count(*), sum(row_hash) FROM complaints")
+    assert table_rows(chunked, CONTENT_SUM) == \
+        table_rows(whole, CONTENT_SUM)
 
 
 def test_chunked_refusal_and_failure_change_nothing(tmp_path, monkeypatch, threads):
@@ -121,8 +124,8 @@ def test_a_broken_worker_pool_falls_back_to_this_process(tmp_path, monkeypatch):
     data = complaints_csv(500)
     whole, r1, chunked, r2 = import_both(tmp_path, data, monkeypatch, chunk_rows=100)
     assert (r2.rows_accepted, r2.rows_rejected) == (r1.rows_accepted, r1.rows_rejected)
-    assert table_rows(chunked, "SELECT count(*), sum(row_hash) FROM complaints") == \
-        table_rows(whole, "SELECT count(*), sum(row_hash) FROM complaints")
+    assert table_rows(chunked, CONTENT_SUM) == \
+        table_rows(whole, CONTENT_SUM)
 
 
 def test_large_imports_keep_every_row_on_both_paths(tmp_path, monkeypatch, threads):
@@ -139,3 +142,32 @@ def test_large_imports_keep_every_row_on_both_paths(tmp_path, monkeypatch, threa
         assert res.rows_new == n
         assert con.execute("SELECT count(DISTINCT complaint_id), count(*) FROM complaints").fetchall() == [(n, n)]
         assert con.execute("SELECT sum(n) FROM complaint_cube WHERE res = 9").fetchall() == [(n,)]
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "utf-8", "utf-8-sig"])
+def test_a_large_file_given_by_path_is_streamed_and_gives_the_same_store(tmp_path, monkeypatch, threads, encoding):
+    """A path takes the chunked path without reading the file whole (UTF-8, with or without BOM);
+    a Windows-1252 file is converted in memory. Checksum, counts and rows equal the whole-file path."""
+    data = complaints_csv(700).decode("cp1252").encode(encoding)
+    path = tmp_path / f"complaints-{encoding}.csv"
+    path.write_bytes(data)
+    whole = store.connect(tmp_path / "whole.duckdb")
+    worlds.import_world(whole, tmp_path / "w")
+    r1 = store.import_file(whole, data, table="complaints", file_name=path.name, today=worlds_today())
+    chunked = store.connect(tmp_path / "chunked.duckdb")
+    worlds.import_world(chunked, tmp_path / "c")
+    monkeypatch.setattr(bulk, "MIN_BYTES", 0)
+    monkeypatch.setattr(bulk, "CHUNK_ROWS", 150)
+    read_whole = []
+    monkeypatch.setattr(type(path), "read_bytes", lambda p: read_whole.append(p) or open(p, "rb").read())
+    r2 = store.import_file(chunked, path, table="complaints", today=worlds_today())
+    assert bool(read_whole) == (encoding == "cp1252")  # only a file to convert is read whole
+    assert r2.checksum == r1.checksum and r2.file_name == path.name
+    assert (r2.rows_total, r2.rows_accepted, r2.rows_rejected) == (r1.rows_total, r1.rows_accepted, r1.rows_rejected)
+    assert table_rows(chunked, CONTENT_SUM) == table_rows(whole, CONTENT_SUM)
+    umlauts = "SELECT count(*) FROM complaints WHERE text = 'Straße'"
+    assert table_rows(chunked, umlauts) == table_rows(whole, umlauts) and table_rows(whole, umlauts)[0][0] > 300
+    rej = 'SELECT "row", field, value, reason FROM rejected_rows ORDER BY ALL'
+    assert table_rows(chunked, rej) == table_rows(whole, rej)
+    log = 'SELECT encoding, rows_accepted FROM import_log ORDER BY import_id DESC LIMIT 1'
+    assert table_rows(chunked, log) == table_rows(whole, log)

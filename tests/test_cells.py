@@ -40,3 +40,21 @@ def test_parse_cell_forms():
     c = h3.api.basic_int.latlng_to_cell(52.5, 13.4, 9)
     assert cells.parse_cell(c) == cells.parse_cell(str(c)) == cells.parse_cell(h3.int_to_str(c).upper()) == c
     assert cells.parse_cell("not-a-cell") == 0 and cells.parse_cell("123") == 0
+
+
+def _ring(la: float, lo: float, d: float, k: int) -> list[list[float]]:
+    pts = [[lo + d * np.cos(2 * np.pi * i / k) * 1.6, la + d * np.sin(2 * np.pi * i / k)] for i in range(k)]
+    return [*pts, pts[0]]
+
+
+@settings(derandomize=True, max_examples=25)
+@given(st.floats(48, 54), st.floats(7, 14), st.floats(0.02, 0.3), st.integers(3, 9), st.integers(7, 8),
+       st.booleans())
+def test_polyfill_equals_h3(la, lo, d, k, res, multi):
+    """Polygons (with a hole) and multipolygons: the same cells as h3's own polyfill."""
+    outer, hole = _ring(la, lo, d, k), _ring(la, lo, d / 3, 5)[::-1]
+    geom = {"type": "Polygon", "coordinates": [outer, hole]}
+    if multi:
+        geom = {"type": "MultiPolygon", "coordinates": [[outer, hole], [_ring(la + 3 * d, lo, d / 2, 4)]]}
+    want = sorted(h3.api.basic_int.h3shape_to_cells(h3.geo_to_h3shape(geom), res))
+    assert cells.polygon_to_cells(geom, res).tolist() == want

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from lib import schema
 from lib.ingest import parse_datetime, parse_number, validate
-from lib.readers import read_file
+from lib.readers import is_utf8, read_file
 
 NAME_CHARS = st.characters(codec="cp1252", exclude_categories=("Cc", "Cs", "Zl", "Zp"), exclude_characters='"')
 record = st.fixed_dictionaries({
@@ -72,3 +72,33 @@ def test_decimal_comma_and_point_agree(x):
 def test_iso_and_german_dates_agree(d):
     s = pd.Series([d.isoformat(), d.strftime("%d.%m.%Y"), f"{d.day}.{d.month}.{d.year}"], dtype="str")
     assert [t.date() for t in parse_datetime(s)] == [d, d, d]
+
+
+def _decodes(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+@given(st.one_of(st.text().map(str.encode), st.binary(max_size=40)), st.integers(1, 9))
+def test_blockwise_utf8_check_agrees_with_decoding_whole(data, block):
+    assert is_utf8(data, block=block) == _decodes(data)
+
+
+@given(st.lists(st.floats(-1e9, 1e9, allow_nan=False) | st.just(None), max_size=30), st.integers(0, 29),
+       st.sampled_from(["abc", "1_0", "0x1", "1..2", "--1"]))
+def test_number_parsing_fast_and_slow_paths_agree(values, at, bad):
+    """Arrow's cast (the fast path) and pd.to_numeric (taken when any value is not a number) agree."""
+    text = pd.Series(["" if v is None else repr(v) for v in values], dtype="str")
+    clean = parse_number(text)
+    slow = pd.to_numeric(text.where(text != ""), errors="coerce").astype("float64")
+    pd.testing.assert_series_equal(clean, slow)
+    if len(values):
+        dirty = text.copy()
+        dirty.iloc[at % len(values)] = bad
+        out = parse_number(dirty)
+        assert pd.isna(out.iloc[at % len(values)])
+        others = [i for i in range(len(values)) if i != at % len(values)]
+        assert out.iloc[others].equals(clean.iloc[others])

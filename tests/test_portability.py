@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import cells, derive, engine, hotspots, impact, maps, overview, store, story
+from lib import cells, derive, engine, hotspots, impact, linkage, maps, overview, rollout, store, story
 
 WINDOW = {"start": "2024-03-01", "end": "2024-09-15 12:30"}
 
@@ -62,6 +62,12 @@ PORTABLE_QUERIES: list[tuple[str, callable]] = [
     *[(f"maps.outlines {r}", lambda con, r=r: maps.outlines_expr(con, r)) for r in (None, "NW")],
     ("story.upgrades", lambda con: story.upgrades_expr(con, ["S00", "S01"])),
     ("story.links", lambda con: story.links_expr(con, ["L01", None])),
+    # the rollout page (lib/rollout), and the per-upgrade rules of lib/linkage it lists
+    ("linkage.upgrade_flags", lambda con: linkage.upgrade_flags_expr(con, "2024-09-15")),
+    ("rollout.upgrade_states", lambda con: rollout.upgrade_states_expr(con, "state", "2024-09-15")),
+    ("rollout.channel_mix ALL", lambda con: rollout.channel_mix_expr(con, rollout.ALL, "2024-09-15")),
+    ("rollout.channel_mix region", lambda con: rollout.channel_mix_expr(con, "NW", "2024-09-15")),
+    ("rollout.cells_per_region", lambda con: rollout.cells_per_region_expr(con, "state", pd.DataFrame({"cell": [1]}))),
 ]
 """Every query expression of lib/ that must run on each engine: (name, builder(con) -> expression)."""
 

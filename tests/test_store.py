@@ -134,3 +134,27 @@ def test_every_import_leaves_the_derived_tables_current(con):
     assert derive.current(con)
     n = con.execute("SELECT sum(n) FROM complaint_cube WHERE res = 9").fetchall()[0][0]
     assert n == con.execute("SELECT count(*) FROM complaints").fetchall()[0][0]
+
+
+@pytest.mark.parametrize(("change", "updated"), [
+    (("U3,S3,new_carrier,2025-01-01,2025-03-01,2025-04-01,2025-04-02,L2",
+      "U3,S3,new_carrier,2025-01-01,2025-03-01,2025-04-01,2025-04-02,"), 1),  # a value emptied
+    (("U2,S2,5g,2025-01-01,2025-03-01,2025-05-01,,L1", "U2,S2,5g,2025-01-01,2025-03-01,2025-05-01,,L2"), 1),
+    (("U1,S1,hardware_swap,", "U1,S1,hardware_swap,"), 0),
+])
+def test_a_row_counts_as_updated_when_any_input_field_differs(con, change, updated):
+    res = store.import_file(con, worlds.UPGRADES_CSV.replace(*change).encode() + b"\n", table="upgrades",
+                            file_name="plan-v2.csv")
+    assert (res.rows_new, res.rows_updated, res.rows_unchanged) == (0, updated, 3 - updated)
+    assert con.execute("SELECT count(*) FROM upgrades_versions").fetchall()[0][0] == 3 + updated
+
+
+def test_a_store_from_before_row_hash_was_dropped_still_takes_imports(con):
+    """Stores made before 2026-11-22 hold a row_hash column in each input and versions table."""
+    for t in (*schema.TABLES, "upgrades_versions", "transport_links_versions"):
+        con.execute(f"ALTER TABLE {t} ADD COLUMN row_hash BIGINT")
+    newer = worlds.UPGRADES_CSV.replace(",2025-05-01,,L1", ",2025-09-01,,L1")
+    res = store.import_file(con, newer.encode(), table="upgrades", file_name="plan-v2.csv")
+    assert (res.rows_new, res.rows_updated, res.rows_unchanged) == (0, 1, 2)
+    hist = store.versions(con, "upgrades", "U2")
+    assert [str(d.date()) for d in hist["on_air_planned"]] == ["2025-05-01", "2025-09-01"]

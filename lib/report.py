@@ -1,0 +1,127 @@
+"""A one-page, print-ready HTML report of the rollout view for a meeting: self-contained (inline CSS,
+the burn-up chart as inline SVG), no external fetch, with the date of the data on every part.
+
+Text from the store is HTML-escaped. Print it from the browser (A4 landscape) or save it as PDF.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+
+import pandas as pd
+
+LATE_ROWS = 10
+"""Late or blocked upgrades shown in the report (the most days late first)."""
+
+SVG_W, SVG_H, PAD = 640, 240, 40
+"""Burn-up chart size and inner margin, in pixels."""
+
+CSS = """
+@page { size: A4 landscape; margin: 10mm; }
+body { font: 9pt/1.3 system-ui, sans-serif; color: #222; margin: 0; }
+h1 { font-size: 14pt; margin: 0 0 1mm; } h2 { font-size: 10pt; margin: 3mm 0 1mm; }
+.kpis { display: flex; gap: 2mm; } .kpi { border: 1px solid #ccc; border-radius: 2mm; padding: 1mm 2mm; }
+.kpi b { display: block; font-size: 12pt; } table { border-collapse: collapse; width: 100%; font-size: 7.5pt; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.3mm 1.2mm; text-align: left; white-space: nowrap; }
+td.n { text-align: right; } svg { width: 100%; height: auto; }
+.grid { display: grid; grid-template-columns: 1fr 1.1fr; gap: 4mm; } .note { color: #666; font-size: 7.5pt; }
+"""
+
+
+def _e(value) -> str:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, dt.date):
+        return f"{value:%Y-%m-%d}"
+    return html.escape(str(value))
+
+
+def _table(frame: pd.DataFrame, columns: dict[str, str]) -> str:
+    head = "".join(f"<th>{html.escape(label)}</th>" for label in columns.values())
+    body = []
+    for row in frame[list(columns)].itertuples(index=False):
+        cells = "".join(f"<td class='n'>{_e(v)}</td>" if isinstance(v, int | float) else f"<td>{_e(v)}</td>"
+                        for v in row)
+        body.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _polyline(xs, ys, scale_x, scale_y, style: str) -> str:
+    pts = " ".join(f"{scale_x(x):.1f},{scale_y(y):.1f}" for x, y in zip(xs, ys, strict=True))
+    return f"<polyline points='{pts}' fill='none' {style}/>"
+
+
+def burnup_svg(series: pd.DataFrame, row: dict, as_of: dt.date) -> str:
+    """One region's burn-up (`rollout.series` rows of that region) as an inline SVG: plan, baseline,
+    on air to `as_of`, and the forecast to completion with its band (from `row`)."""
+    if series.empty:
+        return "<p class='note'>No upgrades to chart.</p>"
+    day = pd.Timestamp(as_of)
+    ends = [series["date"].max()] + [pd.Timestamp(row[k]) for k in ("forecast_high", "forecast") if row.get(k)]
+    x0, x1 = series["date"].min(), max(ends)
+    top = max(float(series["planned_cum"].max()), float(series["baseline_cum"].max()), float(row["total"]), 1.0)
+    span = max((x1 - x0).total_seconds(), 1.0)
+
+    def sx(x) -> float:
+        return PAD + (pd.Timestamp(x) - x0).total_seconds() / span * (SVG_W - 2 * PAD)
+
+    def sy(y) -> float:
+        return SVG_H - PAD + -float(y) / top * (SVG_H - 2 * PAD)
+
+    done = series[series["date"] <= day]
+    parts = [
+        f"<line x1='{PAD}' y1='{SVG_H - PAD}' x2='{SVG_W - PAD}' y2='{SVG_H - PAD}' stroke='#999'/>",
+        f"<line x1='{PAD}' y1='{PAD}' x2='{PAD}' y2='{SVG_H - PAD}' stroke='#999'/>",
+        f"<text x='{PAD - 4}' y='{PAD + 4}' text-anchor='end' font-size='9'>{top:,.0f}</text>",
+        f"<text x='{PAD}' y='{SVG_H - PAD + 14}' font-size='9'>{x0:%Y-%m}</text>",
+        f"<text x='{SVG_W - PAD}' y='{SVG_H - PAD + 14}' text-anchor='end' font-size='9'>{x1:%Y-%m}</text>",
+        _polyline(series["date"], series["planned_cum"], sx, sy, "stroke='#1f77b4' stroke-dasharray='6 3'"),
+        _polyline(series["date"], series["baseline_cum"], sx, sy, "stroke='#888' stroke-dasharray='2 2'"),
+        _polyline(list(done["date"]) + [day], list(done["on_air_cum"]) + [row["on_air"]], sx, sy,
+                  "stroke='#2ca02c' stroke-width='2.5'"),
+    ]
+    if row.get("forecast"):
+        band = [(day, row["on_air"]), (row["forecast_low"], row["total"]), (row["forecast_high"], row["total"])]
+        pts = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in band)
+        parts.append(f"<polygon points='{pts}' fill='#2ca02c' fill-opacity='0.15'/>")
+        parts.append(_polyline([day, row["forecast"]], [row["on_air"], row["total"]], sx, sy,
+                               "stroke='#2ca02c' stroke-dasharray='8 3 2 3'"))
+    legend = ("plan (dashed blue), baseline (dotted grey), on air (green), forecast with 90% band "
+              f"(dash-dot, shaded); data as of {as_of:%Y-%m-%d}")
+    return (f"<svg width='{SVG_W}' height='{SVG_H}' "
+            f"viewBox='0 0 {SVG_W} {SVG_H}' role='img'>{''.join(parts)}</svg><p class='note'>{legend}</p>")
+
+
+def render(name: str, as_of: dt.date, row: dict, table: pd.DataFrame, late: pd.DataFrame,
+           series: pd.DataFrame, generated: dt.datetime | None = None) -> str:
+    """The report of region `name` (`row`: its `rollout.region_table` row) as one HTML document."""
+    generated = generated or dt.datetime.now().replace(microsecond=0)
+    f = (f"{_e(row['forecast'])} (90%: {_e(row['forecast_low'])} to {_e(row['forecast_high'])})"
+         if row.get("forecast") else _e(row.get("forecast_note") or "-"))
+    kpis = [("Upgrades on air", f"{row['pct_on_air']:.1f}%" if pd.notna(row["pct_on_air"]) else "-"),
+            ("Change in 30 days", f"{row['pct_change_pp']:+.1f} pp" if pd.notna(row["pct_change_pp"]) else "-"),
+            ("On air / planned", f"{row['on_air']:,} / {row['total']:,}"), ("Late", f"{row['late']:,}"),
+            ("Blocked by transport", f"{row['blocked']:,}"),
+            ("Open hotspots, no upgrade planned", f"{row['open_no_plan']:,}"), ("Forecast completion", f)]
+    tiles = "".join(f"<div class='kpi'>{html.escape(k)}<b>{v}</b></div>" for k, v in kpis)
+    regions = _table(table, {"name": "Region", "pct_on_air": "% on air", "pct_change_pp": "pp in 30 d",
+                             "on_air": "On air", "total": "Planned", "late": "Late", "blocked": "Blocked",
+                             "forecast": "Forecast"})
+    top = late.head(LATE_ROWS)
+    lates = _table(top, {"upgrade_id": "Upgrade", "region": "Region", "problem": "Problem", "days_late": "Days late",
+                         "link_id": "Link", "upgrade_owner": "Owner", "link_owner": "Link owner"})
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Rollout report: {html.escape(name)}, {as_of:%Y-%m-%d}</title>
+<style>{CSS}</style></head><body>
+<h1>Network rollout: {html.escape(name)}</h1>
+<p class="note">Data as of <b>{as_of:%Y-%m-%d}</b>; report generated {generated:%Y-%m-%d %H:%M}. Netzausbau-Monitor.</p>
+<div class="kpis">{tiles}</div>
+<div class="grid"><div><h2>Burn-up</h2>{burnup_svg(series, row, as_of)}</div>
+<div><h2>Regions (as of {as_of:%Y-%m-%d})</h2>{regions}</div></div>
+<h2>Late and blocked upgrades: {len(late):,} (the {len(top)} most days late; as of {as_of:%Y-%m-%d})</h2>{lates}
+</body></html>"""

@@ -1,0 +1,270 @@
+"""The manager's view of the rollout: figures per region as of a date, the late and blocked
+upgrades, the channel mix of complaints over time, and the impact of relief.
+
+Every figure comes from the engine (one source of truth): percentages, late upgrades and the
+forecast from `lib.progress` (`headline_of` on each region's upgrades), the per-upgrade late and
+blocked flags from `lib.linkage.upgrade_flags_expr` (the same rules that set a hotspot's relief
+status), open hotspots from `lib.asof.hotspots_as_of`, impact from `lib.impact.did`. The joins
+are portable Ibis expressions (integer cells, no H3 extension); only the small per-region
+frames are finished in pandas.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
+import shapely
+
+from lib import asof, cells, engine, hotspots, impact, linkage, progress, schema
+
+ALL = progress.ALL
+"""region_id of the whole network."""
+
+NETWORK_NAME = "Whole network"
+"""Name shown for ALL."""
+
+TREND_MONTHS = 12
+"""Months of percent-on-air history in each region's sparkline."""
+
+HOTSPOT_WINDOW_DAYS = asof.WINDOW_DAYS
+"""Hotspots are those of the complaints received in this many days up to the as-of date."""
+
+IMPACT_KIND = "capacity"
+"""Complaints the impact study counts (the kind an upgrade relieves; `hotspots.KINDS`)."""
+
+SIMPLIFY_DEG = 0.01
+"""Tolerance of the map's region outlines, degrees (about 1 km)."""
+
+CHANNELS = schema.CHANNELS
+"""Complaint channels, in schema order."""
+
+TABLE_COLUMNS = ["region_id", "name", "total", "on_air", "pct_on_air", "pct_change_pp", "late", "blocked",
+                 "open_no_plan", "forecast", "forecast_low", "forecast_high", "forecast_note", "trend"]
+LATE_COLUMNS = ["region_id", "region", "upgrade_id", "site_id", "kind", "problem", "days_late", "on_air_planned",
+                "link_id", "link_due", "upgrade_owner", "link_owner"]
+CHANNEL_COLUMNS = ["month", "channel", "n"]
+
+MAX_LOOKBACK_DAYS = 3 * 365
+"""How far before the data's date the page's as-of date may go."""
+
+PROBLEM_BOTH = "late and blocked by transport"
+PROBLEM_LATE = "late"
+PROBLEM_BLOCKED = "blocked by transport"
+
+
+def as_date(value) -> dt.date:
+    """A date from a date, datetime or timestamp."""
+    return pd.Timestamp(value).date()
+
+
+def valid_day(text: str | None, first: dt.date, last: dt.date) -> bool:
+    """True when `text` is empty (None) or an ISO day from `first` to `last` (a date given in a link)."""
+    if text is None:
+        return True
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return first <= day <= last
+
+
+def regions(con, level: str = "state") -> pd.DataFrame:
+    """region_id and name of every region of `level`, by name."""
+    r = engine.backend(con).table("regions")
+    out = r.filter(r.level == level).select("region_id", "name").order_by(["name", "region_id"]).execute()
+    return out.astype({"region_id": "str", "name": "str"}).reset_index(drop=True)
+
+
+def _simplify(geojson: str) -> dict:
+    """A GeoJSON geometry simplified to SIMPLIFY_DEG, coordinates rounded to 4 decimals (about 10 m)."""
+    geom = shapely.geometry.shape(json.loads(geojson)).simplify(SIMPLIFY_DEG, preserve_topology=True)
+    return json.loads(shapely.to_geojson(shapely.set_precision(geom, 1e-4)))
+
+
+def shapes(con, level: str = "state") -> dict:
+    """The regions of `level` as a GeoJSON FeatureCollection (properties region_id, name), simplified for a
+    country-wide map."""
+    r = engine.backend(con).table("regions")
+    df = r.filter(r.level == level).select("region_id", "name", "geometry").order_by("region_id").execute()
+    features = [{"type": "Feature", "geometry": _simplify(g), "properties": {"region_id": str(rid), "name": str(n)}}
+                for rid, n, g in zip(df["region_id"], df["name"], df["geometry"], strict=True) if g]
+    return {"type": "FeatureCollection", "features": features}
+
+
+def upgrade_states_expr(con, level: str, as_of) -> ir.Table:
+    """The unexecuted expression of `upgrade_states`."""
+    b = engine.backend(con)
+    flags = linkage.upgrade_flags_expr(con, as_date(as_of))
+    ru = progress.region_upgrades_expr(con, level).select("region_id", "upgrade_id")
+    u = b.table("upgrades").select("upgrade_id", "kind", upgrade_owner="owner")
+    lk = b.table("transport_links").select("link_id", "completion_planned", link_owner="owner")
+    j = (flags.left_join(ru, flags.upgrade_id == ru.upgrade_id)
+         .join(u, flags.upgrade_id == u.upgrade_id)
+         .left_join(lk, flags.link_id == lk.link_id))
+    return j.select(ru.region_id, flags.upgrade_id, flags.site_id, u.kind, flags.on_air_planned, flags.link_id,
+                    flags.link_done, lk.completion_planned, flags.late, flags.blocked, flags.up_done,
+                    u.upgrade_owner, lk.link_owner).rename(link_due="completion_planned")
+
+
+def upgrade_states(con, level: str, as_of) -> pd.DataFrame:
+    """Every not-cancelled upgrade with its `linkage.upgrade_flags_expr` flags as of `as_of`, its region of
+    `level` (empty when in none), kind, owners and its link's planned completion (link_due)."""
+    out = upgrade_states_expr(con, level, as_of).execute()
+    for c in ("on_air_planned", "link_due"):
+        out[c] = pd.Series([None if pd.isna(v) else v.date() for v in pd.to_datetime(out[c])], index=out.index,
+                           dtype=object)
+    return out
+
+
+def _days_late(states: pd.DataFrame, day: dt.date) -> pd.Series:
+    """Days since the upgrade's on-air date passed unaired, or its open link's planned completion passed."""
+    today = pd.Timestamp(day)
+    planned = pd.to_datetime(states["on_air_planned"])
+    due = pd.to_datetime(states["link_due"])
+    up = ((today - planned).dt.days.where((states["up_done"] == 0) & (planned < today))).fillna(0)
+    link = ((today - due).dt.days.where((states["link_done"] == 0) & (due < today))).fillna(0)
+    return np.maximum(up, link).astype("int64")
+
+
+def late_list(con, level: str = "state", as_of=None) -> pd.DataFrame:
+    """The late or transport-blocked upgrades as of `as_of` (rules of `linkage.relief`), most days late first.
+
+    days_late: days since its planned on-air date passed while not on air, or since its open
+    transport link's planned completion passed, whichever is more (0: blocked, not yet late).
+    region is the region of `level` holding its site (empty when none)."""
+    day = as_date(as_of)
+    s = upgrade_states(con, level, day)
+    s = s[(s["late"] == 1) | (s["blocked"] == 1)].copy()
+    names = regions(con, level).set_index("region_id")["name"]
+    s["region"] = s["region_id"].map(names)
+    s["problem"] = np.select([(s["late"] == 1) & (s["blocked"] == 1), s["late"] == 1],
+                             [PROBLEM_BOTH, PROBLEM_LATE], PROBLEM_BLOCKED)
+    s["days_late"] = _days_late(s, day)
+    s = s.sort_values(["days_late", "on_air_planned", "upgrade_id"], ascending=[False, True, True])
+    return s[LATE_COLUMNS].reset_index(drop=True)
+
+
+def _open_no_plan(con, level: str, day: dt.date) -> dict[str, int]:
+    """Open hotspots (hot cells of the last HOTSPOT_WINDOW_DAYS) whose status is no_upgrade_planned, per
+    region of `level` and for ALL."""
+    h = asof.hotspots_as_of(con, day, HOTSPOT_WINDOW_DAYS, cells.REGION_RES)
+    cells_open = h.loc[h["hot"].astype(bool) & (h["status"] == "no_upgrade_planned"), ["cell"]].astype("int64")
+    out = {ALL: len(cells_open)}
+    if cells_open.empty:
+        return out
+    per = cells_per_region_expr(con, level, cells_open).execute()
+    return out | {str(k): int(v) for k, v in zip(per["region_id"], per["n"], strict=True)}
+
+
+def cells_per_region_expr(con, level: str, cells_df: pd.DataFrame) -> ir.Table:
+    """How many of the res-REGION_RES cells in `cells_df` (column cell) lie in each region of `level`:
+    region_id, n; unexecuted."""
+    b = engine.backend(con)
+    r, rc = b.table("regions"), b.table("region_cells")
+    rc = rc.join(r.filter(r.level == level).select("region_id"), "region_id")
+    m = ibis.memtable(cells_df[["cell"]].astype("int64"), schema={"cell": "int64"})
+    return m.join(rc, m.cell == rc.cell).group_by(rc.region_id).agg(n=ibis._.count())
+
+
+def blocked_counts(con, level: str, as_of) -> dict[str, int]:
+    """Upgrades blocked by transport as of `as_of` (`linkage.upgrade_flags_expr`) per region of `level`, and
+    for ALL (every upgrade, also outside every region)."""
+    s = upgrade_states_expr(con, level, as_of)
+    per = s.filter(s.region_id.notnull()).group_by("region_id").agg(n=s.blocked.sum()).execute()
+    flags = linkage.upgrade_flags_expr(con, as_date(as_of))
+    total = flags.aggregate(n=flags.blocked.sum()).execute()["n"].iloc[0]
+    return {ALL: int(total or 0)} | {str(k): int(v) for k, v in zip(per["region_id"], per["n"], strict=True)}
+
+
+def _trend(frame: pd.DataFrame, day: dt.date, rid: str) -> list[float]:
+    """Percent on air at the last TREND_MONTHS month ends before `day`, and on `day`."""
+    ends = progress.period_ends(pd.Timestamp(day) - pd.DateOffset(months=TREND_MONTHS), day, "month")
+    dates = [d for d in ends if d < pd.Timestamp(day)] + [pd.Timestamp(day)]
+    return [round(float(v), 2) for v in progress.cumulative(frame, dates, rid)["pct_on_air"].fillna(0.0)]
+
+
+def region_table(con, level: str = "state", as_of=None) -> pd.DataFrame:
+    """One row for the whole network (ALL, first) and one per region of `level`: the figures of
+    `progress.headline_of` (total, on air, percent, change over 30 days, late, forecast), upgrades
+    blocked by transport, open hotspots with no upgrade planned, and a percent-on-air trend."""
+    day = as_date(as_of)
+    per_region = progress.region_upgrades(con, level)
+    frames = {ALL: progress.network_upgrades(con)} | {
+        rid: per_region[per_region["region_id"] == rid] for rid in regions(con, level)["region_id"]}
+    names = {ALL: NETWORK_NAME} | regions(con, level).set_index("region_id")["name"].to_dict()
+    n_blocked = blocked_counts(con, level, day)
+    open_no_plan = _open_no_plan(con, level, day)
+    rows = []
+    for rid, frame in frames.items():
+        h = progress.headline_of(frame, day, rid)
+        f = h["forecast"]
+        rows.append({"region_id": rid, "name": names[rid], "total": h["total"], "on_air": h["on_air"],
+                     "pct_on_air": h["pct_on_air"], "pct_change_pp": h["pct_change_pp"], "late": h["late"],
+                     "blocked": int(n_blocked.get(rid, 0)), "open_no_plan": int(open_no_plan.get(rid, 0)),
+                     "forecast": f.date, "forecast_low": f.low, "forecast_high": f.high, "forecast_note": f.reason,
+                     "trend": _trend(frame, day, rid)})
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def series(con, region_ids: tuple[str, ...], level: str = "state") -> pd.DataFrame:
+    """`progress.progress_series` by week for the listed regions (ALL allowed)."""
+    return progress.progress_series(con, list(region_ids), level, "week")
+
+
+def channel_mix_expr(con, region_id: str = ALL, as_of=None) -> ir.Table:
+    """Complaints per month and channel (no zero rows): month, channel, n; unexecuted (see `channel_mix`)."""
+    b = engine.backend(con)
+    c = b.table("complaints")
+    end = pd.Timestamp(as_date(as_of)) + pd.Timedelta(days=1)
+    c = c.filter(c.received_at < ibis.literal(end.to_pydatetime(), type="timestamp"))
+    if region_id != ALL:
+        rc = b.table("region_cells")
+        rc = rc.filter(rc.region_id == region_id)
+        c = c.join(rc, engine.parent(c.cell, cells.REGION_RES) == rc.cell).select(c.received_at, c.channel)
+    t = c.select(month=c.received_at.truncate("M").cast("date"), channel=c.channel)
+    return t.group_by(["month", "channel"]).agg(n=ibis._.count())
+
+
+def channel_mix(con, level: str = "state", region_id: str = ALL, as_of=None) -> pd.DataFrame:
+    """Complaints per calendar month (first day) and channel received up to `as_of` (inclusive), in
+    region `region_id` (ALL: every complaint, also outside every region): month, channel, n, one
+    row per month from the first to the last with a complaint and channel (n = 0 when none).
+    `level` only keys the cache (a region id names its level)."""
+    counts = channel_mix_expr(con, region_id, as_of).execute()
+    if counts.empty:
+        return pd.DataFrame({"month": pd.Series(dtype="datetime64[us]"), "channel": pd.Series(dtype="str"),
+                             "n": pd.Series(dtype="int64")})
+    counts["month"] = pd.to_datetime(counts["month"]).astype("datetime64[us]")
+    months = pd.date_range(counts["month"].min(), counts["month"].max(), freq="MS").astype("datetime64[us]")
+    grid = pd.MultiIndex.from_product([months, list(CHANNELS)], names=["month", "channel"])
+    out = counts.set_index(["month", "channel"])["n"].reindex(grid, fill_value=0).astype("int64").reset_index()
+    return out[CHANNEL_COLUMNS]
+
+
+def impact_table(con, level: str = "state", as_of=None) -> pd.DataFrame:
+    """`impact.did` per region of `level` (and ALL, first) as of `as_of`, with region names.
+
+    The study cells are every cell (at `impact.DEFAULT_RES`) with a capacity complaint up to
+    `as_of`, with their `linkage.relief` as of `as_of`: the cells a relief can be seen in."""
+    day = as_date(as_of)
+    end = day + dt.timedelta(days=1)
+    counted = hotspots.cell_counts(con, impact.DEFAULT_RES, None, end, hotspots.KINDS[IMPACT_KIND])
+    counted = counted.loc[counted["n"] > 0, ["cell"]]
+    names = {ALL: NETWORK_NAME} | regions(con, level).set_index("region_id")["name"].to_dict()
+    if counted.empty:
+        return pd.DataFrame(columns=["name", *impact.DID_COLUMNS])
+    rel = linkage.relief(con, counted, impact.DEFAULT_RES, day)
+    out = impact.did(con, rel, impact.DEFAULT_RES, as_of=day, region_level=level, kind=IMPACT_KIND)
+    return out.assign(name=out["region_id"].map(names))[["name", *impact.DID_COLUMNS]]
+
+
+def export_sheets(table: pd.DataFrame, late: pd.DataFrame, as_of) -> dict[str, pd.DataFrame]:
+    """The region table (without its sparkline) and the late list as export sheets, each with its data date."""
+    day = as_date(as_of)
+    regions_sheet = table.drop(columns="trend").assign(as_of=day)
+    return {"regions": regions_sheet, "late_blocked": late.assign(as_of=day)}

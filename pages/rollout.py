@@ -1,0 +1,146 @@
+"""Rollout: how far the programme is, where, what is late or blocked, when it will be done; exports."""
+
+import datetime as dt
+from functools import partial
+
+import pandas as pd
+import streamlit as st
+
+from lib import cache, export, report, rollout
+from lib import rollout_charts as charts
+
+LATE_COLUMNS = {
+    "region": "Region", "upgrade_id": "Upgrade", "site_id": "Site", "kind": "Kind", "problem": "Problem",
+    "days_late": st.column_config.NumberColumn("Days late", format="%d"), "on_air_planned": "On air planned",
+    "link_id": "Transport link", "link_due": "Link due", "upgrade_owner": "Owner", "link_owner": "Link owner",
+}
+
+DID_COLUMNS = {
+    "name": st.column_config.TextColumn("Region"),
+    "treated_before": st.column_config.NumberColumn("Relieved, before", format="%.3f"),
+    "treated_after": st.column_config.NumberColumn("Relieved, after", format="%.3f"),
+    "control_before": st.column_config.NumberColumn("Controls, before", format="%.3f"),
+    "control_after": st.column_config.NumberColumn("Controls, after", format="%.3f"),
+    "did": st.column_config.NumberColumn("Difference in differences", format="%+.3f"),
+    "pct_change": st.column_config.NumberColumn("Change", format="%+.0f%%", help="did / relieved before"),
+    "n_treated": st.column_config.NumberColumn("Relieved cells"),
+    "n_control": st.column_config.NumberColumn("Control cells"),
+}
+
+TABLE_COLUMNS = {
+    "name": st.column_config.TextColumn("Region"),
+    "pct_on_air": st.column_config.ProgressColumn("% on air", format="%.1f%%", min_value=0, max_value=100),
+    "pct_change_pp": st.column_config.NumberColumn("pp in 30 days", format="%+.1f"),
+    "trend": st.column_config.LineChartColumn("% on air, 12 months", y_min=0, y_max=100),
+    "on_air": st.column_config.NumberColumn("On air", format="localized"),
+    "total": st.column_config.NumberColumn("Planned", format="localized", help="Upgrades not cancelled"),
+    "late": st.column_config.NumberColumn("Late", format="localized"),
+    "blocked": st.column_config.NumberColumn("Blocked", format="localized", help="Blocked by transport"),
+    "open_no_plan": st.column_config.NumberColumn("Hotspots, no plan", help="Open hotspots, no upgrade planned"),
+    "forecast": st.column_config.DateColumn("Forecast"),
+    "forecast_low": st.column_config.DateColumn("Earliest (90%)"),
+    "forecast_high": st.column_config.DateColumn("Latest (90%)"),
+    "forecast_note": st.column_config.TextColumn("No forecast because"),
+}
+
+cache.ensure_routed()
+st.title("Rollout")
+con = cache.get_store()
+info = cache.summary(con) if con is not None else None
+if info is None or info.counts["upgrades"] == 0 or info.data_as_of is None:
+    st.info("No upgrades in the store yet: build the demo data or import upgrades on the **Data** page.",
+            icon=":material/database:")
+    st.stop()
+
+data_day = info.data_as_of.date()
+levels = cache.levels(con) or ["state"]
+c1, c2, c3 = st.columns([2, 3, 2])
+if st.query_params.get("level", levels[0]) not in levels:
+    st.warning(f"Unknown region level {st.query_params['level']!r} in the link: showing {levels[0]}.",
+               icon=":material/link_off:")
+level = c1.segmented_control("Region level", levels, default=levels[0], required=True, key="level",
+                             bind="query-params")
+regions = cache.query(con, "rollout_regions", level)
+names = {rollout.ALL: rollout.NETWORK_NAME} | dict(zip(regions["region_id"], regions["name"], strict=True))
+wanted = st.query_params.get("region")
+if wanted is not None and wanted not in names.values():
+    st.warning(f"Unknown region {wanted!r} in the link: showing the whole network.", icon=":material/link_off:")
+region = c2.selectbox("Region", list(names), format_func=names.get, key="region", bind="query-params")
+first_day = data_day - dt.timedelta(days=rollout.MAX_LOOKBACK_DAYS)
+if not rollout.valid_day(st.query_params.get("as_of"), first_day, data_day):
+    st.warning(f"Date {st.query_params['as_of']!r} in the link is not a day from {first_day} to {data_day}: "
+               f"showing {data_day}.", icon=":material/link_off:")
+as_of = c3.date_input("As of", value=data_day, max_value=data_day, min_value=first_day, key="as_of",
+                      bind="query-params", help=f"The data's date is {data_day:%Y-%m-%d} (the newest actual date)")
+
+table = cache.query(con, "rollout_table", level, as_of)
+row = table.set_index("region_id").loc[region].to_dict() | {"region_id": region}
+st.caption(f"Every figure on this page is as of **{as_of:%Y-%m-%d}** (data as of {data_day:%Y-%m-%d}).")
+m = st.columns([1.1, 0.8, 1, 1, 1.5])
+some = row["total"] > 0
+m[0].metric("Upgrades on air", f"{row['pct_on_air']:.1f}%" if some else "-",
+            f"{row['pct_change_pp']:+.1f} pp in 30 days" if some else None, border=True,
+            help=f"{row['on_air']:,} of {row['total']:,} planned upgrades (not cancelled)")
+m[1].metric("Late", f"{row['late']:,}", border=True, help="Planned on air by this date, not on air")
+m[2].metric("Blocked by transport", f"{row['blocked']:,}", border=True,
+            help="Due or installed, but its transport link is late, undated or due after the upgrade")
+m[3].metric("Hotspots, no plan", f"{row['open_no_plan']:,}", border=True,
+            help=f"Open hotspots (last {rollout.HOTSPOT_WINDOW_DAYS} days) that no planned upgrade serves")
+fc = row["forecast"]
+m[4].metric("Forecast completion", f"{fc:%Y-%m-%d}" if fc else "-", border=True,
+            delta=f"90%: {row['forecast_low']:%Y-%m-%d} to {row['forecast_high']:%Y-%m-%d}" if fc else None,
+            delta_color="off", help=row["forecast_note"] or "From the pace of the last 90 days")
+
+st.subheader("Burn-up")
+picked = st.multiselect("Compare regions", list(names), default=[region], format_func=names.get,
+                        key=f"compare_{region}", max_selections=len(charts.PALETTE))  # follows the region
+if picked:
+    series = cache.query(con, "rollout_series", tuple(picked), level)
+    st.plotly_chart(charts.burnup(series, table, as_of), key="burnup")
+
+st.subheader(f"Per {level}")
+shown = table.assign(**{c: pd.to_datetime(table[c]) for c in ("forecast", "forecast_low", "forecast_high")})
+st.dataframe(shown, hide_index=True, column_config=TABLE_COLUMNS, column_order=list(TABLE_COLUMNS),
+             key="region_table", height=min(38 + 35 * len(table), 640))
+left, right = st.columns([3, 2], vertical_alignment="center")
+left.pydeck_chart(charts.region_map(cache.query(con, "rollout_shapes", level), table, as_of, region),
+                  key="region_map", height=560)
+lo, hi = charts.scale(table)
+right.markdown(f"**Percent of planned upgrades on air per {level}**, as of {as_of:%Y-%m-%d}: light yellow "
+               f"{lo:.1f}% to dark blue {hi:.1f}%; {names[region]} outlined in red. Point at a region for its figure.")
+
+late = cache.query(con, "rollout_late", level, as_of)
+mine = late if region == rollout.ALL else late[late["region_id"] == region]
+st.subheader(f"Late and blocked upgrades: {len(mine):,}")
+st.caption("Late: not on air after its planned date, or its transport link's planned completion has passed. "
+           "Blocked: due or installed while its link is late, undated or due after it. Most days late first.")
+st.dataframe(mine, hide_index=True, key="late_list", column_config=LATE_COLUMNS, column_order=list(LATE_COLUMNS),
+             height=min(38 + 35 * len(mine), 400))
+
+st.subheader("Impact and channels")
+with st.spinner("Measuring complaints before and after relief..."):
+    did = cache.query(con, "rollout_impact", level, as_of)
+if did.empty or did["n_treated"].sum() == 0:
+    st.info("No relieved cell has a full 8 weeks after relief yet: no impact to measure.")
+else:
+    st.plotly_chart(charts.impact(did, as_of), key="impact")
+    st.caption("Difference in differences: each relieved cell against cells not yet relieved over the same weeks "
+               "(capacity complaints; `did` < 0 means complaints fell after relief).")
+    st.dataframe(did, hide_index=True, key="impact_table", column_config=DID_COLUMNS,
+                 column_order=list(DID_COLUMNS))
+mix = cache.query(con, "rollout_channels", level, region, as_of)
+st.plotly_chart(charts.channel_mix(mix, names[region], as_of), key="channels")
+
+st.subheader("Exports")
+sheets = rollout.export_sheets(table, mine, as_of)  # files are written only when a button is clicked
+e = st.columns(4)
+e[0].download_button("Region table (CSV)", partial(export.csv_bytes, sheets["regions"]),
+                     f"rollout-regions-{as_of}.csv", export.CSV_MIME, on_click="ignore", key="dl_regions_csv")
+e[1].download_button("Late and blocked (CSV)", partial(export.csv_bytes, sheets["late_blocked"]),
+                     f"rollout-late-{as_of}.csv", export.CSV_MIME, on_click="ignore", key="dl_late_csv")
+e[2].download_button("Both (Excel)", partial(export.xlsx_bytes, sheets), f"rollout-{as_of}.xlsx",
+                     export.XLSX_MIME, on_click="ignore", key="dl_xlsx")
+one = cache.query(con, "rollout_series", (region,), level)
+html = report.render(names[region], as_of, row, table, mine, one)
+e[3].download_button("One-page report (HTML)", html.encode("utf-8"), f"rollout-report-{as_of}.html", "text/html",
+                     on_click="ignore", key="dl_report", help="Print-ready; open it and print, or save as PDF")

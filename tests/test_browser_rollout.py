@@ -1,0 +1,137 @@
+"""The Rollout page in headless Chromium: it loads, the region changes (and the URL with it), and the Excel
+export downloads and holds the store's figures (checked with plain SQL on the store file).
+
+Screenshots go to /tmp/shots/rollout*.png for a person to look at.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import duckdb
+import openpyxl
+import pytest
+from playwright.sync_api import expect
+
+from lib import cells
+from tests.browser import SHOTS, assert_no_errors, settle
+
+LEVEL = "state"
+
+
+@pytest.fixture(scope="module")
+def store_figures(demo_db) -> dict:
+    """Per region of LEVEL: name, upgrades (not cancelled), on air by the data's date; the data's date; and per
+    region the upgrades not on air after their planned date. Plain SQL and numpy H3 parents."""
+    with duckdb.connect(str(demo_db), read_only=True) as con:
+        day = con.execute("SELECT greatest((SELECT max(received_at)::DATE FROM complaints), "
+                          "(SELECT max(on_air_actual) FROM upgrades), "
+                          "(SELECT max(completion_actual) FROM transport_links))").fetchone()[0]
+        sites = con.execute("SELECT site_id, cell FROM sites").df()
+        sites["cell"] = cells.parent(sites["cell"].to_numpy(), cells.REGION_RES)
+        con.register("site_cells", sites)
+        rows = con.execute(
+            "SELECT r.region_id, r.name, u.upgrade_id, u.on_air_actual <= ? AS on_air, "
+            "u.on_air_planned < ? AND (u.on_air_actual IS NULL OR u.on_air_actual > ?) AS overdue "
+            "FROM upgrades u JOIN site_cells s USING (site_id) JOIN region_cells c ON c.cell = s.cell "
+            "JOIN regions r ON r.region_id = c.region_id "
+            "WHERE r.level = ? AND (u.status IS NULL OR u.status <> 'cancelled')", [day, day, day, LEVEL]).df()
+    per = rows.groupby(["region_id", "name"]).agg(total=("upgrade_id", "size"), on_air=("on_air", "sum"))
+    overdue = rows[rows["overdue"]].groupby("region_id")["upgrade_id"].apply(set).to_dict()
+    return {"day": day, "regions": per.reset_index().set_index("region_id"), "overdue": overdue}
+
+
+def shoot(page, name: str) -> None:
+    """A screenshot of the whole page (the app scrolls inside the viewport, so make the viewport tall first)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.set_viewport_size({"width": 1440, "height": 5400})
+    settle(page)
+    page.screenshot(path=str(SHOTS / name), full_page=True)
+    page.set_viewport_size({"width": 1440, "height": 2000})
+
+
+def open_rollout(page, server, query: str = "") -> None:
+    page.goto(f"{server}/rollout{query}")
+    page.wait_for_selector("[data-testid='stPlotlyChart']")
+    settle(page)
+
+
+def test_rollout_loads_with_its_parts(server, page, store_figures):
+    open_rollout(page, server)
+    assert_no_errors(page)
+    day = store_figures["day"]
+    expect(page.get_by_text(f"Every figure on this page is as of {day:%Y-%m-%d}")).to_be_visible()
+    expect(page.locator("[data-testid='stMetric']")).to_have_count(5)
+    expect(page.locator("[data-testid='stDeckGlJsonChart']")).to_be_visible()
+    expect(page.locator("[data-testid='stPlotlyChart']")).to_have_count(3)  # burn-up, impact, channels
+    expect(page.get_by_role("button", name="Both (Excel)")).to_be_visible()
+    shoot(page, "rollout.png")
+
+
+def test_change_region_and_download_the_excel_export(server, page, store_figures, tmp_path):
+    open_rollout(page, server)
+    regions = store_figures["regions"]
+    region_id = sorted(store_figures["overdue"])[1]
+    name = regions.loc[region_id, "name"]
+    page.locator("[data-testid='stSelectbox']").filter(has_text="Region").click()
+    page.get_by_role("option", name=name, exact=True).click()
+    page.wait_for_url(f"**/rollout?region={name.replace(' ', '+')}*")
+    settle(page)
+    assert_no_errors(page)
+    expect(page.get_by_text(f"Complaints per month by channel, {name}")).to_be_visible()
+    expect(page.locator("[data-testid='stMultiSelect']")).to_contain_text(name)  # the burn-up follows the region
+    shoot(page, "rollout_region.png")
+
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Both (Excel)").click()
+    download = info.value
+    assert download.suggested_filename == f"rollout-{store_figures['day']}.xlsx"
+    path = tmp_path / "export.xlsx"
+    download.save_as(path)
+    book = openpyxl.load_workbook(path)
+    assert book.sheetnames == ["regions", "late_blocked"]
+
+    sheet = list(book["regions"].values)
+    head, rows = sheet[0], [dict(zip(sheet[0], r, strict=True)) for r in sheet[1:]]
+    assert {"region_id", "name", "pct_on_air", "as_of"} <= set(head)
+    by_id = {r["region_id"]: r for r in rows}
+    assert set(by_id) == set(regions.index) | {"ALL"}
+    for rid, want in regions.iterrows():
+        got = by_id[rid]
+        assert (got["name"], got["total"], got["on_air"]) == (want["name"], want["total"], want["on_air"]), rid
+        assert got["pct_on_air"] == pytest.approx(100.0 * want["on_air"] / want["total"])
+    assert {r["as_of"] for r in rows} == {dt.datetime.combine(store_figures["day"], dt.time())}
+
+    late = list(book["late_blocked"].values)
+    lrows = [dict(zip(late[0], r, strict=True)) for r in late[1:]]
+    assert lrows and {r["region"] for r in lrows} == {name}  # the region in view only
+    assert store_figures["overdue"][region_id] <= {r["upgrade_id"] for r in lrows}
+    days = [r["days_late"] for r in lrows]
+    assert days == sorted(days, reverse=True)
+    expect(page.get_by_text(f"Late and blocked upgrades: {len(lrows):,}")).to_be_visible()
+
+
+def test_report_downloads_and_prints_on_one_page_without_fetching(server, page, browser, store_figures):
+    open_rollout(page, server)
+    with page.expect_download() as info:
+        page.get_by_role("button", name="One-page report (HTML)").click()
+    html = open(info.value.path(), encoding="utf-8").read()
+    day = store_figures["day"]
+    assert f"Data as of <b>{day:%Y-%m-%d}</b>" in html and "Network rollout: Whole network" in html
+    regions = store_figures["regions"]
+    for rid, want in regions.iterrows():  # every region's on air / planned, as the store has them
+        assert f"<td class='n'>{want['on_air']:,}</td><td class='n'>{want['total']:,}</td>" in html, rid
+    context = browser.new_context(viewport={"width": 1123, "height": 794}, offline=True)
+    try:
+        report_page = context.new_page()
+        fetched = []
+        report_page.on("request", lambda r: fetched.append(r.url))
+        report_page.set_content(html)
+        assert fetched == []  # self-contained: nothing to fetch
+        expect(report_page.locator("svg polyline")).to_have_count(4)  # plan, baseline, on air, forecast
+        pdf = report_page.pdf(prefer_css_page_size=True)
+        assert len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 1  # one A4 page
+        report_page.screenshot(path=str(SHOTS / "rollout_report.png"), full_page=True)
+    finally:
+        context.close()

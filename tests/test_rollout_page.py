@@ -1,0 +1,208 @@
+"""The Rollout page through AppTest on the demo store: every figure shown checked against plain pandas over the
+store's tables (not the engine), on the data's date and on an earlier one."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from lib import cells, store
+
+APP = "../dashboard.py"
+PAGE = "pages/rollout.py"
+LEVEL = "state"
+
+
+@pytest.fixture(scope="module")
+def demo_copy(demo_db, tmp_path_factory):
+    path = tmp_path_factory.mktemp("rollout") / "store.duckdb"
+    shutil.copy(demo_db, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tables(demo_copy) -> dict[str, pd.DataFrame]:
+    """The store's tables as pandas frames, upgrades with their region (numpy H3 parents, region cells)."""
+    with duckdb.connect(str(demo_copy), read_only=True) as con:
+        t = {name: con.execute(f"SELECT * FROM {name}").df() for name in ("upgrades", "sites", "transport_links",
+                                                                          "complaints")}
+        t["region_cells"] = con.execute("SELECT c.region_id, c.cell FROM region_cells c JOIN regions r "
+                                        "USING (region_id) WHERE r.level = ?", [LEVEL]).df()
+        t["regions"] = con.execute("SELECT region_id, name FROM regions WHERE level = ?", [LEVEL]).df()
+    for name, cols in (("upgrades", ("on_air_planned", "on_air_actual", "installed_actual")),
+                       ("transport_links", ("completion_planned", "completion_actual"))):
+        for c in cols:
+            t[name][c] = pd.to_datetime(t[name][c])
+    u = t["upgrades"][t["upgrades"]["status"].fillna("") != "cancelled"]
+    site = t["sites"][["site_id", "cell"]].assign(cell=lambda s: cells.parent(s["cell"].to_numpy(), cells.REGION_RES))
+    t["live"] = u.merge(site, on="site_id").merge(t["region_cells"], on="cell", how="left")
+    return t
+
+
+def data_date(t) -> pd.Timestamp:
+    """The newest actual date in the store, computed here."""
+    return max(t["complaints"]["received_at"].max().normalize(), t["upgrades"]["on_air_actual"].max(),
+               t["transport_links"]["completion_actual"].max())
+
+
+def expected(t, day: pd.Timestamp, region: str | None) -> dict:
+    """Percent on air, its change over 30 days, late, blocked and forecast, from the rules in plain pandas."""
+    live = t["live"]
+    u = live.drop_duplicates("upgrade_id") if region is None else live[live["region_id"] == region]
+
+    def pct(d):
+        return 100.0 * (u["on_air_actual"] <= d).sum() / len(u)
+
+    late = ((u["on_air_planned"] <= day) & ~(u["on_air_actual"] <= day)).sum()
+    links = t["transport_links"].set_index("link_id")
+    has_link = u["transport_link_id"].notna()
+    done = ~has_link | u["transport_link_id"].map(links["completion_actual"]).le(day)
+    link_date = u["transport_link_id"].map(links["completion_actual"]).where(
+        u["transport_link_id"].map(links["completion_actual"]).le(day), u["transport_link_id"].map(
+            links["completion_planned"]))
+    ready = (u["installed_actual"] <= day) | (u["on_air_actual"] <= day) | (u["on_air_planned"] <= day)
+    blocked = ~done & ready & (link_date.isna() | (link_date < day) | (link_date > u["on_air_planned"]))
+    on_air = u["on_air_actual"][u["on_air_actual"] <= day]
+    n = (on_air > day - pd.Timedelta(days=90)).sum()
+    remaining = len(u) - len(on_air)
+    forecast = (day + pd.Timedelta(days=math.ceil(remaining * 90 / n))).date() if n and remaining else None
+    return {"pct": pct(day), "change": pct(day) - pct(day - pd.Timedelta(days=30)), "late": int(late),
+            "blocked": int(blocked.sum()), "forecast": forecast, "total": len(u), "on_air": len(on_air)}
+
+
+def app(demo_copy, monkeypatch, **query) -> AppTest:
+    monkeypatch.setenv(store.DB_ENV, str(demo_copy))
+    """The page opened by a deep link (/rollout?...), as the first page of a session."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update(query)
+    at.switch_page(PAGE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def metrics(at) -> dict[str, tuple[str, str]]:
+    return {m.label: (m.value, m.delta) for m in at.metric}
+
+
+def check_headline(at, exp: dict) -> None:
+    shown = metrics(at)
+    assert shown["Upgrades on air"] == (f"{exp['pct']:.1f}%", f"{exp['change']:+.1f} pp in 30 days")
+    assert shown["Late"][0] == f"{exp['late']:,}"
+    assert shown["Blocked by transport"][0] == f"{exp['blocked']:,}"
+    assert shown["Forecast completion"][0] == (f"{exp['forecast']:%Y-%m-%d}" if exp["forecast"] else "-")
+
+
+def test_network_headline_and_its_date(demo_copy, tables, monkeypatch):
+    at = app(demo_copy, monkeypatch)
+    day = data_date(tables)
+    check_headline(at, expected(tables, day, None))
+    assert f"Every figure on this page is as of **{day:%Y-%m-%d}**" in at.caption[0].value
+    assert at.date_input(key="as_of").value == day.date()
+
+
+def test_region_headline_table_and_late_list(demo_copy, tables, monkeypatch):
+    at = app(demo_copy, monkeypatch)
+    day = data_date(tables)
+    region = tables["regions"].sort_values("region_id")["region_id"].iloc[1]
+    at.selectbox(key="region").select(region).run()
+    assert not at.exception
+    exp = expected(tables, day, region)
+    check_headline(at, exp)
+    table = next(d.value for d in at.dataframe if "pct_on_air" in d.value.columns).set_index("region_id")
+    for rid in tables["regions"]["region_id"]:
+        e = expected(tables, day, rid)
+        got = table.loc[rid]
+        assert (got["total"], got["on_air"], got["late"], got["blocked"]) == (e["total"], e["on_air"], e["late"],
+                                                                              e["blocked"]), rid
+        assert got["pct_on_air"] == pytest.approx(e["pct"])
+    assert table.loc["ALL", "total"] == tables["live"]["upgrade_id"].nunique()
+    # the late list of the region: late or blocked by the rules, most days late first
+    late = next(d.value for d in at.dataframe if "days_late" in d.value.columns)
+    assert f"Late and blocked upgrades: {len(late):,}" in [s.value for s in at.subheader]
+    assert set(late["region"]) == {tables["regions"].set_index("region_id").loc[region, "name"]}
+    assert late["days_late"].is_monotonic_decreasing
+    u = tables["live"][tables["live"]["region_id"] == region]
+    overdue = set(u.loc[(u["on_air_planned"] < day) & ~(u["on_air_actual"] <= day), "upgrade_id"])
+    assert overdue <= set(late["upgrade_id"])
+
+
+def test_an_earlier_date_replays_the_figures(demo_copy, tables, monkeypatch):
+    at = app(demo_copy, monkeypatch)
+    day = (data_date(tables) - pd.DateOffset(months=4)).normalize()
+    at.date_input(key="as_of").set_value(day.date()).run()
+    assert not at.exception
+    check_headline(at, expected(tables, day, None))
+    assert f"as of **{day:%Y-%m-%d}**" in at.caption[0].value
+
+
+def test_a_date_in_the_link(demo_copy, tables, monkeypatch):
+    day = (data_date(tables) - pd.Timedelta(days=45)).normalize()
+    at = app(demo_copy, monkeypatch, as_of=f"{day:%Y-%m-%d}")
+    assert not at.warning
+    check_headline(at, expected(tables, day, None))
+    assert f"as of **{day:%Y-%m-%d}**" in at.caption[0].value
+
+
+def test_channel_mix_matches_the_complaints(demo_copy, tables, monkeypatch):
+    region = tables["regions"].sort_values("region_id")["region_id"].iloc[0]
+    at = app(demo_copy, monkeypatch)
+    at.selectbox(key="region").select(region).run()
+    spec = next(c.proto.spec for c in at.get("plotly_chart") if "by channel" in c.proto.spec)
+
+    fig = json.loads(spec)
+    k = tables["complaints"].assign(cell=lambda d: cells.parent(d["cell"].to_numpy(), cells.REGION_RES))
+    k = k.merge(tables["region_cells"][tables["region_cells"]["region_id"] == region], on="cell")
+    k = k[k["received_at"] < data_date(tables) + pd.Timedelta(days=1)]
+    want = k.groupby([k["received_at"].dt.to_period("M"), "channel"]).size()
+    for trace in fig["data"]:
+        channel = trace["name"].replace(" ", "_")
+        got = {pd.Period(x[:7], "M"): n for x, n in zip(trace["x"], trace["y"], strict=True) if n}
+        assert got == {m: n for (m, c), n in want.items() if c == channel}, channel
+
+
+def test_bad_link_falls_back_to_the_network(demo_copy, tables, monkeypatch):
+    at = app(demo_copy, monkeypatch, region="Atlantis", level="galaxy", as_of="2099-01-01")
+    notes = [w.value for w in at.warning]
+    assert any("Atlantis" in n for n in notes) and any("galaxy" in n for n in notes)
+    assert any("2099-01-01" in n for n in notes) and at.date_input(key="as_of").value == data_date(tables).date()
+    assert at.selectbox(key="region").value == "ALL"
+    check_headline(at, expected(tables, data_date(tables), None))
+
+
+def test_a_region_named_in_the_link(demo_copy, tables, monkeypatch):
+    row = tables["regions"].sort_values("region_id").iloc[2]
+    at = app(demo_copy, monkeypatch, region=row["name"])
+    assert not at.warning and at.selectbox(key="region").value == row["region_id"]
+    check_headline(at, expected(tables, data_date(tables), row["region_id"]))
+
+
+def test_every_region_on_the_map(demo_copy, tables, monkeypatch):
+
+    at = app(demo_copy, monkeypatch)
+    deck = json.loads(at.get("deck_gl_json_chart")[0].proto.json)
+    props = {f["properties"]["region_id"]: f["properties"] for f in deck["layers"][0]["data"]["features"]}
+    assert set(props) == set(tables["regions"]["region_id"])
+    for rid, p in props.items():
+        assert p["pct"] == f"{expected(tables, data_date(tables), rid)['pct']:.1f}%"
+    assert np.isfinite([c for p in props.values() for c in p["fill"]]).all()
+
+
+def test_a_region_without_upgrades_shows_no_percentage(tiny_db):
+    """Ostsee (lon 9.0-9.5 in the tiny world) with every upgrade of its sites removed: '-' and no error."""
+    with duckdb.connect(str(tiny_db)) as con:
+        con.execute("DELETE FROM upgrades WHERE site_id IN (SELECT site_id FROM sites WHERE lon > 9.0)")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["region"] = "Ostsee"
+    at.switch_page(PAGE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="region").value == "OS"
+    shown = metrics(at)
+    assert shown["Upgrades on air"] == ("-", "")
+    assert shown["Late"][0] == "0" and shown["Forecast completion"][0] == "-"
