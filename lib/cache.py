@@ -18,7 +18,7 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from lib import export, overview, store
+from lib import export, overview, publicview, publish, store
 from lib.errors import NetzausbauError, StoreError
 
 TTL = "1h"
@@ -175,3 +175,22 @@ def import_files(con: duckdb.DuckDBPyConnection, files: Iterable[tuple[str, byte
 def rejects_csv(rejects: pd.DataFrame) -> bytes:
     """Rejected rows as CSV bytes (UTF-8 with BOM; a value that a spreadsheet would run is escaped)."""
     return export.csv_bytes(rejects)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _prepared(path: str, stamp: tuple[int, int, int]) -> publicview.Prepared:
+    """The snapshot at `path` validated and prepared once per file version (`stamp`: inode, mtime, size);
+    shared read-only by every session (nothing mutates it)."""
+    return publicview.prepare(publish.load(path))
+
+
+def public_snapshot() -> publicview.Prepared:
+    """The published snapshot ($NETZAUSBAU_SNAPSHOT or data/public/snapshot.json), prepared for the public page.
+
+    Never touches the store. Raises publish.SnapshotError when there is no valid snapshot."""
+    path = publish.snapshot_path().resolve()
+    try:
+        info = path.stat()
+    except OSError:
+        return publicview.prepare(publish.load(path))  # raises SnapshotError with the reason
+    return _prepared(str(path), (info.st_ino, info.st_mtime_ns, info.st_size))
