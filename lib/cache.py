@@ -194,3 +194,15 @@ def public_snapshot() -> publicview.Prepared:
     except OSError:
         return publicview.prepare(publish.load(path))  # raises SnapshotError with the reason
     return _prepared(str(path), (info.st_ino, info.st_mtime_ns, info.st_size))
+
+
+def publish_snapshot(con: duckdb.DuckDBPyConnection, k: int) -> publish.Published:
+    """Write the public snapshot from the store ($NETZAUSBAU_SNAPSHOT or data/public/snapshot.json)."""
+    with con.cursor() as cur:
+        return publish.publish(cur, k=k)
+
+
+def regions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Cached `overview.region_table` of every level, for pickers: region_id, name, level."""
+    parts = [region_table(con, level).assign(level=level)[["region_id", "name", "level"]] for level in levels(con)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["region_id", "name", "level"])

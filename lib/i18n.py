@@ -93,3 +93,11 @@ def number(value: float, lang: str, decimals: int = 0) -> str:
     """A number as `lang` writes it (German: 1.234,5; English: 1,234.5)."""
     text = f"{value:,.{decimals}f}"
     return text.translate(str.maketrans(",.", ".,")) if lang == "de" else text
+
+
+def date(value, lang: str) -> str:
+    """A date as `lang` writes it (German: 01.11.2026; English: 2026-11-01)."""
+    import datetime as dt
+
+    d = dt.date.fromisoformat(value) if isinstance(value, str) else value
+    return d.strftime("%d.%m.%Y" if lang == "de" else "%Y-%m-%d")

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import json
 import math
 import os
@@ -497,3 +498,14 @@ def load(path: str | Path | None = None) -> Snapshot:
     except OSError as exc:
         raise SnapshotError(f"the snapshot {p} cannot be read: {exc}") from exc
     return parse(data, str(p))
+
+
+def note_file(region_id: str, day: dt.date, text: str, language: str = "de") -> tuple[str, bytes]:
+    """A status note typed on the Data page as an input file for the store's importer: (file name, CSV bytes).
+
+    Its note_id is derived from the content, so sending the same note twice changes nothing."""
+    text = " ".join(str(text).split())
+    digest = hashlib.sha256(f"{region_id}|{day}|{language}|{text}".encode()).hexdigest()[:10]
+    frame = pd.DataFrame([{"note_id": f"web-{day:%Y%m%d}-{digest}", "region_id": region_id,
+                           "published_on": day.isoformat(), "text": text, "language": language}])
+    return f"status-note-{digest}.csv", frame.to_csv(index=False).encode("utf-8")

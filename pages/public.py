@@ -46,7 +46,8 @@ if st.session_state.get("region_pick") not in p.regions.index:
     st.session_state["region_pick"] = region
 cols = st.columns(2)
 cols[0].selectbox(i18n.t("region", lang), list(p.regions.index), key="region_pick",
-                  format_func=lambda r: publicview.region_label(p, r, lang), on_change=set_param, args=("region", "region_pick"))
+                  format_func=lambda r: publicview.region_label(p, r, lang),
+                  on_change=set_param, args=("region", "region_pick"))
 cols[1].selectbox(i18n.t("place", lang), sorted(p.places), index=None, placeholder=i18n.t("place_hint", lang),
                   key="place", on_change=go_to_place, args=(p,))
 if wanted != region:
@@ -55,7 +56,7 @@ region = st.session_state["region_pick"]
 if st.session_state.get("place") in p.places:
     names = [publicview.region_label(p, r, lang) for r in p.places[st.session_state["place"]]]
     st.caption(i18n.t("place_in", lang, place=st.session_state["place"], regions=", ".join(names)))
-st.caption(i18n.t("as_of", lang, date=p.snapshot.data_as_of.strftime("%d.%m.%Y" if lang == "de" else "%Y-%m-%d"),
+st.caption(i18n.t("as_of", lang, date=i18n.date(p.snapshot.data_as_of, lang),
                   k=p.snapshot.k))
 
 row = p.regions.loc[region]
@@ -103,7 +104,7 @@ if notes.empty:
     st.caption(i18n.t("no_notes", lang))
 for note in notes.itertuples():
     with st.container(border=True):
-        st.caption(f"{note.published_on} · {publicview.region_label(p, note.region_id, lang)}")
+        st.caption(f"{i18n.date(note.published_on, lang)} · {publicview.region_label(p, note.region_id, lang)}")
         st.text(note.text)
 
 st.subheader(i18n.t("open_data", lang))
