@@ -184,6 +184,20 @@ def _prepared(path: str, stamp: tuple[int, int, int]) -> publicview.Prepared:
     return publicview.prepare(publish.load(path))
 
 
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _public_map(path: str, stamp: tuple[int, int, int], region_id: str, lang: str):
+    """(areas, deck) of one region and language, made once per snapshot version and shared read-only."""
+    a = publicview.areas(_prepared(path, stamp), region_id, lang)
+    return a, (publicview.deck(a) if len(a) else None)
+
+
+def public_map(region_id: str, lang: str):
+    """The public page's hotspot areas of a region and their map (None without areas), cached per snapshot."""
+    path = publish.snapshot_path().resolve()
+    info = path.stat()
+    return _public_map(str(path), (info.st_ino, info.st_mtime_ns, info.st_size), region_id, lang)
+
+
 def public_snapshot() -> publicview.Prepared:
     """The published snapshot ($NETZAUSBAU_SNAPSHOT or data/public/snapshot.json), prepared for the public page.
 

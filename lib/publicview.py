@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import h3
 import pandas as pd
+import pydeck as pdk
 
 from lib import export, i18n
 from lib.publish import ALLOWLIST, LATER, PUBLIC_STATUSES, Snapshot
@@ -91,6 +92,29 @@ def areas(p: Prepared, region_id: str, lang: str) -> pd.DataFrame:
     expected = a["expected_quarter"].map(lambda q: f"; {i18n.t('expected', lang, q=q)}" if isinstance(q, str) else "")
     return a.assign(colour=a["status"].map(lambda s: [*STATUS_COLOURS[s], 190]),
                     label=label, info=about + expected).reset_index(drop=True)
+
+
+MAP_STYLE = pdk.map_styles.CARTO_LIGHT
+"""CARTO's light basemap: no token; the hexagons still draw when it cannot load (offline)."""
+
+
+class FrozenDeck(pdk.Deck):
+    """A Deck whose JSON is made once: the same map is sent on every rerun of every session."""
+
+    def to_json(self) -> str:
+        if not hasattr(self, "_frozen_json"):
+            self._frozen_json = super().to_json()
+        return self._frozen_json
+
+
+def deck(a: pd.DataFrame) -> pdk.Deck:
+    """The hotspot-area map: an H3HexagonLayer at the published resolution, coloured by status, with tooltips."""
+    lat, lon, zoom = view(a)
+    layer = pdk.Layer("H3HexagonLayer", a[["cell", "colour", "label", "info"]], get_hexagon="cell",
+                      get_fill_color="colour", get_line_color=[255, 255, 255], line_width_min_pixels=1,
+                      pickable=True, extruded=False)
+    return FrozenDeck(layers=[layer], initial_view_state=pdk.ViewState(latitude=lat, longitude=lon, zoom=zoom),
+                      map_provider="carto", map_style=MAP_STYLE, tooltip={"text": "{label}\n{info}"})
 
 
 def view(a: pd.DataFrame) -> tuple[float, float, float]:

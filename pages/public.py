@@ -1,13 +1,10 @@
 """Public: how the expansion goes in one region, read only from the published snapshot (German or English)."""
 
 import plotly.graph_objects as go
-import pydeck as pdk
 import streamlit as st
 
 from lib import cache, i18n, publicview
 from lib.publish import SnapshotError
-
-MAP_STYLE = pdk.map_styles.CARTO_LIGHT  # no token; the hexagons still draw when the basemap cannot load
 
 
 def set_param(name: str, key: str) -> None:
@@ -76,17 +73,11 @@ else:
     st.info(i18n.t("no_upgrades", lang))
 
 st.subheader(i18n.t("map_title", lang))
-areas = publicview.areas(p, region, lang)
-if areas.empty:
+areas, deck = cache.public_map(region, lang)
+if deck is None:
     st.caption(i18n.t("no_areas", lang, k=p.snapshot.k))
 else:
-    lat, lon, zoom = publicview.view(areas)
-    layer = pdk.Layer("H3HexagonLayer", areas[["cell", "colour", "label", "info"]], get_hexagon="cell",
-                      get_fill_color="colour", get_line_color=[255, 255, 255], line_width_min_pixels=1,
-                      pickable=True, extruded=False)
-    st.pydeck_chart(pdk.Deck(layers=[layer], initial_view_state=pdk.ViewState(latitude=lat, longitude=lon, zoom=zoom),
-                             map_provider="carto", map_style=MAP_STYLE,
-                             tooltip={"text": "{label}\n{info}"}), height=420, key="areas_map")
+    st.pydeck_chart(deck, height=420, key="areas_map")
     st.caption(i18n.t("map_caption", lang, k=p.snapshot.k))
     st.markdown(publicview.status_legend(lang), unsafe_allow_html=True)
 
@@ -110,9 +101,10 @@ for note in notes.itertuples():
 st.subheader(i18n.t("open_data", lang))
 st.caption(i18n.t("open_data_caption", lang))
 d = st.columns(3)
-d[0].download_button(i18n.t("download_csv", lang), p.csv_zip, "netzausbau-open-data.zip",
+# the files are made ready when clicked (callables): no 600 kB handed to the media store on every rerun
+d[0].download_button(i18n.t("download_csv", lang), lambda: p.csv_zip, "netzausbau-open-data.zip",
                      mime="application/zip", icon=":material/download:", on_click="ignore", key="dl_csv")
-d[1].download_button(i18n.t("download_geojson", lang), p.geojson, "netzausbau-areas.geojson",
+d[1].download_button(i18n.t("download_geojson", lang), lambda: p.geojson, "netzausbau-areas.geojson",
                      mime="application/geo+json", icon=":material/download:", on_click="ignore", key="dl_geojson")
-d[2].download_button(i18n.t("download_json", lang), p.snapshot.raw, "netzausbau-snapshot.json",
+d[2].download_button(i18n.t("download_json", lang), lambda: p.snapshot.raw, "netzausbau-snapshot.json",
                      mime="application/json", icon=":material/download:", on_click="ignore", key="dl_json")

@@ -74,6 +74,7 @@ def test_public_mode_shows_only_the_public_page_in_german(public_env, demo_snaps
     assert any(c.value.startswith("Datenstand 01.11.2026") for c in at.caption)
     assert not any("Store:" in c.value for c in at.sidebar.caption)
     assert len(at.get("deck_gl_json_chart")) == 1
+    assert len(at.get("download_button")) == 3
     assert not public_env.exists() and not public_env.parent.exists()
 
 
