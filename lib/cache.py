@@ -185,17 +185,16 @@ def _prepared(path: str, stamp: tuple[int, int, int]) -> publicview.Prepared:
 
 
 @st.cache_resource(max_entries=256, show_spinner=False)
-def _public_map(path: str, stamp: tuple[int, int, int], region_id: str, lang: str):
-    """(areas, deck) of one region and language, made once per snapshot version and shared read-only."""
-    a = publicview.areas(_prepared(path, stamp), region_id, lang)
-    return a, (publicview.deck(a) if len(a) else None)
+def _public_region(path: str, stamp: tuple[int, int, int], region_id: str, lang: str) -> publicview.RegionView:
+    """`publicview.region_view` made once per snapshot version, region and language; shared read-only."""
+    return publicview.region_view(_prepared(path, stamp), region_id, lang)
 
 
-def public_map(region_id: str, lang: str):
-    """The public page's hotspot areas of a region and their map (None without areas), cached per snapshot."""
+def public_region(region_id: str, lang: str) -> publicview.RegionView:
+    """The public page's map, charts and notes of a region in a language, cached per snapshot version."""
     path = publish.snapshot_path().resolve()
     info = path.stat()
-    return _public_map(str(path), (info.st_ino, info.st_mtime_ns, info.st_size), region_id, lang)
+    return _public_region(str(path), (info.st_ino, info.st_mtime_ns, info.st_size), region_id, lang)
 
 
 def public_snapshot() -> publicview.Prepared:

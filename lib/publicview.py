@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import h3
 import pandas as pd
+import plotly.graph_objects as go
 import pydeck as pdk
 
 from lib import export, i18n
@@ -171,3 +172,40 @@ def status_legend(lang: str) -> str:
         return "<span style='color:rgb({},{},{})'>&#9632;</span>".format(*rgb)
 
     return " &nbsp; ".join(f"{sq(STATUS_COLOURS[s])} {i18n.t('status_' + s, lang)}" for s in PUBLIC_STATUSES)
+
+
+CHART_MARGIN = dict(l=10, r=10, t=10, b=10)
+
+
+def planned_figure(plan: pd.DataFrame, lang: str) -> go.Figure:
+    """Bars of upgrades planned per quarter."""
+    fig = go.Figure(go.Bar(x=plan["quarter"], y=plan["upgrades"], marker_color="#3f5670", text=plan["upgrades"],
+                           hovertemplate="%{x}: %{y}<extra></extra>"))
+    fig.update_layout(height=260, margin=CHART_MARGIN, yaxis_title=i18n.t("upgrades", lang))
+    return fig
+
+
+def trend_figure(t: pd.DataFrame, lang: str) -> go.Figure:
+    """Bars of complaints per month (gaps where fewer than k)."""
+    fig = go.Figure(go.Bar(x=t["month"], y=t["complaints"], marker_color="#5b6b7f",
+                           hovertemplate="%{x|%m/%Y}: %{y}<extra></extra>"))
+    fig.update_layout(height=260, margin=CHART_MARGIN, yaxis_title=i18n.t("complaints", lang))
+    return fig
+
+
+@dataclass(frozen=True)
+class RegionView:
+    """Everything the page draws for one region in one language: made once, shared read-only by every session
+    (building the charts costs more than the rest of a page run)."""
+
+    deck: pdk.Deck | None
+    planned_fig: go.Figure
+    trend_fig: go.Figure
+    notes: pd.DataFrame
+
+
+def region_view(p: Prepared, region_id: str, lang: str) -> RegionView:
+    """The region's map (None without areas), charts and notes."""
+    a = areas(p, region_id, lang)
+    return RegionView(deck(a) if len(a) else None, planned_figure(planned(p, region_id, lang), lang),
+                      trend_figure(trend(p, region_id), lang), notes(p, region_id))

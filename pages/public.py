@@ -1,6 +1,5 @@
 """Public: how the expansion goes in one region, read only from the published snapshot (German or English)."""
 
-import plotly.graph_objects as go
 import streamlit as st
 
 from lib import cache, i18n, publicview
@@ -56,7 +55,7 @@ if st.session_state.get("place") in p.places:
 st.caption(i18n.t("as_of", lang, date=i18n.date(p.snapshot.data_as_of, lang),
                   k=p.snapshot.k))
 
-row = p.regions.loc[region]
+row, view = p.regions.loc[region], cache.public_region(region, lang)
 if row["upgrades_total"]:
     m = st.columns(2)
     m[0].metric(i18n.t("pct_done", lang), f"{i18n.number(row['pct_on_air'], lang, 1)} %", border=True,
@@ -64,36 +63,26 @@ if row["upgrades_total"]:
     m[1].metric(i18n.t("late", lang), i18n.number(row["upgrades_late"], lang), border=True,
                 help=i18n.t("late_help", lang))
     st.subheader(i18n.t("planned_title", lang))
-    plan = publicview.planned(p, region, lang)
-    fig = go.Figure(go.Bar(x=plan["quarter"], y=plan["upgrades"], marker_color="#3f5670", text=plan["upgrades"],
-                           hovertemplate="%{x}: %{y}<extra></extra>"))
-    fig.update_layout(height=260, margin=dict(l=10, r=10, t=10, b=10), yaxis_title=i18n.t("upgrades", lang))
-    st.plotly_chart(fig, key="planned_chart", config={"displayModeBar": False})
+    st.plotly_chart(view.planned_fig, key="planned_chart", config={"displayModeBar": False})
 else:
     st.info(i18n.t("no_upgrades", lang))
 
 st.subheader(i18n.t("map_title", lang))
-areas, deck = cache.public_map(region, lang)
-if deck is None:
+if view.deck is None:
     st.caption(i18n.t("no_areas", lang, k=p.snapshot.k))
 else:
-    st.pydeck_chart(deck, height=420, key="areas_map")
+    st.pydeck_chart(view.deck, height=420, key="areas_map")
     st.caption(i18n.t("map_caption", lang, k=p.snapshot.k))
     st.markdown(publicview.status_legend(lang), unsafe_allow_html=True)
 
 st.subheader(i18n.t("trend_title", lang))
-trend = publicview.trend(p, region)
-fig = go.Figure(go.Bar(x=trend["month"], y=trend["complaints"], marker_color="#5b6b7f",
-                       hovertemplate="%{x|%m/%Y}: %{y}<extra></extra>"))
-fig.update_layout(height=260, margin=dict(l=10, r=10, t=10, b=10), yaxis_title=i18n.t("complaints", lang))
-st.plotly_chart(fig, key="trend_chart", config={"displayModeBar": False})
+st.plotly_chart(view.trend_fig, key="trend_chart", config={"displayModeBar": False})
 st.caption(i18n.t("trend_caption", lang, k=p.snapshot.k))
 
 st.subheader(i18n.t("notes_title", lang))
-notes = publicview.notes(p, region)
-if notes.empty:
+if view.notes.empty:
     st.caption(i18n.t("no_notes", lang))
-for note in notes.itertuples():
+for note in view.notes.itertuples():
     with st.container(border=True):
         st.caption(f"{i18n.date(note.published_on, lang)} · {publicview.region_label(p, note.region_id, lang)}")
         st.text(note.text)
