@@ -147,3 +147,27 @@ def test_internal_pages_are_not_reachable_in_public_mode(public, page, path):
     expect(page.get_by_text("Import history")).to_have_count(0)
     expect(page.get_by_text("Store:")).to_have_count(0)
     expect(page.locator("[data-testid='stSidebarNav']")).to_have_count(0)
+
+
+def test_a_deep_link_to_data_as_the_first_request_shows_only_the_public_page(public, browser, tmp_path):
+    """Before any st.navigation has run, Streamlit would run pages/data.py on its own for /data: the page must
+    still end up public (cache.ensure_routed runs dashboard.py, which in public mode routes to the public page)."""
+    from tests.browser import streamlit_server
+
+    _, snap, _ = public
+    missing = tmp_path / "no-store" / "x.duckdb"
+    env = {publish.PUBLIC_ENV: "1", store.DB_ENV: str(missing), publish.SNAPSHOT_ENV: str(snap)}
+    with streamlit_server(env, tmp_path / "server.log", target="serve.py") as url:
+        context = browser.new_context(viewport=PHONE)
+        pg = context.new_page()
+        pg.set_default_timeout(60_000)
+        try:
+            pg.goto(f"{url}/data")
+            pg.wait_for_selector("[data-testid='stMetricValue']")
+            settle(pg)
+            expect(pg.get_by_role("heading", name="Netzausbau in Ihrer Region")).to_be_visible()
+            expect(pg.locator("[data-testid='stFileUploader']")).to_have_count(0)
+            expect(pg.get_by_role("heading", name="Data", exact=True)).to_have_count(0)
+        finally:
+            context.close()
+    assert not missing.parent.exists()
