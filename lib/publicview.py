@@ -134,9 +134,12 @@ def trend(p: Prepared, region_id: str) -> pd.DataFrame:
         drop=True)
 
 
-def notes(p: Prepared, region_id: str) -> pd.DataFrame:
-    """Notes of the region and the regions inside it, newest first."""
+def notes(p: Prepared, region_id: str, lang: str) -> pd.DataFrame:
+    """Notes of the region and the regions inside it, newest first: those in `lang` when there are any, else all
+    (an operator who writes both languages writes each note twice)."""
     n = p.notes[p.notes["region_id"].isin(subregions(p, region_id))]
+    if (n["language"] == lang).any():
+        n = n[n["language"] == lang]
     return n.sort_values(["published_on", "note_id"], ascending=[False, True]).reset_index(drop=True)
 
 
@@ -208,4 +211,4 @@ def region_view(p: Prepared, region_id: str, lang: str) -> RegionView:
     """The region's map (None without areas), charts and notes."""
     a = areas(p, region_id, lang)
     return RegionView(deck(a) if len(a) else None, planned_figure(planned(p, region_id, lang), lang),
-                      trend_figure(trend(p, region_id), lang), notes(p, region_id))
+                      trend_figure(trend(p, region_id), lang), notes(p, region_id, lang))

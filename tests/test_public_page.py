@@ -88,7 +88,26 @@ def test_english_and_a_region_from_the_url(public_env, demo_snapshot):
     doc = json.loads(demo_snapshot[0].read_bytes())
     assert shown == {a["cell"] for a in doc["tables"]["hotspot_areas"] if "C-BER" in a["region_ids"]} != set()
     notes = [c.value for c in at.caption if "Berlin (city area)" in c.value]
-    assert notes == ["2026-10-18 · Berlin (city area)", "2026-10-15 · Berlin (city area)"]  # newest first
+    assert notes == ["2026-10-15 · Berlin (city area)"]  # the English note; the German one is on the German page
+    assert [t.value for t in at.text] == ["Berlin: new-generation hardware is being installed at sites in the city; "
+                                          "the transport network is expanded section by section."]
+
+
+def test_notes_newest_first_in_the_page_language_else_all():
+    doc = {"tables": {n: [] for n in publish.ALLOWLIST}, "data_as_of": "2026-01-01", "k": 10, "round_base": 10}
+    doc["tables"]["regions"] = [
+        {"region_id": "S", "name": "Land", "level": "state", "parent_id": None, "upgrades_total": 0,
+         "upgrades_on_air": 0, "upgrades_late": 0, "pct_on_air": None},
+        {"region_id": "C", "name": "Stadt", "level": "cluster", "parent_id": "S", "upgrades_total": 0,
+         "upgrades_on_air": 0, "upgrades_late": 0, "pct_on_air": None}]
+    doc["tables"]["notes"] = [
+        {"note_id": "a", "region_id": "S", "published_on": "2026-01-01", "text": "alt", "language": "de"},
+        {"note_id": "b", "region_id": "C", "published_on": "2026-03-01", "text": "neu", "language": "de"},
+        {"note_id": "c", "region_id": "C", "published_on": "2026-02-01", "text": "mid", "language": "en"}]
+    p = publicview.prepare(publish.Snapshot(doc, b""))
+    assert publicview.notes(p, "S", "de")["note_id"].tolist() == ["b", "a"]  # the state shows its city's notes
+    assert publicview.notes(p, "S", "en")["note_id"].tolist() == ["c"]
+    assert publicview.notes(p, "C", "de")["note_id"].tolist() == ["b"]
 
 
 def test_bad_url_values_fall_back_with_a_note(public_env):
