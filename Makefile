@@ -4,12 +4,21 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
 
-.PHONY: run test lint demo demo-1m demo-10m bench clean
+.PHONY: run public publish test lint demo demo-1m demo-10m bench clean
 
-## run: install, build the demo store on first run (with progress), start the dashboard on :$(PORT)
+## run: install, build the demo store on first run (with progress), start the dashboard (and /api/public/) on :$(PORT)
 run: $(VENV)/.runtime
 	$(PY) -m lib.cli demo --if-missing
-	$(PY) -m streamlit run dashboard.py --server.port $(PORT) --server.headless true
+	$(PY) -m streamlit run serve.py --server.port $(PORT) --server.headless true
+
+## publish: write the public snapshot (data/public/snapshot.json) from the store
+publish: $(VENV)/.runtime
+	$(PY) -m lib.cli publish
+
+## public: serve only the public page and /api/public/ from the snapshot alone (no store needed)
+public: $(VENV)/.runtime
+	NETZAUSBAU_PUBLIC=1 $(PY) -m streamlit run serve.py --server.port $(PORT) --server.headless true \
+		--runner.postScriptGC false
 
 ## test: install (incl. Debian chromium for the browser tests), lint, run the whole suite
 test: $(VENV)/.dev

@@ -1,18 +1,24 @@
-"""Netzausbau-Monitor: routing and the shared sidebar only. Run: streamlit run dashboard.py"""
+"""Netzausbau-Monitor: routing and the shared sidebar only. Run: streamlit run serve.py (or dashboard.py)"""
 
 import streamlit as st
 
-from lib import cache
+from lib import cache, publish
 from lib.errors import NetzausbauError
 
 st.set_page_config(page_title="Netzausbau-Monitor", page_icon=":material/cell_tower:", layout="wide")
 cache.mark_routed()
+
+if publish.public_mode():  # a public server: only the public page, from only the snapshot; no store at all
+    st.navigation([st.Page("pages/public.py", title="Öffentlich", icon=":material/public:", default=True)],
+                  position="hidden").run()
+    st.stop()
 
 page = st.navigation([
     st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
     st.Page("pages/map.py", title="Planner map", icon=":material/map:"),
     st.Page("pages/rollout.py", title="Rollout", icon=":material/trending_up:"),
     st.Page("pages/data.py", title="Data", icon=":material/upload_file:"),
+    st.Page("pages/public.py", title="Public", icon=":material/public:"),
 ])
 
 try:

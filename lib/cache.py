@@ -18,7 +18,7 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from lib import export, maps, overview, rollout, store, story
+from lib import export, maps, overview, publicview, publish, rollout, store, story
 from lib.errors import NetzausbauError, StoreError
 
 TTL = "1h"
@@ -187,3 +187,47 @@ def import_files(con: duckdb.DuckDBPyConnection, files: Iterable[tuple[str, byte
 def rejects_csv(rejects: pd.DataFrame) -> bytes:
     """Rejected rows as CSV bytes (UTF-8 with BOM; a value that a spreadsheet would run is escaped)."""
     return export.csv_bytes(rejects)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _prepared(path: str, stamp: tuple[int, int, int]) -> publicview.Prepared:
+    """The snapshot at `path` validated and prepared once per file version (`stamp`: inode, mtime, size);
+    shared read-only by every session (nothing mutates it)."""
+    return publicview.prepare(publish.load(path))
+
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _public_region(path: str, stamp: tuple[int, int, int], region_id: str, lang: str) -> publicview.RegionView:
+    """`publicview.region_view` made once per snapshot version, region and language; shared read-only."""
+    return publicview.region_view(_prepared(path, stamp), region_id, lang)
+
+
+def public_region(region_id: str, lang: str) -> publicview.RegionView:
+    """The public page's map, charts and notes of a region in a language, cached per snapshot version."""
+    path = publish.snapshot_path().resolve()
+    info = path.stat()
+    return _public_region(str(path), (info.st_ino, info.st_mtime_ns, info.st_size), region_id, lang)
+
+
+def public_snapshot() -> publicview.Prepared:
+    """The published snapshot ($NETZAUSBAU_SNAPSHOT or data/public/snapshot.json), prepared for the public page.
+
+    Never touches the store. Raises publish.SnapshotError when there is no valid snapshot."""
+    path = publish.snapshot_path().resolve()
+    try:
+        info = path.stat()
+    except OSError:
+        return publicview.prepare(publish.load(path))  # raises SnapshotError with the reason
+    return _prepared(str(path), (info.st_ino, info.st_mtime_ns, info.st_size))
+
+
+def publish_snapshot(con: duckdb.DuckDBPyConnection, k: int) -> publish.Published:
+    """Write the public snapshot from the store ($NETZAUSBAU_SNAPSHOT or data/public/snapshot.json)."""
+    with con.cursor() as cur:
+        return publish.publish(cur, k=k)
+
+
+def regions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Cached `overview.region_table` of every level, for pickers: region_id, name, level."""
+    parts = [region_table(con, level).assign(level=level)[["region_id", "name", "level"]] for level in levels(con)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["region_id", "name", "level"])

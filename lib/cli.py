@@ -4,11 +4,13 @@
     python -m lib.cli import FILE [FILE ...] [--table NAME]
     python -m lib.cli log
     python -m lib.cli rejects IMPORT_ID [--csv OUT]
+    python -m lib.cli publish [--k 10] [--out PATH] [--as-of YYYY-MM-DD]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import shutil
 import sys
 import tempfile
@@ -81,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("rejects", help="show the rejected rows of one import")
     r.add_argument("import_id", type=int)
     r.add_argument("--csv", type=Path, help="write them to this CSV file")
+    pub = sub.add_parser("publish", help="write the public snapshot (the public page's only source)")
+    pub.add_argument("--k", type=int, default=10, help="minimum complaints per published figure (5 or more)")
+    pub.add_argument("--out", type=Path, help="snapshot file (default: $NETZAUSBAU_SNAPSHOT or "
+                                              "data/public/snapshot.json)")
+    pub.add_argument("--as-of", type=datetime.date.fromisoformat, help="data date (default: the store's)")
     args = p.parse_args(argv)
     try:
         return _run(args)
@@ -101,6 +108,15 @@ def _run(args) -> int:
         for res in results:
             print(res.summary())
         print(f"demo store built at {target} in {time.perf_counter() - started:.1f} s")
+        return 0
+    if args.cmd == "publish":
+        from lib import publish
+
+        con = store.connect(args.db, read_only=True)
+        try:
+            print(publish.publish(con, args.out, k=args.k, as_of=args.as_of).summary())
+        finally:
+            con.close()
         return 0
     con = store.connect(args.db)
     if args.cmd == "import":

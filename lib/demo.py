@@ -342,5 +342,26 @@ def build_demo_files(out_dir: Path, seed: int = 42, sites: int = 30_000, complai
     report("Generating complaints", 0.35)
     chunks = complaint_tables(geo, hot, rates, mix, complaints, rngs["complaints"])
     write_tables(_reported(chunks, complaints, report), paths["complaints"], schema.COMPLAINTS)
+    write_tables([_frame_table("status_notes", status_notes(geo))], paths["status_notes"], schema.STATUS_NOTES)
     report("Demo files ready", 1.0)
     return paths
+
+
+NOTE_TEXTS = (
+    ("de", "{name}: Neue Hardware-Generation an den Standorten im Stadtgebiet wird installiert; "
+           "der Ausbau des Transportnetzes folgt abschnittsweise."),
+    ("en", "{name}: new-generation hardware is being installed at sites in the city; "
+           "the transport network is expanded section by section."),
+)
+
+
+def status_notes(geo: Geography) -> pd.DataFrame:
+    """A few dated operator notes for the focus clusters (German and English), as the public page shows them."""
+    rows = []
+    clusters = geo.clusters.set_index("region_id")
+    for i, region_id in enumerate(FOCUS):
+        for j, (language, text) in enumerate(NOTE_TEXTS):
+            day = DEMO_AS_OF - datetime.timedelta(days=14 + 30 * i + 3 * j)
+            rows.append({"note_id": f"N-{region_id}-{language}", "region_id": region_id, "published_on": day,
+                         "text": text.format(name=clusters.loc[region_id, "name"]), "language": language})
+    return pd.DataFrame(rows)

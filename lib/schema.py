@@ -258,7 +258,28 @@ COMPLAINTS = Table(
     ),
 )
 
-TABLES: dict[str, Table] = {t.name: t for t in (REGIONS, SITES, TRANSPORT_LINKS, UPGRADES, COMPLAINTS)}
+NOTE_LANGUAGES, NOTE_LANGUAGE_ALIASES = _choices(("de", ("deutsch", "german")), ("en", ("englisch", "english")))
+
+STATUS_NOTES = Table(
+    name="status_notes",
+    key="note_id",
+    doc="Dated status notes per region written by the operator for the public page "
+    "(\"Berlin: new-generation hardware at 40 sites, transport expansion in Q3\"). "
+    "The note text is published as written; complaint text never is.",
+    references=(("region_id", "regions", "region_id"),),
+    fields=(
+        Field("note_id", TEXT, True, "Unique id.", aliases=("id", "notiz_id")),
+        Field("region_id", TEXT, True, "The region the note is about; must already be in the store.",
+              aliases=("region",)),
+        Field("published_on", DATE, True, "Date of the note.", aliases=("datum", "date")),
+        Field("text", TEXT, True, "The note, as the public reads it.", aliases=("notiz", "note", "meldung")),
+        Field("language", CHOICE, False, "Language of the text (empty: German).", NOTE_LANGUAGES,
+              aliases=("sprache", "lang"), value_aliases=NOTE_LANGUAGE_ALIASES),
+    ),
+)
+
+TABLES: dict[str, Table] = {t.name: t for t in (REGIONS, SITES, TRANSPORT_LINKS, UPGRADES, COMPLAINTS,
+                                                STATUS_NOTES)}
 """Input tables in the order they must be imported (later ones reference earlier ones)."""
 
 # Columns the store adds to every input table.

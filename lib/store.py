@@ -37,6 +37,7 @@ EXTRA_COLUMNS = {
     "complaints": {},  # cell is an input field already
     "transport_links": {"a_cell": "BIGINT", "b_cell": "BIGINT"},
     "upgrades": {},
+    "status_notes": {},
 }
 BOOKKEEPING = {"import_id": "INTEGER"}
 """Columns the store adds to every input table (stores made before 2026-11-22 also hold an unused row_hash)."""

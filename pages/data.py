@@ -1,8 +1,11 @@
 """Data: import files into the store, see every rejected row and the import history."""
 
+import datetime as dt
+
 import streamlit as st
 
-from lib import cache, schema
+from lib import cache, publish, schema
+from lib.errors import NetzausbauError
 
 AUTO = "detect from columns"
 REJECT_COLUMNS = ["row", "field", "value", "reason"]
@@ -65,8 +68,46 @@ for o in st.session_state.get("outcomes", []):
     if o["rejected"] and con is not None:
         show_rejects(con, o["import_id"], key=f"new_{o['import_id']}")
 
+def publish_section(con) -> None:
+    """The public snapshot: write it from the store, and add a status note for the public page."""
+    st.subheader("Public snapshot")
+    st.caption(f"The public page and `/api/public/snapshot.json` read only this file: `{publish.snapshot_path()}`. "
+               "It holds aggregates only (see README, Public page); publishing twice from the same store gives the "
+               "same file.")
+    regions = cache.regions(con) if con is not None else None
+    if regions is None or regions.empty:
+        st.info("Import regions first: notes and the snapshot are per region.")
+        return
+    with st.form("note_form", clear_on_submit=True, border=True):
+        st.markdown("**New status note** (published with the next snapshot, newest first)")
+        labels = dict(zip(regions["region_id"], regions["name"] + " (" + regions["level"] + ")", strict=True))
+        c = st.columns([2, 1, 1])
+        region = c[0].selectbox("Region", list(labels), format_func=labels.get, key="note_region")
+        day = c[1].date_input("Date", dt.date.today(), key="note_day")
+        language = c[2].segmented_control("Language", ["de", "en"], default="de", required=True, key="note_lang")
+        text = st.text_area("Note", max_chars=publish.MAX_TEXT, key="note_text",
+                            placeholder="Berlin: new-generation hardware at 40 sites, transport expansion in Q3")
+        if st.form_submit_button("Save note", icon=":material/add_comment:"):
+            if not text.strip():
+                st.error("The note is empty: nothing was saved.")
+            else:
+                outcomes = cache.import_files(con, [publish.note_file(region, day, text, language)], "status_notes")
+                st.session_state["outcomes"] = [o.brief() for o in outcomes]
+                st.rerun()
+    c = st.columns([1, 3], vertical_alignment="bottom")
+    k = c[0].number_input("k (minimum complaints per figure)", min_value=publish.MIN_K, value=publish.DEFAULT_K,
+                          step=1, key="publish_k")
+    if c[1].button("Publish snapshot", icon=":material/public:", key="publish"):
+        try:
+            st.success(cache.publish_snapshot(con, int(k)).summary())
+        except NetzausbauError as exc:
+            st.error(str(exc), icon=":material/block:")
+
+
 with st.expander("Data formats", icon=":material/description:"):
     st.markdown(schema.format_markdown())
+
+publish_section(con)
 
 st.subheader("Import history")
 log = cache.import_log(con) if con is not None else None

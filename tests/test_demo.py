@@ -48,7 +48,7 @@ def test_one_file_per_table_in_schema_order(built):
     paths, calls = built
     assert list(paths) == list(schema.TABLES)
     assert [p.name for p in paths.values()] == ["regions.geojson", "sites.csv", "transport_links.csv",
-                                                "upgrades.csv", "complaints.csv"]
+                                                "upgrades.csv", "complaints.csv", "status_notes.csv"]
     assert calls[-1] == 1.0 and calls == sorted(calls) and all(0 <= f <= 1 for f in calls)
 
 

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from lib import cache, cells, schema, store
 
 APP = "../dashboard.py"
-PAGES = ["pages/overview.py", "pages/map.py", "pages/rollout.py", "pages/data.py"]
+PAGES = ["pages/overview.py", "pages/map.py", "pages/rollout.py", "pages/data.py", "pages/public.py"]
 TILES = {"Regions": "regions", "Sites": "sites", "Upgrades": "upgrades", "Transport links": "transport_links",
          "Complaints": "complaints"}
 

@@ -1,0 +1,212 @@
+"""Load on the public page: N concurrent sessions asking a public-mode server to rerun the page.
+
+    .venv/bin/python bench/load.py                                   # N = 10 and 50, 20 s each, GC on and off
+    .venv/bin/python bench/load.py --sessions 50 --seconds 30 --gc false
+    .venv/bin/python bench/load.py --snapshot data/public/snapshot.json
+
+Each session is a small websocket client speaking Streamlit's own protocol (what the browser
+does): it connects to /_stcore/stream, sends a BackMsg `rerun_script` (with the page's query
+string, one region per session) and waits for the ForwardMsg `script_finished`; then it asks
+again, for the whole measuring time. A session's first run (a new visitor: all N arrive at once)
+is timed apart from the later ones (median and p95 are of the later reruns). Like the browser it
+reports the hashes of the large (cacheable) messages it already holds, so the server sends those
+as references. Latency = send to script_finished. An error is an exception element in the page,
+a script that did not finish successfully, a closed connection or a rerun over 30 s.
+
+The server is `streamlit run serve.py` in public mode (NETZAUSBAU_PUBLIC=1) with a store path
+that does not exist, reading only the snapshot; it is started once per `runner.postScriptGC`
+setting, so both settings are measured in the same run. Server RSS is read from /proc. The
+snapshot is published from the demo store (built once into bench/out/, 200k complaints) unless
+--snapshot names one. Prints a table and writes bench/out/load.json; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import websockets
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lib import cli, publish, store  # noqa: E402
+
+OUT = ROOT / "bench" / "out"
+TIMEOUT = 30.0
+REGIONS = ("ALL", "C-BER", "C-HAM", "09", "05", "11", "C-MST", "03")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process in MB (from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def snapshot(path: Path | None) -> Path:
+    """The snapshot to serve: the one given, else published from the demo store (built once)."""
+    if path:
+        publish.load(path)
+        return path
+    db = OUT / "load-store.duckdb"
+    if not db.exists():
+        print("building the demo store (200k complaints) once ...", file=sys.stderr)
+        cli.build_demo_store(db, progress=lambda m, f: None)
+    con = store.connect(db, read_only=True)
+    try:
+        return publish.publish(con, OUT / "load-snapshot.json").path
+    finally:
+        con.close()
+
+
+class Server:
+    """`streamlit run serve.py` in public mode on a free port, with runner.postScriptGC set."""
+
+    def __init__(self, snap: Path, gc: bool):
+        self.port = free_port()
+        env = os.environ | {publish.PUBLIC_ENV: "1", publish.SNAPSHOT_ENV: str(snap),
+                            store.DB_ENV: str(OUT / "no-store" / "none.duckdb")}
+        self.log = (OUT / f"load-server-gc-{gc}.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "serve.py", "--server.headless", "true", "--server.port",
+             str(self.port), "--server.address", "127.0.0.1", "--runner.postScriptGC", str(gc).lower(),
+             "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/_stcore/health", timeout=2):
+                    break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the server did not start; see " + self.log.name) from None
+                time.sleep(0.3)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+        self.log.close()
+
+
+async def session(port: int, query: str, until: float, lat: list[float], first: list[float],
+                  errors: list[str]) -> None:
+    """One browser-like session: rerun the page again and again until `until`."""
+    try:
+        async with websockets.connect(f"ws://127.0.0.1:{port}/_stcore/stream", subprotocols=["streamlit"],
+                                      max_size=None, open_timeout=TIMEOUT) as ws:
+            cached: set[str] = set()  # as the browser does: large messages it holds are sent as references
+            runs = 0
+            while time.monotonic() < until:
+                msg = BackMsg()
+                msg.rerun_script.query_string = query
+                msg.rerun_script.page_script_hash = ""
+                msg.rerun_script.cached_message_hashes.extend(sorted(cached))
+                started = time.monotonic()
+                await ws.send(msg.SerializeToString())
+                failed = ""
+                while True:
+                    fwd = ForwardMsg()
+                    fwd.ParseFromString(await asyncio.wait_for(ws.recv(), TIMEOUT))
+                    kind = fwd.WhichOneof("type")
+                    if fwd.metadata.cacheable and fwd.hash:
+                        cached.add(fwd.hash)
+                    if kind == "delta" and fwd.delta.WhichOneof("type") == "new_element" \
+                            and fwd.delta.new_element.WhichOneof("type") == "exception":
+                        failed = fwd.delta.new_element.exception.message or "exception"
+                    if kind == "script_finished":
+                        if fwd.script_finished != ForwardMsg.FINISHED_SUCCESSFULLY:
+                            failed = failed or f"script_finished {fwd.script_finished}"
+                        break
+                if failed:
+                    errors.append(failed)
+                else:
+                    (lat if runs else first).append(time.monotonic() - started)
+                runs += 1
+    except (TimeoutError, OSError, websockets.WebSocketException) as exc:
+        errors.append(f"{type(exc).__name__}: {exc}")
+
+
+async def drive(port: int, n: int, seconds: float) -> tuple[list[float], list[float], list[str], float]:
+    """(latencies of later reruns, of each session's first run, errors, wall seconds) of n sessions."""
+    lat: list[float] = []
+    first: list[float] = []
+    errors: list[str] = []
+    started = time.monotonic()
+    until = started + seconds
+    await asyncio.gather(*(session(port, f"region={REGIONS[i % len(REGIONS)]}", until, lat, first, errors)
+                           for i in range(n)))
+    return lat, first, errors, time.monotonic() - started
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sessions", type=int, action="append", help="concurrent sessions (repeatable; default 10, 50)")
+    p.add_argument("--seconds", type=float, default=20.0, help="measuring time per N")
+    p.add_argument("--gc", choices=["both", "true", "false"], default="both", help="runner.postScriptGC")
+    p.add_argument("--snapshot", type=Path, help="snapshot to serve (default: published from the demo store)")
+    args = p.parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    snap = snapshot(args.snapshot)
+    sizes = args.sessions or [10, 50]
+    settings = {"both": [True, False], "true": [True], "false": [False]}[args.gc]
+    rows = []
+    for gc in settings:
+        server = Server(snap, gc)
+        try:
+            asyncio.run(drive(server.port, 2, 3))  # warm up: imports, first snapshot load
+            idle = rss_mb(server.proc.pid)
+            for n in sizes:
+                lat, first, errors, wall = asyncio.run(drive(server.port, n, args.seconds))
+                rows.append({"postScriptGC": gc, "sessions": n, "reruns": len(lat) + len(first),
+                             "reruns_per_s": (len(lat) + len(first)) / wall,
+                             "first_median_ms": 1000 * statistics.median(first) if first else float("nan"),
+                             "median_ms": 1000 * statistics.median(lat) if lat else float("nan"),
+                             "p95_ms": 1000 * pct(lat, 0.95), "errors": len(errors),
+                             "first_error": errors[0] if errors else "", "rss_idle_mb": idle,
+                             "rss_after_mb": rss_mb(server.proc.pid)})
+                r = rows[-1]
+                print(f"gc={str(gc):5} N={n:3}  reruns={r['reruns']:5}  {r['reruns_per_s']:6.1f}/s  first run median "
+                      f"{r['first_median_ms']:6.0f} ms  then median {r['median_ms']:6.0f} ms  p95 {r['p95_ms']:6.0f} ms"
+                      f"  errors {r['errors']}  RSS "
+                      f"{r['rss_idle_mb']:.0f} -> {r['rss_after_mb']:.0f} MB", flush=True)
+        finally:
+            server.stop()
+    (OUT / "load.json").write_text(json.dumps({"snapshot": str(snap), "seconds": args.seconds, "rows": rows},
+                                              indent=1))
+    print(f"\n{'postScriptGC':>12} {'N':>4} {'reruns/s':>9} {'first ms':>9} {'median ms':>10} {'p95 ms':>8} "
+          f"{'errors':>7} {'RSS MB idle->after':>19}")
+    for r in rows:
+        print(f"{str(r['postScriptGC']).lower():>12} {r['sessions']:>4} {r['reruns_per_s']:>9.1f} "
+              f"{r['first_median_ms']:>9.0f} {r['median_ms']:>10.0f} {r['p95_ms']:>8.0f} {r['errors']:>7} "
+              f"{r['rss_idle_mb']:>9.0f} -> {r['rss_after_mb']:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,214 @@
+"""What the public page shows, cut from a published snapshot (no store, no streamlit): one region's figures,
+its hotspot areas for the map, the complaint trend, the notes, and the open-data files."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+
+import h3
+import pandas as pd
+import plotly.graph_objects as go
+import pydeck as pdk
+
+from lib import export, i18n
+from lib.publish import ALLOWLIST, LATER, PUBLIC_STATUSES, Snapshot
+
+NETWORK = "ALL"
+STATUS_COLOURS = {"relieved": (46, 139, 87), "in_progress": (230, 159, 0), "planned": (86, 140, 200),
+                  "no_plan": (180, 60, 60)}
+"""Status -> RGB on the map (colour-blind safe: green, amber, blue, red)."""
+LEVEL_ORDER = {"network": 0, "state": 1, "cluster": 2}
+GERMANY_VIEW = (51.2, 10.4, 4.6)
+"""Centre (lat, lon) and zoom of the map when it shows all of Germany."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A snapshot's tables as frames, made once per snapshot file and shared read-only by every session."""
+
+    snapshot: Snapshot
+    regions: pd.DataFrame
+    planned: pd.DataFrame
+    areas: pd.DataFrame
+    monthly: pd.DataFrame
+    notes: pd.DataFrame
+    places: dict[str, list[str]]
+    csv_zip: bytes
+    geojson: bytes
+
+
+def prepare(snap: Snapshot) -> Prepared:
+    """The frames of `snap`: regions ordered (network, states, clusters by name), areas with hex ids and centres."""
+    regions = snap.frame("regions")
+    regions = regions.assign(_order=regions["level"].map(LEVEL_ORDER)).sort_values(["_order", "name", "region_id"])
+    areas = snap.frame("hotspot_areas")
+    centres = [h3.cell_to_latlng(c) for c in areas["cell"]]
+    areas = areas.assign(lat=[c[0] for c in centres], lon=[c[1] for c in centres])
+    places: dict[str, list[str]] = {}
+    for name, rid in snap.frame("places").itertuples(index=False):
+        places.setdefault(name, []).append(rid)
+    return Prepared(snap, regions.drop(columns="_order").set_index("region_id", drop=False), snap.frame("planned"),
+                    areas, snap.frame("complaints_monthly"), snap.frame("notes"), places, csv_zip(snap), geojson(snap))
+
+
+def region_label(p: Prepared, region_id: str, lang: str) -> str:
+    """A region's name with its kind ("Berlin (Stadtgebiet)"), the network as "Deutschland (ganzes Netz)"."""
+    row = p.regions.loc[region_id]
+    if row["level"] == "network":
+        return i18n.t("network", lang)
+    return f"{row['name']} ({i18n.t('level_' + row['level'], lang)})"
+
+
+def place_region(p: Prepared, place: str) -> str | None:
+    """The most specific published region a place lies in (a city area before its state)."""
+    ids = [r for r in p.places.get(place, []) if r in p.regions.index]
+    if not ids:
+        return None
+    return max(ids, key=lambda r: (LEVEL_ORDER[p.regions.loc[r, "level"]], r))
+
+
+def subregions(p: Prepared, region_id: str) -> set[str]:
+    """The region and the published regions inside it (every region for the network)."""
+    if region_id == NETWORK:
+        return set(p.regions.index)
+    return {region_id, *p.regions.index[p.regions["parent_id"] == region_id]}
+
+
+def planned(p: Prepared, region_id: str, lang: str) -> pd.DataFrame:
+    """quarter (label), upgrades: the region's pending upgrades by planned quarter."""
+    rows = p.planned[p.planned["region_id"] == region_id]
+    rows = pd.concat([rows[rows["quarter"] != LATER], rows[rows["quarter"] == LATER]])
+    return pd.DataFrame({"quarter": rows["quarter"].replace({LATER: i18n.t("later", lang)}),
+                         "upgrades": rows["upgrades"].astype(int)}).reset_index(drop=True)
+
+
+def areas(p: Prepared, region_id: str, lang: str) -> pd.DataFrame:
+    """The hotspot areas touching the region, with map colour and a tooltip text in `lang`."""
+    a = p.areas if region_id == NETWORK else p.areas[p.areas["region_ids"].map(lambda ids: region_id in ids)]
+    label = a["status"].map(lambda s: i18n.t("status_" + s, lang))
+    about = a["complaints"].map(lambda n: i18n.t("about", lang, n=int(n)))
+    expected = a["expected_quarter"].map(lambda q: f"; {i18n.t('expected', lang, q=q)}" if isinstance(q, str) else "")
+    return a.assign(colour=a["status"].map(lambda s: [*STATUS_COLOURS[s], 190]),
+                    label=label, info=about + expected).reset_index(drop=True)
+
+
+MAP_STYLE = pdk.map_styles.CARTO_LIGHT
+"""CARTO's light basemap: no token; the hexagons still draw when it cannot load (offline)."""
+
+
+class FrozenDeck(pdk.Deck):
+    """A Deck whose JSON is made once: the same map is sent on every rerun of every session."""
+
+    def to_json(self) -> str:
+        if not hasattr(self, "_frozen_json"):
+            self._frozen_json = super().to_json()
+        return self._frozen_json
+
+
+def deck(a: pd.DataFrame) -> pdk.Deck:
+    """The hotspot-area map: an H3HexagonLayer at the published resolution, coloured by status, with tooltips."""
+    lat, lon, zoom = view(a)
+    layer = pdk.Layer("H3HexagonLayer", a[["cell", "colour", "label", "info"]], get_hexagon="cell",
+                      get_fill_color="colour", get_line_color=[255, 255, 255], line_width_min_pixels=1,
+                      pickable=True, extruded=False)
+    return FrozenDeck(layers=[layer], initial_view_state=pdk.ViewState(latitude=lat, longitude=lon, zoom=zoom),
+                      map_provider="carto", map_style=MAP_STYLE, tooltip={"text": "{label}\n{info}"})
+
+
+def view(a: pd.DataFrame) -> tuple[float, float, float]:
+    """Centre (lat, lon) and zoom that show the areas (all of Germany when there are none or they spread wide)."""
+    if a.empty:
+        return GERMANY_VIEW
+    span = max(a["lat"].max() - a["lat"].min(), (a["lon"].max() - a["lon"].min()) * 0.6)
+    zoom = 10.0 if span < 0.1 else 8.5 if span < 0.5 else 7.0 if span < 1.5 else GERMANY_VIEW[2]
+    return float(a["lat"].mean()), float(a["lon"].mean()), zoom
+
+
+def trend(p: Prepared, region_id: str) -> pd.DataFrame:
+    """month (first day), complaints (None: fewer than k) of the region."""
+    m = p.monthly[p.monthly["region_id"] == region_id]
+    return pd.DataFrame({"month": pd.to_datetime(m["month"] + "-01"), "complaints": m["complaints"]}).reset_index(
+        drop=True)
+
+
+def notes(p: Prepared, region_id: str, lang: str) -> pd.DataFrame:
+    """Notes of the region and the regions inside it, newest first: those in `lang` when there are any, else all
+    (an operator who writes both languages writes each note twice)."""
+    n = p.notes[p.notes["region_id"].isin(subregions(p, region_id))]
+    if (n["language"] == lang).any():
+        n = n[n["language"] == lang]
+    return n.sort_values(["published_on", "note_id"], ascending=[False, True]).reset_index(drop=True)
+
+
+def csv_zip(snap: Snapshot) -> bytes:
+    """Every table of the snapshot as a CSV (formula cells escaped) in one ZIP, with a short README."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in ALLOWLIST:
+            frame = snap.frame(name)
+            if "region_ids" in frame:
+                frame = frame.assign(region_ids=frame["region_ids"].map(" ".join))
+            z.writestr(zipfile.ZipInfo(f"{name}.csv", (2000, 1, 1, 0, 0, 0)), export.csv_bytes(frame))
+        readme = (f"Netzausbau-Monitor open data, data as of {snap.doc['data_as_of']}; counts of complaints "
+                  f"rounded to {snap.doc['round_base']}, empty below {snap.k}. One CSV per table.\n")
+        z.writestr(zipfile.ZipInfo("README.txt", (2000, 1, 1, 0, 0, 0)), readme)
+    return buf.getvalue()
+
+
+def geojson(snap: Snapshot) -> bytes:
+    """The hotspot areas as a GeoJSON FeatureCollection of hexagons (properties as published)."""
+    features = []
+    for row in snap.doc["tables"]["hotspot_areas"]:
+        ring = [[lng, lat] for lat, lng in h3.cell_to_boundary(row["cell"])]
+        features.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[*ring, ring[0]]]},
+                         "properties": dict(row)})
+    doc = {"type": "FeatureCollection", "data_as_of": snap.doc["data_as_of"], "k": snap.k, "features": features}
+    return json.dumps(doc, ensure_ascii=False, sort_keys=True).encode("utf-8")
+
+
+def status_legend(lang: str) -> str:
+    """A one-line legend of the map's colours (markdown with coloured squares)."""
+    def sq(rgb) -> str:
+        return "<span style='color:rgb({},{},{})'>&#9632;</span>".format(*rgb)
+
+    return " &nbsp; ".join(f"{sq(STATUS_COLOURS[s])} {i18n.t('status_' + s, lang)}" for s in PUBLIC_STATUSES)
+
+
+CHART_MARGIN = dict(l=10, r=10, t=10, b=10)
+
+
+def planned_figure(plan: pd.DataFrame, lang: str) -> go.Figure:
+    """Bars of upgrades planned per quarter."""
+    fig = go.Figure(go.Bar(x=plan["quarter"], y=plan["upgrades"], marker_color="#3f5670", text=plan["upgrades"],
+                           hovertemplate="%{x}: %{y}<extra></extra>"))
+    fig.update_layout(height=260, margin=CHART_MARGIN, yaxis_title=i18n.t("upgrades", lang))
+    return fig
+
+
+def trend_figure(t: pd.DataFrame, lang: str) -> go.Figure:
+    """Bars of complaints per month (gaps where fewer than k)."""
+    fig = go.Figure(go.Bar(x=t["month"], y=t["complaints"], marker_color="#5b6b7f",
+                           hovertemplate="%{x|%m/%Y}: %{y}<extra></extra>"))
+    fig.update_layout(height=260, margin=CHART_MARGIN, yaxis_title=i18n.t("complaints", lang))
+    return fig
+
+
+@dataclass(frozen=True)
+class RegionView:
+    """Everything the page draws for one region in one language: made once, shared read-only by every session
+    (building the charts costs more than the rest of a page run)."""
+
+    deck: pdk.Deck | None
+    planned_fig: go.Figure
+    trend_fig: go.Figure
+    notes: pd.DataFrame
+
+
+def region_view(p: Prepared, region_id: str, lang: str) -> RegionView:
+    """The region's map (None without areas), charts and notes."""
+    a = areas(p, region_id, lang)
+    return RegionView(deck(a) if len(a) else None, planned_figure(planned(p, region_id, lang), lang),
+                      trend_figure(trend(p, region_id), lang), notes(p, region_id, lang))

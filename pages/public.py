@@ -1,0 +1,99 @@
+"""Public: how the expansion goes in one region, read only from the published snapshot (German or English)."""
+
+import streamlit as st
+
+from lib import cache, i18n, publicview
+from lib.publish import SnapshotError
+
+
+def set_param(name: str, key: str) -> None:
+    """Callback: put a widget's value into the URL, so that a link shows the same view."""
+    st.query_params[name] = st.session_state[key]
+
+
+def go_to_place(p: publicview.Prepared) -> None:
+    """Callback: the region of the place typed in becomes the chosen region."""
+    rid = publicview.place_region(p, st.session_state["place"]) if st.session_state.get("place") else None
+    if rid:
+        st.session_state["region_pick"] = st.query_params["region"] = rid
+
+
+cache.ensure_routed()
+lang, bad_lang = i18n.language(st.query_params.get("lang"))
+try:
+    p = cache.public_snapshot()
+except SnapshotError as exc:
+    st.title(i18n.t("title", lang))
+    st.info(i18n.t("no_snapshot", lang), icon=":material/hourglass_empty:")
+    st.caption(str(exc))
+    st.stop()
+
+top = st.columns([3, 1], vertical_alignment="bottom")
+top[0].title(i18n.t("title", lang))
+top[1].segmented_control(i18n.t("language", lang), i18n.LANGUAGES, format_func=i18n.NAMES.get, default=lang,
+                         required=True, key="lang_pick", on_change=set_param, args=("lang", "lang_pick"))
+if bad_lang:
+    st.caption(i18n.t("bad_param", lang, name="lang", value=st.query_params.get("lang"), default=i18n.NAMES[lang]))
+st.write(i18n.t("intro", lang))
+
+wanted = st.query_params.get("region", publicview.NETWORK)
+region = wanted if wanted in p.regions.index else publicview.NETWORK
+if st.session_state.get("region_pick") not in p.regions.index:
+    st.session_state["region_pick"] = region
+cols = st.columns(2)
+cols[0].selectbox(i18n.t("region", lang), list(p.regions.index), key="region_pick",
+                  format_func=lambda r: publicview.region_label(p, r, lang),
+                  on_change=set_param, args=("region", "region_pick"))
+cols[1].selectbox(i18n.t("place", lang), sorted(p.places), index=None, placeholder=i18n.t("place_hint", lang),
+                  key="place", on_change=go_to_place, args=(p,))
+if wanted != region:
+    st.caption(i18n.t("bad_param", lang, name="region", value=wanted, default=i18n.t("network", lang)))
+region = st.session_state["region_pick"]
+if st.session_state.get("place") in p.places:
+    names = [publicview.region_label(p, r, lang) for r in p.places[st.session_state["place"]]]
+    st.caption(i18n.t("place_in", lang, place=st.session_state["place"], regions=", ".join(names)))
+st.caption(i18n.t("as_of", lang, date=i18n.date(p.snapshot.data_as_of, lang),
+                  k=p.snapshot.k))
+
+row, view = p.regions.loc[region], cache.public_region(region, lang)
+if row["upgrades_total"]:
+    m = st.columns(2)
+    m[0].metric(i18n.t("pct_done", lang), f"{i18n.number(row['pct_on_air'], lang, 1)} %", border=True,
+                help=i18n.t("done_of", lang, done=int(row["upgrades_on_air"]), total=int(row["upgrades_total"])))
+    m[1].metric(i18n.t("late", lang), i18n.number(row["upgrades_late"], lang), border=True,
+                help=i18n.t("late_help", lang))
+    st.subheader(i18n.t("planned_title", lang))
+    st.plotly_chart(view.planned_fig, key="planned_chart", config={"displayModeBar": False})
+else:
+    st.info(i18n.t("no_upgrades", lang))
+
+st.subheader(i18n.t("map_title", lang))
+if view.deck is None:
+    st.caption(i18n.t("no_areas", lang, k=p.snapshot.k))
+else:
+    st.pydeck_chart(view.deck, height=420, key="areas_map")
+    st.caption(i18n.t("map_caption", lang, k=p.snapshot.k))
+    st.markdown(publicview.status_legend(lang), unsafe_allow_html=True)
+
+st.subheader(i18n.t("trend_title", lang))
+st.plotly_chart(view.trend_fig, key="trend_chart", config={"displayModeBar": False})
+st.caption(i18n.t("trend_caption", lang, k=p.snapshot.k))
+
+st.subheader(i18n.t("notes_title", lang))
+if view.notes.empty:
+    st.caption(i18n.t("no_notes", lang))
+for note in view.notes.itertuples():
+    with st.container(border=True):
+        st.caption(f"{i18n.date(note.published_on, lang)} · {publicview.region_label(p, note.region_id, lang)}")
+        st.text(note.text)
+
+st.subheader(i18n.t("open_data", lang))
+st.caption(i18n.t("open_data_caption", lang))
+d = st.columns(3)
+# the files are made ready when clicked (callables): no 600 kB handed to the media store on every rerun
+d[0].download_button(i18n.t("download_csv", lang), lambda: p.csv_zip, "netzausbau-open-data.zip",
+                     mime="application/zip", icon=":material/download:", on_click="ignore", key="dl_csv")
+d[1].download_button(i18n.t("download_geojson", lang), lambda: p.geojson, "netzausbau-areas.geojson",
+                     mime="application/geo+json", icon=":material/download:", on_click="ignore", key="dl_geojson")
+d[2].download_button(i18n.t("download_json", lang), lambda: p.snapshot.raw, "netzausbau-snapshot.json",
+                     mime="application/json", icon=":material/download:", on_click="ignore", key="dl_json")

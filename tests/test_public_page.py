@@ -1,0 +1,290 @@
+"""The public page through AppTest (German and English, URL parameters, place search, public mode), its helpers,
+the Data page's publish button and note form; figures checked against plain SQL over the store."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+import json
+import shutil
+import zipfile
+
+import duckdb
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from lib import api, i18n, publicview, publish, store
+
+APP = "../dashboard.py"
+
+
+@pytest.fixture(scope="module")
+def demo_snapshot(demo_db, tmp_path_factory) -> tuple:
+    """(snapshot path, store path) of the demo store published once."""
+    folder = tmp_path_factory.mktemp("snap")
+    con = store.connect(demo_db, read_only=True)
+    try:
+        path = publish.publish(con, folder / "snapshot.json").path
+    finally:
+        con.close()
+    return path, demo_db
+
+
+@pytest.fixture
+def public_env(demo_snapshot, monkeypatch, tmp_path):
+    """Public mode: the snapshot set, the store pointing at a file that does not exist."""
+    monkeypatch.setenv(publish.SNAPSHOT_ENV, str(demo_snapshot[0]))
+    monkeypatch.setenv(publish.PUBLIC_ENV, "1")
+    missing = tmp_path / "none" / "store.duckdb"
+    monkeypatch.setenv(store.DB_ENV, str(missing))
+    return missing
+
+
+def public_app(**query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(query)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def pct_on_air(db, as_of: str, region_id: str | None = None) -> float:
+    """Percent of not-cancelled upgrades on air by `as_of` (the network, or one region via its cells), in pandas."""
+    import h3
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        ups = con.execute("SELECT u.on_air_actual, s.lat, s.lon FROM upgrades u JOIN sites s USING (site_id) "
+                          "WHERE coalesce(u.status, '') <> 'cancelled'").df()
+        rc = con.execute("SELECT cell FROM region_cells WHERE region_id = ?", [region_id]).df()
+    if region_id:
+        mine = {h3.int_to_str(int(c)) for c in rc["cell"]}
+        cells_ = [h3.cell_to_parent(h3.latlng_to_cell(a, b, 9), 8) for a, b in zip(ups["lat"], ups["lon"], strict=True)]
+        ups = ups[[c in mine for c in cells_]]
+    done = (pd.to_datetime(ups["on_air_actual"]) <= pd.Timestamp(as_of)).sum()
+    return round(100 * done / len(ups), 1)
+
+
+def test_public_mode_shows_only_the_public_page_in_german(public_env, demo_snapshot):
+    at = public_app()
+    assert [t.value for t in at.title] == ["Netzausbau in Ihrer Region"]
+    want = pct_on_air(demo_snapshot[1], "2026-11-01")
+    assert at.metric[0].value == f"{want:.1f} %".replace(".", ",")
+    assert any(c.value.startswith("Datenstand 01.11.2026") for c in at.caption)
+    assert not any("Store:" in c.value for c in at.sidebar.caption)
+    assert len(at.get("deck_gl_json_chart")) == 1
+    assert len(at.get("download_button")) == 3
+    assert not public_env.exists() and not public_env.parent.exists()
+
+
+def test_english_and_a_region_from_the_url(public_env, demo_snapshot):
+    at = public_app(lang="en", region="C-BER")
+    assert [t.value for t in at.title] == ["Network expansion in your region"]
+    assert at.selectbox(key="region_pick").value == "C-BER"
+    assert at.metric[0].value == f"{pct_on_air(demo_snapshot[1], '2026-11-01', 'C-BER'):.1f} %"
+    spec = json.loads(at.get("deck_gl_json_chart")[0].proto.json)
+    shown = {h["cell"] for h in spec["layers"][0]["data"]}
+    doc = json.loads(demo_snapshot[0].read_bytes())
+    assert shown == {a["cell"] for a in doc["tables"]["hotspot_areas"] if "C-BER" in a["region_ids"]} != set()
+    notes = [c.value for c in at.caption if "Berlin (city area)" in c.value]
+    assert notes == ["2026-10-15 · Berlin (city area)"]  # the English note; the German one is on the German page
+    assert [t.value for t in at.text] == ["Berlin: new-generation hardware is being installed at sites in the city; "
+                                          "the transport network is expanded section by section."]
+
+
+def test_notes_newest_first_in_the_page_language_else_all():
+    doc = {"tables": {n: [] for n in publish.ALLOWLIST}, "data_as_of": "2026-01-01", "k": 10, "round_base": 10}
+    doc["tables"]["regions"] = [
+        {"region_id": "S", "name": "Land", "level": "state", "parent_id": None, "upgrades_total": 0,
+         "upgrades_on_air": 0, "upgrades_late": 0, "pct_on_air": None},
+        {"region_id": "C", "name": "Stadt", "level": "cluster", "parent_id": "S", "upgrades_total": 0,
+         "upgrades_on_air": 0, "upgrades_late": 0, "pct_on_air": None}]
+    doc["tables"]["notes"] = [
+        {"note_id": "a", "region_id": "S", "published_on": "2026-01-01", "text": "alt", "language": "de"},
+        {"note_id": "b", "region_id": "C", "published_on": "2026-03-01", "text": "neu", "language": "de"},
+        {"note_id": "c", "region_id": "C", "published_on": "2026-02-01", "text": "mid", "language": "en"}]
+    p = publicview.prepare(publish.Snapshot(doc, b""))
+    assert publicview.notes(p, "S", "de")["note_id"].tolist() == ["b", "a"]  # the state shows its city's notes
+    assert publicview.notes(p, "S", "en")["note_id"].tolist() == ["c"]
+    assert publicview.notes(p, "C", "de")["note_id"].tolist() == ["b"]
+
+
+def test_bad_url_values_fall_back_with_a_note(public_env):
+    at = public_app(lang="xx", region="nowhere")
+    assert [t.value for t in at.title] == ["Netzausbau in Ihrer Region"]
+    notes = [c.value for c in at.caption if "unbekannten Wert" in c.value]
+    assert len(notes) == 2 and "(xx)" in notes[0] and "(nowhere)" in notes[1]
+    assert at.selectbox(key="region_pick").value == publicview.NETWORK
+
+
+def test_place_search_picks_the_city_area_and_puts_it_into_the_url(public_env):
+    at = public_app(lang="en")
+    at.selectbox(key="place").set_value("Hamburg").run()
+    assert not at.exception
+    assert at.selectbox(key="region_pick").value == "C-HAM"
+    assert at.query_params["region"] == "C-HAM"
+    assert any(c.value.startswith("Hamburg lies in:") and "Hamburg (city area)" in c.value for c in at.caption)
+
+
+def test_switching_the_language(public_env):
+    at = public_app()
+    at.segmented_control(key="lang_pick").set_value("en").run()
+    assert at.query_params["lang"] == "en"
+    assert [t.value for t in at.title] == ["Network expansion in your region"]
+
+
+def test_no_snapshot_explains_and_raises_nothing(monkeypatch, tmp_path):
+    monkeypatch.setenv(publish.PUBLIC_ENV, "1")
+    monkeypatch.setenv(publish.SNAPSHOT_ENV, str(tmp_path / "none.json"))
+    monkeypatch.setenv(store.DB_ENV, str(tmp_path / "none.duckdb"))
+    at = public_app()
+    assert [i.value for i in at.info] == ["Es ist noch kein Datenstand veröffentlicht."]
+    assert not (tmp_path / "none.duckdb").exists()
+
+
+def test_a_tampered_snapshot_is_refused_on_the_page(monkeypatch, tmp_path, demo_snapshot):
+    doc = json.loads(demo_snapshot[0].read_bytes())
+    doc["tables"]["hotspot_areas"][0]["site_id"] = "S1"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    monkeypatch.setenv(publish.PUBLIC_ENV, "1")
+    monkeypatch.setenv(publish.SNAPSHOT_ENV, str(bad))
+    at = public_app()
+    assert at.info and any("refused" in c.value for c in at.caption)
+    assert not at.metric
+
+
+def test_public_page_in_the_internal_app(demo_snapshot, tiny_db, monkeypatch):
+    monkeypatch.setenv(publish.SNAPSHOT_ENV, str(demo_snapshot[0]))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("pages/public.py").run()
+    assert not at.exception and [t.value for t in at.title] == ["Netzausbau in Ihrer Region"]
+
+
+def test_downloads_hold_the_whole_snapshot(demo_snapshot):
+    snap = publish.load(demo_snapshot[0])
+    with zipfile.ZipFile(io.BytesIO(publicview.csv_zip(snap))) as z:
+        assert set(z.namelist()) == {f"{t}.csv" for t in publish.ALLOWLIST} | {"README.txt"}
+        for name, rows in snap.doc["tables"].items():
+            frame = pd.read_csv(io.BytesIO(z.read(f"{name}.csv")), encoding="utf-8-sig")
+            assert len(frame) == len(rows) and list(frame.columns) == list(publish.ALLOWLIST[name])
+    assert publicview.csv_zip(snap) == publicview.csv_zip(snap)  # same snapshot, same bytes
+    geo = json.loads(publicview.geojson(snap))
+    assert len(geo["features"]) == len(snap.doc["tables"]["hotspot_areas"])
+    ring = geo["features"][0]["geometry"]["coordinates"][0]
+    assert len(ring) == 7 and ring[0] == ring[-1]
+
+
+def test_csv_download_escapes_formula_text():
+    doc = json.loads(json.dumps({"tables": {n: [] for n in publish.ALLOWLIST}, "data_as_of": "2026-01-01", "k": 10,
+                                 "round_base": 10}))
+    doc["tables"]["notes"] = [{"note_id": "n1", "region_id": "R", "published_on": "2026-01-01",
+                               "text": "=HYPERLINK(\"x\")", "language": "de"}]
+    snap = publish.Snapshot(doc, b"")
+    with zipfile.ZipFile(io.BytesIO(publicview.csv_zip(snap))) as z:
+        assert "'=HYPERLINK" in z.read("notes.csv").decode("utf-8-sig")
+
+
+@pytest.mark.parametrize("value, want", [(None, ("de", False)), ("", ("de", False)), ("EN", ("en", False)),
+                                         ("fr", ("de", True))])
+def test_language_from_the_url(value, want):
+    assert i18n.language(value) == want
+
+
+def test_every_text_has_both_languages():
+    assert all(len(pair) == 2 and all(pair) for pair in i18n.TEXTS.values())
+    assert i18n.t("about", "de", n=1234) == "etwa 1.234 Beschwerden"
+    assert i18n.t("about", "en", n=1234) == "about 1,234 complaints"
+    assert i18n.number(52.25, "de", 1) == "52,2" or i18n.number(52.25, "de", 1) == "52,3"
+
+
+def _call(endpoint, path_params: dict | None = None) -> tuple[int, dict]:
+    from starlette.requests import Request
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "path_params": path_params or {},
+             "query_string": b""}
+    resp = asyncio.run(endpoint(Request(scope)))
+    return resp.status_code, json.loads(resp.body)
+
+
+def test_api_answers_from_the_snapshot_only(demo_snapshot, monkeypatch, tmp_path):
+    monkeypatch.setenv(publish.SNAPSHOT_ENV, str(demo_snapshot[0]))
+    monkeypatch.setenv(store.DB_ENV, str(tmp_path / "none.duckdb"))
+    status, doc = _call(api.snapshot_json)
+    assert status == 200 and doc == json.loads(demo_snapshot[0].read_bytes())
+    status, doc = _call(api.region_json, {"region_id": "ALL"})
+    assert status == 200 and len(doc["hotspot_areas"]) == len(json.loads(demo_snapshot[0].read_bytes())
+                                                               ["tables"]["hotspot_areas"])
+    assert _call(api.region_json, {"region_id": "XX"})[0] == 404
+    monkeypatch.setenv(publish.SNAPSHOT_ENV, str(tmp_path / "gone.json"))
+    status, doc = _call(api.snapshot_json)
+    assert status == 503 and "no snapshot" in doc["error"]
+    assert not (tmp_path / "none.duckdb").exists()
+
+
+# -- the Data page: publish button and note form ----------------------------------------------
+
+def data_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("pages/data.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_publish_button_writes_the_snapshot(tiny_db, monkeypatch, tmp_path):
+    out = tmp_path / "pub" / "snapshot.json"
+    monkeypatch.setenv(publish.SNAPSHOT_ENV, str(out))
+    at = data_page()
+    at.button(key="publish").click().run()
+    assert not at.exception and out.exists()
+    assert any("Snapshot of the data as of 2025-01-15" in s.value for s in at.success), [s.value for s in at.success]
+    con = store.connect(tiny_db)  # the app's connection is read-write: the same configuration
+    try:
+        assert out.read_bytes() == publish.dumps(publish.build(con))
+    finally:
+        con.close()
+
+
+def test_note_form_saves_through_the_importer(tiny_db, monkeypatch, tmp_path):
+    monkeypatch.setenv(publish.SNAPSHOT_ENV, str(tmp_path / "s.json"))
+    at = data_page()
+    at.selectbox(key="note_region").set_value("C1")
+    at.date_input(key="note_day").set_value(dt.date(2025, 1, 20))
+    at.segmented_control(key="note_lang").set_value("en")
+    at.text_area(key="note_text").input("Stadt A: new hardware at 3 sites")
+    at.button[[b.label for b in at.button].index("Save note")].click().run()
+    assert not at.exception
+    with duckdb.connect(str(tiny_db)) as con:
+        notes = con.execute("SELECT region_id, published_on, text, language FROM status_notes").fetchall()
+        log = con.execute("SELECT table_name, rows_accepted FROM import_log ORDER BY import_id DESC LIMIT 1").fetchall()
+    assert notes == [("C1", dt.date(2025, 1, 20), "Stadt A: new hardware at 3 sites", "en")]
+    assert log == [("status_notes", 1)]
+    assert any("status_notes" in s.value for s in at.success)
+
+
+def test_an_empty_note_is_not_saved(tiny_db):
+    at = data_page()
+    at.button[[b.label for b in at.button].index("Save note")].click().run()
+    assert [e.value for e in at.error] == ["The note is empty: nothing was saved."]
+    with duckdb.connect(str(tiny_db)) as con:
+        assert con.execute("SELECT count(*) FROM status_notes").fetchall()[0][0] == 0
+
+
+def test_note_file_is_the_same_for_the_same_note():
+    a = publish.note_file("C1", dt.date(2025, 1, 2), "  two   spaces ", "de")
+    assert a == publish.note_file("C1", dt.date(2025, 1, 2), "two spaces", "de")
+    assert b"two spaces" in a[1] and a[0].endswith(".csv")
+
+
+def test_a_public_copy_of_the_store_is_never_needed(public_env, demo_snapshot, tmp_path, monkeypatch):
+    """The page runs from a copy of the snapshot alone, in a folder with nothing else."""
+    lone = tmp_path / "lone" / "snapshot.json"
+    lone.parent.mkdir()
+    shutil.copy(demo_snapshot[0], lone)
+    monkeypatch.setenv(publish.SNAPSHOT_ENV, str(lone))
+    at = public_app(region="C-HAM")
+    assert at.metric and not at.exception
+    assert sorted(p.name for p in lone.parent.iterdir()) == ["snapshot.json"]

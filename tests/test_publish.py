@@ -1,0 +1,321 @@
+"""The public snapshot: privacy (allowlist, k), determinism, and every figure against plain pandas over the store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import shutil
+
+import duckdb
+import h3
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lib import cli, publish, store
+from lib.errors import NetzausbauError
+
+# The allowlist as this test knows it: widening what is published needs an edit here too.
+EXPECTED = {
+    "regions": {"region_id", "name", "level", "parent_id", "upgrades_total", "upgrades_on_air", "upgrades_late",
+                "pct_on_air"},
+    "planned": {"region_id", "quarter", "upgrades"},
+    "hotspot_areas": {"cell", "complaints", "status", "expected_quarter", "region_ids"},
+    "complaints_monthly": {"region_id", "month", "complaints"},
+    "notes": {"note_id", "region_id", "published_on", "text", "language"},
+    "places": {"name", "region_id"},
+}
+TOP = {"schema_version", "data_as_of", "k", "round_base", "area_res", "tables"}
+STATUSES = {"relieved", "in_progress", "planned", "no_plan"}
+
+
+def frame(path, query: str, params=None) -> pd.DataFrame:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(query, params or []).df()
+
+
+def complaint_cells(db, res: int) -> pd.Series:
+    """Complaints per H3 cell at `res` (the parent of the point's resolution-9 cell, the store's rule), from the
+    store's lat/lon with the h3 package (not lib.cells)."""
+    k = frame(db, "SELECT lat, lon FROM complaints WHERE lat IS NOT NULL")
+    return pd.Series([h3.cell_to_parent(h3.latlng_to_cell(a, b, 9), res)
+                      for a, b in zip(k["lat"], k["lon"], strict=True)]).value_counts()
+
+
+def region_of_cells(db) -> pd.DataFrame:
+    """(region_id, res-8 cell as hex) of the published levels."""
+    rc = frame(db, "SELECT c.region_id, c.cell FROM region_cells c JOIN regions r USING (region_id) "
+                   "WHERE r.level IN ('state', 'cluster')")
+    return rc.assign(cell=[h3.int_to_str(int(c)) for c in rc["cell"]])
+
+
+def check_privacy(path, db, k: int) -> dict:
+    """Open the published file and fail on anything outside the allowlist or any area below k."""
+    doc = json.loads(path.read_bytes())
+    assert set(doc) == TOP
+    assert doc["k"] == k >= publish.MIN_K
+    assert set(doc["tables"]) == set(EXPECTED)
+    for name, rows in doc["tables"].items():
+        for row in rows:
+            assert set(row) == EXPECTED[name], (name, row)
+    base = doc["round_base"]
+    counts = complaint_cells(db, 7)
+    for area in doc["tables"]["hotspot_areas"]:
+        assert h3.get_resolution(area["cell"]) == 7
+        assert counts.get(area["cell"], 0) >= k, area
+        assert area["complaints"] % base == 0 and area["status"] in STATUSES
+    for row in doc["tables"]["complaints_monthly"]:
+        assert row["complaints"] is None or (row["complaints"] % base == 0 and row["complaints"] >= base)
+    raw = path.read_text(encoding="utf-8")
+    ids = frame(db, "SELECT site_id AS x FROM sites UNION ALL SELECT complaint_id FROM complaints "
+                    "UNION ALL SELECT text FROM complaints WHERE text IS NOT NULL UNION ALL SELECT link_id "
+                    "FROM transport_links UNION ALL SELECT upgrade_id FROM upgrades")["x"]
+    for value in ids:
+        assert json.dumps(value, ensure_ascii=False) not in raw, value
+    return doc
+
+
+def expected_round(n: int, k: int, base: int = 10) -> int | None:
+    return None if n < k else max(base, int(math.floor(n / base + 0.5)) * base)
+
+
+@pytest.fixture(scope="module")
+def published(demo_db, tmp_path_factory):
+    """The demo store published once (k = 10) to a fresh file."""
+    out = tmp_path_factory.mktemp("pub") / "snapshot.json"
+    con = store.connect(demo_db, read_only=True)
+    try:
+        publish.publish(con, out)
+    finally:
+        con.close()
+    return out
+
+
+def test_published_demo_passes_the_privacy_check(published, demo_db):
+    doc = check_privacy(published, demo_db, 10)
+    assert doc["tables"]["hotspot_areas"], "the demo should publish some areas"
+    assert {a["status"] for a in doc["tables"]["hotspot_areas"]} >= {"relieved", "planned", "no_plan"}
+
+
+def test_every_area_with_k_complaints_in_a_region_is_published(published, demo_db):
+    check_areas(json.loads(published.read_bytes()), demo_db, 10)
+
+
+def check_areas(doc: dict, db, k: int) -> None:
+    """The published areas are exactly the res-7 cells with >= k complaints that touch a region, with rounded
+    counts and the regions their complaint cells lie in."""
+    counts = complaint_cells(db, 7)
+    k8 = complaint_cells(db, 8)
+    fine = pd.DataFrame({"cell": k8.index, "area": [h3.cell_to_parent(c, 7) for c in k8.index]})
+    touched = fine.merge(region_of_cells(db), on="cell").groupby("area")["region_id"].agg(lambda s: sorted(set(s)))
+    want = {c for c, n in counts.items() if n >= k and c in touched.index}
+    got = {a["cell"]: a for a in doc["tables"]["hotspot_areas"]}
+    assert set(got) == want
+    for cell, area in got.items():
+        assert area["complaints"] == expected_round(int(counts[cell]), k)
+        assert area["region_ids"] == touched[cell]
+
+
+def test_publishing_twice_gives_the_same_bytes(demo_db, published, tmp_path):
+    again = tmp_path / "again.json"
+    assert cli.main(["--db", str(demo_db), "publish", "--out", str(again)]) == 0
+    assert again.read_bytes() == published.read_bytes()
+
+
+def test_percent_done_and_late_match_the_store(published, demo_db):
+    doc = json.loads(published.read_bytes())
+    as_of = pd.Timestamp(doc["data_as_of"])
+    ups = frame(demo_db, "SELECT u.upgrade_id, u.on_air_planned, u.on_air_actual, s.lat, s.lon FROM upgrades u "
+                         "JOIN sites s USING (site_id) WHERE coalesce(u.status, '') <> 'cancelled'")
+    ups["cell"] = [h3.cell_to_parent(h3.latlng_to_cell(a, b, 9), 8)
+                   for a, b in zip(ups["lat"], ups["lon"], strict=True)]
+    joined = ups.merge(region_of_cells(demo_db), on="cell")
+    rows = {r["region_id"]: r for r in doc["tables"]["regions"]}
+    groups = {**{rid: g for rid, g in joined.groupby("region_id")}, "ALL": ups}
+    assert set(rows) == set(groups) | set(frame(demo_db, "SELECT region_id FROM regions WHERE level IN "
+                                                         "('state', 'cluster')")["region_id"]) | {"ALL"}
+    for rid, g in groups.items():
+        done = (pd.to_datetime(g["on_air_actual"]) <= as_of).sum()
+        late = ((pd.to_datetime(g["on_air_planned"]) <= as_of) & ~(pd.to_datetime(g["on_air_actual"]) <= as_of)).sum()
+        r = rows[rid]
+        assert (r["upgrades_total"], r["upgrades_on_air"], r["upgrades_late"]) == (len(g), done, late), rid
+        assert r["pct_on_air"] == round(100 * done / len(g), 1)
+
+
+def test_planned_by_quarter_matches_the_store(published, demo_db):
+    doc = json.loads(published.read_bytes())
+    as_of = pd.Timestamp(doc["data_as_of"])
+    ups = frame(demo_db, "SELECT on_air_planned AS p, on_air_actual AS a FROM upgrades "
+                         "WHERE coalesce(status, '') <> 'cancelled'")
+    p, a = pd.to_datetime(ups["p"]), pd.to_datetime(ups["a"])
+    pending = p[(a.isna() | (a > as_of)) & (p > as_of)]
+    labels = [f"{q.year}-Q{q.quarter}" for q in pd.period_range(as_of, periods=4, freq="Q")]
+    want = {q: int(((pending.dt.year.astype(str) + "-Q" + pending.dt.quarter.astype(str)) == q).sum()) for q in labels}
+    want["later"] = len(pending) - sum(want.values())
+    got = {r["quarter"]: r["upgrades"] for r in doc["tables"]["planned"] if r["region_id"] == "ALL"}
+    assert got == want and sum(got.values()) > 0
+
+
+def test_monthly_complaints_are_rounded_and_hidden_below_k(published, demo_db):
+    doc = json.loads(published.read_bytes())
+    k = frame(demo_db, "SELECT received_at, lat, lon FROM complaints")
+    k["cell"] = [h3.cell_to_parent(h3.latlng_to_cell(a, b, 9), 8) for a, b in zip(k["lat"], k["lon"], strict=True)]
+    k["month"] = pd.to_datetime(k["received_at"]).dt.strftime("%Y-%m")
+    per = k.merge(region_of_cells(demo_db), on="cell").groupby(["region_id", "month"]).size()
+    total = k.groupby("month").size()
+    rows = doc["tables"]["complaints_monthly"]
+    assert rows and any(r["complaints"] is None for r in rows) and any(r["complaints"] for r in rows)
+    for r in rows:
+        n = total.get(r["month"], 0) if r["region_id"] == "ALL" else per.get((r["region_id"], r["month"]), 0)
+        assert r["complaints"] == expected_round(int(n), 10), r
+
+
+def test_notes_are_published_as_written(published, demo_db):
+    doc = json.loads(published.read_bytes())
+    notes = frame(demo_db, "SELECT note_id, region_id, published_on, text, language FROM status_notes")
+    want = sorted((r.note_id, r.region_id, pd.Timestamp(r.published_on).date().isoformat(), r.text, r.language)
+                  for r in notes.itertuples())
+    got = sorted((n["note_id"], n["region_id"], n["published_on"], n["text"], n["language"])
+                 for n in doc["tables"]["notes"])
+    assert got == want and len(got) == 10
+
+
+def test_places_lie_in_their_regions(published, demo_db):
+    doc = json.loads(published.read_bytes())
+    places = {(p["name"], p["region_id"]) for p in doc["tables"]["places"]}
+    assert ("Berlin", "C-BER") in places and ("Hamburg", "C-HAM") in places
+    assert ("München", "09") in places  # Bavaria (AGS 09), with its German name
+
+
+@pytest.mark.parametrize("k", [4, 0, -3, 2.5, True, "10"])
+def test_k_below_five_or_not_a_number_is_refused(demo_db, tmp_path, k):
+    con = store.connect(demo_db, read_only=True)
+    try:
+        with pytest.raises(publish.SnapshotError, match="at least 5"):
+            publish.publish(con, tmp_path / "s.json", k=k)
+    finally:
+        con.close()
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_cli_refuses_k_below_five(demo_db, tmp_path, capsys):
+    assert cli.main(["--db", str(demo_db), "publish", "--k", "4", "--out", str(tmp_path / "s.json")]) == 2
+    assert "k must be a whole number of at least 5" in capsys.readouterr().err
+    assert not (tmp_path / "s.json").exists()
+
+
+def _tamper(doc: dict, change) -> bytes:
+    doc = json.loads(json.dumps(doc))
+    change(doc)
+    return json.dumps(doc).encode()
+
+
+TAMPERED = {
+    "an extra table": (lambda d: d["tables"].update(sites=[]), "tables must be exactly"),
+    "an extra column": (lambda d: d["tables"]["hotspot_areas"][0].update(site_id="S1"), "columns"),
+    "an extra top-level field": (lambda d: d.update(published_at="2026-11-22T08:00"), "top-level"),
+    "a missing column": (lambda d: d["tables"]["regions"][0].pop("pct_on_air"), "columns"),
+    "a cell finer than res 7": (lambda d: d["tables"]["hotspot_areas"][0].update(cell="881f1d4811fffff"), "cell"),
+    "an unrounded count": (lambda d: d["tables"]["hotspot_areas"][0].update(complaints=13), "complaints"),
+    "a monthly count below k": (lambda d: d["tables"]["complaints_monthly"][0].update(complaints=3), "complaints"),
+    "k below five": (lambda d: d.update(k=3), "'k'"),
+    "an unknown status": (lambda d: d["tables"]["hotspot_areas"][0].update(status="late"), "status"),
+    "a note in French": (lambda d: d["tables"]["notes"][0].update(language="fr"), "language"),
+    "a duplicate cell": (lambda d: d["tables"]["hotspot_areas"].append(d["tables"]["hotspot_areas"][0]), "twice"),
+}
+
+
+@pytest.mark.parametrize("what", list(TAMPERED))
+def test_load_refuses_anything_outside_the_allowlist(published, tmp_path, what):
+    change, message = TAMPERED[what]
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(_tamper(json.loads(published.read_bytes()), change))
+    with pytest.raises(publish.SnapshotError, match=message) as exc:
+        publish.load(bad)
+    assert str(bad) in str(exc.value) and "refused" in str(exc.value)
+
+
+@pytest.mark.parametrize("content, message", [(b"not json", "not a JSON snapshot"), (b"[]", "JSON object"),
+                                               (b"\xff\xfe", "not a JSON snapshot")])
+def test_load_refuses_a_file_that_is_not_a_snapshot(tmp_path, content, message):
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(content)
+    with pytest.raises(publish.SnapshotError, match=message):
+        publish.load(bad)
+
+
+def test_load_of_a_missing_file_says_how_to_publish(tmp_path):
+    with pytest.raises(NetzausbauError, match="python -m lib.cli publish"):
+        publish.load(tmp_path / "none.json")
+
+
+def test_the_snapshot_path_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(publish.SNAPSHOT_ENV, str(tmp_path / "x.json"))
+    assert publish.snapshot_path() == tmp_path / "x.json"
+    assert publish.snapshot_path(tmp_path / "y.json") == tmp_path / "y.json"
+
+
+@pytest.mark.parametrize("n, k, want", [(0, 10, None), (9, 10, None), (10, 10, 10), (14, 10, 10), (15, 10, 20),
+                                        (5, 5, 10), (104, 10, 100), (105, 10, 110)])
+def test_round_count(n, k, want):
+    assert publish.round_count(n, k) == want
+
+
+@pytest.mark.parametrize("statuses, want", [
+    (["relieved", "relieved"], "relieved"), (["relieved", "planned"], "planned"),
+    (["in_progress", "planned"], "planned"), (["relieved", "in_progress"], "in_progress"),
+    (["relieved", "no_plan"], "no_plan")])
+def test_an_area_is_as_far_as_its_least_advanced_cell(statuses, want):
+    assert publish.area_status(statuses) == want
+
+
+def test_every_relief_status_has_a_public_status():
+    from lib import linkage
+
+    assert set(publish.STATUS_MAP) == set(linkage.STATUSES)
+    assert set(publish.STATUS_MAP.values()) == STATUSES
+
+
+def test_planned_by_quarter_counts_only_pending_upgrades_after_the_date():
+    ts = pd.Timestamp
+    frame_ = pd.DataFrame({
+        "planned": [ts("2026-10-01"), ts("2026-12-01"), ts("2027-02-01"), ts("2027-12-31"), ts("2026-12-15")],
+        "actual": [pd.NaT, pd.NaT, pd.NaT, pd.NaT, ts("2026-10-20")]}).astype("datetime64[us]")
+    got = publish.planned_by_quarter(frame_, dt.date(2026, 11, 1))
+    # the first is overdue (late), the last already on air
+    assert got == {"2026-Q4": 1, "2027-Q1": 1, "2027-Q2": 0, "2027-Q3": 0, "later": 1}
+
+
+# -- property: random small stores ------------------------------------------------------------
+
+CENTRES = [(52.2, 8.2), (52.25, 8.7), (52.3, 9.2), (52.1, 8.05), (52.35, 8.35)]  # in the tiny world's regions
+
+
+@settings(max_examples=6, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(sizes=st.lists(st.integers(0, 25), min_size=len(CENTRES), max_size=len(CENTRES)),
+       spread=st.floats(0.001, 0.03), k=st.integers(5, 15), seed=st.integers(0, 10_000))
+def test_random_stores_publish_nothing_below_k(tiny_world, tmp_path_factory, sizes, spread, k, seed):
+    import random
+
+    rng = random.Random(seed)
+    folder = tmp_path_factory.mktemp("prop")
+    db = folder / "store.duckdb"
+    shutil.copy(tiny_world.template, db)
+    lines = ["complaint_id,received_at,lat,lon,category,channel,text"]
+    for c, ((lat, lon), n) in enumerate(zip(CENTRES, sizes, strict=True)):
+        for i in range(n):
+            day = dt.date(2024, 1, 1) + dt.timedelta(days=rng.randint(0, 390))
+            lines.append(f"P{c}-{i},{day} 10:00,{lat + rng.uniform(-spread, spread):.5f},"
+                         f"{lon + rng.uniform(-spread, spread):.5f},slow_data,app,secret text {c}-{i}")
+    (folder / "more.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    con = store.connect(db)
+    try:
+        store.import_file(con, folder / "more.csv", table="complaints", today=dt.date(2025, 1, 31))
+        publish.publish(con, folder / "s.json", k=k)
+    finally:
+        con.close()
+    doc = check_privacy(folder / "s.json", db, k)
+    check_areas(doc, db, k)
+    assert (folder / "s.json").read_bytes() == publish.dumps(publish.load(folder / "s.json").doc)
