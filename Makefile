@@ -6,9 +6,11 @@ PORT   ?= 8501
 
 .PHONY: run public publish test lint demo demo-1m demo-10m bench clean
 
-## run: install, build the demo store on first run (with progress), start the dashboard (and /api/public/) on :$(PORT)
+## run: install, build the demo store and its public snapshot on first run (with progress), start the dashboard
+##      (and /api/public/) on :$(PORT)
 run: $(VENV)/.runtime
 	$(PY) -m lib.cli demo --if-missing
+	$(PY) -m lib.cli publish --if-missing
 	$(PY) -m streamlit run serve.py --server.port $(PORT) --server.headless true
 
 ## publish: write the public snapshot (data/public/snapshot.json) from the store

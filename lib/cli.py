@@ -4,7 +4,7 @@
     python -m lib.cli import FILE [FILE ...] [--table NAME]
     python -m lib.cli log
     python -m lib.cli rejects IMPORT_ID [--csv OUT]
-    python -m lib.cli publish [--k 10] [--out PATH] [--as-of YYYY-MM-DD]
+    python -m lib.cli publish [--k 10] [--out PATH] [--as-of YYYY-MM-DD] [--if-missing]
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     pub.add_argument("--out", type=Path, help="snapshot file (default: $NETZAUSBAU_SNAPSHOT or "
                                               "data/public/snapshot.json)")
     pub.add_argument("--as-of", type=datetime.date.fromisoformat, help="data date (default: the store's)")
+    pub.add_argument("--if-missing", action="store_true", help="do nothing if the snapshot file exists")
     args = p.parse_args(argv)
     try:
         return _run(args)
@@ -112,6 +113,9 @@ def _run(args) -> int:
     if args.cmd == "publish":
         from lib import publish
 
+        if args.if_missing and publish.snapshot_path(args.out).exists():
+            print(f"snapshot exists: {publish.snapshot_path(args.out)}")
+            return 0
         con = store.connect(args.db, read_only=True)
         try:
             print(publish.publish(con, args.out, k=args.k, as_of=args.as_of).summary())

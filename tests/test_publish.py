@@ -124,6 +124,16 @@ def test_publishing_twice_gives_the_same_bytes(demo_db, published, tmp_path):
     assert again.read_bytes() == published.read_bytes()
 
 
+def test_publish_if_missing_keeps_an_existing_snapshot(demo_db, tmp_path, capsys):
+    """`make run` publishes the demo's snapshot on first start only: an operator's snapshot is never replaced."""
+    out = tmp_path / "s.json"
+    assert cli.main(["--db", str(demo_db), "publish", "--out", str(out), "--if-missing"]) == 0
+    assert out.exists() and publish.load(out)
+    out.write_bytes(b"operator's own")
+    assert cli.main(["--db", str(demo_db), "publish", "--out", str(out), "--if-missing"]) == 0
+    assert out.read_bytes() == b"operator's own" and "snapshot exists" in capsys.readouterr().out
+
+
 def test_percent_done_and_late_match_the_store(published, demo_db):
     doc = json.loads(published.read_bytes())
     as_of = pd.Timestamp(doc["data_as_of"])
