@@ -150,9 +150,8 @@ with right:
     else:
         st.subheader(f"Transport link {pick[1]}")
         st.dataframe(cache.query(con, "link_story", pick[1], p.as_of), hide_index=True)
-    if pick is not None and st.button("Clear selection", icon=":material/close:"):
-        ss["map_pick"] = None
-        st.rerun()
+    if pick is not None:
+        st.button("Clear selection", icon=":material/close:", on_click=ss.update, kwargs={"map_pick": None})
 
 st.subheader("Hotspots by unrelieved pain")
 st.caption(f"Pain = complaints in the window x days until relief (relieved: 0; relief date passed: "

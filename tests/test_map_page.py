@@ -160,6 +160,8 @@ def test_a_table_row_selects_its_hotspot(db):
     at.run()
     assert f"Hotspot {first['cell']}" in [h.value for h in at.subheader]
     assert any("rank 1 by unrelieved pain" in m.value for m in at.markdown)
+    at.button[-1].click().run()  # "Clear selection": the row stays ticked in the table, but the story goes
+    assert not [h for h in at.subheader if h.value.startswith("Hotspot ")]
 
 
 def test_a_site_picked_on_the_map_lists_its_upgrades(db):
