@@ -1,40 +1,65 @@
-"""Large CSV files: streamed in chunks, validated in worker processes, staged in the store.
+"""Large CSV files: cut into byte ranges at record boundaries, each read and validated by a worker.
 
-The whole-file path (lib/readers + lib/ingest) holds the file as one DataFrame and
-validates it on one core (the checks are GIL-bound pandas). For a large CSV this module
-instead streams it with pyarrow (single-threaded, so every row keeps its number),
-validates chunks of CHUNK_ROWS rows in WORKERS processes and appends each chunk's good
-records to the import's staging table as it comes back, so the parent never holds more
-than a few chunks. Repeated keys across chunks are found in SQL on the staging table.
-The result is the same as the whole-file path's, row for row (tests/test_bulk.py).
+The whole-file path (lib/readers + lib/ingest) holds the file as one DataFrame and validates it
+on one core (the checks are GIL-bound pandas). For a large CSV this module instead
+
+1. makes sure the file is UTF-8 on disk: a path is used as it is, an upload (bytes) is written to
+   a temporary file, a Windows-1252 file is converted block by block into one;
+2. cuts the data after the header into ranges of about CHUNK_BYTES, each ending just after a
+   newline with an even number of quote characters since the range's start (where fields are
+   quoted as RFC 4180 has it, that is a record boundary); the parent only reads the file for this;
+3. has WORKERS processes each read one range from the file, parse it (pyarrow), validate it
+   (lib.ingest.validate, with its rows numbered from 1), write its good records to a Parquet file
+   and send back only counts and rejected rows;
+4. takes the results in file order: numbers their rows (the header is row 1, then every record of
+   the earlier ranges) and has DuckDB append the records to the import's staging table from the
+   Parquet file. (Not from an Arrow table: DuckDB keeps every Python object an open transaction
+   scanned alive until it ends, so the parent would hold the whole file.)
+
+A quote that pyarrow reads as a plain character (one inside an unquoted field) can make the
+parity lie, so every worker checks its own cut: it parses its range followed by a sentinel line,
+which comes back as a record of its own only if the range ended outside a quoted field. A range
+that ended inside one is joined with the next range and read again. Repeated keys across ranges
+are found in SQL on the staging table. The result is the same as the whole-file path's, row for
+row (tests/test_bulk.py), and no process holds more than a few ranges.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
+import os
+import shutil
+import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from lib import schema
-from lib.ingest import Validated, check_columns, validate
-from lib.readers import BOM, RawTable, csv_header, csv_options, decode_csv, is_utf8, is_utf8_stream
+from lib.ingest import Validated, check_columns, duplicate_reason, shift_rows, validate
+from lib.readers import BOM, RawTable, csv_header, csv_options, decode_csv
 
 MIN_BYTES = 64 << 20
 """CSV files at least this large take the chunked path (about 600k complaint rows)."""
-CHUNK_ROWS = 500_000
+CHUNK_BYTES = 24 << 20
+"""Bytes of CSV a worker reads at a time (about 200k complaint rows)."""
 WORKERS = 2
-IN_FLIGHT = WORKERS + 1  # chunks handed to workers at once: bounds the parent's memory
+IN_FLIGHT = WORKERS + 1  # ranges handed to workers at once: bounds the Arrow files waiting on disk
+SENTINEL = "\x00netzausbau: end of range\x00"
+"""The line a worker parses after its range, to learn whether the range ended inside quotes."""
+MAX_TRIES = 1000  # newlines tried from a range's end before a cut is left to the sentinel to check
+BLOCK = 1 << 24
 
 
 @dataclass
@@ -57,7 +82,43 @@ class Staged:
 
 
 Source = bytes | Path
-"""A large CSV: its bytes, or its path (read as a stream, never held whole)."""
+"""A large CSV: its bytes, or its path (never read whole)."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """Bytes [start, end) of the file; `last` when it runs to the file's end."""
+
+    start: int
+    end: int
+    last: bool
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a worker needs besides its range: the file, how to read it and what to check against."""
+
+    path: str
+    delimiter: str
+    names: tuple[str, ...]
+    encoding: str
+    table_name: str
+    file_name: str
+    known: Mapping[str, set[str]]
+    today: dt.date
+    out_dir: str
+
+
+@dataclass
+class Part:
+    """A worker's answer for one range; `cut_ok` is False when the range ended inside a quoted field
+    or is not UTF-8 (`utf8` False); then nothing else is set."""
+
+    cut_ok: bool
+    utf8: bool = True
+    records: int = 0  # records read in the range (good and bad): the next range's row numbers start after them
+    validated: Validated | None = None
+    parquet: str | None = None
 
 
 def wanted(size: int, fmt: str) -> bool:
@@ -73,72 +134,143 @@ def head(source: Source, n: int = 1 << 16) -> bytes:
     return source[:n]
 
 
-def utf8_stream(source: Source) -> tuple[pa.NativeFile, str]:
-    """A stream of the CSV as UTF-8 (BOM skipped) and the encoding it was read in.
+def on_disk(source: Source, tmp: Path) -> Path:
+    """The CSV as a file: a path as it is, bytes written to a file in `tmp`."""
+    if isinstance(source, Path):
+        return source
+    out = tmp / "source.csv"
+    out.write_bytes(source)
+    return out
 
-    Neither a path nor bytes are copied when the file is UTF-8; a Windows-1252 file is
-    converted in memory (a copy as large as the file)."""
-    bom = head(source, len(BOM)) == BOM
+
+def cp1252_to_utf8(source: Source, tmp: Path) -> Path:
+    """A Windows-1252 CSV converted to a UTF-8 file in `tmp`, block by block (one byte a character;
+    undefined bytes replaced, as decode_csv does it whole)."""
+    out = tmp / "converted.csv"
+    with out.open("wb") as w:
+        for block in _blocks(source):
+            w.write(block.decode("cp1252", errors="replace").encode("utf-8"))
+    return out
+
+
+def _blocks(source: Source) -> Iterator[bytes]:
     if isinstance(source, Path):
         with source.open("rb") as f:
-            utf8 = is_utf8_stream(f)
-        if utf8:
-            stream = pa.OSFile(str(source))
-            stream.seek(len(BOM) if bom else 0)
-            return stream, "utf-8-sig" if bom else "utf-8"
-        source = source.read_bytes()
-    if is_utf8(source):
-        buf = pa.py_buffer(source)
-        return pa.BufferReader(buf.slice(len(BOM)) if bom else buf), "utf-8-sig" if bom else "utf-8"
-    converted, encoding = decode_csv(source)
-    return pa.BufferReader(converted), encoding
+            yield from iter(lambda: f.read(BLOCK), b"")
+    else:
+        view = memoryview(source)
+        for start in range(0, len(view), BLOCK):
+            yield bytes(view[start:start + BLOCK])
 
 
-def csv_chunks(source: Source, file_name: str, chunk_rows: int = CHUNK_ROWS) -> Iterator[RawTable]:
-    """The CSV as RawTables of about `chunk_rows` rows, each with its rows' numbers in the file."""
-    stream, encoding = utf8_stream(source)
-    delimiter, names = csv_header(decode_csv(head(source))[0], file_name)
+def data_start(f: BinaryIO) -> int:
+    """Offset of the first byte after the header line (and a BOM)."""
+    f.seek(0)
+    skip = len(BOM) if f.read(len(BOM)) == BOM else 0
+    f.seek(skip)
+    f.readline()
+    return f.tell()
+
+
+def last_cut(buf: bytes) -> int:
+    """The index just after the last newline in `buf` with an even number of quote characters before
+    it, else just after the last newline (the sentinel checks it), or -1 when `buf` has none."""
+    end = buf.rfind(b"\n")
+    if end < 0:
+        return -1
+    quotes = buf.count(b'"', 0, end)
+    i = end
+    for _ in range(MAX_TRIES):
+        if quotes % 2 == 0:
+            return i + 1
+        j = buf.rfind(b"\n", 0, i)
+        if j < 0:
+            break
+        quotes -= buf.count(b'"', j, i)
+        i = j
+    return end + 1
+
+
+def ranges(f: BinaryIO, start: int, size: int, chunk: int) -> Iterator[Range]:
+    """The file from `start` to `size` cut into ranges of about `chunk` bytes."""
+    pos = start
+    while pos < size:
+        if size - pos <= chunk + chunk // 2:
+            yield Range(pos, size, True)
+            return
+        f.seek(pos)
+        buf = f.read(chunk)
+        cut = last_cut(buf)
+        while cut < 0:  # a record longer than a chunk: read on
+            more = f.read(chunk)
+            if not more:
+                break
+            buf += more
+            cut = last_cut(buf)
+        if cut < 0 or pos + cut >= size:
+            yield Range(pos, size, True)
+            return
+        yield Range(pos, pos + cut, False)
+        pos += cut
+
+
+def read_range(job: Job, r: Range) -> tuple[pa.Table, np.ndarray, list[tuple[int, str]]] | str | None:
+    """The range's records as text columns, their row numbers (from 1) and the unreadable ones;
+    None when the range ended inside a quoted field, "not utf-8" when it is not UTF-8."""
+    with open(job.path, "rb") as f:
+        f.seek(r.start)
+        data = f.read(r.end - r.start)
+    if not r.last:
+        data += SENTINEL.encode() + b"\n"
     bad: list[tuple[int, str]] = []
 
     def on_bad(row) -> str:
         bad.append((row.number, row.text))
         return "skip"
 
-    read, parse, convert = csv_options(delimiter, names, use_threads=False, on_bad=on_bad)
-    reader = pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
-    next_record, seen_bad, pending = 2, 0, []
-
-    def emit(batches: list[pa.RecordBatch], rows: np.ndarray, bad_rows: list) -> RawTable:
-        table = pa.Table.from_batches(batches, schema=reader.schema)
-        return RawTable(table, rows, "csv", encoding, delimiter, bad_rows=bad_rows)  # frame as Arrow: see _work
-
-    rows_parts, bad_parts, count = [], [], 0
-    for batch in reader:
-        new_bad = bad[seen_bad:]
-        seen_bad = len(bad)
-        bad_numbers = {n for n, _ in new_bad}
-        span = np.arange(next_record, next_record + batch.num_rows + len(new_bad), dtype="int64")
-        good = span[~np.isin(span, list(bad_numbers))] if bad_numbers else span
-        next_record = int(span[-1]) + 1 if len(span) else next_record
-        pending.append(batch)
-        rows_parts.append(good)
-        bad_parts += new_bad
-        count += batch.num_rows
-        if count >= chunk_rows:
-            yield emit(pending, np.concatenate(rows_parts), bad_parts)
-            pending, rows_parts, bad_parts, count = [], [], [], 0
-    if pending or bad_parts or bad[seen_bad:]:
-        bad_parts += bad[seen_bad:]
-        rows = np.concatenate(rows_parts) if rows_parts else np.zeros(0, dtype="int64")
-        yield emit(pending or [pa.RecordBatch.from_pylist([], schema=reader.schema)], rows, bad_parts)
+    read, parse, convert = csv_options(job.delimiter, list(job.names), use_threads=False, on_bad=on_bad)
+    read.column_names = list(job.names)
+    try:
+        table = pacsv.read_csv(pa.BufferReader(data), read_options=read, parse_options=parse,
+                               convert_options=convert)
+    except pa.ArrowInvalid:  # invalid UTF-8 fails the text columns, or the text of a bad row
+        if job.encoding != "windows-1252" and not _valid_utf8(data):
+            return "not utf-8"
+        raise
+    if not r.last:
+        if len(job.names) > 1 and bad and bad[-1][1] == SENTINEL:
+            bad.pop()
+        elif len(job.names) == 1 and table.num_rows and table.column(0)[-1].as_py() == SENTINEL:
+            table = table.slice(0, table.num_rows - 1)
+        else:
+            return None
+    n_records = table.num_rows + len(bad)
+    numbers = np.arange(1, n_records + 1, dtype="int64")
+    rows = numbers[~np.isin(numbers, [n for n, _ in bad])] if bad else numbers
+    return table, rows, bad
 
 
-def _work(raw: RawTable, table_name: str, file_name: str, known: Mapping[str, set[str]],
-          today: dt.date) -> Validated:
-    """Validate one chunk (in a worker process)."""
-    if isinstance(raw.frame, pa.Table):
-        raw.frame = raw.frame.to_pandas()
-    return validate(raw, schema.TABLES[table_name], file_name, known, today)
+def _valid_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def work(job: Job, r: Range) -> Part:
+    """Read and validate one range (in a worker process); the good records go to an Arrow file."""
+    got = read_range(job, r)
+    if got is None or isinstance(got, str):
+        return Part(cut_ok=False, utf8=got is None)
+    table, rows, bad = got
+    raw = RawTable(table.to_pandas(), rows, "csv", job.encoding, job.delimiter, bad_rows=bad)
+    v = validate(raw, schema.TABLES[job.table_name], job.file_name, job.known, job.today)
+    path = os.path.join(job.out_dir, f"part-{r.start}.parquet")
+    pq.write_table(pa.Table.from_pandas(v.records, preserve_index=False), path, compression="none",
+                   use_dictionary=False, write_statistics=False)  # read once, at once: the cheapest to write
+    v.records = v.records.iloc[0:0]  # the records travel by file, not through the pipe
+    return Part(cut_ok=True, records=len(rows) + len(bad), validated=v, parquet=path)
 
 
 def pool() -> Executor:
@@ -159,55 +291,104 @@ class Inline(Executor):
 
 
 def stage_csv(con: duckdb.DuckDBPyConnection, data: Source, file_name: str, table: schema.Table,
-              known: Mapping[str, set[str]], today: dt.date, stage: Callable[[pd.DataFrame, bool], None],
+              known: Mapping[str, set[str]], today: dt.date, stage: Callable[[str, int], None],
               progress: Callable[[str, float], None], restart: Callable[[], None],
-              chunk_rows: int | None = None) -> Staged:
-    """Validate a large CSV chunk by chunk and hand each chunk's records to `stage(records, first)`.
+              chunk_bytes: int | None = None) -> Staged:
+    """Validate a large CSV range by range; `stage(parquet_path, row_offset)` stages each range's records.
 
     Worker processes are spawned, which re-imports the parent's main script; where that
     cannot work (a main read from stdin, say) the pool breaks at once, and the file is
     staged again from the start (`restart()` empties the stage) in this process.
     """
+    utf8, _ = decode_csv(head(data))
+    delimiter, names = csv_header(utf8, file_name)
+    _, warnings = check_columns(names, table, file_name, "")  # refuses the file before any work
+    tmp = Path(tempfile.mkdtemp(prefix="netzausbau-import-"))
     try:
-        return _stage_chunks(con, data, file_name, table, known, today, stage, progress, chunk_rows, pool())
-    except BrokenProcessPool:
-        restart()
-        return _stage_chunks(con, data, file_name, table, known, today, stage, progress, chunk_rows, Inline())
-
-
-def _stage_chunks(con: duckdb.DuckDBPyConnection, data: Source, file_name: str, table: schema.Table,
-                  known: Mapping[str, set[str]], today: dt.date, stage: Callable[[pd.DataFrame, bool], None],
-                  progress: Callable[[str, float], None], chunk_rows: int | None, executor: Executor) -> Staged:
-    utf8, encoding = decode_csv(head(data))
-    _, names = csv_header(utf8, file_name)
-    _, warnings = check_columns(names, table, file_name, encoding)  # refuses the file before any work
-    out = Staged(encoding="", warnings=warnings)
-    futures: deque[Future] = deque()
-    first = True
-    try:
-        for raw in csv_chunks(data, file_name, chunk_rows or CHUNK_ROWS):
-            out.encoding = raw.encoding
-            futures.append(executor.submit(_work, raw, table.name, file_name, known, today))
-            while len(futures) >= IN_FLIGHT:
-                first = _collect(futures.popleft().result(), out, stage, first)
-                progress(f"Checked {out.rows_total:,} rows", min(0.55, 0.1 + out.rows_total / 2e7))
-        while futures:
-            first = _collect(futures.popleft().result(), out, stage, first)
+        path = on_disk(data, tmp)
+        encoding = "utf-8-sig" if head(data, len(BOM)) == BOM else "utf-8"
+        job = Job(str(path), delimiter, tuple(names), encoding, table.name, file_name, known, today, str(tmp))
+        try:
+            out = _stage_file(job, stage, progress, restart, chunk_bytes or CHUNK_BYTES)
+        except NotUtf8:  # the workers check as they read: no pass over the file beforehand
+            restart()
+            encoding = "windows-1252"
+            job = replace(job, path=str(cp1252_to_utf8(data, tmp)), encoding=encoding)
+            out = _stage_file(job, stage, progress, restart, chunk_bytes or CHUNK_BYTES)
     finally:
-        executor.shutdown(cancel_futures=True)
-    out.warnings = list(dict.fromkeys(out.warnings + _encoding_warning(out.encoding)))
+        shutil.rmtree(tmp, ignore_errors=True)
+    out.warnings = list(dict.fromkeys(warnings + out.warnings + _encoding_warning(encoding)))
+    out.encoding = encoding
     out.rejects.append(_cross_chunk_duplicates(con, table, out))
     return out
 
 
-def _collect(v: Validated, out: Staged, stage: Callable[[pd.DataFrame, bool], None], first: bool) -> bool:
+class NotUtf8(Exception):
+    """A range of the file is not valid UTF-8: the file is read as Windows-1252."""
+
+
+def _stage_file(job: Job, stage: Callable[[str, int], None], progress: Callable[[str, float], None],
+                restart: Callable[[], None], chunk: int) -> Staged:
+    try:
+        return _stage_ranges(job, stage, progress, chunk, pool())
+    except BrokenProcessPool:
+        restart()
+        return _stage_ranges(job, stage, progress, chunk, Inline())
+
+
+def _stage_ranges(job: Job, stage: Callable[[str, int], None], progress: Callable[[str, float], None], chunk: int,
+                  executor: Executor) -> Staged:
+    out = Staged()
+    offset = 1  # the header is row 1
+    with open(job.path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        cuts = ranges(f, data_start(f), size, chunk)
+        todo: deque[tuple[Range, Future]] = deque()
+
+        def submit(r: Range) -> tuple[Range, Future]:
+            return r, executor.submit(work, job, r)
+
+        try:
+            for r in cuts:
+                todo.append(submit(r))
+                while len(todo) >= IN_FLIGHT:
+                    offset = _take(todo, cuts, submit, out, offset, stage)
+                    done = todo[0][0].start if todo else size
+                    progress(f"Checked {out.rows_total:,} rows", 0.1 + 0.5 * done / size)
+            while todo:
+                offset = _take(todo, cuts, submit, out, offset, stage)
+        finally:
+            for _, fut in todo:
+                fut.cancel()
+            executor.shutdown(wait=True, cancel_futures=True)
+    return out
+
+
+def _take(todo: deque, cuts: Iterator[Range], submit: Callable, out: Staged, offset: int,
+          stage: Callable[[str, int], None]) -> int:
+    """Take the first range's answer: stage it (rows renumbered from `offset`), or, when its cut
+    was inside a quoted field, join it with the next range and read it again. The next offset."""
+    r, fut = todo.popleft()
+    part = fut.result()
+    if not part.utf8:
+        raise NotUtf8
+    if not part.cut_ok:
+        nxt = todo.popleft() if todo else None
+        if nxt is None:
+            nxt = (next(cuts), None)
+        elif (dropped := nxt[1].result()).parquet:  # started at a wrong place: thrown away
+            os.remove(dropped.parquet)
+        todo.appendleft(submit(Range(r.start, nxt[0].end, nxt[0].last)))
+        return offset
+    v = part.validated
+    shift_rows(v, offset)  # the rejects; the records are numbered as they are staged
     out.rows_total += v.rows_total
-    out.rows_accepted += len(v.records)
+    out.rows_accepted += pq.read_metadata(part.parquet).num_rows
     out.rejects.append(v.rejects)
-    if first or len(v.records):
-        stage(v.records, first)
-        return False
-    return first
+    out.warnings += v.warnings
+    stage(part.parquet, offset)
+    os.remove(part.parquet)
+    return offset + part.records
 
 
 def _encoding_warning(encoding: str) -> list[str]:
@@ -215,7 +396,7 @@ def _encoding_warning(encoding: str) -> list[str]:
 
 
 def _cross_chunk_duplicates(con: duckdb.DuckDBPyConnection, table: schema.Table, out: Staged) -> pd.DataFrame:
-    """Reject (and unstage) every repeat of a key after its first occurrence in an earlier chunk."""
+    """Reject (and unstage) every repeat of a key after its first occurrence in an earlier range."""
     key = table.key
     # the repeated keys first (one hash aggregate), so that the window and the JSON of the
     # record only run over their rows, not over every staged row
@@ -232,5 +413,5 @@ def _cross_chunk_duplicates(con: duckdb.DuckDBPyConnection, table: schema.Table,
     con.execute('DELETE FROM _incoming WHERE "row" IN (SELECT "row" FROM _dups)')
     out.rows_accepted -= len(dups)
     return pd.DataFrame({"row": dups["row"].astype("int64"), "field": key, "value": dups[key].astype(str),
-                         "reason": [f"duplicate {key} (first at row {r})" for r in dups["first_row"]],
+                         "reason": [duplicate_reason(key, r) for r in dups["first_row"]],
                          "record": dups["rec"].astype(str)})

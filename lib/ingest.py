@@ -352,6 +352,26 @@ def _check_rows(table: schema.Table, rec: pd.DataFrame, frame: pd.DataFrame, fau
         faults.add(early.to_numpy(), "status", rec["status"], "status says not on air, but on_air_actual is set")
 
 
+def duplicate_reason(key: str, first_row: int) -> str:
+    """The reason given for a repeated key."""
+    return f"duplicate {key} (first at row {first_row})"
+
+
+_FIRST_AT = re.compile(r"\(first at row (\d+)\)$")
+
+
+def shift_rows(v: Validated, offset: int) -> None:
+    """Renumber a part of a file validated on its own (rows counted from 1 in the part) by `offset`, the
+    records before it, in place: its records, its rejects and the first rows that duplicates name."""
+    v.records["row"] += offset
+    if len(v.rejects):
+        v.rejects["row"] += offset
+        dup = v.rejects["reason"].str.startswith("duplicate ").to_numpy()
+        if dup.any():
+            v.rejects.loc[dup, "reason"] = v.rejects.loc[dup, "reason"].str.replace(
+                _FIRST_AT, lambda m: f"(first at row {int(m.group(1)) + offset})", regex=True)
+
+
 def _dedupe(records: pd.DataFrame, table: schema.Table, faults: _Faults, good: np.ndarray) -> pd.DataFrame:
     """Reject every repeat of a key after its first occurrence in the file."""
     key = records[table.key]
@@ -359,7 +379,7 @@ def _dedupe(records: pd.DataFrame, table: schema.Table, faults: _Faults, good: n
     if not dup.any():
         return records
     first_row = records.groupby(table.key, sort=False)["row"].transform("first")
-    reason = first_row[dup].map(lambda r: f"duplicate {table.key} (first at row {r})").to_numpy()
+    reason = first_row[dup].map(lambda r: duplicate_reason(table.key, r)).to_numpy()
     part = pd.DataFrame({"pos": good[dup], "field": table.key, "value": key[dup].to_numpy(), "reason": reason})
     faults.parts.append(part)
     return records[~dup].reset_index(drop=True)

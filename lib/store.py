@@ -167,7 +167,7 @@ def import_file(con: duckdb.DuckDBPyConnection, source: str | Path | bytes, tabl
         result.import_id = con.execute("SELECT coalesce(max(import_id), 0) + 1 FROM import_log").fetchall()[0][0]
         if big:
             staged = bulk.stage_csv(con, data, file_name, t, known, today or dt.date.today(),
-                                    lambda rec, first: _stage(con, rec, t, result.import_id), progress,
+                                    lambda part, offset: _stage(con, part, t, result.import_id, offset), progress,
                                     restart=lambda: con.execute("DELETE FROM _incoming"))
             rejects, region_cells, encoding = staged.reject_frame(), None, staged.encoding
             result.rows_total, result.rows_accepted, result.warnings = (staged.rows_total, staged.rows_accepted,
@@ -225,14 +225,19 @@ def _new_stage(con: duckdb.DuckDBPyConnection, t: schema.Table) -> None:
                 f"FROM {t.name} LIMIT 0")
 
 
-def _stage(con: duckdb.DuckDBPyConnection, records: pd.DataFrame, t: schema.Table, import_id: int) -> None:
-    """Append validated records to the staging table."""
-    cols = [*table_columns(t.name), "row"]
-    stage = records.assign(import_id=import_id)[cols]
-    con.register("_stage", stage)
+def _stage(con: duckdb.DuckDBPyConnection, records: pd.DataFrame | str, t: schema.Table, import_id: int,
+           row_offset: int = 0) -> None:
+    """Append validated records (a DataFrame, or a Parquet file of them from lib/bulk, whose rows are
+    numbered from `row_offset`) to the staging table."""
+    cols = [c for c in table_columns(t.name) if c not in BOOKKEEPING]
+    quoted = ", ".join(f'"{c}"' for c in cols)
+    insert = f'INSERT INTO _incoming ({quoted}, "row", import_id) SELECT {quoted}, "row" + ?, ? FROM '
+    if isinstance(records, str):
+        con.execute(insert + "read_parquet(?)", [row_offset, import_id, records])
+        return
+    con.register("_stage", records)
     try:
-        quoted = ", ".join(f'"{c}"' for c in cols)
-        con.execute(f"INSERT INTO _incoming ({quoted}) SELECT {quoted} FROM _stage")
+        con.execute(insert + "_stage", [row_offset, import_id])
     finally:
         con.unregister("_stage")
 

@@ -46,14 +46,14 @@ def threads(monkeypatch):
     monkeypatch.setattr(bulk, "pool", lambda: ThreadPoolExecutor(max_workers=2))
 
 
-def import_both(tmp_path, data: bytes, monkeypatch, chunk_rows: int = 150):
+def import_both(tmp_path, data: bytes, monkeypatch, chunk_bytes: int = 10_000):
     whole = store.connect(tmp_path / "whole.duckdb")
     worlds.import_world(whole, tmp_path / "w")
     r1 = store.import_file(whole, data, table="complaints", file_name="c.csv", today=worlds_today())
     chunked = store.connect(tmp_path / "chunked.duckdb")
     worlds.import_world(chunked, tmp_path / "c")
     monkeypatch.setattr(bulk, "MIN_BYTES", 0)
-    monkeypatch.setattr(bulk, "CHUNK_ROWS", chunk_rows)
+    monkeypatch.setattr(bulk, "CHUNK_BYTES", chunk_bytes)
     r2 = store.import_file(chunked, data, table="complaints", file_name="c.csv", today=worlds_today())
     return whole, r1, chunked, r2
 
@@ -68,10 +68,10 @@ def table_rows(con, sql: str) -> list:
     return con.execute(sql).fetchall()
 
 
-@pytest.mark.parametrize("chunk_rows", [150, 1000, 5000])
-def test_chunked_import_equals_whole_file_import(tmp_path, monkeypatch, threads, chunk_rows):
+@pytest.mark.parametrize("chunk_bytes", [2_000, 10_000, 70_000])
+def test_chunked_import_equals_whole_file_import(tmp_path, monkeypatch, threads, chunk_bytes):
     data = complaints_csv()
-    whole, r1, chunked, r2 = import_both(tmp_path, data, monkeypatch, chunk_rows)
+    whole, r1, chunked, r2 = import_both(tmp_path, data, monkeypatch, chunk_bytes)
     assert (r2.rows_total, r2.rows_accepted, r2.rows_rejected) == (r1.rows_total, r1.rows_accepted, r1.rows_rejected)
     assert r1.rows_rejected > 20 and r1.warnings == r2.warnings
     cols = "complaint_id, received_at, lat, lon, cell, category, channel, text"
@@ -87,7 +87,7 @@ def test_chunked_import_equals_whole_file_import(tmp_path, monkeypatch, threads,
 def test_chunked_import_in_worker_processes(tmp_path, monkeypatch):
     """The real pool: spawned processes validate the chunks."""
     data = complaints_csv(600)
-    whole, r1, chunked, r2 = import_both(tmp_path, data, monkeypatch, chunk_rows=200)
+    whole, r1, chunked, r2 = import_both(tmp_path, data, monkeypatch, chunk_bytes=14_000)
     assert (r2.rows_accepted, r2.rows_rejected) == (r1.rows_accepted, r1.rows_rejected)
     assert table_rows(chunked, CONTENT_SUM) == \
         table_rows(whole, CONTENT_SUM)
@@ -97,7 +97,7 @@ def test_chunked_refusal_and_failure_change_nothing(tmp_path, monkeypatch, threa
     con = store.connect(tmp_path / "s.duckdb")
     worlds.import_world(con, tmp_path / "in")
     monkeypatch.setattr(bulk, "MIN_BYTES", 0)
-    monkeypatch.setattr(bulk, "CHUNK_ROWS", 100)
+    monkeypatch.setattr(bulk, "CHUNK_BYTES", 7_000)
     before = table_rows(con, "SELECT count(*) FROM complaints") + table_rows(con, "SELECT count(*) FROM import_log")
     with pytest.raises(ImportRefused, match="missing required column"):
         store.import_file(con, b"complaint_id;received_at\nK1;2025-01-01\n", table="complaints", file_name="x.csv")
@@ -122,7 +122,7 @@ def test_a_broken_worker_pool_falls_back_to_this_process(tmp_path, monkeypatch):
 
     monkeypatch.setattr(bulk, "pool", lambda: Broken(max_workers=1))
     data = complaints_csv(500)
-    whole, r1, chunked, r2 = import_both(tmp_path, data, monkeypatch, chunk_rows=100)
+    whole, r1, chunked, r2 = import_both(tmp_path, data, monkeypatch, chunk_bytes=7_000)
     assert (r2.rows_accepted, r2.rows_rejected) == (r1.rows_accepted, r1.rows_rejected)
     assert table_rows(chunked, CONTENT_SUM) == \
         table_rows(whole, CONTENT_SUM)
@@ -137,7 +137,7 @@ def test_large_imports_keep_every_row_on_both_paths(tmp_path, monkeypatch, threa
         con = store.connect(tmp_path / f"big-{chunked}.duckdb")
         if chunked:
             monkeypatch.setattr(bulk, "MIN_BYTES", 0)
-            monkeypatch.setattr(bulk, "CHUNK_ROWS", 50_000)
+            monkeypatch.setattr(bulk, "CHUNK_BYTES", 1_000_000)
         res = store.import_file(con, data, table="complaints", file_name="big.csv", today=worlds_today())
         assert res.rows_new == n
         assert con.execute("SELECT count(DISTINCT complaint_id), count(*) FROM complaints").fetchall() == [(n, n)]
@@ -146,8 +146,8 @@ def test_large_imports_keep_every_row_on_both_paths(tmp_path, monkeypatch, threa
 
 @pytest.mark.parametrize("encoding", ["cp1252", "utf-8", "utf-8-sig"])
 def test_a_large_file_given_by_path_is_streamed_and_gives_the_same_store(tmp_path, monkeypatch, threads, encoding):
-    """A path takes the chunked path without reading the file whole (UTF-8, with or without BOM);
-    a Windows-1252 file is converted in memory. Checksum, counts and rows equal the whole-file path."""
+    """A path takes the chunked path without reading the file whole (UTF-8, with or without BOM, or
+    Windows-1252, converted block by block). Checksum, counts and rows equal the whole-file path."""
     data = complaints_csv(700).decode("cp1252").encode(encoding)
     path = tmp_path / f"complaints-{encoding}.csv"
     path.write_bytes(data)
@@ -157,11 +157,11 @@ def test_a_large_file_given_by_path_is_streamed_and_gives_the_same_store(tmp_pat
     chunked = store.connect(tmp_path / "chunked.duckdb")
     worlds.import_world(chunked, tmp_path / "c")
     monkeypatch.setattr(bulk, "MIN_BYTES", 0)
-    monkeypatch.setattr(bulk, "CHUNK_ROWS", 150)
+    monkeypatch.setattr(bulk, "CHUNK_BYTES", 10_000)
     read_whole = []
     monkeypatch.setattr(type(path), "read_bytes", lambda p: read_whole.append(p) or open(p, "rb").read())
     r2 = store.import_file(chunked, path, table="complaints", today=worlds_today())
-    assert bool(read_whole) == (encoding == "cp1252")  # only a file to convert is read whole
+    assert not read_whole
     assert r2.checksum == r1.checksum and r2.file_name == path.name
     assert (r2.rows_total, r2.rows_accepted, r2.rows_rejected) == (r1.rows_total, r1.rows_accepted, r1.rows_rejected)
     assert table_rows(chunked, CONTENT_SUM) == table_rows(whole, CONTENT_SUM)
@@ -171,3 +171,73 @@ def test_a_large_file_given_by_path_is_streamed_and_gives_the_same_store(tmp_pat
     assert table_rows(chunked, rej) == table_rows(whole, rej)
     log = 'SELECT encoding, rows_accepted FROM import_log ORDER BY import_id DESC LIMIT 1'
     assert table_rows(chunked, log) == table_rows(whole, log)
+
+
+def tricky_csv(n: int, seed: int, stray: bool, crlf: bool, trailing_newline: bool) -> bytes:
+    """Texts with quoted newlines, delimiters and doubled quotes; blank lines; optionally quotes inside
+    unquoted fields (which pyarrow reads as plain characters, so that quote parity misleads the cuts)."""
+    rnd = random.Random(seed)
+    nl = "\r\n" if crlf else "\n"
+    lines = [HEADER.rstrip("\n")]
+    for i in range(n):
+        text = rnd.choice(["kein Netz", '"Seit Tagen;\nnichts"', '"sagt ""bald"" -\n\nwieder"', "ok"])
+        if stray and i % 37 == 3:
+            text = 'Handy 5" Display'  # a literal quote in an unquoted field
+        lines.append(f"K{i};2025-03-{1 + i % 28:02d} 10:00;51,{i % 9000:04d};9,5;slow_data;app;{text}")
+        if i % 53 == 0:
+            lines.append("")  # a blank line is no record
+        if i % 71 == 9:
+            lines.append(f"K{i}x;bad;row;with;too;many;fields;here")
+    return (nl.join(lines) + (nl if trailing_newline else "")).encode()
+
+
+@pytest.mark.parametrize("stray,crlf,trailing", [(False, False, True), (True, False, True), (False, True, False),
+                                                 (True, True, False)])
+def test_cuts_never_split_a_record(tmp_path, monkeypatch, threads, stray, crlf, trailing):
+    """Quoted newlines, CRLF, blank lines, a missing last newline and literal quotes: the same store as
+    the whole-file path, row numbers included; a cut that fell inside quotes was read again, joined."""
+    data = tricky_csv(900, seed=3, stray=stray, crlf=crlf, trailing_newline=trailing)
+    misplaced = []
+    work = bulk.work
+
+    def counting(job, r):
+        part = work(job, r)
+        misplaced.append(not part.cut_ok)
+        return part
+
+    monkeypatch.setattr(bulk, "work", counting)
+    whole, r1, chunked, r2 = import_both(tmp_path, data, monkeypatch, chunk_bytes=1_500)
+    assert len(misplaced) > 20
+    assert any(misplaced) == stray  # literal quotes mislead the parity, and the sentinel catches it
+    assert (r2.rows_total, r2.rows_accepted, r2.rows_rejected) == (r1.rows_total, r1.rows_accepted, r1.rows_rejected)
+    assert r1.rows_accepted > 800 and r1.rows_rejected >= 12
+    cols = "complaint_id, received_at, lat, lon, cell, category, channel, text"
+    assert table_rows(chunked, f"SELECT {cols} FROM complaints ORDER BY ALL") == \
+        table_rows(whole, f"SELECT {cols} FROM complaints ORDER BY ALL")
+    rej = 'SELECT "row", field, value, reason, record FROM rejected_rows ORDER BY ALL'
+    assert table_rows(chunked, rej) == table_rows(whole, rej)
+
+
+@pytest.mark.parametrize("buf,cut", [
+    (b'a;b\nc;d\ne', 8),  # after the last newline
+    (b'a;"b\nc";d\ne;"f\ng', 10),  # the last newline is inside quotes: the one before
+    (b'a;"b\nc"', 5),  # only a newline inside quotes: taken all the same, for the sentinel to check
+    (b"no newline", -1),
+])
+def test_last_cut(buf, cut):
+    assert bulk.last_cut(buf) == cut
+
+
+def test_a_windows_1252_byte_late_in_the_file_reads_the_whole_file_as_windows_1252(tmp_path, monkeypatch, threads):
+    """The workers check UTF-8 as they read: a bad byte in a late range starts the import over as
+    Windows-1252, with nothing of the first attempt left in the stage."""
+    lines = [HEADER] + [f"K{i};2025-03-{1 + i % 28:02d} 10:00;51,{i % 9000:04d};9,5;slow_data;app;ok\n"
+                        for i in range(2000)]
+    lines[1900] = lines[1900].replace(";ok", ";Straße")
+    data = "".join(lines).encode("cp1252")
+    assert data[:60_000].decode("utf-8")  # the head is valid UTF-8: only a worker finds out
+    whole, r1, chunked, r2 = import_both(tmp_path, data, monkeypatch, chunk_bytes=8_000)
+    assert r1.warnings == r2.warnings == ["read as Windows-1252 (not valid UTF-8)"]
+    assert (r2.rows_total, r2.rows_accepted, r2.rows_rejected) == (r1.rows_total, r1.rows_accepted, 0)
+    assert table_rows(chunked, CONTENT_SUM) == table_rows(whole, CONTENT_SUM)
+    assert table_rows(chunked, "SELECT complaint_id FROM complaints WHERE text = 'Straße'") == [("K1899",)]
