@@ -33,7 +33,11 @@ LINK_COLUMNS = ["link_id", "a_lat", "a_lon", "b_lat", "b_lon", "kind", "state"]
 
 
 def _date(as_of) -> ir.DateScalar:
-    return ibis.literal(pd.Timestamp(as_of).date(), type="date")
+    """The date literal of `as_of` (None: today), or `as_of` itself when it is a date expression
+    (`engine.as_of_scalar`: the pages' queries take the date as data, so their SQL is compiled once)."""
+    if isinstance(as_of, ir.Expr):
+        return as_of
+    return ibis.literal(_as_of(as_of), type="date")
 
 
 def _as_of(as_of) -> dt.date:
@@ -43,7 +47,7 @@ def _as_of(as_of) -> dt.date:
 def sites_as_of_expr(con, as_of=None) -> ir.Table:
     """The unexecuted expression of `sites_as_of`."""
     b = engine.backend(con)
-    d = _date(_as_of(as_of))
+    d = _date(as_of)
     s, u = b.table("sites"), b.table("upgrades")
     u = u.filter(u.status.isnull() | (u.status != "cancelled"))
     stage = ibis.cases((u.on_air_actual <= d, 3), (u.installed_actual <= d, 2), (u.permit_actual <= d, 1),
@@ -68,13 +72,14 @@ def sites_as_of(con, as_of=None) -> pd.DataFrame:
     late; else the least advanced stage among its upgrades (a site is on_air only when
     every upgrade is).
     """
-    out = engine.backend(con).execute(sites_as_of_expr(con, as_of))
+    out = engine.run_query(con, ("asof.sites",), lambda _as_of: sites_as_of_expr(con, engine.as_of_scalar(_as_of)),
+                           frames=engine.as_of_frame(_as_of(as_of)))
     return out.astype({"site_id": "str", "status": "str"})[SITE_COLUMNS].reset_index(drop=True)
 
 
 def links_as_of_expr(con, as_of=None) -> ir.Table:
     """The unexecuted expression of `links_as_of`."""
-    d = _date(_as_of(as_of))
+    d = _date(as_of)
     link = engine.backend(con).table("transport_links")
     state = ibis.cases(
         (link.completion_actual <= d, "done"),
@@ -92,7 +97,8 @@ def links_as_of(con, as_of=None) -> pd.DataFrame:
     else planned (also when only a completion after as_of is known). Columns
     `LINK_COLUMNS`; endpoints are empty for links given as a path only.
     """
-    out = engine.backend(con).execute(links_as_of_expr(con, as_of))
+    out = engine.run_query(con, ("asof.links",), lambda _as_of: links_as_of_expr(con, engine.as_of_scalar(_as_of)),
+                           frames=engine.as_of_frame(_as_of(as_of)))
     return out.astype({"link_id": "str", "kind": "str", "state": "str"})[LINK_COLUMNS].reset_index(drop=True)
 
 

@@ -61,6 +61,21 @@ def to_sql(expr: ir.Expr, dialect: str = "duckdb") -> str:
     return ibis.to_sql(expr, dialect=dialect)
 
 
+AS_OF = "_as_of"
+"""The one-row frame (`as_of_frame`) that carries a query's date, so that its SQL does not change with it."""
+
+
+def as_of_frame(day) -> dict[str, pd.DataFrame]:
+    """`frames` for `run_query` holding the date `day`: its SQL is compiled once for every date (the map's
+    slider moves through hundreds), not once per date."""
+    return {AS_OF: pd.DataFrame({"d": [pd.Timestamp(day)]})}
+
+
+def as_of_scalar(table: ir.Table) -> ir.DateScalar:
+    """The date of an `as_of_frame` table, as a scalar expression (a one-row subquery)."""
+    return table.d.cast("date").max().as_scalar()
+
+
 class _SqlCache:
     """Compiled SQL text per query shape (never data), shared by all sessions: LRU-bounded, locked."""
 

@@ -50,6 +50,9 @@ _REACH_SCHEMA = {"cell": "int64", "centre": "int64", "distance": "int64", "site_
 
 
 def _date(value) -> ir.DateScalar:
+    """A date literal, or `value` itself when it is already a date expression (e.g. a query parameter)."""
+    if isinstance(value, ir.Expr):
+        return value
     return ibis.literal(pd.Timestamp(value).date(), type="date")
 
 
@@ -135,7 +138,7 @@ def _hotspots_table(hot: pd.DataFrame) -> ir.Table:
     return ibis.memtable(hot, schema={"cell": "int64"})
 
 
-def _reach(hot: pd.DataFrame, rings: dict[str, int]) -> ir.Table:
+def _reach_frame(hot: pd.DataFrame, rings: dict[str, int]) -> pd.DataFrame:
     """(cell, centre, distance, site_type): a site of that type centred on `centre` would serve hotspot `cell`.
 
     The disk of each type's rings around each hotspot (`coverage_disks`, Python: H3 grid
@@ -144,12 +147,19 @@ def _reach(hot: pd.DataFrame, rings: dict[str, int]) -> ir.Table:
     parts = [coverage_disks(hot["cell"], k).rename(columns={"centre": "cell", "cell": "centre"})
              .assign(site_type=site_type) for site_type, k in rings.items()]
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(_REACH_SCHEMA))
-    return ibis.memtable(frame.astype({c: t if t != "string" else "str" for c, t in _REACH_SCHEMA.items()}),
-                         schema=_REACH_SCHEMA)
+    return frame.astype({c: t if t != "string" else "str" for c, t in _REACH_SCHEMA.items()})
+
+
+def _reach(hot: pd.DataFrame, rings: dict[str, int]) -> ir.Table:
+    return ibis.memtable(_reach_frame(hot, rings), schema=_REACH_SCHEMA)
 
 
 def _serving(con, hot: pd.DataFrame, res: int, rings) -> ir.Table:
-    reach, s = _reach(hot, _rings(rings)), sites_expr(con, res)
+    return _serving_from(con, _reach(hot, _rings(rings)), res)
+
+
+def _serving_from(con, reach: ir.Table, res: int) -> ir.Table:
+    s = sites_expr(con, res)
     pairs = reach.join(s, [reach.centre == s.centre, reach.site_type == s.site_type]).select(
         reach.cell, s.site_id, reach.distance)
     # ibis numbers rows from 0 (SQL from 1): the compiled text is row_number() - 1 + 1
@@ -222,8 +232,14 @@ def relief_expr(con, hotspot_cells, res: int = DEFAULT_RES, as_of: dt.date | Non
                 rings: Mapping[str, int] | None = None) -> ir.Table:
     """The unexecuted expression of `relief` (see there for the rules)."""
     hot_frame = _hotspot_frame(hotspot_cells)
-    hot = _hotspots_table(hot_frame)
-    serving = _serving(con, hot_frame, res, rings)
+    return _relief_of(con, _hotspots_table(hot_frame), _reach(hot_frame, _rings(rings)),
+                      dt.date.today() if as_of is None else as_of, res)
+
+
+def _relief_of(con, hot: ir.Table, reach: ir.Table, as_of, res: int) -> ir.Table:
+    """`relief_expr` over given tables of hotspot cells and reach (`_reach_frame`); `as_of` a date or a date
+    expression."""
+    serving = _serving_from(con, reach, res)
     served = serving.group_by("cell").agg(n_sites=ibis._.count())
     up = upgrade_flags_expr(con, as_of)
     flags = serving.join(up, serving.site_id == up.site_id).select(serving.cell, *[up[c] for c in up.columns])
@@ -286,8 +302,14 @@ def relief(con: duckdb.DuckDBPyConnection, hotspot_cells, res: int = DEFAULT_RES
     blocking_link_id is empty unless blocked_by_transport. relief_date holds
     `datetime.date` values, None when empty.
     """
-    with _session(con) as c:
-        out = relief_expr(c, hotspot_cells, res, as_of, rings).execute()
+    hot = _hotspot_frame(hotspot_cells)
+    frames = {"_relief_hot": hot, "_relief_reach": _reach_frame(hot, _rings(rings)),
+              **engine.as_of_frame(dt.date.today() if as_of is None else as_of)}
+
+    def build(_relief_hot, _relief_reach, _as_of):
+        return _relief_of(con, _relief_hot, _relief_reach, engine.as_of_scalar(_as_of), res)
+
+    out = engine.run_query(con, ("linkage.relief", res), build, frames=frames)
     out = out.astype({"cell": "int64", "n_sites": "int64", "n_upgrades": "int64", "status": "str"})
     out["relief_date"] = pd.Series([None if pd.isna(d) else d.date() for d in pd.to_datetime(out["relief_date"])],
                                    index=out.index, dtype=object)
