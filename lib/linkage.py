@@ -311,7 +311,8 @@ def relief(con: duckdb.DuckDBPyConnection, hotspot_cells, res: int = DEFAULT_RES
 
     out = engine.run_query(con, ("linkage.relief", res), build, frames=frames)
     out = out.astype({"cell": "int64", "n_sites": "int64", "n_upgrades": "int64", "status": "str"})
-    out["relief_date"] = pd.Series([None if pd.isna(d) else d.date() for d in pd.to_datetime(out["relief_date"])],
-                                   index=out.index, dtype=object)
+    days = pd.to_datetime(out["relief_date"])
+    out["relief_date"] = pd.Series(np.where(days.isna().to_numpy(), None, days.dt.date.to_numpy()), index=out.index,
+                                   dtype=object)
     out["blocking_link_id"] = out["blocking_link_id"].astype(object).where(out["blocking_link_id"].notna(), None)
     return out[_RELIEF_COLUMNS].reset_index(drop=True)

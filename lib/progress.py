@@ -125,8 +125,8 @@ def regions_expr(con, level: str = "state") -> ir.Table:
     return r.filter(r.level == level).select("region_id").order_by("region_id")
 
 
-def _frame(expr: ir.Table) -> pd.DataFrame:
-    df = expr.execute()
+def _frame(con, key: tuple, build) -> pd.DataFrame:
+    df = engine.run_query(con, key, build)
     for col in ("planned", "baseline", "actual"):
         df[col] = pd.to_datetime(df[col]).astype("datetime64[us]")
     return df.astype({"region_id": "str", "upgrade_id": "str"})[UPGRADE_COLUMNS].reset_index(drop=True)
@@ -134,12 +134,12 @@ def _frame(expr: ir.Table) -> pd.DataFrame:
 
 def region_upgrades(con: duckdb.DuckDBPyConnection, level: str = "state") -> pd.DataFrame:
     """Per region of `level` and not-cancelled upgrade: planned (current), baseline and actual on-air dates."""
-    return _frame(region_upgrades_expr(con, level))
+    return _frame(con, ("progress.region_upgrades", level, None), lambda: region_upgrades_expr(con, level))
 
 
 def network_upgrades(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Every not-cancelled upgrade of the network (region_id ALL), as `region_upgrades` gives them."""
-    return _frame(network_upgrades_expr(con))
+    return _frame(con, ("progress.network_upgrades",), lambda: network_upgrades_expr(con))
 
 
 def period_ends(start, end, freq: str = "week") -> pd.DatetimeIndex:
@@ -163,8 +163,10 @@ def cumulative(upgrades: pd.DataFrame, dates, region_id: str) -> pd.DataFrame:
     """The progress series of one region's upgrades (columns as `region_upgrades`) at `dates`."""
     d = pd.DatetimeIndex(dates).astype("datetime64[us]").to_numpy()
     planned, actual = upgrades["planned"], upgrades["actual"]
-    # late at d: planned <= d and not (actual <= d); counted as planned <= d minus both <= d
-    both = pd.concat([planned, actual], axis=1).max(axis=1, skipna=False)
+    # late at d: its planned day has passed (planned < d, i.e. planned + 1 day <= d: dates are days) and it is
+    # not on air (not actual <= d), the rule of linkage.upgrade_flags_expr; counted as the first minus both
+    due = planned + pd.Timedelta(days=1)
+    both = pd.concat([due, actual], axis=1).max(axis=1, skipna=False)
     total = len(upgrades)
     out = pd.DataFrame({
         "region_id": region_id,
@@ -173,7 +175,7 @@ def cumulative(upgrades: pd.DataFrame, dates, region_id: str) -> pd.DataFrame:
         "baseline_cum": _count_le(upgrades["baseline"], d),
         "on_air_cum": _count_le(actual, d),
     })
-    out["late"] = out["planned_cum"] - _count_le(both, d)
+    out["late"] = _count_le(due, d) - _count_le(both, d)
     out["total"] = np.int64(total)
     # 100 * k / n (not k * (100 / n)) so that k == n gives exactly 100.0
     out["pct_on_air"] = 100.0 * out["on_air_cum"] / total if total else np.nan
@@ -209,8 +211,9 @@ def progress_series(con: duckdb.DuckDBPyConnection, region_ids: Iterable[str] | 
     # fetch only what is asked for: the network's upgrades if ALL is, the listed regions' otherwise
     regions = [r for r in wanted if r != ALL]
     network = network_upgrades(con) if ALL in wanted else None
-    per_region = _frame(region_upgrades_expr(con, level, None if region_ids is None else regions)) if regions \
-        else None
+    only = None if region_ids is None else tuple(regions)
+    per_region = _frame(con, ("progress.region_upgrades", level, only),
+                        lambda: region_upgrades_expr(con, level, only)) if regions else None
     if start is None or end is None:
         span = _date_span(network) if network is not None else date_span(con)
         if span is None:
@@ -237,7 +240,8 @@ def forecast(on_air_dates, total: int, as_of, window_days: int = WINDOW_DAYS) ->
     if window_days <= 0:
         raise ValueError("window_days must be positive")
     as_of = pd.Timestamp(as_of).normalize()
-    dates = pd.to_datetime(pd.Series(list(on_air_dates), dtype=object)).dropna().dt.normalize()
+    given = on_air_dates if isinstance(on_air_dates, pd.Series) else pd.Series(list(on_air_dates), dtype=object)
+    dates = pd.to_datetime(given).dropna().dt.normalize()
     dates = dates[dates <= as_of]
     n = int((dates > as_of - pd.Timedelta(days=window_days)).sum())
     pace_week = 7.0 * n / window_days

@@ -99,7 +99,7 @@ def shapes(con, level: str = "state") -> dict:
 def upgrade_states_expr(con, level: str, as_of) -> ir.Table:
     """The unexecuted expression of `upgrade_states`."""
     b = engine.backend(con)
-    flags = linkage.upgrade_flags_expr(con, as_date(as_of))
+    flags = linkage.upgrade_flags_expr(con, as_of if isinstance(as_of, ir.Expr) else as_date(as_of))
     ru = progress.region_upgrades_expr(con, level).select("region_id", "upgrade_id")
     u = b.table("upgrades").select("upgrade_id", "kind", upgrade_owner="owner")
     lk = b.table("transport_links").select("link_id", "completion_planned", link_owner="owner")
@@ -114,9 +114,12 @@ def upgrade_states_expr(con, level: str, as_of) -> ir.Table:
 def upgrade_states(con, level: str, as_of) -> pd.DataFrame:
     """Every not-cancelled upgrade with its `linkage.upgrade_flags_expr` flags as of `as_of`, its region of
     `level` (empty when in none), kind, owners and its link's planned completion (link_due)."""
-    out = upgrade_states_expr(con, level, as_of).execute()
+    out = engine.run_query(con, ("rollout.upgrade_states", level),
+                           lambda _as_of: upgrade_states_expr(con, level, engine.as_of_scalar(_as_of)),
+                           frames=engine.as_of_frame(as_date(as_of)))
     for c in ("on_air_planned", "link_due"):
-        out[c] = pd.Series([None if pd.isna(v) else v.date() for v in pd.to_datetime(out[c])], index=out.index,
+        days = pd.to_datetime(out[c])
+        out[c] = pd.Series(np.where(days.isna().to_numpy(), None, days.dt.date.to_numpy()), index=out.index,
                            dtype=object)
     return out
 
@@ -152,8 +155,10 @@ def late_list(con, level: str = "state", as_of=None) -> pd.DataFrame:
 def _open_no_plan(con, level: str, day: dt.date) -> dict[str, int]:
     """Open hotspots (hot cells of the last HOTSPOT_WINDOW_DAYS) whose status is no_upgrade_planned, per
     region of `level` and for ALL."""
-    h = asof.hotspots_as_of(con, day, HOTSPOT_WINDOW_DAYS, cells.REGION_RES)
-    cells_open = h.loc[h["hot"].astype(bool) & (h["status"] == "no_upgrade_planned"), ["cell"]].astype("int64")
+    hot = hotspots.hotspots(con, cells.REGION_RES, *asof.window(day, HOTSPOT_WINDOW_DAYS), "capacity")
+    hot = hot.loc[hot["hot"].astype(bool), ["cell"]]  # asof.hotspots_as_of, with the relief of the hot cells only
+    rel = linkage.relief(con, hot, cells.REGION_RES, day)
+    cells_open = rel.loc[rel["status"] == "no_upgrade_planned", ["cell"]].astype("int64")
     out = {ALL: len(cells_open)}
     if cells_open.empty:
         return out
@@ -174,10 +179,17 @@ def cells_per_region_expr(con, level: str, cells_df: pd.DataFrame) -> ir.Table:
 def blocked_counts(con, level: str, as_of) -> dict[str, int]:
     """Upgrades blocked by transport as of `as_of` (`linkage.upgrade_flags_expr`) per region of `level`, and
     for ALL (every upgrade, also outside every region)."""
-    s = upgrade_states_expr(con, level, as_of)
-    per = s.filter(s.region_id.notnull()).group_by("region_id").agg(n=s.blocked.sum()).execute()
-    flags = linkage.upgrade_flags_expr(con, as_date(as_of))
-    total = flags.aggregate(n=flags.blocked.sum()).execute()["n"].iloc[0]
+    def per_region(_as_of):
+        s = upgrade_states_expr(con, level, engine.as_of_scalar(_as_of))
+        return s.filter(s.region_id.notnull()).group_by("region_id").agg(n=s.blocked.sum())
+
+    def network(_as_of):
+        flags = linkage.upgrade_flags_expr(con, engine.as_of_scalar(_as_of))
+        return flags.aggregate(n=flags.blocked.sum())
+
+    day = engine.as_of_frame(as_date(as_of))
+    per = engine.run_query(con, ("rollout.blocked", level), per_region, frames=day)
+    total = engine.run_query(con, ("rollout.blocked_all",), network, frames=day)["n"].iloc[0]
     return {ALL: int(total or 0)} | {str(k): int(v) for k, v in zip(per["region_id"], per["n"], strict=True)}
 
 

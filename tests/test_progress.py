@@ -92,7 +92,7 @@ def _expected(region_id: str, day: dt.date) -> dict:
         planned += plan <= day
         baseline += base <= day
         on_air += done
-        late += plan <= day and not done
+        late += plan < day and not done  # its planned day has passed
     total = len(rows)
     return {"planned_cum": planned, "baseline_cum": baseline, "on_air_cum": on_air, "late": late, "total": total,
             "pct_on_air": 100 * on_air / total, "pct_planned": 100 * planned / total}
@@ -250,7 +250,7 @@ def test_cumulative_properties(upgrades, offsets):
         assert df["pct_on_air"].between(0, 100).all() and df["pct_planned"].between(0, 100).all()
     for row, d in zip(df.to_dict("records"), dates, strict=True):
         k = (d - start).days
-        assert row["late"] == sum(p <= k and (a is None or a > k) for p, _, a in upgrades)
+        assert row["late"] == sum(p < k and (a is None or a > k) for p, _, a in upgrades)
         assert row["baseline_cum"] == sum(b <= k for _, b, _ in upgrades)
 
 

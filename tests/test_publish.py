@@ -148,7 +148,7 @@ def test_percent_done_and_late_match_the_store(published, demo_db):
                                                          "('state', 'cluster')")["region_id"]) | {"ALL"}
     for rid, g in groups.items():
         done = (pd.to_datetime(g["on_air_actual"]) <= as_of).sum()
-        late = ((pd.to_datetime(g["on_air_planned"]) <= as_of) & ~(pd.to_datetime(g["on_air_actual"]) <= as_of)).sum()
+        late = ((pd.to_datetime(g["on_air_planned"]) < as_of) & ~(pd.to_datetime(g["on_air_actual"]) <= as_of)).sum()
         r = rows[rid]
         assert (r["upgrades_total"], r["upgrades_on_air"], r["upgrades_late"]) == (len(g), done, late), rid
         assert r["pct_on_air"] == round(100 * done / len(g), 1)

@@ -125,9 +125,11 @@ def test_channel_mix_empty_before_the_first_complaint(world_con):
 def test_open_hotspots_without_plan_per_region(world_con, monkeypatch):
     """A hot cell with no planned upgrade in W, one relieved in E, one quiet: W and ALL count one."""
     west, east = (int(cells.latlng_to_cells([51.4], [lon], cells.REGION_RES)[0]) for lon in (9.2, 9.8))
-    fake = pd.DataFrame({"cell": [west, east, west + 1], "hot": [True, True, False],
-                         "status": ["no_upgrade_planned", "relieved", "no_upgrade_planned"]})
-    monkeypatch.setattr(rollout.asof, "hotspots_as_of", lambda *a, **k: fake)
+    hot = pd.DataFrame({"cell": [west, east, west + 1], "hot": [True, True, False]})
+    status = {west: "no_upgrade_planned", east: "relieved", west + 1: "no_upgrade_planned"}
+    monkeypatch.setattr(rollout.hotspots, "hotspots", lambda *a, **k: hot)
+    monkeypatch.setattr(rollout.linkage, "relief", lambda con, cells_, *a, **k: pd.DataFrame(
+        {"cell": cells_["cell"], "status": cells_["cell"].map(status)}))  # asked for the hot cells only
     t = rollout.region_table(world_con, "state", D(2025, 5, 15))
     assert t.set_index("region_id")["open_no_plan"].to_dict() == {"ALL": 1, "E": 0, "W": 1}
 
