@@ -178,6 +178,9 @@ def import_files(con: duckdb.DuckDBPyConnection, files: Iterable[tuple[str, byte
                 outcomes.append(Outcome(name, error=str(exc)))
             except duckdb.Error as exc:  # e.g. a concurrent import touched the same rows: nothing was written
                 outcomes.append(Outcome(name, error=f"{name}: the store refused the import ({exc}); try again"))
+            except Exception as exc:  # a fault of ours: rolled back; say so and go on with the other files
+                outcomes.append(Outcome(name, error=f"{name}: could not be imported ({type(exc).__name__}: {exc}); "
+                                                    "nothing of it was stored. Please report this file."))
             else:
                 outcomes.append(Outcome(name, result=res, warnings=list(res.warnings)))
         report("refused" if outcomes[-1].error else "done", 1.0)

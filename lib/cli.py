@@ -17,7 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from lib import store
+import duckdb
+
+from lib import export, store
 from lib.errors import NetzausbauError
 
 DEMO_SIZES = {"default": 200_000, "1m": 1_000_000, "10m": 10_000_000}
@@ -95,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     except NetzausbauError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except duckdb.IOException as exc:  # the store is held by another process (a running dashboard or import)
+        print(f"error: the store cannot be opened: {exc}. Is the dashboard or another import using it? "
+              "Stop it, or import on the Data page.", file=sys.stderr)
+        return 2
 
 
 def _run(args) -> int:
@@ -116,11 +122,17 @@ def _run(args) -> int:
         if args.if_missing and publish.snapshot_path(args.out).exists():
             print(f"snapshot exists: {publish.snapshot_path(args.out)}")
             return 0
-        con = store.connect(args.db, read_only=True)
         try:
-            print(publish.publish(con, args.out, k=args.k, as_of=args.as_of).summary())
-        finally:
-            con.close()
+            con = store.connect(args.db, read_only=True)
+            try:
+                print(publish.publish(con, args.out, k=args.k, as_of=args.as_of).summary())
+            finally:
+                con.close()
+        except (NetzausbauError, duckdb.Error) as exc:
+            if not args.if_missing:
+                raise
+            # at start-up (make run) a missing snapshot must not stop the dashboard: the Public page says so
+            print(f"warning: no public snapshot written ({exc}); publish from the Data page later", file=sys.stderr)
         return 0
     con = store.connect(args.db)
     if args.cmd == "import":
@@ -131,6 +143,10 @@ def _run(args) -> int:
             except NetzausbauError as exc:
                 print(f"refused: {exc}", file=sys.stderr)
                 status = 2
+                continue
+            except Exception as exc:  # a fault of ours: the transaction was rolled back, the next file goes on
+                print(f"failed: {f}: {type(exc).__name__}: {exc}; nothing of it was stored", file=sys.stderr)
+                status = 1
                 continue
             print(res.summary())
             for w in res.warnings:
@@ -146,7 +162,7 @@ def _run(args) -> int:
     if args.cmd == "rejects":
         rej = store.rejected_rows(con, args.import_id)
         if args.csv:
-            rej.to_csv(args.csv, index=False)
+            args.csv.write_bytes(export.csv_bytes(rej))  # formula cells escaped, as the Data page's download
             print(f"{len(rej)} rejected row entries written to {args.csv}")
         else:
             print(rej.to_string(index=False))

@@ -157,18 +157,50 @@ def map_values(s: pd.Series, mapping: dict[str, str]) -> pd.Series:
     return pd.Series(mapped[codes], index=s.index, dtype=object)
 
 
-def parse_number(s: pd.Series) -> pd.Series:
-    """Floats from text with decimal point or decimal comma (German '1.234,5' too)."""
+_AMBIGUOUS = {",": r"^[+-]?\d{1,3},\d{3}$", ".": r"^[+-]?\d{1,3}\.\d{3}$"}  # 1,234 and 1.234: 1234 or 1.234?
+
+
+def parse_number(s: pd.Series, thousands: bool = True, decimal_comma: bool = False) -> pd.Series:
+    """Floats from text with a decimal point or a decimal comma, with thousands separators when
+    `thousands` (German '1.234,5', English '1,234.5').
+
+    Where a value has both separators the last one is the decimal separator; a value with one
+    separator is read so, unless it is ambiguous ('1.234' or '1,234': three digits after one
+    separator), which the column decides: a decimal comma when more of its unambiguous values have
+    one than a decimal point, and on a tie `decimal_comma` (the file's convention, e.g. semicolons).
+    Without `thousands` (coordinates) every separator is a decimal one."""
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         return s.astype("float64")
     text = _as_str(s)
     comma = text.str.contains(",", regex=False)
-    if comma.any():
-        text = text.where(~comma, text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False))
+    if thousands:
+        text = _without_thousands(text, comma, decimal_comma)
+    elif comma.any():
+        text = text.where(~comma, text.str.replace(",", ".", regex=False))
     fast = _arrow_float(text)
     if fast is not None:
         return fast
     return pd.to_numeric(text.where(text != ""), errors="coerce").astype("float64")
+
+
+def _without_thousands(text: pd.Series, comma: pd.Series, decimal_comma: bool) -> pd.Series:
+    """`text` with thousands separators removed and a decimal comma made a point (see parse_number)."""
+    dot = text.str.contains(".", regex=False)
+    if not comma.any() and not text.str.contains(r"\.\d{3}(?:\.|$)").any():  # no 1.234 nor 1.234.567
+        return text
+    both = comma & dot
+    comma_last = both & (text.str.rfind(",") > text.str.rfind("."))
+    commas, dots = text.str.count(","), text.str.count(r"\.")
+    ambiguous = (~both) & (text.str.match(_AMBIGUOUS[","]) | text.str.match(_AMBIGUOUS["."]))
+    # unambiguous votes: 1.234,5 / 3,5 / 1.234.567 for a decimal comma; 1,234.5 / 3.5 / 1,234,567 for a point
+    for_comma = comma_last | (~both & (commas == 1) & ~ambiguous) | (~comma & (dots > 1))
+    for_point = (both & ~comma_last) | (~both & (dots == 1) & ~ambiguous) | (~dot & (commas > 1))
+    n_comma, n_point = int(for_comma.sum()), int(for_point.sum())
+    column_comma = n_comma > n_point or (n_comma == n_point and decimal_comma)
+    german = comma_last | (~both & ((commas == 1) & ~ambiguous | (dots > 1))) | (ambiguous & column_comma)
+    german_text = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+    english_text = text.str.replace(",", "", regex=False)
+    return text.where(~german & ~comma, english_text).where(~german, german_text)
 
 
 def _arrow_float(text: pd.Series) -> pd.Series | None:
@@ -183,14 +215,35 @@ def _arrow_float(text: pd.Series) -> pd.Series | None:
     return pd.Series(values, index=text.index, dtype="float64")
 
 
+LOCAL_TZ = "Europe/Berlin"
+"""Times are stored as German local time: a time given with a UTC offset (or Z) is converted to it."""
+_OFFSET = r"(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def _local(ts: pd.Series) -> pd.Series:
+    """Aware timestamps as naive German local time."""
+    return ts.dt.tz_convert(LOCAL_TZ).dt.tz_localize(None)
+
+
 def parse_datetime(s: pd.Series) -> pd.Series:
-    """Timestamps from ISO text (with or without time) or German DD.MM.YYYY [HH:MM[:SS]]."""
+    """Timestamps from ISO text (with or without time, with or without a UTC offset or Z) or German
+    DD.MM.YYYY [HH:MM[:SS]], as German local time."""
     if pd.api.types.is_datetime64_any_dtype(s):
-        return pd.to_datetime(s).dt.tz_localize(None) if getattr(s.dt, "tz", None) else pd.to_datetime(s)
+        return _local(pd.to_datetime(s)) if getattr(s.dt, "tz", None) else pd.to_datetime(s)
     if s.dtype == object and s.map(lambda v: isinstance(v, (dt.date, pd.Timestamp)) or _is_blank(v)).all():
-        return pd.to_datetime(s.map(lambda v: None if _is_blank(v) else v), errors="coerce")
+        values = s.map(lambda v: None if _is_blank(v) else v)
+        aware = values.map(lambda v: getattr(v, "tzinfo", None) is not None)
+        out = pd.to_datetime(values.where(~aware), errors="coerce")
+        if aware.any():
+            out[aware] = _local(pd.to_datetime(values[aware], utc=True, errors="coerce"))
+        return out
     text = _as_str(s)
-    out = pd.to_datetime(text.where(text.str.match(r"^\d{4}-\d{2}-\d{2}")), format="ISO8601", errors="coerce")
+    iso = text.str.match(r"^\d{4}-\d{2}-\d{2}")
+    offset = iso & text.str.contains(_OFFSET)
+    out = pd.to_datetime(text.where(iso & ~offset), format="ISO8601", errors="coerce")
+    if offset.any():  # parsed apart: pandas refuses a column that mixes aware and naive times
+        out = out.astype("datetime64[us]")
+        out[offset] = _local(pd.to_datetime(text[offset], format="ISO8601", utc=True, errors="coerce"))
     todo = out.isna() & (text != "")
     german = text[todo].str.extract(GERMAN_DATE) if todo.any() else pd.DataFrame({0: []}, dtype=object)
     has = german[0].notna().reindex(text.index, fill_value=False)
@@ -249,7 +302,7 @@ def validate(raw: RawTable, table: schema.Table, file_name: str, known: Mapping[
         blank = _blank(s)
         if f.required:
             faults.add(blank, f.name, s, "required value missing")
-        out[f.name] = _convert(f, s, blank, faults, today, table)
+        out[f.name] = _convert(f, s, blank, faults, today, table, decimal_comma=raw.delimiter == ";")
     result = pd.DataFrame(out)
     _check_rows(table, result, frame, faults, known)
     keep = np.ones(n, dtype=bool)
@@ -267,7 +320,8 @@ def validate(raw: RawTable, table: schema.Table, file_name: str, known: Mapping[
     return Validated(table, records, rejects, n + len(raw.bad_rows), warnings, region_cells)
 
 
-def _convert(f: schema.Field, s: pd.Series, blank, faults: _Faults, today: dt.date, table: schema.Table):
+def _convert(f: schema.Field, s: pd.Series, blank, faults: _Faults, today: dt.date, table: schema.Table,
+             decimal_comma: bool = False):
     """One column converted to its type; values that fail are recorded as faults."""
     t = f.type
     if t in (schema.TEXT, schema.GEOMETRY):
@@ -279,7 +333,7 @@ def _convert(f: schema.Field, s: pd.Series, blank, faults: _Faults, today: dt.da
             return geoms.map(lambda g: json.dumps(g) if g else None)
         return _as_str(s).where(~blank)
     if t in (schema.INT, schema.FLOAT, schema.LAT, schema.LON):
-        num = parse_number(s)
+        num = parse_number(s, thousands=t not in (schema.LAT, schema.LON), decimal_comma=decimal_comma)
         faults.add(~blank & num.isna().to_numpy(), f.name, s, "not a number")
         ok = num.notna().to_numpy()
         if t in (schema.LAT, schema.LON):

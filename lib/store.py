@@ -153,8 +153,7 @@ def import_file(con: duckdb.DuckDBPyConnection, source: str | Path | bytes, tabl
                                        f"match none of {', '.join(schema.TABLES)}; choose the table")
     if name not in schema.TABLES:
         raise ImportRefused(file_name, f"unknown table {name!r} (choose one of {', '.join(schema.TABLES)})")
-    earlier = con.execute("SELECT min(import_id) FROM import_log WHERE checksum = ? AND table_name = ?",
-                          [checksum, name]).fetchall()[0][0]
+    earlier = _same_file(con, checksum, name)
     if earlier is not None:
         return ImportResult(None, name, file_name, checksum, duplicate_of=earlier,
                             seconds=time.perf_counter() - started)
@@ -191,6 +190,29 @@ def import_file(con: duckdb.DuckDBPyConnection, source: str | Path | bytes, tabl
         raise
     progress("Done", 1.0)
     return result
+
+
+def _same_file(con: duckdb.DuckDBPyConnection, checksum: str, name: str) -> int | None:
+    """The earlier import of these very bytes into table `name`, when importing them again would change
+    nothing: None when there is none, or when its latest import rejected rows for an unknown reference
+    (say, upgrades of sites not yet imported) and a referenced table has been imported since, so that
+    those rows may fit now."""
+    rows = con.execute("SELECT import_id FROM import_log WHERE checksum = ? AND table_name = ? ORDER BY import_id",
+                       [checksum, name]).fetchall()
+    if not rows:
+        return None
+    refs = schema.TABLES[name].references
+    if refs:
+        last = rows[-1][0]
+        fields, tables = [f for f, _, _ in refs], [r for _, r, _ in refs]
+        may_fit = con.execute(
+            f"SELECT EXISTS (SELECT 1 FROM rejected_rows WHERE import_id = ? AND field IN "
+            f"({', '.join('?' * len(fields))}) AND reason LIKE 'unknown %') AND EXISTS (SELECT 1 FROM import_log "
+            f"WHERE import_id > ? AND table_name IN ({', '.join('?' * len(tables))}))",
+            [last, *fields, last, *tables]).fetchall()[0][0]
+        if may_fit:
+            return None
+    return rows[-1][0]
 
 
 def _sha256(data: bytes | Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -102,3 +103,32 @@ def test_number_parsing_fast_and_slow_paths_agree(values, at, bad):
         assert pd.isna(out.iloc[at % len(values)])
         others = [i for i in range(len(values)) if i != at % len(values)]
         assert out.iloc[others].equals(clean.iloc[others])
+
+
+@pytest.mark.parametrize("values,thousands,decimal_comma,want", [
+    (["1.000", "2.500,5"], True, False, [1000.0, 2500.5]),  # the column's other value says: decimal comma
+    (["1.000"], True, False, [1.0]),  # ambiguous alone: the file's convention (comma-separated: a point)
+    (["1.000"], True, True, [1000.0]),  # ... semicolon-separated: a decimal comma
+    (["1,234.5", "3.5"], True, True, [1234.5, 3.5]),  # both separators: the last is the decimal one
+    (["1,234", "7.25"], True, True, [1234.0, 7.25]),
+    (["1,234", "7,25"], True, False, [1.234, 7.25]),
+    (["1.234.567", "12"], True, False, [1234567.0, 12.0]),
+    (["1,234,567"], True, True, [1234567.0]),
+    (["51,123", "9.5"], False, True, [51.123, 9.5]),  # coordinates have no thousands
+    (["-1.000,5", ""], True, False, [-1000.5, None]),
+    (["1e-05", "abc"], True, False, [1e-05, None]),
+])
+def test_thousands_separators_are_read_per_column(values, thousands, decimal_comma, want):
+    got = parse_number(pd.Series(values, dtype="str"), thousands=thousands, decimal_comma=decimal_comma).tolist()
+    assert [None if g != g else g for g in got] == want
+
+
+def test_times_with_a_utc_offset_become_german_local_time():
+    s = pd.Series(["2025-03-01T10:00:00Z", "2025-07-01T10:00:00+02:00", "2025-03-01T10:00:00+0100",
+                   "2025-03-01 10:00", "01.03.2025 10:00", "2025-13-01T10:00Z", ""], dtype="str")
+    got = parse_datetime(s).tolist()
+    want = [dt.datetime(2025, 3, 1, 11), dt.datetime(2025, 7, 1, 10), dt.datetime(2025, 3, 1, 10),
+            dt.datetime(2025, 3, 1, 10), dt.datetime(2025, 3, 1, 10)]
+    assert got[:5] == want and pd.isna(got[5]) and pd.isna(got[6])  # a bad one is a fault, not a crash
+    aware = pd.Series(pd.to_datetime(["2025-01-15T23:30:00Z"], utc=True))  # e.g. from Parquet
+    assert parse_datetime(aware).tolist() == [dt.datetime(2025, 1, 16, 0, 30)]

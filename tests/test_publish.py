@@ -329,3 +329,12 @@ def test_random_stores_publish_nothing_below_k(tiny_world, tmp_path_factory, siz
     doc = check_privacy(folder / "s.json", db, k)
     check_areas(doc, db, k)
     assert (folder / "s.json").read_bytes() == publish.dumps(publish.load(folder / "s.json").doc)
+
+
+def test_publish_if_missing_on_a_store_it_cannot_read_warns_and_lets_make_run_go_on(tmp_path, capsys):
+    empty = tmp_path / "empty.duckdb"
+    store.connect(empty).close()  # no records: nothing to date a snapshot by
+    out = tmp_path / "s.json"
+    assert cli.main(["--db", str(empty), "publish", "--out", str(out), "--if-missing"]) == 0
+    assert not out.exists() and "no public snapshot written" in capsys.readouterr().err
+    assert cli.main(["--db", str(empty), "publish", "--out", str(out)]) == 2  # asked for: an error

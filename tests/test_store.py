@@ -158,3 +158,43 @@ def test_a_store_from_before_row_hash_was_dropped_still_takes_imports(con):
     assert (res.rows_new, res.rows_updated, res.rows_unchanged) == (0, 1, 2)
     hist = store.versions(con, "upgrades", "U2")
     assert [str(d.date()) for d in hist["on_air_planned"]] == ["2025-05-01", "2025-09-01"]
+
+
+def test_a_file_with_rejected_rows_can_go_in_again_once_they_fit(tmp_path):
+    """Upgrades imported before their sites are rejected; after the sites, the same file goes in (it is
+    not refused as already imported), and a file that had nothing rejected still changes nothing."""
+    files = worlds.write_world(tmp_path / "in")
+    con = store.connect(tmp_path / "s.duckdb")
+    store.import_file(con, files["regions"])
+    early = store.import_file(con, files["upgrades"], table="upgrades")
+    assert early.rows_accepted == 0 and early.rows_rejected == 3
+    store.import_file(con, files["sites"])
+    store.import_file(con, files["transport_links"])
+    again = store.import_file(con, files["upgrades"], table="upgrades")
+    assert again.duplicate_of is None and (again.rows_new, again.rows_rejected) == (3, 0)
+    before = snapshot(con)
+    third = store.import_file(con, files["upgrades"], table="upgrades")
+    assert third.duplicate_of == again.import_id and snapshot(con) == before
+
+
+def test_cli_rejects_csv_defuses_formulas_and_a_held_store_is_a_clear_error(tmp_path):
+    db = tmp_path / "cli.duckdb"
+    files = worlds.write_world(tmp_path / "in")
+    run = [sys.executable, "-m", "lib.cli", "--db", str(db)]
+    subprocess.run([*run, "import", *map(str, files.values())], cwd=store.ROOT, capture_output=True, timeout=120)
+    bad = tmp_path / "c.csv"
+    bad.write_text("complaint_id,received_at,lat,lon,category,channel\nK9,2025-01-01,51.5,9.5,=HYPERLINK(1),app\n")
+    out = subprocess.run([*run, "import", str(bad)], cwd=store.ROOT, capture_output=True, text=True, timeout=120)
+    import_id = int(out.stdout.split("(import #")[1].split(")")[0])
+    target = tmp_path / "rej.csv"
+    out = subprocess.run([*run, "rejects", str(import_id), "--csv", str(target)], cwd=store.ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    text = target.read_text(encoding="utf-8-sig")
+    assert ",'=HYPERLINK(1)," in text and ",=HYPERLINK" not in text  # the rejected value, defused
+    holder = store.connect(db)  # as a running dashboard does
+    try:
+        out = subprocess.run([*run, "log"], cwd=store.ROOT, capture_output=True, text=True, timeout=120)
+    finally:
+        holder.close()
+    assert out.returncode == 2 and "cannot be opened" in out.stderr and "Traceback" not in out.stderr
