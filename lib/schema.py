@@ -303,12 +303,15 @@ def format_markdown() -> str:
     """The README's data-format section, generated from the definitions above."""
     out = [
         "Files: CSV (comma or semicolon; UTF-8 with or without BOM, or Windows-1252; "
-        "decimal point or decimal comma), Excel (.xlsx, first sheet), Parquet, and GeoJSON "
+        "decimal point or decimal comma, with or without thousands separators: where a number such as "
+        "1.234 could be read either way, the column's other numbers decide, else the delimiter: a decimal "
+        "comma in semicolon files), Excel (.xlsx, first sheet), Parquet, and GeoJSON "
         "for regions (polygons) and transport links (lines). Column names are matched "
         "case-insensitively, also by the aliases listed; unknown columns are ignored and "
         "reported. Choice values also accept the German spellings listed in `lib/schema.py`. "
         f"Coordinates must lie in {COUNTRY_NAME} (lat {COUNTRY_BBOX[0]} to {COUNTRY_BBOX[2]}, "
-        f"lon {COUNTRY_BBOX[1]} to {COUNTRY_BBOX[3]}). Row numbers in messages count the "
+        f"lon {COUNTRY_BBOX[1]} to {COUNTRY_BBOX[3]}). Times are German local time; an ISO time with a "
+        "UTC offset or Z is converted to it. Row numbers in messages count the "
         "header as row 1, as a spreadsheet does. Import the tables in this order:",
         "",
     ]
