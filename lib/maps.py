@@ -318,7 +318,7 @@ def view(con, p: Params, max_features: int | None = None) -> View:
     frames = {"hotspots": hot, "sites": sites, "links": links}
     frames = {k: v for k, v in frames.items() if k in p.layers}
     totals = {k: len(v) for k, v in frames.items()}
-    budget = allot(totals, max(0, max_features - len(shapes)))
+    budget = allot(totals, max(0, max_features - len(shapes) - 1))  # one left for the outline of a picked hexagon
     layers = {}
     if "hotspots" in frames:
         layers["hotspots"] = cap(hot, budget["hotspots"], ["n", "cell"], [False, True])

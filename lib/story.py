@@ -10,12 +10,14 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+import h3
 import ibis
 import ibis.expr.types as ir
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from lib import asof, engine, impact, linkage
+from lib import asof, cells, engine, hotspots, impact, linkage
 
 HISTORY_WEEKS = 52
 """Weeks of complaints the story chart shows before the slider's date (at least)."""
@@ -71,6 +73,12 @@ class SiteStory:
     site: dict  # site_id, lat, lon, status (asof.sites_as_of)
     upgrades: pd.DataFrame  # UPGRADE_COLUMNS
     links: pd.DataFrame  # LINK_COLUMNS: the site's own link and those its upgrades wait on
+    served: pd.DataFrame  # SERVED_COLUMNS: the cells it covers, with complaints of the window and their relief
+    weekly: pd.DataFrame  # week, n: complaints of `kind` a week in the cells it covers
+    relief: dict  # relief_date (its upgrades' latest on-air date) and status ("relieved" when all are on air)
+
+
+SERVED_COLUMNS = ["cell", "distance", "complaints", "status", "relief_date"]
 
 
 def _as_of_dates(frame: pd.DataFrame, columns: list[str], as_of: dt.date) -> pd.DataFrame:
@@ -165,21 +173,49 @@ def hotspot(con, cell: int, res: int, as_of: dt.date, kind: str = "capacity", ch
                         hotspot_impact(weekly, row, as_of, weeks))
 
 
-def site(con, site_id: str, as_of: dt.date) -> SiteStory | None:
-    """The story of one site as of `as_of`; None when there is no such site."""
+def site(con, site_id: str, as_of: dt.date, kind: str = "capacity", channels=None,
+         window_days: int = asof.WINDOW_DAYS) -> SiteStory | None:
+    """The story of one site as of `as_of`; None when there is no such site.
+
+    Besides its upgrades and links: the cells its coverage disk holds at `linkage.DEFAULT_RES` (the cells
+    it serves, nearest first) with their complaints of `kind` in the `window_days` days up to `as_of` and
+    their relief status, and the weekly complaints in all of them, against its own on-air date."""
     s = asof.sites_as_of(con, as_of)
     s = s[s["site_id"] == str(site_id)]
     if s.empty:
         return None
     ups = upgrades_of(con, [site_id], as_of)
     t = engine.backend(con).table("sites")
-    own = t.filter(t.site_id == ibis.literal(str(site_id))).select("transport_link_id").execute()
+    own = t.filter(t.site_id == ibis.literal(str(site_id))).select("transport_link_id", "site_type").execute()
     links = links_of(con, [*own["transport_link_id"], *ups["transport_link_id"]], as_of)
-    return SiteStory(str(site_id), as_of, s.iloc[0].to_dict(), ups, links)
+    res = linkage.DEFAULT_RES
+    site_type = own["site_type"].iloc[0] if len(own) and isinstance(own["site_type"].iloc[0], str) else None
+    rings = linkage.COVERAGE_RINGS.get(site_type or linkage.DEFAULT_SITE_TYPE, 0)
+    centre = cells.parent(np.array([int(s["cell"].iloc[0])], dtype="int64"), res)
+    disk = linkage.coverage_disks(centre, rings)[["cell", "distance"]] if int(s["cell"].iloc[0]) > 0 else \
+        pd.DataFrame({"cell": pd.Series(dtype="int64"), "distance": pd.Series(dtype="int64")})
+    start, end = asof.window(as_of, window_days)
+    counts = hotspots.cell_counts(con, res, start, end, hotspots.KINDS[kind], channels)
+    served = disk.merge(counts.rename(columns={"n": "complaints"}), on="cell", how="left").fillna({"complaints": 0})
+    served = served.merge(linkage.relief(con, served[["cell"]], res, as_of)[["cell", "status", "relief_date"]],
+                          on="cell", how="left")
+    served = served.astype({"complaints": "int64"}).sort_values(["distance", "complaints", "cell"],
+                                                                ascending=[True, False, True], ignore_index=True)
+    history = impact.week_start(as_of) - dt.timedelta(weeks=HISTORY_WEEKS)
+    weekly = impact.weekly_hotspot_complaints(con, served[["cell"]], res, history, as_of + dt.timedelta(days=1),
+                                              kind, channels)
+    weekly = weekly.groupby("week", as_index=False)["n"].sum()[["week", "n"]]
+    days = [a if a is not None else p for p, a in zip(ups["on_air_planned"], ups["on_air_actual"], strict=True)]
+    done = len(ups) > 0 and all(a is not None for a in ups["on_air_actual"])
+    relief = {"relief_date": max((d for d in days if d is not None), default=None),
+              "status": "relieved" if done else ("no_upgrade_planned" if ups.empty else "planned")}
+    served["cell"] = [h3.int_to_str(int(c)) for c in served["cell"]]
+    return SiteStory(str(site_id), as_of, s.iloc[0].to_dict(), ups, links, served[SERVED_COLUMNS], weekly, relief)
 
 
-def weekly_figure(s: HotspotStory) -> go.Figure:
-    """Weekly complaints of a hotspot, the relief date marked (dashed: planned; solid: relieved)."""
+def weekly_figure(s: HotspotStory | SiteStory) -> go.Figure:
+    """Weekly complaints of a hotspot (or of the cells a site serves), the relief date marked (dashed:
+    planned; solid: relieved)."""
     fig = go.Figure(go.Scatter(x=pd.to_datetime(s.weekly["week"]), y=s.weekly["n"], mode="lines",
                                line=dict(color="#5b6b7f", width=2), name="complaints a week",
                                hovertemplate="week of %{x|%Y-%m-%d}: %{y}<extra></extra>"))

@@ -137,12 +137,21 @@ with right:
             st.markdown("**Transport links these upgrades wait on**")
             st.dataframe(s.links, hide_index=True, height=150)
     elif pick[0] == "sites":
-        s = cache.query(con, "site_story", pick[1], p.as_of)
+        s = cache.query(con, "site_story", pick[1], p.as_of, p.kind, p.channels)
         if s is None:
             st.warning(f"No site {pick[1]} in the store.")
         else:
             st.subheader(f"Site {s.site_id}")
-            st.metric("Upgrade status", LABEL(s.site["status"], s.site["status"]), border=True)
+            m1, m2 = st.columns(2)
+            m1.metric("Upgrade status", LABEL(s.site["status"], s.site["status"]), border=True)
+            m2.metric("Complaints in its cells", f"{int(s.served['complaints'].sum()):,}", border=True,
+                      help=f"{p.kind} complaints in the {p.window_days} days up to {p.as_of}, in the "
+                           f"{len(s.served)} cells its coverage holds (H3 resolution 8)")
+            st.plotly_chart(story.weekly_figure(s), key="site_chart")
+            st.markdown("**Cells it serves** (nearest first), their complaints and relief")
+            st.dataframe(s.served, hide_index=True, height=180, column_config={
+                "distance": st.column_config.NumberColumn("rings away"),
+                "relief_date": st.column_config.DateColumn("relief date")})
             st.markdown("**Upgrades: milestones planned and actual**")
             st.dataframe(s.upgrades, hide_index=True, column_config=UPGRADE_COLUMNS)
             st.markdown("**Transport links**")
@@ -164,6 +173,6 @@ d1, d2, _ = st.columns([1, 1, 3])
 stem = f"hotspots-{p.as_of}-{p.region or 'DE'}"
 hot = view.hotspots  # the exports are built when clicked
 d1.download_button("Download CSV", lambda: export.csv_bytes(maps.table(hot)), f"{stem}.csv", export.CSV_MIME,
-                   icon=":material/download:", key="dl_csv")
+                   icon=":material/download:", key="dl_csv", on_click="ignore")
 d2.download_button("Download GeoJSON", lambda: maps.geojson_bytes(hot), f"{stem}.geojson", "application/geo+json",
-                   icon=":material/download:", key="dl_geojson")
+                   icon=":material/download:", key="dl_geojson", on_click="ignore")

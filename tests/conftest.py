@@ -234,9 +234,19 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    """A fresh browser page (1440 x 2000) with a 60 s default timeout."""
+    """A fresh browser page (1440 x 2000) with a 60 s default timeout, offline: every request to another
+    host than the test server (the map's basemap tiles and style, say) is aborted, so the tests show that
+    each page works without them. `page.blocked` lists what was aborted."""
     context = browser.new_context(viewport={"width": 1440, "height": 2000})
+    blocked: list[str] = []
+
+    def abort(route) -> None:
+        blocked.append(route.request.url)
+        route.abort()
+
+    context.route(lambda url: not url.startswith(("http://127.0.0.1", "http://localhost", "data:", "blob:")), abort)
     pg = context.new_page()
+    pg.blocked = blocked
     pg.set_default_timeout(60_000)
     yield pg
     context.close()

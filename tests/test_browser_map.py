@@ -33,6 +33,7 @@ def colours(locator) -> int:
 
 def test_the_map_draws_its_layers_and_legend_without_a_basemap(server, page):
     chart = open_map(page, server)
+    assert any("carto" in u for u in page.blocked), page.blocked  # the basemap was asked for, and refused
     assert colours(chart.locator("canvas").first) > 20  # hexagons, points, lines and outlines in many colours
     legend = page.locator(".st-key-map_legend")
     expect(legend).to_be_visible()
@@ -104,3 +105,24 @@ def test_a_shared_link_reproduces_the_view(server, page):
     open_map(page, server, "?date=tomorrow")
     expect(page.get_by_text(re.compile("Link parameter ignored: date='tomorrow'"))).to_be_visible()
     page.screenshot(path=str(SHOTS / "map_bad_link.png"), full_page=True)
+
+
+def test_the_exports_hold_every_hotspot_of_the_view(server, page):
+    """CSV and GeoJSON downloads of the view: one row and one hexagon per hotspot the caption counts."""
+    import csv
+    import json
+
+    open_map(page, server, "?date=2026-09-01")
+    caption = page.get_by_text(re.compile(r"[\d,]+ hotspots in this view")).inner_text()
+    n = int(re.search(r"([\d,]+) hotspots in this view", caption).group(1).replace(",", ""))
+    with page.expect_download() as got:
+        page.get_by_text("Download CSV").click()
+    assert got.value.suggested_filename == "hotspots-2026-09-01-DE.csv"
+    rows = list(csv.DictReader(open(got.value.path(), encoding="utf-8-sig")))
+    with page.expect_download() as got:
+        page.get_by_text("Download GeoJSON").click()
+    features = json.load(open(got.value.path()))["features"]
+    assert len(rows) == len(features) == n > 0
+    assert [r["cell"] for r in rows] == [f["properties"]["cell"] for f in features]
+    assert all(f["geometry"]["type"] == "Polygon" for f in features)
+    assert_no_errors(page)

@@ -172,8 +172,18 @@ def test_a_site_picked_on_the_map_lists_its_upgrades(db):
     assert f"Site {site['id']}" in [h.value for h in at.subheader]
     n = sql(db, "SELECT count(*) FROM upgrades WHERE site_id = ? AND (status IS NULL OR status <> 'cancelled')",
             [site["id"]])[0][0]
-    assert len(at.dataframe[0].value) == n > 0
-    assert [m.value for m in at.metric] == [maps.LABELS[site["s"]]]
+    upgrades = next(d.value for d in at.dataframe if "upgrade_id" in d.value.columns)
+    assert len(upgrades) == n > 0
+    # the cells it serves: its coverage disk at res 8 (h3 itself), with the window's complaints (raw SQL)
+    cell, site_type = sql(db, "SELECT cell, site_type FROM sites WHERE site_id = ?", [site["id"]])[0]
+    rings = {"macro": 3, "micro": 1, "small_cell": 0}[site_type or "macro"]
+    disk = set(h3.grid_disk(h3.cell_to_parent(h3.int_to_str(cell), 8), rings))
+    served = next(d.value for d in at.dataframe if "distance" in d.value.columns)
+    assert set(served["cell"]) == disk
+    counts = window_counts(db, 8, demo.DEMO_AS_OF)
+    assert dict(zip(served["cell"], served["complaints"], strict=True)) == {c: counts.get(c, 0) for c in disk}
+    metrics = [m.value for m in at.metric]
+    assert metrics == [maps.LABELS[site["s"]], f"{sum(counts.get(c, 0) for c in disk):,}"]
 
 
 def test_a_selection_in_the_link_opens_its_story_and_can_be_cleared(db):

@@ -95,3 +95,23 @@ def test_weekly_figure_marks_the_relief_date(world_con):
     assert "relieved 2025-04-10" in fig.layout.annotations[0].text
     planned = story.weekly_figure(story.hotspot(world_con, S1, 8, D(2025, 3, 1)))
     assert "relief planned 2025-04-01" in planned.layout.annotations[0].text
+
+
+@pytest.mark.parametrize(("day", "status", "relief", "own_cell", "in_window"), [
+    (D(2025, 2, 1), "planned", D(2025, 4, 1), 1, 2),  # K1 (its own cell) and K2 (next door) in the 90 days
+    (D(2025, 4, 12), "relieved", D(2025, 4, 10), 0, 0),  # U1 on air 04-10; the January complaints are too old
+])
+def test_site_story_shows_the_cells_it_serves(world_con, day, status, relief, own_cell, in_window):
+    """S1 is a macro site: its coverage disk is 3 rings around its res-8 cell (h3 itself: 37 cells)."""
+    import h3
+
+    s = story.site(world_con, "S1", day)
+    disk = set(h3.grid_disk(h3.int_to_str(S1), 3))
+    assert set(s.served["cell"]) == disk and len(s.served) == 37
+    own = s.served[s.served["distance"] == 0]
+    assert own["cell"].tolist() == [h3.int_to_str(S1)] and own["complaints"].tolist() == [own_cell]
+    assert s.served["complaints"].sum() == in_window  # K3 lies far east, outside the disk
+    assert (s.relief["status"], s.relief["relief_date"]) == (status, relief)
+    assert s.weekly["n"].sum() == 2  # the 52 weeks before the date hold K1 and K2
+    fig = story.weekly_figure(s)
+    assert fig.layout.shapes[0].x0 == pd.Timestamp(relief)
