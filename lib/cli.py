@@ -56,7 +56,7 @@ def build_demo_store(db: str | Path | None = None, seed: int = 42, sites: int = 
         for i, (table, path) in enumerate(files.items()):
             share = 0.5 + 0.5 * i / len(files)
             progress(f"Importing {table}", share)
-            results.append(store.import_file(con, path, table=table, today=demo.DEMO_AS_OF))
+            results.append(store.import_file(con, path, table=demo.file_table(table), today=demo.DEMO_AS_OF))
         con.close()
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(tmp_db), str(target))

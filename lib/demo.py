@@ -38,7 +38,12 @@ DEMO_AS_OF = datetime.date(2026, 11, 1)
 PROGRAMME = (datetime.date(2025, 6, 1), datetime.date(2027, 6, 30))  # upgrade milestones
 LINK_PLANS = (datetime.date(2025, 3, 1), datetime.date(2027, 12, 31))  # transport expansions
 FOCUS = ("C-BER", "C-HAM", "C-MST", "C-OSN", "C-MHG")  # clusters with the worst capacity problems
-STEPS = ("sites", "hotspots", "links", "upgrades", "complaints")  # one random stream each
+STEPS = ("sites", "hotspots", "links", "upgrades", "complaints", "replan")  # one random stream each (new last)
+BASELINE = "upgrades_baseline"
+"""The file of the programme's first plan: imported as upgrades before the current plan, so that every
+upgrade keeps it as its baseline version and the re-planned ones show their slip against it."""
+REPLANNED = 0.35  # share of the upgrades whose on-air date was moved since the first plan
+REPLAN_SLIP_DAYS = (2.0, 30.0)  # gamma shape and scale of how far it moved (mean two months later)
 MIN_SITES = 100
 
 RURAL_SHARE, NEW_SITE_SHARE, SITE_EXPONENT, MIN_FOCUS_SITES = 0.15, 0.02, 0.8, 3
@@ -289,6 +294,23 @@ def _upgrade_actuals(up: pd.DataFrame, link_done: np.ndarray, rng: np.random.Gen
                      on_air_actual=np.where(ok3, on_air, nat), status=status)
 
 
+def first_plan(up: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """The plan as first exported, before anything was done: no actual dates, status planned; a share
+    `REPLANNED` of the upgrades was due earlier then (every planned milestone by the same slip)."""
+    moved = rng.random(len(up)) < REPLANNED
+    slip = _days(np.where(moved, np.ceil(rng.gamma(*REPLAN_SLIP_DAYS, len(up))), 0))
+    out = up.assign(status="planned", permit_actual=np.datetime64("NaT"), installed_actual=np.datetime64("NaT"),
+                    on_air_actual=np.datetime64("NaT"))
+    for c in ("permit_planned", "installed_planned", "on_air_planned"):
+        out[c] = out[c].to_numpy() - slip
+    return out
+
+
+def file_table(key: str) -> str:
+    """The table a demo file (a key of `build_demo_files`) is imported into."""
+    return "upgrades" if key == BASELINE else key
+
+
 def _frame_table(name: str, df: pd.DataFrame) -> pa.Table:
     """A plan frame as the schema's table, coordinates rounded to 6 decimals."""
     table = schema.TABLES[name]
@@ -321,7 +343,8 @@ def build_demo_files(out_dir: Path, seed: int = 42, sites: int = 30_000, complai
     rngs = {step: np.random.default_rng(s) for step, s in zip(STEPS, streams, strict=True)}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {name: out_dir / f"{name}.{'geojson' if name == 'regions' else 'csv'}" for name in schema.TABLES}
+    names = [n for t in schema.TABLES for n in ((BASELINE, t) if t == "upgrades" else (t,))]  # the first plan first
+    paths = {name: out_dir / f"{name}.{'geojson' if name == 'regions' else 'csv'}" for name in names}
     paths["complaints"] = out_dir / f"complaints.{complaints_format}"
     report("Loading places and deriving state shapes", 0.0)
     geo = load_geography()
@@ -337,6 +360,7 @@ def build_demo_files(out_dir: Path, seed: int = 42, sites: int = 30_000, complai
     site_df["transport_link_id"] = links.link_id.to_numpy()[site_link]
     for name, df in (("sites", site_df), ("transport_links", links), ("upgrades", up)):
         write_tables([_frame_table(name, df)], paths[name], schema.TABLES[name])
+    write_tables([_frame_table("upgrades", first_plan(up, rngs["replan"]))], paths[BASELINE], schema.UPGRADES)
     relief = up[up.main].set_index("site").on_air_actual.reindex(hot.site).to_numpy().astype("datetime64[D]")
     rates, mix = complaint_rates(hot, relief, DEMO_AS_OF)
     report("Generating complaints", 0.35)

@@ -98,9 +98,14 @@ def burnup_svg(series: pd.DataFrame, row: dict, as_of: dt.date) -> str:
 
 
 def render(name: str, as_of: dt.date, row: dict, table: pd.DataFrame, late: pd.DataFrame,
-           series: pd.DataFrame, generated: dt.datetime | None = None) -> str:
-    """The report of region `name` (`row`: its `rollout.region_table` row) as one HTML document."""
+           series: pd.DataFrame, generated: dt.datetime | None = None, data_day: dt.date | None = None) -> str:
+    """The report of region `name` (`row`: its `rollout.region_table` row) as one HTML document: figures as of
+    `as_of`, from data whose newest date is `data_day` (default: as_of)."""
     generated = generated or dt.datetime.now().replace(microsecond=0)
+    data_day = data_day or as_of
+    dated = f"Data as of <b>{as_of:%Y-%m-%d}</b>" if data_day == as_of else (
+        f"Figures as of <b>{as_of:%Y-%m-%d}</b>, replayed from data as of <b>{data_day:%Y-%m-%d}</b> (actual dates "
+        f"after {as_of:%Y-%m-%d} count as not yet happened)")
     f = (f"{_e(row['forecast'])} (90%: {_e(row['forecast_low'])} to {_e(row['forecast_high'])})"
          if row.get("forecast") else _e(row.get("forecast_note") or "-"))
     kpis = [("Upgrades on air", f"{row['pct_on_air']:.1f}%" if pd.notna(row["pct_on_air"]) else "-"),
@@ -119,7 +124,7 @@ def render(name: str, as_of: dt.date, row: dict, table: pd.DataFrame, late: pd.D
 <html lang="en"><head><meta charset="utf-8"><title>Rollout report: {html.escape(name)}, {as_of:%Y-%m-%d}</title>
 <style>{CSS}</style></head><body>
 <h1>Network rollout: {html.escape(name)}</h1>
-<p class="note">Data as of <b>{as_of:%Y-%m-%d}</b>; report generated {generated:%Y-%m-%d %H:%M}. Netzausbau-Monitor.</p>
+<p class="note">{dated}; report generated {generated:%Y-%m-%d %H:%M}. Netzausbau-Monitor.</p>
 <div class="kpis">{tiles}</div>
 <div class="grid"><div><h2>Burn-up</h2>{burnup_svg(series, row, as_of)}</div>
 <div><h2>Regions (as of {as_of:%Y-%m-%d})</h2>{regions}</div></div>

@@ -68,7 +68,7 @@ def burnup(series: pd.DataFrame, table: pd.DataFrame, as_of: dt.date) -> go.Figu
                                      name=f"{name}: forecast {r['forecast']:%Y-%m-%d}", mode="lines",
                                      line=dict(color=colour, dash="dashdot", width=2)))
     fig.add_vline(x=cut.timestamp() * 1000, line=dict(color="#888", width=1))
-    return _layout(fig, f"Upgrades on air, plan and baseline (data as of {as_of:%Y-%m-%d})", "upgrades (cumulative)",
+    return _layout(fig, f"Upgrades on air, plan and baseline (as of {as_of:%Y-%m-%d})", "upgrades (cumulative)",
                    480)
 
 

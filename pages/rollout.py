@@ -81,7 +81,7 @@ some = row["total"] > 0
 m[0].metric("Upgrades on air", f"{row['pct_on_air']:.1f}%" if some else "-",
             f"{row['pct_change_pp']:+.1f} pp in 30 days" if some else None, border=True,
             help=f"{row['on_air']:,} of {row['total']:,} planned upgrades (not cancelled)")
-m[1].metric("Late", f"{row['late']:,}", border=True, help="Planned on air by this date, not on air")
+m[1].metric("Late", f"{row['late']:,}", border=True, help="Its planned on-air day has passed, and it is not on air")
 m[2].metric("Blocked by transport", f"{row['blocked']:,}", border=True,
             help="Due or installed, but its transport link is late, undated or due after the upgrade")
 m[3].metric("Hotspots, no plan", f"{row['open_no_plan']:,}", border=True,
@@ -141,6 +141,7 @@ e[1].download_button("Late and blocked (CSV)", partial(export.csv_bytes, sheets[
 e[2].download_button("Both (Excel)", partial(export.xlsx_bytes, sheets), f"rollout-{as_of}.xlsx",
                      export.XLSX_MIME, on_click="ignore", key="dl_xlsx")
 one = cache.query(con, "rollout_series", (region,), level)
-html = report.render(names[region], as_of, row, table, mine, one)
-e[3].download_button("One-page report (HTML)", html.encode("utf-8"), f"rollout-report-{as_of}.html", "text/html",
+e[3].download_button("One-page report (HTML)", lambda: report.render(names[region], as_of, row, table, mine, one,
+                                                                   data_day=data_day).encode("utf-8"),
+                     f"rollout-report-{as_of}.html", "text/html",
                      on_click="ignore", key="dl_report", help="Print-ready; open it and print, or save as PDF")

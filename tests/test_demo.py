@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from scipy.spatial import cKDTree
 
-from lib import schema
+from lib import demo, schema
 from lib.demo import DEMO_AS_OF, FOCUS, build_demo_files
 from lib.demo_geo import in_country, load_geography, state_of, xy
 
@@ -45,10 +45,12 @@ def geo():
 
 
 def test_one_file_per_table_in_schema_order(built):
+    """One file a table, in import order, and the plan's first version before the current plan."""
     paths, calls = built
-    assert list(paths) == list(schema.TABLES)
+    assert [demo.file_table(k) for k in paths if k != demo.BASELINE] == list(schema.TABLES)
     assert [p.name for p in paths.values()] == ["regions.geojson", "sites.csv", "transport_links.csv",
-                                                "upgrades.csv", "complaints.csv", "status_notes.csv"]
+                                                "upgrades_baseline.csv", "upgrades.csv", "complaints.csv",
+                                                "status_notes.csv"]
     assert calls[-1] == 1.0 and calls == sorted(calls) and all(0 <= f <= 1 for f in calls)
 
 
@@ -190,3 +192,13 @@ def test_complaints_fall_after_relief(frames):
         seen, expected = seen + after, expected + before * trend  # as many as before, adjusted for the overall trend
     assert expected > 10
     assert seen < 0.6 * expected
+
+
+def test_the_first_plan_is_the_baseline_some_upgrades_slipped_from(built):
+    """About a third of the upgrades were due earlier in the first plan; none later; it holds no actuals."""
+    paths, _ = built
+    first, now = (pd.read_csv(paths[k], parse_dates=["on_air_planned"]) for k in (demo.BASELINE, "upgrades"))
+    assert first["upgrade_id"].tolist() == now["upgrade_id"].tolist()
+    slip = (now["on_air_planned"] - first["on_air_planned"]).dt.days
+    assert (slip >= 0).all() and abs((slip > 0).mean() - demo.REPLANNED) < 0.05 and 30 < slip[slip > 0].mean() < 90
+    assert first["on_air_actual"].isna().all() and (first["status"] == "planned").all()

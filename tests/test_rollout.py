@@ -175,6 +175,9 @@ def test_report_is_self_contained_and_dated(world_con):
     for fetch in ("http://", "https://", "src=", "@import", "url("):
         assert fetch not in html
     assert ">U2<" in html and ">50.0%<" in html and "Late and blocked upgrades: 1" in html
+    replay = report.render("West", day, _row(t, "W"), t, late, rollout.series(world_con, ("W",)),
+                           data_day=D(2025, 9, 1))  # an earlier day than the data's says both
+    assert "Figures as of <b>2025-05-15</b>, replayed from data as of <b>2025-09-01</b>" in replay
 
 
 @pytest.mark.parametrize(("text", "ok"), [

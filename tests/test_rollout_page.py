@@ -11,6 +11,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import chi2
 from streamlit.testing.v1 import AppTest
 
 from lib import cells, store
@@ -36,6 +37,7 @@ def tables(demo_copy) -> dict[str, pd.DataFrame]:
         t["region_cells"] = con.execute("SELECT c.region_id, c.cell FROM region_cells c JOIN regions r "
                                         "USING (region_id) WHERE r.level = ?", [LEVEL]).df()
         t["regions"] = con.execute("SELECT region_id, name FROM regions WHERE level = ?", [LEVEL]).df()
+        t["versions"] = con.execute("SELECT upgrade_id, version_import_id, on_air_planned FROM upgrades_versions").df()
     for name, cols in (("upgrades", ("on_air_planned", "on_air_actual", "installed_actual")),
                        ("transport_links", ("completion_planned", "completion_actual"))):
         for c in cols:
@@ -73,8 +75,20 @@ def expected(t, day: pd.Timestamp, region: str | None) -> dict:
     n = (on_air > day - pd.Timedelta(days=90)).sum()
     remaining = len(u) - len(on_air)
     forecast = (day + pd.Timedelta(days=math.ceil(remaining * 90 / n))).date() if n and remaining else None
+    band = None
+    if forecast:  # Garwood's exact 90% interval of a Poisson count n, turned into paces
+        n_lo, n_hi = chi2.ppf(0.05, 2 * n) / 2, chi2.ppf(0.95, 2 * n + 2) / 2
+        band = tuple((day + pd.Timedelta(days=math.ceil(remaining * 90 / k))).date() for k in (n_hi, n_lo))
+    # the late list: not on air after its planned day, or its link's planned completion passed, or blocked
+    link_due = u["transport_link_id"].map(links["completion_planned"])
+    up_open, link_open = ~(u["on_air_actual"] <= day), has_link & ~done
+    up_days = (day - u["on_air_planned"]).dt.days.where(up_open & (u["on_air_planned"] < day), 0)
+    link_days = (day - link_due).dt.days.where(link_open & (link_due < day), 0)
+    listed = (up_days > 0) | (link_days > 0) | blocked
+    days_late = dict(zip(u.loc[listed, "upgrade_id"], np.maximum(up_days, link_days)[listed].astype(int), strict=True))
     return {"pct": pct(day), "change": pct(day) - pct(day - pd.Timedelta(days=30)), "late": int(late),
-            "blocked": int(blocked.sum()), "forecast": forecast, "total": len(u), "on_air": len(on_air)}
+            "blocked": int(blocked.sum()), "forecast": forecast, "band": band, "total": len(u),
+            "on_air": len(on_air), "late_list": days_late}
 
 
 def app(demo_copy, monkeypatch, **query) -> AppTest:
@@ -97,6 +111,8 @@ def check_headline(at, exp: dict) -> None:
     assert shown["Late"][0] == f"{exp['late']:,}"
     assert shown["Blocked by transport"][0] == f"{exp['blocked']:,}"
     assert shown["Forecast completion"][0] == (f"{exp['forecast']:%Y-%m-%d}" if exp["forecast"] else "-")
+    if exp["band"]:
+        assert shown["Forecast completion"][1] == f"90%: {exp['band'][0]:%Y-%m-%d} to {exp['band'][1]:%Y-%m-%d}"
 
 
 def test_network_headline_and_its_date(demo_copy, tables, monkeypatch):
@@ -132,6 +148,7 @@ def test_region_headline_table_and_late_list(demo_copy, tables, monkeypatch):
     overdue = set(u.loc[(u["on_air_planned"] < day) & ~(u["on_air_actual"] <= day), "upgrade_id"])
     assert overdue <= set(late["upgrade_id"])  # the headline's late are in the list, under the same rule
     assert len(overdue) == table.loc[region, "late"]
+    assert dict(zip(late["upgrade_id"], late["days_late"].astype(int), strict=True)) == exp["late_list"]
 
 
 def test_an_earlier_date_replays_the_figures(demo_copy, tables, monkeypatch):
@@ -207,3 +224,37 @@ def test_a_region_without_upgrades_shows_no_percentage(tiny_db):
     shown = metrics(at)
     assert shown["Upgrades on air"] == ("-", "")
     assert shown["Late"][0] == "0" and shown["Forecast completion"][0] == "-"
+
+
+def values(v) -> list:
+    """A trace's values from Plotly's JSON: a list, or a typed array ({"dtype", "bdata": base64})."""
+    if isinstance(v, dict):
+        import base64
+
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"]).tolist()
+    return list(v)
+
+
+def test_burn_up_counts_plan_baseline_and_on_air_from_the_tables(demo_copy, tables, monkeypatch):
+    """The region's burn-up traces at every weekly point: upgrades planned (current plan and the first
+    imported version of it) and on air by then, counted here from the tables and upgrades_versions."""
+    at = app(demo_copy, monkeypatch)
+    region = tables["regions"].sort_values("region_id")["region_id"].iloc[2]
+    at.selectbox(key="region").select(region).run()
+    spec = json.loads(next(c for c in at.get("plotly_chart") if "plan and baseline" in c.proto.spec).proto.spec)
+    traces = {t["name"]: {"x": values(t["x"]), "y": [int(v) for v in values(t["y"])]} for t in spec["data"]
+              if t["name"].split(": ")[-1] in ("plan", "baseline", "on air")}
+    name = tables["regions"].set_index("region_id").loc[region, "name"]
+    u = tables["live"][tables["live"]["region_id"] == region]
+    v = tables["versions"].sort_values("version_import_id")
+    first = v.drop_duplicates("upgrade_id")  # each upgrade's first imported version: the baseline
+    baseline = u["upgrade_id"].map(first.set_index("upgrade_id")["on_air_planned"]).fillna(u["on_air_planned"])
+    baseline = pd.to_datetime(baseline)
+    plan, base = traces[f"{name}: plan"], traces[f"{name}: baseline"]
+    dates = pd.to_datetime(plan["x"])
+    assert len(dates) > 50 and list(pd.to_datetime(base["x"])) == list(dates)
+    assert plan["y"] == [int((u["on_air_planned"] <= d).sum()) for d in dates]
+    assert base["y"] == [int((baseline <= d).sum()) for d in dates]
+    on_air = traces[f"{name}: on air"]
+    got = dict(zip(pd.to_datetime(on_air["x"]), on_air["y"], strict=True))
+    assert all(v == int((u["on_air_actual"] <= d).sum()) for d, v in got.items())
