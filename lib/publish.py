@@ -83,7 +83,7 @@ PUBLIC_STATUSES = ("relieved", "in_progress", "planned", "no_plan")
 STATUS_MAP = MappingProxyType({
     "relieved": "relieved",  # every serving upgrade on air, every link it waits on done
     "blocked_by_transport": "in_progress",  # hardware installed or due, transport expansion still running
-    "late": "in_progress",  # a planned date has passed: work is under way but not finished
+    "late": "planned",  # a planned date has passed, not done: planned, never shown as further along
     "on_track": "planned",  # every open date lies ahead
     "no_upgrade_planned": "no_plan",  # no serving site has an upgrade
 })
@@ -316,14 +316,22 @@ def _areas(con, k: int, as_of: dt.date, rc: pd.DataFrame) -> list[dict]:
     return rows
 
 
+def last_full_month(as_of: dt.date) -> pd.Period:
+    """The newest calendar month that has ended by `as_of`: a month still running would look like a
+    drop in complaints on the public chart."""
+    month = pd.Timestamp(as_of).to_period("M")
+    return month if (pd.Timestamp(as_of) + pd.Timedelta(days=1)).to_period("M") != month else month - 1
+
+
 def _monthly(con, k: int, as_of: dt.date, rc: pd.DataFrame, region_ids: list[str]) -> list[dict]:
     m = hotspots.monthly_counts(con, res=cells.REGION_RES)
-    m = m[m["month"] <= pd.Timestamp(as_of)]
+    last = last_full_month(as_of)
+    m = m[pd.to_datetime(m["month"]).dt.to_period("M") <= last]
     if m.empty:
         return []
     per = m.merge(rc, on="cell").groupby(["region_id", "month"])["n"].sum()
     total = m.groupby("month")["n"].sum()
-    months = pd.period_range(m["month"].min(), pd.Timestamp(as_of), freq="M")
+    months = pd.period_range(pd.Timestamp(m["month"].min()).to_period("M"), last, freq="M")
     rows = []
     for rid in [progress.ALL, *region_ids]:
         series = total if rid == progress.ALL else per.get(rid, pd.Series(dtype="int64"))

@@ -75,8 +75,10 @@ def publish_section(con) -> None:
                "It holds aggregates only (see README, Public page); publishing twice from the same store gives the "
                "same file.")
     regions = cache.regions(con) if con is not None else None
+    if regions is not None:  # the public page shows the published levels only: a district's note would vanish
+        regions = regions[regions["level"].isin(publish.LEVELS)]
     if regions is None or regions.empty:
-        st.info("Import regions first: notes and the snapshot are per region.")
+        st.info(f"Import regions ({' or '.join(publish.LEVELS)}) first: notes and the snapshot are per region.")
         return
     with st.form("note_form", clear_on_submit=True, border=True):
         st.markdown("**New status note** (published with the next snapshot, newest first)")

@@ -177,6 +177,8 @@ def test_monthly_complaints_are_rounded_and_hidden_below_k(published, demo_db):
     total = k.groupby("month").size()
     rows = doc["tables"]["complaints_monthly"]
     assert rows and any(r["complaints"] is None for r in rows) and any(r["complaints"] for r in rows)
+    as_of = dt.date.fromisoformat(doc["data_as_of"])
+    assert max(r["month"] for r in rows) == f"{as_of.replace(day=1) - dt.timedelta(days=1):%Y-%m}"  # complete only
     for r in rows:
         n = total.get(r["month"], 0) if r["region_id"] == "ALL" else per.get((r["region_id"], r["month"]), 0)
         assert r["complaints"] == expected_round(int(n), 10), r
@@ -265,6 +267,12 @@ def test_the_snapshot_path_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv(publish.SNAPSHOT_ENV, str(tmp_path / "x.json"))
     assert publish.snapshot_path() == tmp_path / "x.json"
     assert publish.snapshot_path(tmp_path / "y.json") == tmp_path / "y.json"
+
+
+@pytest.mark.parametrize("day, month", [("2026-11-01", "2026-10"), ("2026-10-31", "2026-10"),
+                                        ("2026-02-28", "2026-02"), ("2024-02-28", "2024-01")])
+def test_only_months_that_have_ended_are_published(day, month):
+    assert str(publish.last_full_month(dt.date.fromisoformat(day))) == month
 
 
 @pytest.mark.parametrize("n, k, want", [(0, 10, None), (9, 10, None), (10, 10, 10), (14, 10, 10), (15, 10, 20),
