@@ -346,3 +346,34 @@ def test_publish_if_missing_on_a_store_it_cannot_read_warns_and_lets_make_run_go
     assert cli.main(["--db", str(empty), "publish", "--out", str(out), "--if-missing"]) == 0
     assert not out.exists() and "no public snapshot written" in capsys.readouterr().err
     assert cli.main(["--db", str(empty), "publish", "--out", str(out)]) == 2  # asked for: an error
+
+
+def test_area_status_and_quarter_follow_their_cells(published, demo_db):
+    """Each area's status is the least advanced of its res-8 complaint cells' relief (the engine's, whose rules
+    tests/test_linkage.py checks by hand), mapped here without lib.publish; its quarter is that of their
+    latest relief date when every one is dated."""
+    from lib import linkage
+
+    doc = json.loads(published.read_bytes())
+    as_of = dt.date.fromisoformat(doc["data_as_of"])
+    k8 = complaint_cells(demo_db, 8)
+    fine = pd.DataFrame({"cell": [h3.str_to_int(c) for c in k8.index],
+                         "area": [h3.cell_to_parent(c, 7) for c in k8.index]})
+    con = duckdb.connect(str(demo_db), read_only=True)
+    try:
+        rel = linkage.relief(con, fine["cell"], 8, as_of).merge(fine, on="cell")
+    finally:
+        con.close()
+    public = {"relieved": "relieved", "blocked_by_transport": "in_progress", "late": "planned",
+              "on_track": "planned", "no_upgrade_planned": "no_plan"}
+    order = ["relieved", "in_progress", "planned", "no_plan"]  # most advanced first
+    for area in doc["tables"]["hotspot_areas"]:
+        mine = rel[rel["area"] == area["cell"]]
+        want = max((public[s] for s in mine["status"]), key=order.index)
+        assert area["status"] == want, area
+        dates = mine["relief_date"]
+        q = None
+        if want in ("planned", "in_progress") and dates.notna().all():
+            last = max(dates)
+            q = f"{last.year}-Q{(last.month - 1) // 3 + 1}"
+        assert area["expected_quarter"] == q, area
