@@ -332,9 +332,27 @@ def view(con, p: Params, max_features: int | None = None) -> View:
                 totals, shapes)
 
 
+RECORD_BYTES = MappingProxyType({"hotspots": 130, "sites": 90, "links": 130})
+"""Most bytes one record of each layer takes in the Deck JSON besides its text ids (keys, a 15-hex H3 id,
+numbers, rounded coordinates, status words and colours), over-counted."""
+DECK_BYTES = 4096
+"""Bytes of the Deck JSON besides the layers' records and the outlines (view state, layer settings, tooltip)."""
+
+
+def upper_bytes(v: View) -> int:
+    """An upper bound of the Deck JSON's size: the outlines as written, and each record at its most."""
+    total = DECK_BYTES + len(json.dumps(v.outlines, separators=(",", ":")))
+    for layer, frame in v.layers.items():
+        ids = {"sites": ["site_id"], "links": ["link_id"]}.get(layer, [])
+        text = sum(int(frame[c].astype("str").str.len().sum()) + 2 * len(frame) for c in ids)
+        total += len(frame) * RECORD_BYTES[layer] + text
+    return total
+
+
 def shrink(v: View, max_bytes: int | None = None) -> tuple[View, int]:
     """`v` cut down (the same per-layer priorities) until its Deck JSON, in either colour mode and with a
-    hotspot picked, is at most `max_bytes` (default `MAX_BYTES`): (view, bytes)."""
+    hotspot picked, is at most `max_bytes` (default `MAX_BYTES`): (view, bytes), the bytes exact, or
+    `upper_bytes` when that already fits (then nothing is cut)."""
     max_bytes = MAX_BYTES if max_bytes is None else max_bytes
     def size(v: View) -> int:  # only the hotspot colours differ between the colour modes
         h = v.layers.get("hotspots")
@@ -342,6 +360,9 @@ def shrink(v: View, max_bytes: int | None = None) -> tuple[View, int]:
                                         len(json.dumps(hotspot_records(h, "relief"))))
         return payload_bytes(deck(v, "relief", ("hotspots", "0" * 15))) + extra
 
+    bound = upper_bytes(v)
+    if bound <= max_bytes:  # the usual view: clearly within, no need to write its JSON to know
+        return v, bound
     n = size(v)
     while n > max_bytes and v.features > 0:
         total = int(v.features * max_bytes / n * 0.95)

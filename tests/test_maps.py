@@ -6,6 +6,7 @@ demo store's raw tables, or hand-built frames with known answers.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -19,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from shapely.geometry import Point, shape
 
-from lib import demo, export, maps
+from lib import asof, demo, export, maps
 
 AS_OF = demo.DEMO_AS_OF
 
@@ -309,3 +310,16 @@ def test_legend_names_every_colour_drawn():
     assert "blocked by transport" in html and "Hotspots by relief" in html
     sig = maps.legend_html("significance", ("hotspots",))
     assert "hot spot (significant)" in sig and "Sites" not in sig
+
+
+@pytest.mark.parametrize("every", [False, True])
+def test_the_payload_bound_is_never_below_the_real_size(con, every):
+    """`shrink` skips writing the JSON when `upper_bytes` fits: the bound must hold for both colour modes and a
+    picked hexagon, on the default view and on one with every cell, site and link."""
+    p = maps.Params(as_of=dt.date(2026, 11, 1))
+    if every:
+        p = dataclasses.replace(p, significant_only=False, site_statuses=asof.SITE_STATUSES,
+                                link_states=asof.LINK_STATES)
+    v = maps.view(con, p)
+    real = max(maps.payload_bytes(maps.deck(v, colour, ("hotspots", "8" * 15))) for colour in maps.COLOUR_MODES)
+    assert real <= maps.upper_bytes(v) <= 1.6 * real
