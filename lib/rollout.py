@@ -152,12 +152,17 @@ def late_list(con, level: str = "state", as_of=None) -> pd.DataFrame:
     return s[LATE_COLUMNS].reset_index(drop=True)
 
 
+NO_PLAN_KINDS = ("capacity", "coverage")
+"""Hotspots of either kind count for "no plan": a coverage hole with no site planned is pain with no plan too."""
+
+
 def _open_no_plan(con, level: str, day: dt.date) -> dict[str, int]:
-    """Open hotspots (hot cells of the last HOTSPOT_WINDOW_DAYS) whose status is no_upgrade_planned, per
-    region of `level` and for ALL."""
-    hot = hotspots.hotspots(con, cells.REGION_RES, *asof.window(day, HOTSPOT_WINDOW_DAYS), "capacity")
-    hot = hot.loc[hot["hot"].astype(bool), ["cell"]]  # asof.hotspots_as_of, with the relief of the hot cells only
-    rel = linkage.relief(con, hot, cells.REGION_RES, day)
+    """Open hotspots (hot cells of the last HOTSPOT_WINDOW_DAYS, capacity or coverage, each kind tested on its
+    own) whose status is no_upgrade_planned, per region of `level` and for ALL."""
+    window = asof.window(day, HOTSPOT_WINDOW_DAYS)
+    hot = pd.concat([h.loc[h["hot"].astype(bool), ["cell"]] for h in (
+        hotspots.hotspots(con, cells.REGION_RES, *window, kind) for kind in NO_PLAN_KINDS)]).drop_duplicates()
+    rel = linkage.relief(con, hot, cells.REGION_RES, day)  # asof.hotspots_as_of, the relief of hot cells only
     cells_open = rel.loc[rel["status"] == "no_upgrade_planned", ["cell"]].astype("int64")
     out = {ALL: len(cells_open)}
     if cells_open.empty:

@@ -149,7 +149,8 @@ with right:
                            f"{len(s.served)} cells its coverage holds (H3 resolution 8)")
             st.plotly_chart(story.weekly_figure(s), key="site_chart")
             st.markdown("**Cells it serves** (nearest first), their complaints and relief")
-            st.dataframe(s.served, hide_index=True, height=180, column_config={
+            st.dataframe(s.served.assign(status=s.served["status"].map(LABEL)), hide_index=True, height=180,
+                         column_config={
                 "distance": st.column_config.NumberColumn("rings away"),
                 "relief_date": st.column_config.DateColumn("relief date")})
             st.markdown("**Upgrades: milestones planned and actual**")

@@ -85,7 +85,8 @@ m[1].metric("Late", f"{row['late']:,}", border=True, help="Its planned on-air da
 m[2].metric("Blocked by transport", f"{row['blocked']:,}", border=True,
             help="Due or installed, but its transport link is late, undated or due after the upgrade")
 m[3].metric("Hotspots, no plan", f"{row['open_no_plan']:,}", border=True,
-            help=f"Open hotspots (last {rollout.HOTSPOT_WINDOW_DAYS} days) that no planned upgrade serves")
+            help=f"Open hotspots of capacity or coverage complaints (last {rollout.HOTSPOT_WINDOW_DAYS} days) that no "
+                 "planned upgrade serves")
 fc = row["forecast"]
 m[4].metric("Forecast completion", f"{fc:%Y-%m-%d}" if fc else "-", border=True,
             delta=f"90%: {row['forecast_low']:%Y-%m-%d} to {row['forecast_high']:%Y-%m-%d}" if fc else None,

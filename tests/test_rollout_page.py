@@ -258,3 +258,29 @@ def test_burn_up_counts_plan_baseline_and_on_air_from_the_tables(demo_copy, tabl
     on_air = traces[f"{name}: on air"]
     got = dict(zip(pd.to_datetime(on_air["x"]), on_air["y"], strict=True))
     assert all(v == int((u["on_air_actual"] <= d).sum()) for d, v in got.items())
+
+
+def test_hotspots_without_plan_per_region(demo_copy, tables, monkeypatch):
+    """The "Hotspots, no plan" column: hot cells of either kind (Gi* and relief from the engine, whose rules
+    tests/test_hotspots.py and tests/test_linkage.py check against PySAL and by hand) with no upgrade planned,
+    counted per region here from the region cells."""
+    from lib import asof, hotspots, linkage
+
+    day = data_date(tables).date()
+    con = duckdb.connect(str(demo_copy), read_only=True)
+    try:
+        hot = set()
+        for kind in ("capacity", "coverage"):
+            h = hotspots.hotspots(con, 8, *asof.window(day, 90), kind)
+            hot |= set(h.loc[h["hot"], "cell"])
+        rel = linkage.relief(con, pd.DataFrame({"cell": sorted(hot)}), 8, day)
+    finally:
+        con.close()
+    no_plan = rel.loc[rel["status"] == "no_upgrade_planned", ["cell"]]
+    per = no_plan.merge(tables["region_cells"], on="cell").groupby("region_id").size()
+    at = app(demo_copy, monkeypatch)
+    table = next(d.value for d in at.dataframe if "pct_on_air" in d.value.columns).set_index("region_id")
+    assert table.loc["ALL", "open_no_plan"] == len(no_plan) > 0  # the demo has pain with no plan
+    for rid in tables["regions"]["region_id"]:
+        assert table.loc[rid, "open_no_plan"] == per.get(rid, 0), rid
+    assert metrics(at)["Hotspots, no plan"][0] == f"{len(no_plan):,}"
