@@ -48,7 +48,7 @@ import pyarrow.parquet as pq
 
 from lib import schema
 from lib.ingest import Validated, check_columns, duplicate_reason, shift_rows, validate
-from lib.readers import BOM, RawTable, csv_header, csv_options, decode_csv
+from lib.readers import BOM, RawTable, csv_header, csv_options, decode_csv, is_utf8
 
 MIN_BYTES = 64 << 20
 """CSV files at least this large take the chunked path (about 600k complaint rows)."""
@@ -234,7 +234,7 @@ def read_range(job: Job, r: Range) -> tuple[pa.Table, np.ndarray, list[tuple[int
         table = pacsv.read_csv(pa.BufferReader(data), read_options=read, parse_options=parse,
                                convert_options=convert)
     except pa.ArrowInvalid:  # invalid UTF-8 fails the text columns, or the text of a bad row
-        if job.encoding != "windows-1252" and not _valid_utf8(data):
+        if job.encoding != "windows-1252" and not is_utf8(data):
             return "not utf-8"
         raise
     if not r.last:
@@ -248,14 +248,6 @@ def read_range(job: Job, r: Range) -> tuple[pa.Table, np.ndarray, list[tuple[int
     numbers = np.arange(1, n_records + 1, dtype="int64")
     rows = numbers[~np.isin(numbers, [n for n, _ in bad])] if bad else numbers
     return table, rows, bad
-
-
-def _valid_utf8(data: bytes) -> bool:
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def work(job: Job, r: Range) -> Part:
