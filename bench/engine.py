@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from rss import TreePeak  # noqa: E402
 
-from lib import cells, demo, hotspots, linkage, maps, overview, progress, rollout, store  # noqa: E402
+from lib import asof, cells, demo, hotspots, linkage, maps, overview, progress, rollout, store  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 SITES = 30_000
@@ -90,7 +90,18 @@ def page_latencies(con: duckdb.DuckDBPyConnection, repeat: int) -> dict:
     def back(i: int) -> dt.date:
         return day - dt.timedelta(days=7 * i)
 
+    def window_hotspots(c, i):
+        return hotspots.hotspots(c, 7, *asof.window(back(i), asof.WINDOW_DAYS), "capacity")
+
+    drawn = {i: window_hotspots(con, i)[["cell", "significant"]] for i in range(repeat)}  # the cells a view draws
+    drawn = {i: h.loc[h["significant"], ["cell"]] for i, h in drawn.items()}
+
     return {
+        "map: hotspots as of a date (Gi*, 90 days, res 7)": latency(con, window_hotspots, repeat),
+        "map: relief of the drawn cells as of a date": latency(
+            con, lambda c, i: linkage.relief(c, drawn[i], 7, back(i)), repeat),
+        "map: sites as of a date": latency(con, lambda c, i: asof.sites_as_of(c, back(i)), repeat),
+        "map: links as of a date": latency(con, lambda c, i: asof.links_as_of(c, back(i)), repeat),
         "region_table(state)": latency(con, lambda c, i: overview.region_table(c, LEVEL), repeat),
         "progress_series(['11'])": latency(con, lambda c, i: progress.progress_series(c, ["11"], LEVEL, "week"),
                                            repeat),
