@@ -33,11 +33,8 @@ LINK_COLUMNS = ["link_id", "a_lat", "a_lon", "b_lat", "b_lon", "kind", "state"]
 
 
 def _date(as_of) -> ir.DateScalar:
-    """The date literal of `as_of` (None: today), or `as_of` itself when it is a date expression
-    (`engine.as_of_scalar`: the pages' queries take the date as data, so their SQL is compiled once)."""
-    if isinstance(as_of, ir.Expr):
-        return as_of
-    return ibis.literal(_as_of(as_of), type="date")
+    """`engine.date_value` of `as_of`, today when None."""
+    return engine.date_value(as_of if isinstance(as_of, ir.Expr) else _as_of(as_of))
 
 
 def _as_of(as_of) -> dt.date:
@@ -72,8 +69,7 @@ def sites_as_of(con, as_of=None) -> pd.DataFrame:
     late; else the least advanced stage among its upgrades (a site is on_air only when
     every upgrade is).
     """
-    out = engine.run_query(con, ("asof.sites",), lambda _as_of: sites_as_of_expr(con, engine.as_of_scalar(_as_of)),
-                           frames=engine.as_of_frame(_as_of(as_of)))
+    out = engine.run_dated(con, ("asof.sites",), _as_of(as_of), lambda d: sites_as_of_expr(con, d))
     return out.astype({"site_id": "str", "status": "str"})[SITE_COLUMNS].reset_index(drop=True)
 
 
@@ -97,8 +93,7 @@ def links_as_of(con, as_of=None) -> pd.DataFrame:
     else planned (also when only a completion after as_of is known). Columns
     `LINK_COLUMNS`; endpoints are empty for links given as a path only.
     """
-    out = engine.run_query(con, ("asof.links",), lambda _as_of: links_as_of_expr(con, engine.as_of_scalar(_as_of)),
-                           frames=engine.as_of_frame(_as_of(as_of)))
+    out = engine.run_dated(con, ("asof.links",), _as_of(as_of), lambda d: links_as_of_expr(con, d))
     return out.astype({"link_id": "str", "kind": "str", "state": "str"})[LINK_COLUMNS].reset_index(drop=True)
 
 

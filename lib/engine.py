@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 import duckdb
 import ibis
 import ibis.expr.types as ir
+import numpy as np
 import pandas as pd
 
 from lib import cells
@@ -62,18 +63,21 @@ def to_sql(expr: ir.Expr, dialect: str = "duckdb") -> str:
 
 
 AS_OF = "_as_of"
-"""The one-row frame (`as_of_frame`) that carries a query's date, so that its SQL does not change with it."""
+"""The one-row frame that carries a dated query's date (`run_dated`), so that its SQL does not change with it."""
 
 
-def as_of_frame(day) -> dict[str, pd.DataFrame]:
-    """`frames` for `run_query` holding the date `day`: its SQL is compiled once for every date (the map's
-    slider moves through hundreds), not once per date."""
-    return {AS_OF: pd.DataFrame({"d": [pd.Timestamp(day)]})}
+def date_value(value) -> ir.DateScalar:
+    """A date literal of `value` (a date, datetime or timestamp), or `value` itself when it already is a date
+    expression (the date `run_dated` hands its `build`)."""
+    if isinstance(value, ir.Expr):
+        return value
+    return ibis.literal(pd.Timestamp(value).date(), type="date")
 
 
-def as_of_scalar(table: ir.Table) -> ir.DateScalar:
-    """The date of an `as_of_frame` table, as a scalar expression (a one-row subquery)."""
-    return table.d.cast("date").max().as_scalar()
+def as_dates(values: pd.Series) -> pd.Series:
+    """A column of a query's dates as `datetime.date` objects, None where empty."""
+    days = pd.to_datetime(values)
+    return pd.Series(np.where(days.isna().to_numpy(), None, days.dt.date.to_numpy()), index=values.index, dtype=object)
 
 
 class _SqlCache:
@@ -96,6 +100,17 @@ class _SqlCache:
 
 
 _SQL = _SqlCache(1024)
+
+
+def run_dated(con, key: tuple, day, build: Callable[..., ir.Expr], frames: Mapping[str, pd.DataFrame] | None = None):
+    """`run_query` of `build(d, **tables)`, where `d` is the date `day` as a scalar expression over a one-row
+    table: the SQL is compiled once for every date (the map's slider moves through hundreds), not per date."""
+    day_frame = {AS_OF: pd.DataFrame({"d": [pd.Timestamp(day)]})}
+
+    def dated(**tables):
+        return build(tables.pop(AS_OF).d.cast("date").max().as_scalar(), **tables)
+
+    return run_query(con, key, dated, frames={**(frames or {}), **day_frame})
 
 
 def run_query(con, key: tuple, build: Callable[..., ir.Expr], frames: Mapping[str, pd.DataFrame] | None = None,

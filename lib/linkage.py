@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lib import engine, schema
+from lib import cells, engine, schema
 
 DEFAULT_RES = 8
 """Resolution of coverage and hotspot cells (edge about 461 m)."""
@@ -47,13 +47,6 @@ _COVERAGE_COLUMNS = {"site_id": "str", "cell": "int64", "distance": "int64"}
 _SITES_COLUMNS = ["cell", "site_id", "distance", "rank"]
 _RELIEF_COLUMNS = ["cell", "n_sites", "n_upgrades", "relief_date", "status", "blocking_link_id"]
 _REACH_SCHEMA = {"cell": "int64", "centre": "int64", "distance": "int64", "site_type": "string"}
-
-
-def _date(value) -> ir.DateScalar:
-    """A date literal, or `value` itself when it is already a date expression (e.g. a query parameter)."""
-    if isinstance(value, ir.Expr):
-        return value
-    return ibis.literal(pd.Timestamp(value).date(), type="date")
 
 
 def _rings(rings: Mapping[str, int] | None) -> dict[str, int]:
@@ -105,6 +98,17 @@ def sites_expr(con, res: int = DEFAULT_RES) -> ir.Table:
     s = engine.backend(con).table("sites")
     return s.filter(s.cell > 0).select("site_id", centre=engine.parent(s.cell, res),
                                        site_type=s.site_type.fill_null(DEFAULT_SITE_TYPE))
+
+
+def coverage_of(cell: int, site_type: str | None, res: int = DEFAULT_RES,
+                rings: Mapping[str, int] | None = None) -> pd.DataFrame:
+    """The cells one site covers at `res`, by the rules of `site_coverage` (its resolution-9 `cell`, its
+    type; empty type: `DEFAULT_SITE_TYPE`): cell, distance; empty for a site without a cell, or of a type
+    missing from `rings`."""
+    k = _rings(rings).get(site_type if isinstance(site_type, str) and site_type else DEFAULT_SITE_TYPE)
+    if k is None or int(cell) <= 0:
+        return pd.DataFrame({"cell": pd.Series(dtype="int64"), "distance": pd.Series(dtype="int64")})
+    return coverage_disks(cells.parent(np.array([int(cell)], dtype="int64"), res), k)[["cell", "distance"]]
 
 
 def site_coverage(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES,
@@ -200,7 +204,7 @@ def upgrade_flags_expr(con, as_of: dt.date | None = None) -> ir.Table:
     The one place these rules live: `relief_expr` aggregates them per hotspot, and the rollout
     page lists the late and blocked upgrades from them.
     """
-    d = _date(dt.date.today() if as_of is None else as_of)
+    d = engine.date_value(dt.date.today() if as_of is None else as_of)
     b = engine.backend(con)
     u, lk = b.table("upgrades"), b.table("transport_links")
     # narrow tables first: fewer columns make the joins quicker for ibis to build
@@ -303,16 +307,11 @@ def relief(con: duckdb.DuckDBPyConnection, hotspot_cells, res: int = DEFAULT_RES
     `datetime.date` values, None when empty.
     """
     hot = _hotspot_frame(hotspot_cells)
-    frames = {"_relief_hot": hot, "_relief_reach": _reach_frame(hot, _rings(rings)),
-              **engine.as_of_frame(dt.date.today() if as_of is None else as_of)}
-
-    def build(_relief_hot, _relief_reach, _as_of):
-        return _relief_of(con, _relief_hot, _relief_reach, engine.as_of_scalar(_as_of), res)
-
-    out = engine.run_query(con, ("linkage.relief", res), build, frames=frames)
+    frames = {"_relief_hot": hot, "_relief_reach": _reach_frame(hot, _rings(rings))}
+    out = engine.run_dated(con, ("linkage.relief", res), dt.date.today() if as_of is None else as_of,
+                           lambda d, _relief_hot, _relief_reach: _relief_of(con, _relief_hot, _relief_reach, d, res),
+                           frames=frames)
     out = out.astype({"cell": "int64", "n_sites": "int64", "n_upgrades": "int64", "status": "str"})
-    days = pd.to_datetime(out["relief_date"])
-    out["relief_date"] = pd.Series(np.where(days.isna().to_numpy(), None, days.dt.date.to_numpy()), index=out.index,
-                                   dtype=object)
+    out["relief_date"] = engine.as_dates(out["relief_date"])
     out["blocking_link_id"] = out["blocking_link_id"].astype(object).where(out["blocking_link_id"].notna(), None)
     return out[_RELIEF_COLUMNS].reset_index(drop=True)

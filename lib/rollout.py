@@ -99,7 +99,7 @@ def shapes(con, level: str = "state") -> dict:
 def upgrade_states_expr(con, level: str, as_of) -> ir.Table:
     """The unexecuted expression of `upgrade_states`."""
     b = engine.backend(con)
-    flags = linkage.upgrade_flags_expr(con, as_of if isinstance(as_of, ir.Expr) else as_date(as_of))
+    flags = linkage.upgrade_flags_expr(con, as_of)
     ru = progress.region_upgrades_expr(con, level).select("region_id", "upgrade_id")
     u = b.table("upgrades").select("upgrade_id", "kind", upgrade_owner="owner")
     lk = b.table("transport_links").select("link_id", "completion_planned", link_owner="owner")
@@ -114,13 +114,10 @@ def upgrade_states_expr(con, level: str, as_of) -> ir.Table:
 def upgrade_states(con, level: str, as_of) -> pd.DataFrame:
     """Every not-cancelled upgrade with its `linkage.upgrade_flags_expr` flags as of `as_of`, its region of
     `level` (empty when in none), kind, owners and its link's planned completion (link_due)."""
-    out = engine.run_query(con, ("rollout.upgrade_states", level),
-                           lambda _as_of: upgrade_states_expr(con, level, engine.as_of_scalar(_as_of)),
-                           frames=engine.as_of_frame(as_date(as_of)))
+    out = engine.run_dated(con, ("rollout.upgrade_states", level), as_date(as_of),
+                           lambda d: upgrade_states_expr(con, level, d))
     for c in ("on_air_planned", "link_due"):
-        days = pd.to_datetime(out[c])
-        out[c] = pd.Series(np.where(days.isna().to_numpy(), None, days.dt.date.to_numpy()), index=out.index,
-                           dtype=object)
+        out[c] = engine.as_dates(out[c])
     return out
 
 
@@ -184,17 +181,17 @@ def cells_per_region_expr(con, level: str, cells_df: pd.DataFrame) -> ir.Table:
 def blocked_counts(con, level: str, as_of) -> dict[str, int]:
     """Upgrades blocked by transport as of `as_of` (`linkage.upgrade_flags_expr`) per region of `level`, and
     for ALL (every upgrade, also outside every region)."""
-    def per_region(_as_of):
-        s = upgrade_states_expr(con, level, engine.as_of_scalar(_as_of))
+    def per_region(d):
+        s = upgrade_states_expr(con, level, d)
         return s.filter(s.region_id.notnull()).group_by("region_id").agg(n=s.blocked.sum())
 
-    def network(_as_of):
-        flags = linkage.upgrade_flags_expr(con, engine.as_of_scalar(_as_of))
+    def network(d):
+        flags = linkage.upgrade_flags_expr(con, d)
         return flags.aggregate(n=flags.blocked.sum())
 
-    day = engine.as_of_frame(as_date(as_of))
-    per = engine.run_query(con, ("rollout.blocked", level), per_region, frames=day)
-    total = engine.run_query(con, ("rollout.blocked_all",), network, frames=day)["n"].iloc[0]
+    day = as_date(as_of)
+    per = engine.run_dated(con, ("rollout.blocked", level), day, per_region)
+    total = engine.run_dated(con, ("rollout.blocked_all",), day, network)["n"].iloc[0]
     return {ALL: int(total or 0)} | {str(k): int(v) for k, v in zip(per["region_id"], per["n"], strict=True)}
 
 

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 import h3
 import ibis
 import ibis.expr.types as ir
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from lib import asof, cells, engine, hotspots, impact, linkage
+from lib import asof, engine, hotspots, impact, linkage
 
 HISTORY_WEEKS = 52
 """Weeks of complaints the story chart shows before the slider's date (at least)."""
@@ -87,7 +86,7 @@ def _as_of_dates(frame: pd.DataFrame, columns: list[str], as_of: dt.date) -> pd.
         d = pd.to_datetime(frame[c])
         if c.endswith("_actual"):
             d = d.where(d <= pd.Timestamp(as_of))
-        frame[c] = pd.Series([None if pd.isna(x) else x.date() for x in d], index=frame.index, dtype=object)
+        frame[c] = engine.as_dates(d)
     return frame
 
 
@@ -189,11 +188,7 @@ def site(con, site_id: str, as_of: dt.date, kind: str = "capacity", channels=Non
     own = t.filter(t.site_id == ibis.literal(str(site_id))).select("transport_link_id", "site_type").execute()
     links = links_of(con, [*own["transport_link_id"], *ups["transport_link_id"]], as_of)
     res = linkage.DEFAULT_RES
-    site_type = own["site_type"].iloc[0] if len(own) and isinstance(own["site_type"].iloc[0], str) else None
-    rings = linkage.COVERAGE_RINGS.get(site_type or linkage.DEFAULT_SITE_TYPE, 0)
-    centre = cells.parent(np.array([int(s["cell"].iloc[0])], dtype="int64"), res)
-    disk = linkage.coverage_disks(centre, rings)[["cell", "distance"]] if int(s["cell"].iloc[0]) > 0 else \
-        pd.DataFrame({"cell": pd.Series(dtype="int64"), "distance": pd.Series(dtype="int64")})
+    disk = linkage.coverage_of(s["cell"].iloc[0], own["site_type"].iloc[0] if len(own) else None, res)
     start, end = asof.window(as_of, window_days)
     counts = hotspots.cell_counts(con, res, start, end, hotspots.KINDS[kind], channels)
     served = disk.merge(counts.rename(columns={"n": "complaints"}), on="cell", how="left").fillna({"complaints": 0})
