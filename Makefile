@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
 
-.PHONY: run public publish test lint demo demo-1m demo-10m bench clean
+.PHONY: run public publish test fuzz lint demo demo-1m demo-10m bench clean
 
 ## run: install, build the demo store and its public snapshot on first run (with progress), start the dashboard
 ##      (and /api/public/) on :$(PORT)
@@ -27,6 +27,10 @@ test: $(VENV)/.dev
 	scripts/ensure-chromium
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+## fuzz: the property tests with fresh random examples, 2,000 each (the suite's are fixed, see tests/conftest.py)
+fuzz: $(VENV)/.dev
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q $$(grep -l "@given" tests/test_*.py)
 
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .

@@ -157,7 +157,12 @@ def map_values(s: pd.Series, mapping: dict[str, str]) -> pd.Series:
     return pd.Series(mapped[codes], index=s.index, dtype=object)
 
 
-_AMBIGUOUS = {",": r"^[+-]?\d{1,3},\d{3}$", ".": r"^[+-]?\d{1,3}\.\d{3}$"}  # 1,234 and 1.234: 1234 or 1.234?
+_SHAPES = {  # the forms a number with separators may take; anything else is left to fail as it is
+    "german": r"^[+-]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d*)?$",  # 1.234 / 1.234.567 / 1.234,5
+    "english": r"^[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d*)?$",  # 1,234 / 1,234,567 / 1,234.5
+    "comma": r"^[+-]?\d*,\d+$",  # 3,5 / ,5 (and 1,234: ambiguous)
+    "point": r"^[+-]?\d*\.\d+$",  # 3.5 / .5 (and 1.234: ambiguous)
+}
 
 
 def parse_number(s: pd.Series, thousands: bool = True, decimal_comma: bool = False) -> pd.Series:
@@ -184,23 +189,23 @@ def parse_number(s: pd.Series, thousands: bool = True, decimal_comma: bool = Fal
 
 
 def _without_thousands(text: pd.Series, comma: pd.Series, decimal_comma: bool) -> pd.Series:
-    """`text` with thousands separators removed and a decimal comma made a point (see parse_number)."""
-    dot = text.str.contains(".", regex=False)
+    """`text` with thousands separators removed and a decimal comma made a point (see parse_number).
+    Only values of a well-formed shape (_SHAPES) are rewritten: '1..2' or '1,2,3' stay as they are and
+    fail as numbers, rather than becoming 12 or 123."""
     if not comma.any() and not text.str.contains(r"\.\d{3}(?:\.|$)").any():  # no 1.234 nor 1.234.567
         return text
-    both = comma & dot
-    comma_last = both & (text.str.rfind(",") > text.str.rfind("."))
-    commas, dots = text.str.count(","), text.str.count(r"\.")
-    ambiguous = (~both) & (text.str.match(_AMBIGUOUS[","]) | text.str.match(_AMBIGUOUS["."]))
+    german_grouped, english_grouped, comma_decimal, point_decimal = (
+        text.str.match(_SHAPES[k]) for k in ("german", "english", "comma", "point"))
+    ambiguous = (german_grouped & point_decimal) | (english_grouped & comma_decimal)
+    as_comma, as_point = german_grouped | comma_decimal, english_grouped | point_decimal
     # unambiguous votes: 1.234,5 / 3,5 / 1.234.567 for a decimal comma; 1,234.5 / 3.5 / 1,234,567 for a point
-    for_comma = comma_last | (~both & (commas == 1) & ~ambiguous) | (~comma & (dots > 1))
-    for_point = (both & ~comma_last) | (~both & (dots == 1) & ~ambiguous) | (~dot & (commas > 1))
-    n_comma, n_point = int(for_comma.sum()), int(for_point.sum())
+    n_comma, n_point = int((as_comma & ~ambiguous).sum()), int((as_point & ~ambiguous).sum())
     column_comma = n_comma > n_point or (n_comma == n_point and decimal_comma)
-    german = comma_last | (~both & ((commas == 1) & ~ambiguous | (dots > 1))) | (ambiguous & column_comma)
+    german = as_comma & (~ambiguous | column_comma)
+    english = as_point & ~german
     german_text = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
     english_text = text.str.replace(",", "", regex=False)
-    return text.where(~german & ~comma, english_text).where(~german, german_text)
+    return text.where(~english, english_text).where(~german, german_text)
 
 
 def _arrow_float(text: pd.Series) -> pd.Series | None:

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from lib import schema
@@ -68,6 +68,15 @@ def test_decimal_comma_and_point_agree(x):
     assert parse_number(s).tolist() == [x, x]
 
 
+@given(st.floats(-1e9, 1e9, allow_nan=False).map(lambda v: round(v, 2)))
+@settings(derandomize=True)
+def test_grouped_german_and_english_numbers_agree(x):
+    english = f"{x:,.2f}"
+    german = english.replace(",", "_").replace(".", ",").replace("_", ".")
+    s = pd.Series([english, german], dtype="str")
+    assert parse_number(s.iloc[:1]).tolist() == [x] and parse_number(s.iloc[1:]).tolist() == [x]
+
+
 @given(st.dates(dt.date(1990, 1, 1), dt.date(2040, 12, 31)))
 @settings(derandomize=True)
 def test_iso_and_german_dates_agree(d):
@@ -90,6 +99,7 @@ def test_blockwise_utf8_check_agrees_with_decoding_whole(data, block):
 
 @given(st.lists(st.floats(-1e9, 1e9, allow_nan=False) | st.just(None), max_size=30), st.integers(0, 29),
        st.sampled_from(["abc", "1_0", "0x1", "1..2", "--1"]))
+@example(values=[None, 0.125], at=0, bad="1..2")  # once read as 12, by taking the dots for thousands
 def test_number_parsing_fast_and_slow_paths_agree(values, at, bad):
     """Arrow's cast (the fast path) and pd.to_numeric (taken when any value is not a number) agree."""
     text = pd.Series(["" if v is None else repr(v) for v in values], dtype="str")
@@ -117,6 +127,10 @@ def test_number_parsing_fast_and_slow_paths_agree(values, at, bad):
     (["51,123", "9.5"], False, True, [51.123, 9.5]),  # coordinates have no thousands
     (["-1.000,5", ""], True, False, [-1000.5, None]),
     (["1e-05", "abc"], True, False, [1e-05, None]),
+    (["1..2", "0.125"], True, False, [None, 0.125]),  # not a grouping: fails, and casts no vote
+    (["1,2,3", "1.5.6", "2.500,5"], True, False, [None, None, 2500.5]),
+    (["0.125", "3,5"], True, True, [0.125, 3.5]),  # a leading 0 is never a thousands group
+    (["1.234,5", "12.34.567"], True, False, [1234.5, None]),  # groups are three digits
 ])
 def test_thousands_separators_are_read_per_column(values, thousands, decimal_comma, want):
     got = parse_number(pd.Series(values, dtype="str"), thousands=thousands, decimal_comma=decimal_comma).tolist()
