@@ -58,10 +58,6 @@ def week_start(day) -> dt.date:
     return d - dt.timedelta(days=d.weekday())
 
 
-def _timestamp(value) -> ir.TimestampScalar:
-    return ibis.literal(pd.Timestamp(value).to_pydatetime().replace(tzinfo=None), type="timestamp")
-
-
 def complaint_weeks_expr(con, res: int = DEFAULT_RES, start=None, end=None, kind: str = "capacity",
                          channels=None) -> ir.Table:
     """Complaints of `kind` per cell at `res` and calendar week (Monday), received in [start, end): cell, week, n.
@@ -73,15 +69,7 @@ def complaint_weeks_expr(con, res: int = DEFAULT_RES, start=None, end=None, kind
     if kind not in hotspots.KINDS:
         raise ValueError(f"unknown kind {kind!r} (choose one of {list(hotspots.KINDS)})")
     c = engine.backend(con).table("complaints")
-    cond = [c.cell > 0]
-    if start is not None:
-        cond.append(c.received_at >= _timestamp(start))
-    if end is not None:
-        cond.append(c.received_at < _timestamp(end))
-    categories = hotspots.KINDS[kind]
-    if categories is not None:
-        cond.append(c.category.isin(list(categories)))
-    cond += hotspots.channel_filter(c, channels)
+    cond = hotspots.complaint_filter(c, start, end, hotspots.KINDS[kind], channels)
     t = c.filter(cond).select(cell=engine.parent(c.cell, res), week=c.received_at.truncate("W").cast("date"))
     return t.group_by(["cell", "week"]).agg(n=ibis._.count())
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import shutil
 
-import ibis
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,10 +25,6 @@ GI_VALUES = pd.DataFrame({"grp": np.repeat([0, 1], _STUDY.size), "cell": np.tile
 GI_NEIGHBOURS = hotspots.neighbour_table(_STUDY, 1)
 
 
-def _gi_expr(con):
-    return hotspots.gi_star_expr(ibis.memtable(GI_VALUES), ibis.memtable(GI_NEIGHBOURS))
-
-
 PORTABLE_QUERIES: list[tuple[str, callable]] = [
     *[(f"hotspots.cell_counts res {r}", lambda con, r=r: hotspots.cell_counts_expr(con, r)) for r in (7, 8, 9)],
     ("hotspots.cell_counts window capacity", lambda con: hotspots.cell_counts_expr(
@@ -37,7 +32,6 @@ PORTABLE_QUERIES: list[tuple[str, callable]] = [
     ("hotspots.cell_counts no categories", lambda con: hotspots.cell_counts_expr(con, 8, categories=[])),
     ("hotspots.monthly_counts", lambda con: hotspots.cell_counts_expr(
         con, 7, categories=["no_signal"], monthly=True, **WINDOW)),
-    ("hotspots.gi_star", _gi_expr),
     *[(f"overview.{name}", lambda con, name=name: overview.EXPRESSIONS[name](con))
       for name in ("counts", "date_ranges", "as_of", "imports", "levels")],
     *[(f"overview.region_table {lv}", lambda con, lv=lv: overview.region_table_expr(con, lv))
@@ -241,17 +235,22 @@ def _old_gi(con, values, neighbours) -> pd.DataFrame:
     return cur.execute(OLD_GI_STAR_SQL.format(values="old_values", neighbours="old_neighbours")).df()
 
 
+def _numpy_gi(values: pd.DataFrame) -> pd.DataFrame:
+    grid = values.pivot(index="grp", columns="cell", values="n").reindex(columns=_STUDY).to_numpy()
+    z = hotspots.gi_star(_STUDY, grid, 1)
+    groups = grid.shape[0]
+    return pd.DataFrame({"grp": np.repeat(np.arange(groups), _STUDY.size), "cell": np.tile(_STUDY, groups),
+                         "n": grid.ravel(), "z": z.ravel()})
+
+
 def test_gi_star_equals_the_old_sql(con):
+    """Gi* moved from SQL to numpy (hotspots.gi_star): the SQL it replaced is the check."""
     want = _old_gi(con, GI_VALUES, GI_NEIGHBOURS).sort_values(["grp", "cell"], ignore_index=True)
     assert (want["z"] != 0).sum() > 10
-    by_ibis = engine.backend(con.cursor()).execute(_gi_expr(con)).sort_values(["grp", "cell"], ignore_index=True)
-    _same(by_ibis, want)
-    for engine_con in (con, None):  # the store's cursor, a private in-memory DuckDB
-        got = hotspots._gi_star(GI_VALUES, GI_NEIGHBOURS, engine_con).sort_values(["grp", "cell"], ignore_index=True)
-        _same(got, want)
+    _same(_numpy_gi(GI_VALUES), want)
     # a constant field: z is 0 everywhere, as before
     flat = GI_VALUES.assign(n=4)
-    assert (hotspots._gi_star(flat, GI_NEIGHBOURS, con)["z"] == 0).all()
+    assert (_numpy_gi(flat)["z"] == 0).all()
     assert (_old_gi(con, flat, GI_NEIGHBOURS)["z"] == 0).all()
 
 

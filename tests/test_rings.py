@@ -1,0 +1,76 @@
+"""The ring cache (lib/rings) against plain h3 calls, whatever was asked of it before."""
+
+from __future__ import annotations
+
+import h3
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lib import rings
+
+CENTRE = h3.str_to_int(h3.latlng_to_cell(52.2, 8.2, 8))
+NEAR = np.array(sorted(h3.str_to_int(c) for c in h3.grid_disk(h3.int_to_str(CENTRE), 6)), dtype="int64")
+PENTAGON = h3.str_to_int(sorted(h3.get_pentagons(8))[0])
+
+
+def naive_union(cells, k):
+    return sorted({h3.str_to_int(n) for c in cells for n in h3.grid_disk(h3.int_to_str(int(c)), k)})
+
+
+def naive_within(study, k):
+    pos = {int(c): i for i, c in enumerate(study)}
+    return [sorted(pos[h3.str_to_int(n)] for n in h3.grid_disk(h3.int_to_str(int(c)), k) if h3.str_to_int(n) in pos)
+            for c in study]
+
+
+def rows_of(within):
+    return [sorted(int(i) for i in row if i >= 0) for row in within]
+
+
+@pytest.fixture(autouse=True)
+def fresh():
+    rings.clear()
+    yield
+    rings.clear()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(list(NEAR)), min_size=1, max_size=25), min_size=1, max_size=4),
+       st.integers(0, 2))
+def test_answers_do_not_depend_on_what_was_asked_before(asks, k):
+    rings.clear()
+    for cells in asks:
+        union = rings.disk_union(cells, k)
+        assert union.tolist() == naive_union(cells, k)
+        assert rows_of(rings.neighbours_within(union, k)) == naive_within(union, k)
+        study = np.array(sorted(set(cells)), dtype="int64")
+        assert rows_of(rings.neighbours_within(study, k)) == naive_within(study, k)
+
+
+def test_a_pentagon_has_a_shorter_ring():
+    union = rings.disk_union([PENTAGON], 1)
+    assert union.tolist() == naive_union([PENTAGON], 1) and len(union) == 6
+    within = rings.neighbours_within(union, 1)
+    assert rows_of(within) == naive_within(union, 1)
+    assert within.shape == (6, rings.width(1)) and (within[list(union).index(PENTAGON)] == -1).sum() == 1
+
+
+def test_a_full_cache_starts_again_and_stays_right(monkeypatch):
+    monkeypatch.setattr(rings, "MAX_CELLS", 60)
+    first = rings.disk_union(NEAR[:5], 1)
+    second = rings.disk_union(NEAR[-8:], 1)  # more than 60 cells held: the cache starts again
+    assert second.tolist() == naive_union(NEAR[-8:], 1)
+    assert rings.disk_union(NEAR[:5], 1).tolist() == first.tolist()
+
+
+def test_unique_and_distinct():
+    a = np.array([5, 3, 5, -1, 3, 9], dtype="int64")
+    assert rings.unique(a).tolist() == [-1, 3, 5, 9]
+    assert rings.distinct(a).tolist() == [-1, 3, 5, 9]
+    assert rings.distinct(np.array([1, 2, 7])).tolist() == [1, 2, 7]
+    assert rings.unique(np.zeros(0, dtype="int64")).size == 0
+    assert rings.disk_union([], 1).size == 0
+    with pytest.raises(ValueError, match="k must be 0 or more"):
+        rings.disk_union([CENTRE], -1)
