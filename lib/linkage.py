@@ -196,7 +196,7 @@ def _flag(cond: ir.BooleanValue) -> ir.IntegerValue:
     return ibis.cases((cond, 1), else_=0)
 
 
-def upgrade_flags_expr(con, as_of: dt.date | None = None) -> ir.Table:
+def upgrade_flags_expr(con, as_of: dt.date | None = None, site_ids: ir.Column | None = None) -> ir.Table:
     """Per not-cancelled upgrade, its state as of `as_of` (default today) by the rules of `relief`; unexecuted.
 
     Columns: upgrade_id, site_id, on_air_planned, link_id, up_done, up_date, link_done, link_date,
@@ -208,7 +208,10 @@ def upgrade_flags_expr(con, as_of: dt.date | None = None) -> ir.Table:
     b = engine.backend(con)
     u, lk = b.table("upgrades"), b.table("transport_links")
     # narrow tables first: fewer columns make the joins quicker for ibis to build
-    u = u.filter(u.status.isnull() | (u.status != "cancelled")).select(
+    keep = [u.status.isnull() | (u.status != "cancelled")]
+    if site_ids is not None:
+        keep.append(u.site_id.isin(site_ids))
+    u = u.filter(keep).select(
         "upgrade_id", "site_id", "transport_link_id", "installed_actual", "on_air_planned", "on_air_actual")
     lk = lk.select("link_id", "completion_planned", "completion_actual")
     j = u.left_join(lk, u.transport_link_id == lk.link_id)
@@ -245,7 +248,7 @@ def _relief_of(con, hot: ir.Table, reach: ir.Table, as_of, res: int) -> ir.Table
     expression."""
     serving = _serving_from(con, reach, res)
     served = serving.group_by("cell").agg(n_sites=ibis._.count())
-    up = upgrade_flags_expr(con, as_of)
+    up = upgrade_flags_expr(con, as_of, serving.site_id)
     flags = serving.join(up, serving.site_id == up.site_id).select(serving.cell, *[up[c] for c in up.columns])
     per = flags.group_by("cell").agg(
         n_upgrades=ibis._.count(), all_done=(flags.up_done * flags.link_done).min(), any_blocked=flags.blocked.max(),

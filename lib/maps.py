@@ -14,6 +14,7 @@ in the most urgent state. The view says what it dropped (`View.capped`).
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime as dt
 import functools
@@ -24,6 +25,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
+import duckdb
 import h3
 import ibis
 import ibis.expr.types as ir
@@ -287,20 +289,12 @@ def significance(hot: pd.DataFrame) -> pd.Series:
 
 # -- the view -----------------------------------------------------------------------------
 
-def view(con, p: Params, max_features: int | None = None) -> View:
-    """The frames of one map view: filtered and capped on the server (default cap `MAX_FEATURES`)."""
-    max_features = MAX_FEATURES if max_features is None else max_features
-    area = region_cells(con, p.region) if p.region else None
-    channels = None if p.channels is None or set(p.channels) >= set(schema.CHANNELS) else p.channels
-    # asof.hotspots_as_of's two steps, with the relief computed only for the cells this view keeps
-    hot = hotspots.hotspots(con, p.resolution, *asof.window(p.as_of, p.window_days), p.kind, channels=channels)
-    hot = hot[hot["n"] > 0] if not p.significant_only else hot[hot["significant"]]
-    if area is not None:
-        hot = hot[within(hot["cell"], p.resolution, area)]
-    hot = hot.merge(linkage.relief(con, hot[["cell"]], p.resolution, p.as_of), on="cell", how="left")
-    hot = hot[hot["status"].isin(p.relief_statuses)]
-    hot = pain(hot.assign(significance=significance(hot)), p.as_of)
+_SIDE = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="map-network")
+"""Runs a view's site and link queries while its hotspots are computed (DuckDB releases the GIL)."""
 
+
+def _network(con, p: Params, area: np.ndarray | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The sites and links of a view as of its date, filtered (independent of its hotspots)."""
     sites = asof.sites_as_of(con, p.as_of)
     sites = sites[sites["status"].isin(p.site_statuses)]
     if p.upgrade_kinds is not None and not set(p.upgrade_kinds) >= set(schema.UPGRADE_KINDS):
@@ -313,6 +307,43 @@ def view(con, p: Params, max_features: int | None = None) -> View:
         a = cells.latlng_to_cells(links["a_lat"], links["a_lon"])
         b = cells.latlng_to_cells(links["b_lat"], links["b_lon"])
         links = links[within(a, cells.CELL_RES, area) | within(b, cells.CELL_RES, area)]
+    return sites, links
+
+
+def _hot(con, p: Params, area: np.ndarray | None) -> pd.DataFrame:
+    """The hotspots of a view with their relief, filtered and pain-ranked (asof.hotspots_as_of's two steps,
+    the relief computed only for the cells the view keeps)."""
+    channels = None if p.channels is None or set(p.channels) >= set(schema.CHANNELS) else p.channels
+    hot = hotspots.hotspots(con, p.resolution, *asof.window(p.as_of, p.window_days), p.kind, channels=channels)
+    hot = hot[hot["n"] > 0] if not p.significant_only else hot[hot["significant"]]
+    if area is not None:
+        hot = hot[within(hot["cell"], p.resolution, area)]
+    hot = hot.merge(linkage.relief(con, hot[["cell"]], p.resolution, p.as_of), on="cell", how="left")
+    hot = hot[hot["status"].isin(p.relief_statuses)]
+    return pain(hot.assign(significance=significance(hot)), p.as_of)
+
+
+def view(con, p: Params, max_features: int | None = None) -> View:
+    """The frames of one map view: filtered and capped on the server (default cap `MAX_FEATURES`).
+
+    On the DuckDB store the sites and links are queried on a cursor of their own in another thread while
+    the hotspots are computed (at 10M complaints about 45 of 250 ms)."""
+    max_features = MAX_FEATURES if max_features is None else max_features
+    area = region_cells(con, p.region) if p.region else None
+    if isinstance(con, duckdb.DuckDBPyConnection):
+        side = con.cursor()
+        try:
+            network = _SIDE.submit(_network, side, p, area)
+            try:
+                hot = _hot(con, p, area)
+            finally:
+                concurrent.futures.wait([network])
+            sites, links = network.result()
+        finally:
+            side.close()
+    else:
+        hot = _hot(con, p, area)
+        sites, links = _network(con, p, area)
     shapes = outlines(con, p.region) if "regions" in p.layers else []
 
     frames = {"hotspots": hot, "sites": sites, "links": links}

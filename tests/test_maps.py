@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from shapely.geometry import Point, shape
 
-from lib import asof, demo, export, maps
+from lib import asof, demo, engine, export, maps
 
 AS_OF = demo.DEMO_AS_OF
 
@@ -323,3 +323,16 @@ def test_the_payload_bound_is_never_below_the_real_size(con, every):
     v = maps.view(con, p)
     real = max(maps.payload_bytes(maps.deck(v, colour, ("hotspots", "8" * 15))) for colour in maps.COLOUR_MODES)
     assert real <= maps.upper_bytes(v) <= 1.6 * real
+
+
+def test_the_threaded_view_equals_the_one_run_in_sequence(con):
+    """On the store the sites and links are queried in another thread (maps._network), on any other Ibis
+    backend in sequence: the two give the same frames, also for a region and an earlier date."""
+    region = con.execute("SELECT min(region_id) FROM regions WHERE level = 'state'").fetchall()[0][0]
+    for p in (maps.Params(as_of=AS_OF), maps.Params(as_of=AS_OF - dt.timedelta(days=200), region=region,
+                                                     significant_only=False)):
+        threaded, serial = maps.view(con, p), maps.view(engine.backend(con.cursor()), p)
+        assert threaded.totals == serial.totals and threaded.totals["sites"] > 0
+        for name in threaded.layers:
+            pd.testing.assert_frame_equal(threaded.layers[name], serial.layers[name], check_dtype=False)
+        pd.testing.assert_frame_equal(threaded.hotspots, serial.hotspots, check_dtype=False)
