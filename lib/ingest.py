@@ -292,6 +292,12 @@ def check_columns(columns: list[str], table: schema.Table, file_name: str,
     return colmap, warnings
 
 
+UNDEFINED_1252 = "\ufffd"
+"""What a byte Windows-1252 leaves undefined (0x81, 0x8D, 0x8F, 0x90, 0x9D) is decoded to."""
+UNDEFINED_1252_REASON = ("holds a byte Windows-1252 does not define (0x81, 0x8D, 0x8F, 0x90 or 0x9D, shown as "
+                         "\ufffd): save the file as UTF-8")
+
+
 def validate(raw: RawTable, table: schema.Table, file_name: str, known: Mapping[str, set[str]] | None = None,
              today: dt.date | None = None) -> Validated:
     """Type, check and place every row of `raw` as a record of `table`."""
@@ -307,6 +313,8 @@ def validate(raw: RawTable, table: schema.Table, file_name: str, known: Mapping[
         blank = _blank(s)
         if f.required:
             faults.add(blank, f.name, s, "required value missing")
+        if raw.encoding == "windows-1252" and not blank.all():
+            faults.add(~blank & _as_str(s).str.contains(UNDEFINED_1252, regex=False), f.name, s, UNDEFINED_1252_REASON)
         out[f.name] = _convert(f, s, blank, faults, today, table, decimal_comma=raw.delimiter == ";")
     result = pd.DataFrame(out)
     _check_rows(table, result, frame, faults, known)

@@ -302,7 +302,8 @@ def _type_doc(f: Field) -> str:
 def format_markdown() -> str:
     """The README's data-format section, generated from the definitions above."""
     out = [
-        "Files: CSV (comma or semicolon; UTF-8 with or without BOM, or Windows-1252; "
+        "Files: CSV (comma or semicolon; UTF-8 with or without BOM, or Windows-1252, where a row holding "
+        "one of the five bytes it leaves undefined is rejected; "
         "decimal point or decimal comma, with or without thousands separators: where a number such as "
         "1.234 could be read either way, the column's other numbers decide, else the delimiter: a decimal "
         "comma in semicolon files), Excel (.xlsx, first sheet), Parquet, and GeoJSON "

@@ -228,6 +228,21 @@ def test_last_cut(buf, cut):
     assert bulk.last_cut(buf) == cut
 
 
+def test_a_byte_windows_1252_does_not_define_rejects_its_row_on_both_paths(tmp_path, monkeypatch, threads):
+    """0x81 (one of the five bytes Windows-1252 leaves undefined) is not silently replaced: its row is
+    rejected with the field and the reason, on the whole-file path and on the chunked one; the rest go in."""
+    lines = [HEADER] + [f"K{i};2025-03-{1 + i % 28:02d} 10:00;51,{i % 9000:04d};9,5;slow_data;app;ok\n"
+                        for i in range(1200)]
+    lines[700] = lines[700].replace(";ok", ";Straße")
+    data = "".join(lines).encode("cp1252").replace(b"K1100;", b"K1100\x81;")
+    whole, r1, chunked, r2 = import_both(tmp_path, data, monkeypatch, chunk_bytes=8_000)
+    for con, r in ((whole, r1), (chunked, r2)):
+        assert (r.rows_total, r.rows_accepted, r.rows_rejected) == (1200, 1199, 1)
+        (row, field, value, reason), = table_rows(con, 'SELECT "row", field, value, reason FROM rejected_rows')
+        assert (row, field, value) == (1102, "complaint_id", "K1100\ufffd") and "Windows-1252 does not define" in reason
+        assert table_rows(con, "SELECT count(*) FROM complaints WHERE text = 'Straße'") == [(1,)]
+
+
 def test_a_windows_1252_byte_late_in_the_file_reads_the_whole_file_as_windows_1252(tmp_path, monkeypatch, threads):
     """The workers check UTF-8 as they read: a bad byte in a late range starts the import over as
     Windows-1252, with nothing of the first attempt left in the stage."""
