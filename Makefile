@@ -28,7 +28,8 @@ test: $(VENV)/.dev
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
-## fuzz: the property tests with fresh random examples, 2,000 each (the suite's are fixed, see tests/conftest.py)
+## fuzz: the property tests with fresh random examples (the suite's are fixed, see tests/conftest.py): 2,000
+##       each, or the count a test sets for itself
 fuzz: $(VENV)/.dev
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q $$(grep -l "@given" tests/test_*.py)
 
@@ -42,6 +43,10 @@ demo-1m: $(VENV)/.runtime
 	$(PY) -m lib.cli demo --size 1m
 demo-10m: $(VENV)/.runtime
 	$(PY) -m lib.cli demo --size 10m
+
+## bench: the engine benchmark at 1M complaints (about a minute); bench/README.md has 10M and the others
+bench: $(VENV)/.dev
+	$(PY) bench/engine.py --complaints 1000000
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)

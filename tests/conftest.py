@@ -22,7 +22,7 @@ from lib import store
 # machine it fails correct code. Examples are still bounded by max_examples.
 # The suite gates every landing, so its examples are the same each run (derandomize): a property
 # that fails does so on every machine, not one run in ten. `make fuzz` searches with fresh random
-# examples, many more of them, for what the fixed ones miss.
+# examples, 2,000 a test (or the count a test sets for itself), for what the fixed ones miss.
 settings.register_profile("netzausbau", deadline=None, derandomize=True, max_examples=200)
 settings.register_profile("fuzz", deadline=None, max_examples=2000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "netzausbau"))
