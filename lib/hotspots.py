@@ -60,7 +60,6 @@ TRENDS = ("intensifying", "persistent", "diminishing", "new", "sporadic", "none"
 """Trend classes of `trend_class`, in the order its rules are tried (see there)."""
 
 _COUNT_COLUMNS = {"cell": "int64", "n": "int64"}
-_NEIGHBOURS = {"cell": "int64", "neighbour": "int64"}
 _GI_COLUMNS = ["cell", "n", "z", "p", "significant", "hot"]
 _TREND_COLUMNS = ["cell", "n", "months", "months_hot", "hot_latest", "mk_s", "mk_p", "trend"]
 
@@ -207,7 +206,10 @@ def gi_star(study: np.ndarray, values: np.ndarray, k: int = DEFAULT_K) -> np.nda
         return np.zeros_like(x)
     ring = rings.neighbours_within(study, k)  # positions in study, -1 outside it
     w = (ring >= 0).sum(axis=1).astype("float64")
-    local = np.stack([np.append(g, 0.0)[ring].sum(axis=1) for g in x])  # -1 takes the appended 0
+    padded = np.concatenate([x, np.zeros((x.shape[0], 1))], axis=1)  # position -1 reads the appended 0
+    local = np.empty_like(x)
+    for g in range(x.shape[0]):  # one group at a time: a (cells x ring) array each, not (groups x cells x ring)
+        local[g] = padded[g][ring].sum(axis=1)
     mean = x.mean(axis=1, keepdims=True)
     sd = x.std(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -313,20 +315,22 @@ def getis_ord(counts: pd.DataFrame, k: int = DEFAULT_K, study_cells=None, q: flo
     return out.astype({"cell": "int64", "n": counts["n"].dtype})[_GI_COLUMNS]
 
 
-_RINGS_HELD: set[tuple[int, int]] = set()
+_RINGS_HELD: set[tuple[int, int, int]] = set()  # (res, k, rings.generation())
 
 
 def _hold_rings(con, res: int, k: int) -> None:
     """Once per process and resolution: the rings (lib/rings) of every cell that ever had a complaint and of
     their neighbours, so that a study area of any window is already held (a new date on the map's slider
-    then computes no ring). At 10M complaints this took 0.3 s at resolution 7, 0.6 s at 8 and 4.7 s at 9
-    (the first view at a resolution pays it; later ones at res 9 then take 0.3 s instead of 1.8), and the
-    three together hold 54 MB. Cells of later imports are added when first asked for."""
-    if (res, k) in _RINGS_HELD:
+    then computes no ring). At 10M complaints this took 0.3-0.4 s at resolution 7, 0.5-0.6 s at 8 and
+    4.7-5.5 s at 9 (the first view at a resolution pays it; later ones at res 9 then take 0.3 s instead
+    of 1.8), and the three together hold 70 MB (1.9M cells). Cells of later imports are added when first
+    asked for; when the ring cache starts again (`rings.generation`), they are held again."""
+    key = (res, k, rings.generation())
+    if key in _RINGS_HELD:
         return
     ring = rings.disks(cell_counts(con, res)["cell"].to_numpy(), k)
     rings.neighbours_within(rings.unique(ring[ring >= 0]), k)  # the study area of all time: one growth
-    _RINGS_HELD.add((res, k))
+    _RINGS_HELD.add(key)
 
 
 def hotspots(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES, start=None, end=None,

@@ -157,11 +157,12 @@ def map_values(s: pd.Series, mapping: dict[str, str]) -> pd.Series:
     return pd.Series(mapped[codes], index=s.index, dtype=object)
 
 
+_EXP = r"(?:[eE][+-]?\d+)?"
 _SHAPES = {  # the forms a number with separators may take; anything else is left to fail as it is
-    "german": r"^[+-]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d*)?$",  # 1.234 / 1.234.567 / 1.234,5
-    "english": r"^[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d*)?$",  # 1,234 / 1,234,567 / 1,234.5
-    "comma": r"^[+-]?\d*,\d+$",  # 3,5 / ,5 (and 1,234: ambiguous)
-    "point": r"^[+-]?\d*\.\d+$",  # 3.5 / .5 (and 1.234: ambiguous)
+    "german": r"^[+-]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d*)?" + _EXP + "$",  # 1.234 / 1.234.567 / 1.234,5
+    "english": r"^[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d*)?" + _EXP + "$",  # 1,234 / 1,234,567 / 1,234.5
+    "comma": r"^[+-]?(?:\d+,\d*|,\d+)" + _EXP + "$",  # 3,5 / ,5 / 3, / 1,5E3 (and 1,234: ambiguous)
+    "point": r"^[+-]?(?:\d+\.\d*|\.\d+)" + _EXP + "$",  # 3.5 / .5 / 3. / 1.5e3 (and 1.234: ambiguous)
 }
 
 
@@ -169,11 +170,14 @@ def parse_number(s: pd.Series, thousands: bool = True, decimal_comma: bool = Fal
     """Floats from text with a decimal point or a decimal comma, with thousands separators when
     `thousands` (German '1.234,5', English '1,234.5').
 
-    Where a value has both separators the last one is the decimal separator; a value with one
-    separator is read so, unless it is ambiguous ('1.234' or '1,234': three digits after one
-    separator), which the column decides: a decimal comma when more of its unambiguous values have
-    one than a decimal point, and on a tie `decimal_comma` (the file's convention, e.g. semicolons).
-    Without `thousands` (coordinates) every separator is a decimal one."""
+    Only values of a well-formed shape lose separators (`_SHAPES`: thousands groups of three digits
+    after a first group of one to three not starting with 0, then optionally the decimal separator
+    and an exponent); others ('1..2', '12,34.5') fail as numbers. A grouped value's decimal separator
+    is the other one ('1.234,5', '1,234.5'); a value with one separator is read as a decimal one,
+    unless it is ambiguous ('1.234' or '1,234': three digits after one separator), which the column
+    decides: a decimal comma when more of its unambiguous values have one than a decimal point, and
+    on a tie `decimal_comma` (the file's convention, e.g. semicolons). Without `thousands`
+    (coordinates) every separator is a decimal one."""
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         return s.astype("float64")
     text = _as_str(s)

@@ -25,7 +25,8 @@ import numpy as np
 import pyarrow as pa
 
 MAX_CELLS = 8_000_000
-"""Cells one cache may hold (rings of resolution-9 hotspots over Germany at 10M complaints: about 3.5M)."""
+"""Cells one cache (one k) may hold: at 10M complaints the rings of every cell that ever had a complaint,
+at resolutions 7, 8 and 9 together, are 1.9M cells."""
 
 
 def width(k: int) -> int:
@@ -62,21 +63,26 @@ class _Cache:
         pos, ok = self._find(held, cells)
         if ok.all():
             return held, pos
+        asked = cells[~ok]
+        ids = disks(asked, self.k)  # the slow part, outside the lock: readers of held rings never wait
         with self.lock:
             held = self.held
             pos, ok = self._find(held, cells)
             if not ok.all():
-                if held.cells.size + 7 * int((~ok).sum()) > MAX_CELLS:
-                    held = _empty(self.k)
-                    pos, ok = self._find(held, cells)
-                held = self._grow(held, cells[~ok])
+                missing = cells[~ok]
+                at = np.minimum(np.searchsorted(asked, missing), asked.size - 1)
+                mine = ids[at] if bool((asked[at] == missing).all()) else disks(missing, self.k)  # else: a reset
+                grown = unique(np.concatenate([held.cells, mine[mine >= 0]]))
+                if grown.size > MAX_CELLS:  # start again with what is asked for now
+                    _new_generation()
+                    held, grown = _empty(self.k), unique(mine[mine >= 0])
+                held = self._grow(held, missing, mine, grown)
                 self.held = held
                 pos, ok = self._find(held, cells)
         return held, pos
 
-    def _grow(self, held: _Held, missing: np.ndarray) -> _Held:
-        ids = disks(missing, self.k)
-        cells = unique(np.concatenate([held.cells, ids[ids >= 0]]))
+    def _grow(self, held: _Held, missing: np.ndarray, ids: np.ndarray, cells: np.ndarray) -> _Held:
+        """`held` with the rings `ids` of the cells `missing`; `cells` is every cell held afterwards."""
         remap = np.searchsorted(cells, held.cells).astype("int32")
         ring = np.full((cells.size, width(self.k)), -1, dtype="int32")
         ring[remap] = np.where(held.ring >= 0, remap[np.maximum(held.ring, 0)], -1)
@@ -86,6 +92,19 @@ class _Cache:
         ring[row] = np.where(ids >= 0, np.searchsorted(cells, ids), -1)
         has_ring[row] = True
         return _Held(cells, ring, has_ring)
+
+
+_GENERATION = [0]
+
+
+def _new_generation() -> None:
+    _GENERATION[0] += 1
+
+
+def generation() -> int:
+    """A number that changes whenever rings held may have been dropped (a full cache starting again,
+    `clear`): whoever held rings up front (hotspots._hold_rings) holds them again."""
+    return _GENERATION[0]
 
 
 _CACHES: dict[int, _Cache] = {}
@@ -158,3 +177,4 @@ def clear() -> None:
     """Forget every ring held (tests; a process that ran over another country)."""
     with _CACHES_LOCK:
         _CACHES.clear()
+        _new_generation()

@@ -14,7 +14,7 @@ lat = st.floats(schema.COUNTRY_BBOX[0], schema.COUNTRY_BBOX[2])
 lon = st.floats(schema.COUNTRY_BBOX[1], schema.COUNTRY_BBOX[3])
 
 
-@settings(derandomize=True, max_examples=200)
+@settings(max_examples=200)
 @given(lat, lon, st.integers(0, 9))
 def test_parent_arithmetic_equals_h3(la, lo, res):
     cell = h3.api.basic_int.latlng_to_cell(la, lo, 9)
@@ -23,7 +23,7 @@ def test_parent_arithmetic_equals_h3(la, lo, res):
     assert duckdb.sql(f"SELECT {cells.parent_sql(str(cell), res)}").fetchall()[0][0] == want
 
 
-@settings(derandomize=True, max_examples=50)
+@settings(max_examples=50)
 @given(st.lists(st.tuples(lat, lon), min_size=1, max_size=50))
 def test_vectorised_cells_equal_h3(points):
     la, lo = np.array(points).T
@@ -47,7 +47,7 @@ def _ring(la: float, lo: float, d: float, k: int) -> list[list[float]]:
     return [*pts, pts[0]]
 
 
-@settings(derandomize=True, max_examples=25)
+@settings(max_examples=25)
 @given(st.floats(48, 54), st.floats(7, 14), st.floats(0.02, 0.3), st.integers(3, 9), st.integers(7, 8),
        st.booleans())
 def test_polyfill_equals_h3(la, lo, d, k, res, multi):

@@ -58,11 +58,50 @@ def test_a_pentagon_has_a_shorter_ring():
 
 
 def test_a_full_cache_starts_again_and_stays_right(monkeypatch):
-    monkeypatch.setattr(rings, "MAX_CELLS", 60)
     first = rings.disk_union(NEAR[:5], 1)
-    second = rings.disk_union(NEAR[-8:], 1)  # more than 60 cells held: the cache starts again
+    monkeypatch.setattr(rings, "MAX_CELLS", rings._cache(1).held.cells.size + 1)
+    before = rings.generation()
+    second = rings.disk_union(NEAR[-8:], 1)  # more cells than the cap would be held: the cache starts again
+    assert rings.generation() == before + 1
     assert second.tolist() == naive_union(NEAR[-8:], 1)
     assert rings.disk_union(NEAR[:5], 1).tolist() == first.tolist()
+
+
+def test_the_cache_starts_again_only_when_what_it_would_hold_is_over_the_cap(monkeypatch):
+    """Counted by the cells really new: a second area next to the first, both under the cap together,
+    keeps the first one's rings."""
+    area = rings.disk_union([CENTRE], 6)  # 127 cells, their rings held
+    monkeypatch.setattr(rings, "MAX_CELLS", 400)
+    before = rings.generation()
+    rings.neighbours_within(area, 1)  # the rings of 127 cells, of which 91 were held; 169 cells held after
+    fine = h3.str_to_int(h3.cell_to_center_child(h3.int_to_str(CENTRE), 9))
+    rings.disk_union(rings.disk_union([fine], 5), 1)  # 91 rings at resolution 9: 127 cells more, 296 in all
+    held = rings._cache(1).held
+    assert rings.generation() == before and held.cells.size <= 400
+    assert held.has_ring[np.searchsorted(held.cells, area)].all()
+
+
+def test_rings_held_up_front_are_held_again_after_the_cache_starts_again(tiny_db):
+    from lib import hotspots, store
+
+    con = store.connect(tiny_db, read_only=True)
+
+    hotspots._hold_rings(con, 8, 1)
+    assert (8, 1, rings.generation()) in hotspots._RINGS_HELD
+    rings.clear()
+    assert (8, 1, rings.generation()) not in hotspots._RINGS_HELD
+    hotspots._hold_rings(con, 8, 1)
+    held = rings._cache(1).held
+    counted = hotspots.cell_counts(con, 8)["cell"].to_numpy()
+    assert held.has_ring[np.searchsorted(held.cells, counted)].all()
+    con.close()
+
+
+def test_gi_star_of_no_group_is_empty():
+    from lib import hotspots
+
+    study = rings.disk_union([CENTRE], 2)
+    assert hotspots.gi_star(study, np.zeros((0, study.size))).shape == (0, study.size)
 
 
 def test_unique_and_distinct():
