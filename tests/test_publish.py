@@ -311,7 +311,7 @@ def test_planned_by_quarter_counts_only_pending_upgrades_after_the_date():
 CENTRES = [(52.2, 8.2), (52.25, 8.7), (52.3, 9.2), (52.1, 8.05), (52.35, 8.35)]  # in the tiny world's regions
 
 
-@settings(max_examples=6, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(sizes=st.lists(st.integers(0, 25), min_size=len(CENTRES), max_size=len(CENTRES)),
        spread=st.floats(0.001, 0.03), k=st.integers(5, 15), seed=st.integers(0, 10_000))
 def test_random_stores_publish_nothing_below_k(tiny_world, tmp_path_factory, sizes, spread, k, seed):
