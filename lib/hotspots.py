@@ -11,8 +11,7 @@ What follows works on those counts, one row per cell, in Python: the Gi* z-score
 (`gi_star`, sums over H3 rings in numpy; see there for why not SQL), the neighbour
 table (`neighbour_table`, H3 grid topology), the normal distribution (`p_two_sided`)
 and the Benjamini-Hochberg procedure (`fdr_bh`, needs ranks over sorted p-values).
-Trends over months use a Mann-Kendall test on each cell's monthly z-scores
-(`mann_kendall`), as ESRI's emerging hot-spot analysis does, simplified (`trend_class`).
+Trend classes over months, from the monthly Gi* of `gi_star`, are lib/trends.py.
 """
 
 from __future__ import annotations
@@ -21,12 +20,10 @@ from collections.abc import Iterable
 from types import MappingProxyType
 
 import duckdb
-import h3ronpy
 import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 from scipy import stats
 
 from lib import derive, engine, rings, schema
@@ -43,12 +40,6 @@ DEFAULT_K = 1
 FDR_Q = 0.05
 """Benjamini-Hochberg false-discovery rate for calling a cell significant."""
 
-TREND_ALPHA = 0.05
-"""Significance level of the Mann-Kendall trend test."""
-
-MOST_SHARE = 0.9
-"""Share of months a cell must be a hotspot in to count as a lasting one (ESRI's 90 %)."""
-
 KINDS = MappingProxyType({
     "capacity": schema.CAPACITY_CATEGORIES,  # more capacity helps: slow data, dropped calls
     "coverage": schema.COVERAGE_CATEGORIES,  # more coverage helps: no signal, no indoor signal
@@ -56,12 +47,9 @@ KINDS = MappingProxyType({
 })
 """Hotspot kinds and the complaint categories each counts (None: all)."""
 
-TRENDS = ("intensifying", "persistent", "diminishing", "new", "sporadic", "none")
-"""Trend classes of `trend_class`, in the order its rules are tried (see there)."""
-
 _COUNT_COLUMNS = {"cell": "int64", "n": "int64"}
 _GI_COLUMNS = ["cell", "n", "z", "p", "significant", "hot"]
-_TREND_COLUMNS = ["cell", "n", "months", "months_hot", "hot_latest", "mk_s", "mk_p", "trend"]
+
 
 
 # -- counts: portable SQL on the store ------------------------------------------------
@@ -165,25 +153,16 @@ def monthly_counts(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES, start
 
 # -- what SQL cannot do portably: H3 topology, the normal CDF, FDR ranks ---------------
 
-def _rings(cell_ids, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(origin, sizes, neighbour): the distinct cells sorted, the size of each one's k-ring, the rings flat."""
-    if k < 0:
-        raise ValueError(f"k must be 0 or more, not {k}")
-    origin = np.unique(np.asarray(cell_ids, dtype="int64"))
-    if origin.size == 0:
-        return origin, np.zeros(0, dtype="int64"), np.zeros(0, dtype="int64")
-    disks = pa.array(h3ronpy.grid_disk(origin.astype("uint64"), k))
-    return origin, np.diff(np.asarray(disks.offsets)), np.asarray(disks.flatten()).astype("int64")
-
-
 def neighbour_table(cell_ids, k: int = DEFAULT_K) -> pd.DataFrame:
     """Every cell's k-ring (grid_disk, the cell itself included) as int64 (cell, neighbour) rows.
 
     Python because the ring needs H3's grid topology, which portable SQL does not have
-    (no engine may need an H3 extension); h3ronpy computes it vectorised.
+    (no engine may need an H3 extension); h3ronpy computes it vectorised (`rings.disks`).
     """
-    origin, sizes, neighbour = _rings(cell_ids, k)
-    return pd.DataFrame({"cell": np.repeat(origin, sizes), "neighbour": neighbour})
+    origin = rings.distinct(cell_ids)
+    ids = rings.disks(origin, k)
+    inside = ids >= 0  # a pentagon's ring is short
+    return pd.DataFrame({"cell": np.repeat(origin, inside.sum(axis=1)), "neighbour": ids[inside]})
 
 
 def gi_star(study: np.ndarray, values: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:
@@ -244,43 +223,17 @@ def fdr_bh(p, q: float = FDR_Q) -> np.ndarray:
     return out
 
 
-def mann_kendall(x, continuity: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Mann-Kendall trend test of each series (a 1-d array, or the rows of a 2-d one): (S, p).
-
-    S = sum over i < j of sign(x_j - x_i): positive for a rising series, negative for a
-    falling one. Under no trend S is about normal with mean 0 and
-    Var(S) = [n(n-1)(2n+5) - sum over tie groups of t(t-1)(2t+5)] / 18;
-    Z = (S - 1) / sd for S > 0, (S + 1) / sd for S < 0 (continuity correction; without it
-    Z = S / sd, which is Kendall's tau-b test against time), and p = 2 (1 - Phi(|Z|)).
-    Fewer than 3 points, or a constant series, give S = 0 and p = 1.
-    """
-    a = np.atleast_2d(np.asarray(x, dtype="float64"))
-    rows, n = a.shape
-    s = np.zeros(rows)
-    ties = np.zeros(rows)  # sum over every value of (c - 1)(2c + 5), c = how often it occurs
-    for i in range(n):
-        s += np.sign(a[:, i + 1:] - a[:, [i]]).sum(axis=1)
-        c = (a == a[:, [i]]).sum(axis=1)
-        ties += (c - 1) * (2 * c + 5)
-    var = (n * (n - 1) * (2 * n + 5) - ties) / 18.0
-    shift = np.sign(s) if continuity else 0.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(var > 0, (s - shift) / np.sqrt(var), 0.0)
-    p = np.where((s == 0) | (n < 3), 1.0, p_two_sided(z))
-    if np.ndim(x) == 1:
-        return s[0], p[0]
-    return s, p
-
-
 # -- Gi* ---------------------------------------------------------------------------------
 
-def _study_area(counted, k: int, study_cells) -> np.ndarray:
+def study_area(counted, k: int, study_cells) -> np.ndarray:
+    """The given `study_cells` (sorted, distinct), else the cells within distance k of a counted one."""
     if study_cells is not None:
         return rings.distinct(study_cells)
     return rings.disk_union(counted, k)
 
 
-def _check_counts(counts: pd.DataFrame, keys: list[str]) -> None:
+def check_counts(counts: pd.DataFrame, keys: list[str]) -> None:
+    """Refuse counts without the columns `keys` and n, or with a key twice."""
     missing = [c for c in [*keys, "n"] if c not in counts.columns]
     if missing:
         raise ValueError(f"counts need columns {[*keys, 'n']}; missing {missing}")
@@ -304,9 +257,9 @@ def getis_ord(counts: pd.DataFrame, k: int = DEFAULT_K, study_cells=None, q: flo
     are real zeros, not missing data: they are zero-filled, so a lone cluster stands out
     against the quiet cells around it. Cells outside the study area are not neighbours.
     """
-    _check_counts(counts, ["cell"])
+    check_counts(counts, ["cell"])
     counted = counts["cell"].to_numpy(dtype="int64")
-    study = _study_area(counted, k, study_cells)
+    study = study_area(counted, k, study_cells)
     n = pd.Series(counts["n"].to_numpy(), index=counted).reindex(study, fill_value=0)
     out = pd.DataFrame({"cell": study, "n": n.to_numpy(), "z": gi_star(study, n.to_numpy()[None, :], k)[0]})
     out["p"] = p_two_sided(out["z"])
@@ -326,11 +279,9 @@ def _hold_rings(con, res: int, k: int) -> None:
     of 1.8), and the three together hold 70 MB (1.9M cells). Cells of later imports are added when first
     asked for; when the ring cache starts again (`rings.generation`), they are held again."""
     key = (res, k, rings.generation())
-    if key in _RINGS_HELD:
-        return
-    ring = rings.disks(cell_counts(con, res)["cell"].to_numpy(), k)
-    rings.neighbours_within(rings.unique(ring[ring >= 0]), k)  # the study area of all time: one growth
-    _RINGS_HELD.add(key)
+    if key not in _RINGS_HELD:
+        rings.hold_around(cell_counts(con, res)["cell"].to_numpy(), k)
+        _RINGS_HELD.add(key)
 
 
 def hotspots(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES, start=None, end=None,
@@ -351,86 +302,3 @@ def hotspots(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES, start=None,
     gi = getis_ord(cell_counts(con, res, start, end, KINDS[kind], channels), k=k, q=q)
     keep = (gi["n"] > 0) | gi["hot"]
     return gi[keep].sort_values(["z", "cell"], ascending=[False, True], ignore_index=True)
-
-
-# -- trends over months ------------------------------------------------------------------
-
-def trend_class(monthly: pd.DataFrame, k: int = DEFAULT_K, study_cells=None, months=None, q: float = FDR_Q,
-                most: float = MOST_SHARE, alpha: float = TREND_ALPHA) -> pd.DataFrame:
-    """Trend class of each cell from monthly counts (month, cell, n), as in emerging hot-spot analysis.
-
-    Gi* runs once per month on one study area (as in `getis_ord`: the cells with counts in
-    any month plus their k-rings, zero-filled, unless `study_cells` is given) over every
-    month of `months` (default: each calendar month from the first to the last in
-    `monthly`; months without complaints count as zeros). A cell is *hot* in a month
-    when it is a significant (FDR q) hotspot with z > 0 that month. Mann-Kendall runs on
-    the cell's monthly z-scores (trend up or down: p < alpha). With T months, of which
-    the cell is hot in H, the first rule that holds gives the class:
-
-    1. none: H = 0.
-    2. intensifying: H >= most * T, hot in the latest month, trend up.
-    3. diminishing: H >= most * T, trend down.
-    4. persistent: H >= most * T (no trend, or rising without being hot in the latest month).
-    5. new: hot in the latest month and in no month before the final uninterrupted
-       run of hot months (ESRI's "new" and "consecutive").
-    6. sporadic: every other cell that was ever hot (on and off, or no longer hot).
-
-    Returns (cell, n, months, months_hot, hot_latest, mk_s, mk_p, trend) for every cell
-    that had a complaint or was hot in some month, sorted by cell; n is the total count.
-    A single month makes every hotspot "persistent": trends need a longer window.
-    """
-    _check_counts(monthly, ["month", "cell"])
-    period = pd.to_datetime(monthly["month"]).dt.to_period("M")
-    if months is None:
-        months = pd.period_range(period.min(), period.max(), freq="M") if len(monthly) else []
-    months = pd.PeriodIndex(months, freq="M")
-    inside = period.isin(months)
-    monthly, period = monthly[inside.to_numpy()], period[inside]
-    n_months = len(months)
-    study = _study_area(monthly["cell"].to_numpy(dtype="int64"), k, study_cells)
-    if study.size == 0 or n_months == 0:
-        return pd.DataFrame({c: pd.Series(dtype="int64") for c in _TREND_COLUMNS}).astype(
-            {"hot_latest": bool, "mk_p": "float64", "trend": "str"})
-    # every study cell once per month, zero-filled
-    grp = months.get_indexer(period)
-    pos = np.searchsorted(study, monthly["cell"].to_numpy(dtype="int64"))
-    ok = (pos < study.size) & (study[np.minimum(pos, study.size - 1)] == monthly["cell"].to_numpy())
-    grid = np.zeros((n_months, study.size), dtype="int64")
-    np.add.at(grid, (grp[ok], pos[ok]), monthly["n"].to_numpy(dtype="int64")[ok])
-    z = gi_star(study, grid, k).T  # study cells x months
-    hot = np.zeros_like(z, dtype=bool)
-    for t in range(n_months):
-        hot[:, t] = fdr_bh(p_two_sided(z[:, t]), q) & (z[:, t] > 0)
-    total = grid.sum(axis=0)
-    months_hot = hot.sum(axis=1)
-    keep = (total > 0) | (months_hot > 0)
-    z, hot, months_hot, total = z[keep], hot[keep], months_hot[keep], total[keep]
-    mk_s, mk_p = mann_kendall(z)
-    latest = hot[:, -1]
-    not_hot = np.where(~hot, np.arange(n_months), -1).max(axis=1)  # last month not hot (-1: none)
-    only_final_run = latest & (months_hot == n_months - 1 - not_hot)
-    lasting = months_hot >= most * n_months
-    up, down = (mk_p < alpha) & (mk_s > 0), (mk_p < alpha) & (mk_s < 0)
-    trend = np.select(
-        [months_hot == 0, lasting & latest & up, lasting & down, lasting, only_final_run],
-        ["none", "intensifying", "diminishing", "persistent", "new"], default="sporadic")
-    return pd.DataFrame({"cell": study[keep], "n": total, "months": n_months, "months_hot": months_hot,
-                         "hot_latest": latest, "mk_s": mk_s.astype("int64"), "mk_p": mk_p,
-                         "trend": pd.Series(trend, dtype="str")})[_TREND_COLUMNS]
-
-
-def trends(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES, start=None, end=None, kind: str = "capacity",
-           k: int = DEFAULT_K, q: float = FDR_Q) -> pd.DataFrame:
-    """`trend_class` of one kind of complaint over the calendar months of [start, end).
-
-    Align the window to month starts: a partial first or last month has fewer complaints
-    and biases the trend.
-    """
-    if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r} (choose one of {list(KINDS)})")
-    monthly = monthly_counts(con, res, start, end, KINDS[kind])
-    months = None
-    if start is not None and end is not None:
-        last = pd.Timestamp(end) - pd.Timedelta(microseconds=1)
-        months = pd.period_range(pd.Timestamp(start).to_period("M"), last.to_period("M"), freq="M")
-    return trend_class(monthly, k=k, months=months, q=q)

@@ -331,16 +331,13 @@ def view(con, p: Params, max_features: int | None = None) -> View:
     max_features = MAX_FEATURES if max_features is None else max_features
     area = region_cells(con, p.region) if p.region else None
     if isinstance(con, duckdb.DuckDBPyConnection):
-        side = con.cursor()
-        try:
+        with contextlib.closing(con.cursor()) as side:
             network = _SIDE.submit(_network, side, p, area)
             try:
                 hot = _hot(con, p, area)
             finally:
-                concurrent.futures.wait([network])
+                concurrent.futures.wait([network])  # the cursor closes only once its thread is done
             sites, links = network.result()
-        finally:
-            side.close()
     else:
         hot = _hot(con, p, area)
         sites, links = _network(con, p, area)

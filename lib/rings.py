@@ -160,6 +160,13 @@ def disk_union(cell_ids, k: int) -> np.ndarray:
     return held.cells[np.flatnonzero(mask[:-1])]
 
 
+def hold_around(cell_ids, k: int) -> None:
+    """Hold the rings of every cell within grid distance k of `cell_ids` (a study area of theirs and of
+    any subset), in one growth of the cache."""
+    ids = disks(distinct(cell_ids), k)
+    neighbours_within(unique(ids[ids >= 0]), k)
+
+
 def neighbours_within(study, k: int) -> np.ndarray:
     """For each cell of `study` (sorted, distinct int64), its k-ring's cells that lie in `study`, as positions
     in `study`: an int64 array (len(study), width(k)), -1 where a ring cell lies outside (or a pentagon's ring

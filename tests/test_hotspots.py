@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from lib import cells, hotspots, store
+from lib import cells, hotspots, store, trends
 
 H3 = h3.api.basic_int
 MUENSTER = (51.9607, 7.6261)
@@ -145,27 +145,27 @@ def test_mann_kendall_agrees_with_kendalltau_on_time():
     for n in range(4, 41):
         t = np.arange(n)
         x = rng.normal(size=n) + rng.uniform(-0.2, 0.2) * t  # no ties
-        s, p = hotspots.mann_kendall(x, continuity=False)
+        s, p = trends.mann_kendall(x, continuity=False)
         tau = stats.kendalltau(t, x, method="asymptotic")
         assert s == round(tau.statistic * n * (n - 1) / 2)
         assert p == pytest.approx(tau.pvalue, rel=1e-9, abs=1e-12)  # the same normal test
-        s_cc, p_cc = hotspots.mann_kendall(x)
+        s_cc, p_cc = trends.mann_kendall(x)
         assert s_cc == s
         assert abs(p_cc - stats.kendalltau(t, x, method="exact").pvalue) <= EXACT_P_TOLERANCE
         ties = rng.integers(0, 4, size=n).astype(float)  # ties in the series: tie-corrected variance
         if len(set(ties)) > 1:
-            assert hotspots.mann_kendall(ties, continuity=False)[1] == pytest.approx(
+            assert trends.mann_kendall(ties, continuity=False)[1] == pytest.approx(
                 stats.kendalltau(t, ties, method="asymptotic").pvalue, rel=1e-9)
 
 
 def test_mann_kendall_by_hand():
-    s, p = hotspots.mann_kendall(np.arange(10.0))
+    s, p = trends.mann_kendall(np.arange(10.0))
     assert s == 45 and p < 1e-4
-    s, p = hotspots.mann_kendall(-np.arange(10.0))
+    s, p = trends.mann_kendall(-np.arange(10.0))
     assert s == -45 and p < 1e-4
-    assert hotspots.mann_kendall(np.ones(10)) == (0, 1.0)
-    assert hotspots.mann_kendall([1.0, 2.0]) == (1, 1.0)  # too short to judge
-    rows_s, rows_p = hotspots.mann_kendall(np.vstack([np.arange(6.0), np.arange(6.0)[::-1]]))
+    assert trends.mann_kendall(np.ones(10)) == (0, 1.0)
+    assert trends.mann_kendall([1.0, 2.0]) == (1, 1.0)  # too short to judge
+    rows_s, rows_p = trends.mann_kendall(np.vstack([np.arange(6.0), np.arange(6.0)[::-1]]))
     assert rows_s.tolist() == [15, -15] and rows_p[0] == rows_p[1]
 
 
@@ -197,19 +197,19 @@ def monthly_world(pattern: list[int]) -> pd.DataFrame:
 
 @pytest.mark.parametrize(("expected", "pattern"), PATTERNS)
 def test_trend_class_by_hand(expected, pattern):
-    tc = hotspots.trend_class(monthly_world(pattern), study_cells=TREND_STUDY).set_index("cell")
+    tc = trends.trend_class(monthly_world(pattern), study_cells=TREND_STUDY).set_index("cell")
     assert tc.loc[CENTRE, "trend"] == expected
     assert tc.loc[CENTRE, "months"] == 12
-    assert set(tc["trend"]) <= set(hotspots.TRENDS)
+    assert set(tc["trend"]) <= set(trends.TRENDS)
 
 
 def test_trend_class_counts_missing_months_as_zero():
     monthly = monthly_world([10] * 12)
     quiet = monthly[monthly["month"] < pd.Timestamp(2024, 12, 1)]
     months = pd.period_range("2024-01", "2024-12", freq="M")
-    tc = hotspots.trend_class(quiet, study_cells=TREND_STUDY, months=months).set_index("cell")
+    tc = trends.trend_class(quiet, study_cells=TREND_STUDY, months=months).set_index("cell")
     assert tc.loc[CENTRE, "months_hot"] == 11 and not tc.loc[CENTRE, "hot_latest"]
-    assert hotspots.trend_class(monthly.iloc[:0]).empty
+    assert trends.trend_class(monthly.iloc[:0]).empty
 
 
 # -- on a store ----------------------------------------------------------------------
@@ -320,8 +320,8 @@ def test_hotspots_keep_capacity_and_coverage_apart(world):
 def test_trends_on_the_store(world):
     con, _ = world
     window = dict(start="2024-01-01", end="2025-01-01")
-    capacity = hotspots.trends(con, kind="capacity", **window).set_index("cell")
-    coverage = hotspots.trends(con, kind="coverage", **window).set_index("cell")
+    capacity = trends.trends(con, kind="capacity", **window).set_index("cell")
+    coverage = trends.trends(con, kind="coverage", **window).set_index("cell")
     assert capacity.loc[A, "trend"] == "intensifying" and capacity.loc[A, "months"] == 12
     assert coverage.loc[B, "trend"] == "persistent"
     monthly = hotspots.monthly_counts(con, 8, categories=CAPACITY, **window)
