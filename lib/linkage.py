@@ -1,11 +1,12 @@
 """What serves a hotspot, and when it will be relieved.
 
-Portable split, as in `lib.hotspots`: the joins (hotspots -> serving sites -> upgrades ->
-transport links) and the per-hotspot aggregation are Ibis expressions over the store
-(`hotspot_sites_expr`, `relief_expr`; `lib.engine` compiles them for DuckDB, PostgreSQL,
-Trino or Spark) on integer cells, text ids and dates, with no H3 extension. Only the
-grid disks need H3 grid topology and are built in Python (`coverage_disks`), then go
-into the query as an in-memory table (`ibis.memtable`).
+Portable split, as in `lib.hotspots`: the joins (hotspots -> serving sites, upgrades -> transport
+links) and the rules per upgrade are Ibis expressions over the store (`hotspot_sites_expr`,
+`upgrade_flags_expr`; `lib.engine` compiles them for DuckDB, PostgreSQL, Trino or Spark) on
+integer cells, text ids and dates, with no H3 extension. The grid disks need H3 grid topology
+and are built in Python (`coverage_disks`). The relief of hotspots evaluates the same rules
+(`lib.rules`, written once for Ibis and numpy) in numpy over the sites, upgrades and links read
+once per store content, then aggregates them per site and per hotspot (`relief`).
 
 Coverage: a site covers the grid disk of `COVERAGE_RINGS[site_type]` rings around the
 parent of its resolution-9 cell at the coverage resolution (default 8). A hotspot is
@@ -29,7 +30,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lib import cells, engine, schema
+from lib import cells, engine, network, rules, schema
 
 DEFAULT_RES = 8
 """Resolution of coverage and hotspot cells (edge about 461 m)."""
@@ -138,20 +139,23 @@ def _hotspot_frame(hotspot_cells) -> pd.DataFrame:
     return pd.DataFrame({"cell": np.unique(np.asarray(hotspot_cells, dtype="int64"))})
 
 
-def _hotspots_table(hot: pd.DataFrame) -> ir.Table:
-    return ibis.memtable(hot, schema={"cell": "int64"})
-
-
 def _reach_frame(hot: pd.DataFrame, rings: dict[str, int]) -> pd.DataFrame:
     """(cell, centre, distance, site_type): a site of that type centred on `centre` would serve hotspot `cell`.
 
     The disk of each type's rings around each hotspot (`coverage_disks`, Python: H3 grid
     topology); by symmetry of grid distance these are the centres whose disks hold it.
     """
-    parts = [coverage_disks(hot["cell"], k).rename(columns={"centre": "cell", "cell": "centre"})
-             .assign(site_type=site_type) for site_type, k in rings.items()]
+    disk = _disk_around(hot, rings)
+    parts = [disk[disk["distance"] <= k].assign(site_type=site_type) for site_type, k in rings.items()]
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(_REACH_SCHEMA))
     return frame.astype({c: t if t != "string" else "str" for c, t in _REACH_SCHEMA.items()})
+
+
+def _disk_around(hot: pd.DataFrame, rings: dict[str, int]) -> pd.DataFrame:
+    """(cell, centre, distance): the disk of the most rings of any type around each hotspot cell (one disk: the
+    fewer rings of other types are its rows of smaller distance)."""
+    k = max(rings.values(), default=0)
+    return coverage_disks(hot["cell"], k).rename(columns={"centre": "cell", "cell": "centre"})
 
 
 def _reach(hot: pd.DataFrame, rings: dict[str, int]) -> ir.Table:
@@ -191,11 +195,6 @@ def hotspot_sites(con: duckdb.DuckDBPyConnection, hotspot_cells, res: int = DEFA
         _SITES_COLUMNS].reset_index(drop=True)
 
 
-def _flag(cond: ir.BooleanValue) -> ir.IntegerValue:
-    """1 where `cond` holds, else 0 (also where it is NULL), as CASE WHEN on every engine."""
-    return ibis.cases((cond, 1), else_=0)
-
-
 def upgrade_flags_expr(con, as_of: dt.date | None = None, site_ids: ir.Column | None = None) -> ir.Table:
     """Per not-cancelled upgrade, its state as of `as_of` (default today) by the rules of `relief`; unexecuted.
 
@@ -205,70 +204,10 @@ def upgrade_flags_expr(con, as_of: dt.date | None = None, site_ids: ir.Column | 
     page lists the late and blocked upgrades from them.
     """
     d = engine.date_value(dt.date.today() if as_of is None else as_of)
-    b = engine.backend(con)
-    u, lk = b.table("upgrades"), b.table("transport_links")
-    # narrow tables first: fewer columns make the joins quicker for ibis to build
-    keep = [u.status.isnull() | (u.status != "cancelled")]
-    if site_ids is not None:
-        keep.append(u.site_id.isin(site_ids))
-    u = u.filter(keep).select(
-        "upgrade_id", "site_id", "transport_link_id", "installed_actual", "on_air_planned", "on_air_actual")
-    lk = lk.select("link_id", "completion_planned", "completion_actual")
-    j = u.left_join(lk, u.transport_link_id == lk.link_id)
-    no_link = u.transport_link_id.isnull()
-    ups = j.select(
-        u.upgrade_id, u.site_id, u.on_air_planned, link_id=u.transport_link_id,
-        up_done=_flag(u.on_air_actual <= d),
-        up_date=ibis.cases((u.on_air_actual <= d, u.on_air_actual), else_=u.on_air_planned),
-        link_done=_flag(no_link | (lk.completion_actual <= d)),
-        link_date=ibis.cases((no_link, ibis.null("date")), (lk.completion_actual <= d, lk.completion_actual),
-                             else_=lk.completion_planned),
-        ready=_flag((u.installed_actual <= d) | (u.on_air_actual <= d) | (u.on_air_planned <= d)),
-    )
-    open_link = ups.link_done == 0
-    return ups.mutate(
-        blocked=_flag(open_link & (ups.ready == 1)
-                      & (ups.link_date.isnull() | (ups.link_date < d) | (ups.link_date > ups.on_air_planned))),
-        late=_flag(((ups.up_done == 0) & (ups.on_air_planned < d)) | (open_link & (ups.link_date < d))),
-        undated=_flag(open_link & ups.link_date.isnull()),
-        own_date=ibis.cases((ups.link_date > ups.up_date, ups.link_date), else_=ups.up_date),
-    )
-
-
-def relief_expr(con, hotspot_cells, res: int = DEFAULT_RES, as_of: dt.date | None = None,
-                rings: Mapping[str, int] | None = None) -> ir.Table:
-    """The unexecuted expression of `relief` (see there for the rules)."""
-    hot_frame = _hotspot_frame(hotspot_cells)
-    return _relief_of(con, _hotspots_table(hot_frame), _reach(hot_frame, _rings(rings)),
-                      dt.date.today() if as_of is None else as_of, res)
-
-
-def _relief_of(con, hot: ir.Table, reach: ir.Table, as_of, res: int) -> ir.Table:
-    """`relief_expr` over given tables of hotspot cells and reach (`_reach_frame`); `as_of` a date or a date
-    expression."""
-    serving = _serving_from(con, reach, res)
-    served = serving.group_by("cell").agg(n_sites=ibis._.count())
-    up = upgrade_flags_expr(con, as_of, serving.site_id)
-    flags = serving.join(up, serving.site_id == up.site_id).select(serving.cell, *[up[c] for c in up.columns])
-    per = flags.group_by("cell").agg(
-        n_upgrades=ibis._.count(), all_done=(flags.up_done * flags.link_done).min(), any_blocked=flags.blocked.max(),
-        any_late=flags.late.max(), any_undated=flags.undated.max(), relief_date=flags.own_date.max())
-    blocked = flags.filter(flags.blocked == 1)
-    pick = ibis.row_number().over(group_by=blocked.cell, order_by=[
-        ibis.cases((blocked.link_date.isnull(), 0), else_=1), blocked.link_date.desc(), blocked.link_id])
-    blocking = blocked.mutate(pick=pick).filter(ibis._.pick == 0).select("cell", "link_id")
-
-    out = (hot.left_join(served, hot.cell == served.cell)
-           .left_join(per, hot.cell == per.cell)
-           .left_join(blocking, hot.cell == blocking.cell))
-    status = ibis.cases((per.n_upgrades.isnull(), "no_upgrade_planned"), (per.all_done == 1, "relieved"),
-                        (per.any_blocked == 1, "blocked_by_transport"), (per.any_late == 1, "late"),
-                        else_="on_track")
-    return out.select(
-        hot.cell, n_sites=served.n_sites.fill_null(0), n_upgrades=per.n_upgrades.fill_null(0),
-        relief_date=ibis.cases((per.any_undated == 1, ibis.null("date")), else_=per.relief_date),
-        status=status, blocking_link_id=blocking.link_id,
-    ).order_by("cell")
+    j = network.upgrade_inputs_expr(con, site_ids)
+    one, two = rules.expr_stages(j, d)
+    ups = j.select("upgrade_id", "site_id", "on_air_planned", "link_id", **one)
+    return ups.mutate(**two(ups))
 
 
 def relief(con: duckdb.DuckDBPyConnection, hotspot_cells, res: int = DEFAULT_RES,
@@ -308,13 +247,65 @@ def relief(con: duckdb.DuckDBPyConnection, hotspot_cells, res: int = DEFAULT_RES
 
     blocking_link_id is empty unless blocked_by_transport. relief_date holds
     `datetime.date` values, None when empty.
+
+    The rules per upgrade are `lib.rules` (also `upgrade_flags_expr`'s), evaluated in numpy over the
+    network held per store content and aggregated per site (`rules.per_site`), then per hotspot here.
     """
-    hot = _hotspot_frame(hotspot_cells)
-    frames = {"_relief_hot": hot, "_relief_reach": _reach_frame(hot, _rings(rings))}
-    out = engine.run_dated(con, ("linkage.relief", res), dt.date.today() if as_of is None else as_of,
-                           lambda d, _relief_hot, _relief_reach: _relief_of(con, _relief_hot, _relief_reach, d, res),
-                           frames=frames)
-    out = out.astype({"cell": "int64", "n_sites": "int64", "n_upgrades": "int64", "status": "str"})
+    return relief_of(network.held(con), hotspot_cells, res, as_of, rings)
+
+
+def relief_of(net: network.Network, hotspot_cells, res: int = DEFAULT_RES, as_of: dt.date | None = None,
+              rings: Mapping[str, int] | None = None) -> pd.DataFrame:
+    """`relief` over a held network (`network.held`)."""
+    hot = _hotspot_frame(hotspot_cells)["cell"].to_numpy()
+    flags = rules.evaluate(net.u, dt.date.today() if as_of is None else as_of)
+    state = rules.per_site(net.site, net.cell.size, flags, net.link)
+    cell, site = _serving_pairs(net, hot, res, _rings(rings))
+    return _relief_per_cell(net, hot, cell, site, state)
+
+
+def _serving_pairs(net: network.Network, hot: np.ndarray, res: int,
+                   rings: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(position in `hot`, site number) of each site serving a hotspot, by hotspot: the disk of the most
+    rings of any type around each hotspot and the sites centred on its cells, kept where the site's type
+    reaches that far (by symmetry of grid distance, the sites whose disks hold the hotspot)."""
+    k = max(rings.values(), default=-1)
+    if k < 0 or hot.size == 0 or net.cell.size == 0:
+        return np.zeros(0, dtype="int64"), np.zeros(0, dtype="int64")
+    kinds = [rings.get(t if t else DEFAULT_SITE_TYPE, -1) for t in net.site_types]
+    reach = np.array([*kinds, rings.get(DEFAULT_SITE_TYPE, -1)], dtype="int64")[net.site_type]  # -1: empty type
+    reach[net.cell <= 0] = -1  # a site without a cell serves nothing
+    disk = coverage_disks(hot, k)  # centre: the hotspot; cell: a cell within k of it; sorted by hotspot
+    centres = cells.parent(net.cell, res)
+    order = np.argsort(centres, kind="stable")
+    near = disk["cell"].to_numpy()
+    lo = np.searchsorted(centres[order], near, "left")
+    n = np.searchsorted(centres[order], near, "right") - lo
+    row = np.repeat(np.arange(near.size), n)
+    site = order[np.repeat(lo, n) + np.arange(row.size) - np.repeat(np.cumsum(n) - n, n)]
+    keep = disk["distance"].to_numpy()[row] <= reach[site]
+    return np.searchsorted(hot, disk["centre"].to_numpy()[row[keep]]), site[keep]
+
+
+def _relief_per_cell(net: network.Network, hot: np.ndarray, cell: np.ndarray, site: np.ndarray,
+                     state: dict) -> pd.DataFrame:
+    """`relief`'s rows from the serving pairs (position in `hot` `cell`, ascending; `site`) and the sites'
+    `rules.per_site` state: the same aggregates over the sites as per_site makes over the upgrades."""
+    per_cell = rules.grouped(cell, hot.size)
+    agg = lambda ufunc, values, empty: per_cell(ufunc, values[site], empty)  # noqa: E731
+    n_up = agg(np.add, state["n_upgrades"], 0)
+    one = {c: agg(np.fmin if c == "all_done" else np.fmax, state[c], np.nan) == 1  # fmin, fmax skip NaN
+           for c in ("all_done", "any_blocked", "any_late", "any_undated")}
+    relief_date = np.where(one["any_undated"], np.datetime64("NaT"), rules.latest(agg, state["relief_date"]))
+    link = state["pick_link_id"][site]
+    blocking = rules.pick(cell, link >= 0, state["pick_date"][site], link, hot.size)["pick_link_id"]
+    status = np.select([n_up == 0, one["all_done"], one["any_blocked"], one["any_late"]],
+                       ["no_upgrade_planned", "relieved", "blocked_by_transport", "late"], "on_track")
+    shown = (status == "blocked_by_transport") & (blocking >= 0)
+    blocking_id = np.full(hot.size, None, dtype=object)
+    blocking_id[shown] = net.link_ids[blocking[shown]]
+    out = pd.DataFrame({"cell": hot.astype("int64"), "n_sites": np.bincount(cell, minlength=hot.size),
+                        "n_upgrades": n_up, "relief_date": relief_date.astype("datetime64[ns]"),
+                        "status": status, "blocking_link_id": pd.Series(blocking_id, dtype=object)})
     out["relief_date"] = engine.as_dates(out["relief_date"])
-    out["blocking_link_id"] = out["blocking_link_id"].astype(object).where(out["blocking_link_id"].notna(), None)
-    return out[_RELIEF_COLUMNS].reset_index(drop=True)
+    return out.astype({"n_sites": "int64", "n_upgrades": "int64", "status": "str"})[_RELIEF_COLUMNS]

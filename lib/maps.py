@@ -14,7 +14,6 @@ in the most urgent state. The view says what it dropped (`View.capped`).
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import datetime as dt
 import functools
@@ -35,7 +34,7 @@ import pydeck as pdk
 from pydeck.bindings.json_tools import default_serialize
 from shapely.geometry import mapping, shape
 
-from lib import asof, cells, engine, hotspots, linkage, schema
+from lib import asof, cells, engine, hotspots, linkage, network, schema
 
 MAX_FEATURES = 50_000
 """Most features (hexagons, points, lines, outlines) one map view ships to the browser."""
@@ -164,6 +163,14 @@ def cap(frame: pd.DataFrame, n: int, by: list[str], ascending: list[bool]) -> pd
     return frame.sort_values(by, ascending=ascending, kind="stable").head(n)
 
 
+def first_by(frame: pd.DataFrame, column: str, priority: tuple[str, ...], n: int) -> pd.DataFrame:
+    """The first `n` rows of `frame` by the place of `column`'s value in `priority`, ties in the frame's order
+    (sites and links come sorted by id): `cap` by (priority, id), without sorting the ids again."""
+    rank = pd.Categorical(frame[column], categories=priority).codes.astype("int64")
+    rank[rank < 0] = len(priority)  # a value not in priority: last
+    return frame.iloc[np.argsort(rank, kind="stable")[:n]]
+
+
 # -- queries ------------------------------------------------------------------------------
 
 def regions_expr(con) -> ir.Table:
@@ -218,12 +225,27 @@ def outlines_expr(con, region: str | None) -> ir.Table:
     return r.select("region_id", "name", "geometry")
 
 
-def outlines(con, region: str | None) -> list[dict]:
+class Outlines(list):
+    """A list of outline features that knows the length of its compact JSON (`json_bytes`)."""
+
+    json_bytes: int = 2
+
+
+def outlines(con, region: str | None) -> Outlines:
     """GeoJSON features of the state outlines (whole country) or of one region, simplified."""
     rows = engine.run_query(con, ("maps.outlines", region), lambda: outlines_expr(con, region)).itertuples(
         index=False)
     with _gc_paused():
-        return [f for f in (_outline(*row) for row in rows) if f is not None]
+        kept = [row for row in rows if _outline(*row) is not None]
+        out = Outlines(_outline(*row) for row in kept)
+    out.json_bytes = 2 + max(0, len(kept) - 1) + sum(_outline_bytes(*row) for row in kept)
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _outline_bytes(rid, name, geom) -> int:
+    """Bytes of one outline feature's compact JSON (what `upper_bytes` counts), kept like `_outline`."""
+    return len(json.dumps(_outline(rid, name, geom), separators=(",", ":")))
 
 
 @functools.lru_cache(maxsize=256)
@@ -289,18 +311,16 @@ def significance(hot: pd.DataFrame) -> pd.Series:
 
 # -- the view -----------------------------------------------------------------------------
 
-_SIDE = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="map-network")
-"""Runs a view's site and link queries while its hotspots are computed (DuckDB releases the GIL)."""
-
-
-def _network(con, p: Params, area: np.ndarray | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The sites and links of a view as of its date, filtered (independent of its hotspots)."""
-    sites = asof.sites_as_of(con, p.as_of)
+def _network(con, p: Params, area: np.ndarray | None,
+             net: network.Network | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The sites and links of a view as of its date, filtered (independent of its hotspots); from the held
+    network `net` when given (the DuckDB store), else queried."""
+    sites = asof.sites_of(net, p.as_of) if net is not None else asof.sites_as_of(con, p.as_of)
     sites = sites[sites["status"].isin(p.site_statuses)]
     if p.upgrade_kinds is not None and not set(p.upgrade_kinds) >= set(schema.UPGRADE_KINDS):
         k = site_kinds(con)
         sites = sites[sites["site_id"].isin(k.loc[k["kind"].isin(p.upgrade_kinds), "site_id"])]
-    links = asof.links_as_of(con, p.as_of)
+    links = asof.links_of(net, p.as_of) if net is not None else asof.links_as_of(con, p.as_of)
     links = links[links["state"].isin(p.link_states)].dropna(subset=["a_lat", "a_lon", "b_lat", "b_lon"])
     if area is not None:
         sites = sites[within(sites["cell"], cells.CELL_RES, area)]
@@ -310,7 +330,7 @@ def _network(con, p: Params, area: np.ndarray | None) -> tuple[pd.DataFrame, pd.
     return sites, links
 
 
-def _hot(con, p: Params, area: np.ndarray | None) -> pd.DataFrame:
+def _hot(con, p: Params, area: np.ndarray | None, net: network.Network | None) -> pd.DataFrame:
     """The hotspots of a view with their relief, filtered and pain-ranked (asof.hotspots_as_of's two steps,
     the relief computed only for the cells the view keeps)."""
     channels = None if p.channels is None or set(p.channels) >= set(schema.CHANNELS) else p.channels
@@ -318,7 +338,9 @@ def _hot(con, p: Params, area: np.ndarray | None) -> pd.DataFrame:
     hot = hot[hot["n"] > 0] if not p.significant_only else hot[hot["significant"]]
     if area is not None:
         hot = hot[within(hot["cell"], p.resolution, area)]
-    hot = hot.merge(linkage.relief(con, hot[["cell"]], p.resolution, p.as_of), on="cell", how="left")
+    rel = linkage.relief_of(net, hot[["cell"]], p.resolution, p.as_of) if net is not None else linkage.relief(
+        con, hot[["cell"]], p.resolution, p.as_of)
+    hot = hot.merge(rel, on="cell", how="left")
     hot = hot[hot["status"].isin(p.relief_statuses)]
     return pain(hot.assign(significance=significance(hot)), p.as_of)
 
@@ -326,21 +348,13 @@ def _hot(con, p: Params, area: np.ndarray | None) -> pd.DataFrame:
 def view(con, p: Params, max_features: int | None = None) -> View:
     """The frames of one map view: filtered and capped on the server (default cap `MAX_FEATURES`).
 
-    On the DuckDB store the sites and links are queried on a cursor of their own in another thread while
-    the hotspots are computed (at 10M complaints about 45 of 250 ms)."""
+    On the DuckDB store the sites, links and relief come from the network held per store content
+    (`lib.network`, its fingerprint read once per view)."""
     max_features = MAX_FEATURES if max_features is None else max_features
     area = region_cells(con, p.region) if p.region else None
-    if isinstance(con, duckdb.DuckDBPyConnection):
-        with contextlib.closing(con.cursor()) as side:
-            network = _SIDE.submit(_network, side, p, area)
-            try:
-                hot = _hot(con, p, area)
-            finally:
-                concurrent.futures.wait([network])  # the cursor closes only once its thread is done
-            sites, links = network.result()
-    else:
-        hot = _hot(con, p, area)
-        sites, links = _network(con, p, area)
+    net = network.held(con) if isinstance(con, duckdb.DuckDBPyConnection) else None
+    hot = _hot(con, p, area, net)
+    sites, links = _network(con, p, area, net)
     shapes = outlines(con, p.region) if "regions" in p.layers else []
 
     frames = {"hotspots": hot, "sites": sites, "links": links}
@@ -351,11 +365,9 @@ def view(con, p: Params, max_features: int | None = None) -> View:
     if "hotspots" in frames:
         layers["hotspots"] = cap(hot, budget["hotspots"], ["n", "cell"], [False, True])
     if "sites" in frames:
-        layers["sites"] = cap(sites.assign(_p=sites["status"].map(SITE_PRIORITY.index)), budget["sites"],
-                              ["_p", "site_id"], [True, True]).drop(columns="_p")
+        layers["sites"] = first_by(sites, "status", SITE_PRIORITY, budget["sites"])
     if "links" in frames:
-        layers["links"] = cap(links.assign(_p=links["state"].map(LINK_PRIORITY.index)), budget["links"],
-                              ["_p", "link_id"], [True, True]).drop(columns="_p")
+        layers["links"] = first_by(links, "state", LINK_PRIORITY, budget["links"])
     return View(p, hot.reset_index(drop=True), {k: v.reset_index(drop=True) for k, v in layers.items()},
                 totals, shapes)
 
@@ -369,7 +381,9 @@ DECK_BYTES = 4096
 
 def upper_bytes(v: View) -> int:
     """An upper bound of the Deck JSON's size: the outlines as written, and each record at its most."""
-    total = DECK_BYTES + len(json.dumps(v.outlines, separators=(",", ":")))
+    shapes = v.outlines.json_bytes if isinstance(v.outlines, Outlines) else len(
+        json.dumps(v.outlines, separators=(",", ":")))
+    total = DECK_BYTES + shapes
     for layer, frame in v.layers.items():
         ids = {"sites": ["site_id"], "links": ["link_id"]}.get(layer, [])
         text = sum(int(frame[c].astype("str").str.len().sum()) + 2 * len(frame) for c in ids)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import asof, cells, derive, engine, hotspots, impact, linkage, maps, overview, rollout, store, story
+from lib import asof, cells, derive, engine, hotspots, impact, linkage, maps, network, overview, rollout, store, story
 
 WINDOW = {"start": "2024-03-01", "end": "2024-09-15 12:30"}
 
@@ -71,13 +71,10 @@ PORTABLE_QUERIES: list[tuple[str, callable]] = [
     ("rollout.cells_per_region", lambda con: rollout.cells_per_region_expr(con, "state", pd.DataFrame({"cell": [1]}))),
     # the forms the pages run: the relief of hotspot cells, and dates and windows as scalars of a one-row
     # table (engine.run_timed), so that one compiled SQL serves every date
-    ("linkage.relief", lambda con: linkage.relief_expr(con, [_STUDY[0], _STUDY[1]], 8, "2024-09-15")),
+    ("network.upgrade_inputs", lambda con: network.upgrade_inputs_expr(con)),
     ("hotspots.cell_counts timed window", lambda con: hotspots.cell_counts_expr(
         con, 7, categories=hotspots.KINDS["capacity"], **_timed("start", "end"))),
-    ("linkage.relief dated", lambda con: linkage._relief_of(
-        con, ibis.memtable(pd.DataFrame({"cell": _STUDY[:2]})),
-        ibis.memtable(linkage._reach_frame(pd.DataFrame({"cell": _STUDY[:2]}), linkage._rings(None))),
-        _timed("d", d="date")["d"], 8)),
+    ("linkage.upgrade_flags dated", lambda con: linkage.upgrade_flags_expr(con, _timed("d", d="date")["d"])),
     ("asof.sites dated", lambda con: asof.sites_as_of_expr(con, _timed("d", d="date")["d"])),
     ("asof.links dated", lambda con: asof.links_as_of_expr(con, _timed("d", d="date")["d"])),
 ]

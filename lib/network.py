@@ -1,0 +1,139 @@
+"""The network's small tables (sites, upgrades, transport links), held in memory once per store content.
+
+A map view as of a date needs the state of every site, link and serving upgrade on that date:
+rules over 30,000 sites, 60,000 upgrades and 20,000 links at the benchmark's size. As DuckDB
+queries they cost 20-75 ms each, nearly all of it fixed cost per operator and the conversion
+of text columns, where the same rules (`lib.rules`, written once for Ibis and numpy) over
+arrays held here take a few milliseconds. So the store stays the source: `held` reads these
+tables once per content (a sum of row hashes, `FINGERPRINT_SQL`, about 7 ms), and keeps the
+last few versions, shared read-only by every session (a lock guards the map, not the data).
+
+On other engines (`engine.configured_backend`) nothing is held: `read` runs on every call,
+and asof's sites and links run as Ibis expressions there.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import duckdb
+import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
+
+from lib import engine, rules
+
+KEPT = 4
+"""Store versions held at once (each about 10 MB at the benchmark's size)."""
+
+FINGERPRINT_SQL = """SELECT
+  (SELECT count(*) FROM sites), (SELECT sum(hash(s)::HUGEINT) FROM sites s),
+  (SELECT count(*) FROM upgrades), (SELECT sum(hash(u)::HUGEINT) FROM upgrades u),
+  (SELECT count(*) FROM transport_links), (SELECT sum(hash(l)::HUGEINT) FROM transport_links l)"""
+"""The content of the three tables as counts and sums of whole-row hashes: any change, by an import or by
+hand, gives another fingerprint."""
+
+SITE_FIELDS = ["site_id", "lat", "lon", "cell", "site_type"]
+LINK_FIELDS = ["link_id", "a_lat", "a_lon", "b_lat", "b_lon", "kind", "completion_planned", "completion_actual"]
+
+
+@dataclass(frozen=True)
+class Network:
+    """The three tables as arrays.
+
+    sites: every site (`SITE_FIELDS`, sorted by site_id; its position is the site's number); `cell` and
+    `site_type` its cell and type as arrays.
+    site, u: the not-cancelled upgrades of those sites, by site number ascending: `site` the number,
+    `u` the rules' inputs (`rules.COLUMNS` and permit_actual; dates datetime64[D], link_id the number of
+    the link in `link_ids`, NaN when none), `link` the same number, -1 when none.
+    link_ids: the distinct transport_link_ids of those upgrades, sorted.
+    links: every transport link (`LINK_FIELDS`, sorted by link_id), `link_dates` its two dates as arrays.
+    """
+
+    sites: pd.DataFrame
+    cell: np.ndarray  # each site's cell, int64, 0 when it has none
+    site_type: np.ndarray  # each site's type as a number into `site_types`, -1 when empty
+    site_types: tuple
+    site: np.ndarray
+    u: dict
+    link: np.ndarray
+    link_ids: np.ndarray
+    links: pd.DataFrame
+    link_dates: dict
+
+
+_HELD: OrderedDict = OrderedDict()  # fingerprint -> Network, the newest last
+_LOCK = threading.Lock()
+
+
+def held(con) -> Network:
+    """The network of the store behind `con`, read once per content on DuckDB (`read` on other engines)."""
+    if not isinstance(con, duckdb.DuckDBPyConnection):
+        return read(con)
+    key = con.execute(FINGERPRINT_SQL).fetchall()[0]
+    with _LOCK:
+        net = _HELD.get(key)
+        if net is not None:
+            _HELD.move_to_end(key)
+            return net
+    net = read(con)
+    with _LOCK:
+        _HELD[key] = net
+        while len(_HELD) > KEPT:
+            _HELD.popitem(last=False)
+    return net
+
+
+def clear() -> None:
+    """Forget every held network (tests)."""
+    with _LOCK:
+        _HELD.clear()
+
+
+def upgrade_inputs_expr(con, site_ids: ir.Column | None = None) -> ir.Table:
+    """Every not-cancelled upgrade (of `site_ids`, when given) with what the rules read, the link's completion
+    dates joined on its transport_link_id: upgrade_id, site_id, permit_actual, *rules.COLUMNS; unexecuted."""
+    b = engine.backend(con)
+    u, lk = b.table("upgrades"), b.table("transport_links")
+    # narrow tables first: fewer columns make the joins quicker for ibis to build
+    keep = [u.status.isnull() | (u.status != "cancelled")]
+    if site_ids is not None:
+        keep.append(u.site_id.isin(site_ids))
+    u = u.filter(keep).select("upgrade_id", "site_id", "transport_link_id", "permit_actual", "installed_actual",
+                              "on_air_planned", "on_air_actual")
+    lk = lk.select("link_id", "completion_planned", "completion_actual")
+    j = u.left_join(lk, u.transport_link_id == lk.link_id)
+    return j.select(u.upgrade_id, u.site_id, u.permit_actual, u.installed_actual, u.on_air_planned, u.on_air_actual,
+                    link_id=u.transport_link_id, completion_planned=lk.completion_planned,
+                    completion_actual=lk.completion_actual)
+
+
+def dates(values: pd.Series) -> np.ndarray:
+    """A column of dates as datetime64[D], NaT where empty."""
+    return pd.to_datetime(values).to_numpy().astype("datetime64[D]")
+
+
+def read(con) -> Network:
+    """The network read from the store (three queries, portable Ibis)."""
+    b = engine.backend(con)
+    sites = b.execute(b.table("sites").select(*SITE_FIELDS).order_by("site_id"))
+    sites = sites.astype({"site_id": "str"}).reset_index(drop=True)
+    ups = b.execute(upgrade_inputs_expr(con))
+    site = pd.Index(sites["site_id"]).get_indexer(ups["site_id"].astype("str"))
+    ups = ups[site >= 0].assign(_site=site[site >= 0]).sort_values("_site", kind="stable")
+    has_link = ups["link_id"].notna().to_numpy()
+    named = ups["link_id"][has_link].astype("str").to_numpy(dtype=object)
+    link_ids = np.array(sorted(set(named)), dtype=object)
+    link = np.full(len(ups), -1, dtype="int64")
+    link[has_link] = np.searchsorted(link_ids, named)
+    u = {c: dates(ups[c]) for c in (*rules.COLUMNS, "permit_actual") if c != "link_id"}
+    u["link_id"] = np.where(has_link, link, np.nan)
+    links = b.execute(b.table("transport_links").select(*LINK_FIELDS).order_by("link_id"))
+    links = links.astype({"link_id": "str", "kind": "str"}).reset_index(drop=True)
+    link_dates = {c: dates(links[c]) for c in ("completion_planned", "completion_actual")}
+    kinds = pd.Categorical(sites["site_type"].astype("str"))
+    cell = pd.to_numeric(sites["cell"]).fillna(0).to_numpy(dtype="int64")
+    return Network(sites, cell, kinds.codes.astype("int64"), tuple(kinds.categories),
+                   ups["_site"].to_numpy(dtype="int64"), u, link, link_ids, links, link_dates)
