@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import shutil
 
-import ibis
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,12 +23,6 @@ _STUDY = np.unique(hotspots.neighbour_table([cells.latlng_to_cells([52.2], [8.2]
 GI_VALUES = pd.DataFrame({"grp": np.repeat([0, 1], _STUDY.size), "cell": np.tile(_STUDY, 2),
                           "n": np.random.default_rng(0).poisson(3.0, 2 * _STUDY.size)}).astype("int64")
 GI_NEIGHBOURS = hotspots.neighbour_table(_STUDY, 1)
-
-
-def _timed(*names, **types):
-    """Scalars as `engine.run_timed` hands them to a query, from a one-row table."""
-    row = ibis.memtable(pd.DataFrame({n: [pd.Timestamp("2024-09-15")] for n in names}))
-    return engine.scalars_of(row, names, types)
 
 
 PORTABLE_QUERIES: list[tuple[str, callable]] = [
@@ -69,14 +62,10 @@ PORTABLE_QUERIES: list[tuple[str, callable]] = [
     ("rollout.channel_mix ALL", lambda con: rollout.channel_mix_expr(con, rollout.ALL, "2024-09-15")),
     ("rollout.channel_mix region", lambda con: rollout.channel_mix_expr(con, "NW", "2024-09-15")),
     ("rollout.cells_per_region", lambda con: rollout.cells_per_region_expr(con, "state", pd.DataFrame({"cell": [1]}))),
-    # the forms the pages run: the relief of hotspot cells, and dates and windows as scalars of a one-row
-    # table (engine.run_timed), so that one compiled SQL serves every date
+    # the network lib/network holds, and the sites and links as of a date on other engines
     ("network.upgrade_inputs", lambda con: network.upgrade_inputs_expr(con)),
-    ("hotspots.cell_counts timed window", lambda con: hotspots.cell_counts_expr(
-        con, 7, categories=hotspots.KINDS["capacity"], **_timed("start", "end"))),
-    ("linkage.upgrade_flags dated", lambda con: linkage.upgrade_flags_expr(con, _timed("d", d="date")["d"])),
-    ("asof.sites dated", lambda con: asof.sites_as_of_expr(con, _timed("d", d="date")["d"])),
-    ("asof.links dated", lambda con: asof.links_as_of_expr(con, _timed("d", d="date")["d"])),
+    ("asof.sites", lambda con: asof.sites_as_of_expr(con, "2024-09-15")),
+    ("asof.links", lambda con: asof.links_as_of_expr(con, "2024-09-15")),
 ]
 """Every query expression of lib/ that must run on each engine: (name, builder(con) -> expression)."""
 
