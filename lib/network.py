@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 import ibis.expr.types as ir
@@ -31,9 +31,10 @@ KEPT = 4
 FINGERPRINT_SQL = """SELECT
   (SELECT count(*) FROM sites), (SELECT sum(hash(s)::HUGEINT) FROM sites s),
   (SELECT count(*) FROM upgrades), (SELECT sum(hash(u)::HUGEINT) FROM upgrades u),
-  (SELECT count(*) FROM transport_links), (SELECT sum(hash(l)::HUGEINT) FROM transport_links l)"""
-"""The content of the three tables as counts and sums of whole-row hashes: any change, by an import or by
-hand, gives another fingerprint."""
+  (SELECT count(*) FROM transport_links), (SELECT sum(hash(l)::HUGEINT) FROM transport_links l),
+  (SELECT max(import_id) FROM import_log)"""
+"""The content of the three tables as counts and sums of whole-row hashes, and the newest import: any change
+to them, by an import or by hand, and any import (of regions too: `Network.once`) gives another fingerprint."""
 
 SITE_FIELDS = ["site_id", "lat", "lon", "cell", "site_type"]
 LINK_FIELDS = ["link_id", "a_lat", "a_lon", "b_lat", "b_lon", "kind", "completion_planned", "completion_actual"]
@@ -53,6 +54,7 @@ class Network:
     """
 
     sites: pd.DataFrame
+    upgrade_id: np.ndarray  # each held upgrade's id (object), in the order of `site`
     cell: np.ndarray  # each site's cell, int64, 0 when it has none
     site_type: np.ndarray  # each site's type as a number into `site_types`, -1 when empty
     site_types: tuple
@@ -62,6 +64,18 @@ class Network:
     link_ids: np.ndarray
     links: pd.DataFrame
     link_dates: dict
+    _memo: dict = field(default_factory=dict, compare=False, repr=False)
+    _memo_lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+
+    def once(self, key: tuple, build):
+        """`build()` computed once for this store content (what depends on the store but not on a date, such
+        as the upgrades per region: every import gives a new network)."""
+        with self._memo_lock:
+            if key in self._memo:
+                return self._memo[key]
+        value = build()
+        with self._memo_lock:
+            return self._memo.setdefault(key, value)
 
 
 _HELD: OrderedDict = OrderedDict()  # fingerprint -> Network, the newest last
@@ -135,5 +149,6 @@ def read(con) -> Network:
     link_dates = {c: dates(links[c]) for c in ("completion_planned", "completion_actual")}
     kinds = pd.Categorical(sites["site_type"].astype("str"))
     cell = pd.to_numeric(sites["cell"]).fillna(0).to_numpy(dtype="int64")
-    return Network(sites, cell, kinds.codes.astype("int64"), tuple(kinds.categories),
+    return Network(sites, ups["upgrade_id"].astype("str").to_numpy(dtype=object), cell, kinds.codes.astype("int64"),
+                   tuple(kinds.categories),
                    ups["_site"].to_numpy(dtype="int64"), u, link, link_ids, links, link_dates)

@@ -153,33 +153,58 @@ def period_ends(start, end, freq: str = "week") -> pd.DatetimeIndex:
     return pd.date_range(first, last, freq=offset).astype("datetime64[us]")
 
 
-def _count_le(values: pd.Series, dates: np.ndarray) -> np.ndarray:
-    """For each date, how many non-null values are <= it."""
-    v = np.sort(values.dropna().to_numpy(dtype="datetime64[us]"))
-    return np.searchsorted(v, dates, side="right").astype("int64")
+@dataclass(frozen=True)
+class Counters:
+    """One region's upgrades as sorted date arrays (datetime64[us], empty dates dropped), for counting how many
+    lie on or before any date by binary search: planned, baseline, actual, due (planned + 1 day) and both (the
+    later of due and actual, empty when either is)."""
+
+    total: int
+    planned: np.ndarray
+    baseline: np.ndarray
+    actual: np.ndarray
+    due: np.ndarray
+    both: np.ndarray
 
 
-def cumulative(upgrades: pd.DataFrame, dates, region_id: str) -> pd.DataFrame:
-    """The progress series of one region's upgrades (columns as `region_upgrades`) at `dates`."""
-    d = pd.DatetimeIndex(dates).astype("datetime64[us]").to_numpy()
-    planned, actual = upgrades["planned"], upgrades["actual"]
+def counters(upgrades: pd.DataFrame) -> Counters:
+    """`Counters` of one region's upgrades (columns as `region_upgrades`)."""
+    def sorted_(values: pd.Series) -> np.ndarray:
+        return np.sort(values.dropna().to_numpy(dtype="datetime64[us]"))
+
     # late at d: its planned day has passed (planned < d, i.e. planned + 1 day <= d: dates are days) and it is
     # not on air (not actual <= d), the rule of linkage.upgrade_flags_expr; counted as the first minus both
-    due = planned + pd.Timedelta(days=1)
-    both = pd.concat([due, actual], axis=1).max(axis=1, skipna=False)
-    total = len(upgrades)
-    out = pd.DataFrame({
-        "region_id": region_id,
-        "date": d,
-        "planned_cum": _count_le(planned, d),
-        "baseline_cum": _count_le(upgrades["baseline"], d),
-        "on_air_cum": _count_le(actual, d),
-    })
-    out["late"] = _count_le(due, d) - _count_le(both, d)
-    out["total"] = np.int64(total)
+    due = upgrades["planned"] + pd.Timedelta(days=1)
+    both = pd.concat([due, upgrades["actual"]], axis=1).max(axis=1, skipna=False)
+    return Counters(len(upgrades), sorted_(upgrades["planned"]), sorted_(upgrades["baseline"]),
+                    sorted_(upgrades["actual"]), sorted_(due), sorted_(both))
+
+
+def _count_le(values: np.ndarray, dates: np.ndarray) -> np.ndarray:
+    """For each date, how many of the sorted `values` are <= it."""
+    return np.searchsorted(values, dates, side="right").astype("int64")
+
+
+def counts_at(c: Counters, dates) -> dict[str, np.ndarray]:
+    """The progress figures of `c` at `dates`: planned_cum, baseline_cum, on_air_cum, late, total, pct_on_air,
+    pct_planned (arrays over dates)."""
+    d = pd.DatetimeIndex(dates).astype("datetime64[us]").to_numpy()
+    out = {"planned_cum": _count_le(c.planned, d), "baseline_cum": _count_le(c.baseline, d),
+           "on_air_cum": _count_le(c.actual, d)}
+    out["late"] = _count_le(c.due, d) - _count_le(c.both, d)
+    out["total"] = np.full(d.size, c.total, dtype="int64")
     # 100 * k / n (not k * (100 / n)) so that k == n gives exactly 100.0
-    out["pct_on_air"] = 100.0 * out["on_air_cum"] / total if total else np.nan
-    out["pct_planned"] = 100.0 * out["planned_cum"] / total if total else np.nan
+    for name, k in (("pct_on_air", out["on_air_cum"]), ("pct_planned", out["planned_cum"])):
+        out[name] = 100.0 * k / c.total if c.total else np.full(d.size, np.nan)
+    return out
+
+
+def cumulative(upgrades: pd.DataFrame | Counters, dates, region_id: str) -> pd.DataFrame:
+    """The progress series of one region's upgrades (columns as `region_upgrades`, or their `counters`) at
+    `dates`."""
+    c = upgrades if isinstance(upgrades, Counters) else counters(upgrades)
+    d = pd.DatetimeIndex(dates).astype("datetime64[us]").to_numpy()
+    out = pd.DataFrame({"region_id": region_id, "date": d, **counts_at(c, d)})
     return out[SERIES_COLUMNS]
 
 
@@ -241,11 +266,20 @@ def forecast(on_air_dates, total: int, as_of, window_days: int = WINDOW_DAYS) ->
         raise ValueError("window_days must be positive")
     as_of = pd.Timestamp(as_of).normalize()
     given = on_air_dates if isinstance(on_air_dates, pd.Series) else pd.Series(list(on_air_dates), dtype=object)
-    dates = pd.to_datetime(given).dropna().dt.normalize()
-    dates = dates[dates <= as_of]
-    n = int((dates > as_of - pd.Timedelta(days=window_days)).sum())
+    dates = np.sort(pd.to_datetime(given).dropna().dt.normalize().to_numpy(dtype="datetime64[us]"))
+    return forecast_sorted(dates, total, as_of, window_days)
+
+
+def forecast_sorted(on_air: np.ndarray, total: int, as_of, window_days: int = WINDOW_DAYS) -> Forecast:
+    """`forecast` of on-air dates given sorted, as whole days (datetime64[us], no empty one)."""
+    if window_days <= 0:
+        raise ValueError("window_days must be positive")
+    as_of = pd.Timestamp(as_of).normalize()
+    on_air_by = int(np.searchsorted(on_air, as_of.to_datetime64(), side="right"))
+    start = (as_of - pd.Timedelta(days=window_days)).to_datetime64()
+    n = on_air_by - int(np.searchsorted(on_air, start, side="right"))
     pace_week = 7.0 * n / window_days
-    remaining = max(int(total) - len(dates), 0)
+    remaining = max(int(total) - on_air_by, 0)
     if int(total) <= 0:
         return Forecast(None, None, None, pace_week, 0, REASON_EMPTY)
     if remaining == 0:
@@ -278,18 +312,24 @@ def headline(con: duckdb.DuckDBPyConnection, as_of, region_id: str | None = None
     return headline_of(frame, as_of, rid)
 
 
-def headline_of(frame: pd.DataFrame, as_of, region_id: str = ALL) -> dict:
-    """`headline` of the upgrades in `frame` (columns as `region_upgrades`, one region's rows)."""
-    rid = region_id
+def headline_of(frame: pd.DataFrame | Counters, as_of, region_id: str = ALL) -> dict:
+    """`headline` of the upgrades in `frame` (columns as `region_upgrades`, one region's rows; or their
+    `counters`)."""
+    c = frame if isinstance(frame, Counters) else counters(frame)
     day = pd.Timestamp(as_of).normalize()
-    now, before = cumulative(frame, [day, day - pd.Timedelta(days=CHANGE_DAYS)], rid).to_dict("records")
+    at = counts_at(c, [day, day - pd.Timedelta(days=CHANGE_DAYS)])
     return {
-        "region_id": rid,
+        "region_id": region_id,
         "as_of": day.date(),
-        "total": int(now["total"]),
-        "on_air": int(now["on_air_cum"]),
-        "pct_on_air": float(now["pct_on_air"]),
-        "pct_change_pp": float(now["pct_on_air"] - before["pct_on_air"]),
-        "late": int(now["late"]),
-        "forecast": forecast(frame["actual"], len(frame), day),
+        "total": int(at["total"][0]),
+        "on_air": int(at["on_air_cum"][0]),
+        "pct_on_air": float(at["pct_on_air"][0]),
+        "pct_change_pp": float(at["pct_on_air"][0] - at["pct_on_air"][1]),
+        "late": int(at["late"][0]),
+        "forecast": forecast_sorted(_days(c.actual), c.total, day),
     }
+
+
+def _days(values: np.ndarray) -> np.ndarray:
+    """Sorted datetime64 values as whole days (the order stays)."""
+    return values.astype("datetime64[D]").astype("datetime64[us]")

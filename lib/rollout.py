@@ -14,13 +14,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import duckdb
 import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 import shapely
 
-from lib import asof, cells, engine, hotspots, impact, linkage, progress, schema
+from lib import asof, cells, engine, hotspots, impact, linkage, network, progress, rules, schema
 
 ALL = progress.ALL
 """region_id of the whole network."""
@@ -153,13 +154,19 @@ NO_PLAN_KINDS = ("capacity", "coverage")
 """Hotspots of either kind count for "no plan": a coverage hole with no site planned is pain with no plan too."""
 
 
-def _open_no_plan(con, level: str, day: dt.date) -> dict[str, int]:
+def _open_no_plan(con, level: str, day: dt.date, net: network.Network | None = None) -> dict[str, int]:
     """Open hotspots (hot cells of the last HOTSPOT_WINDOW_DAYS, capacity or coverage, each kind tested on its
     own) whose status is no_upgrade_planned, per region of `level` and for ALL."""
     window = asof.window(day, HOTSPOT_WINDOW_DAYS)
-    hot = pd.concat([h.loc[h["hot"].astype(bool), ["cell"]] for h in (
-        hotspots.hotspots(con, cells.REGION_RES, *window, kind) for kind in NO_PLAN_KINDS)]).drop_duplicates()
-    rel = linkage.relief(con, hot, cells.REGION_RES, day)  # asof.hotspots_as_of, the relief of hot cells only
+
+    def hot_of(c, kind):
+        h = hotspots.hotspots(c, cells.REGION_RES, *window, kind)
+        return h.loc[h["hot"].astype(bool), ["cell"]]
+
+    found = [hot_of(con, kind) for kind in NO_PLAN_KINDS]
+    hot = pd.concat(found).drop_duplicates()
+    rel = (linkage.relief_of(net, hot, cells.REGION_RES, day) if net is not None  # the relief of hot cells only
+           else linkage.relief(con, hot, cells.REGION_RES, day))
     cells_open = rel.loc[rel["status"] == "no_upgrade_planned", ["cell"]].astype("int64")
     out = {ALL: len(cells_open)}
     if cells_open.empty:
@@ -178,9 +185,16 @@ def cells_per_region_expr(con, level: str, cells_df: pd.DataFrame) -> ir.Table:
     return m.join(rc, m.cell == rc.cell).group_by(rc.region_id).agg(n=ibis._.count())
 
 
-def blocked_counts(con, level: str, as_of) -> dict[str, int]:
+def blocked_counts(con, level: str, as_of, net: network.Network | None = None) -> dict[str, int]:
     """Upgrades blocked by transport as of `as_of` (`linkage.upgrade_flags_expr`) per region of `level`, and
-    for ALL (every upgrade, also outside every region)."""
+    for ALL (every upgrade, also outside every region). On a held network (`net`) the rules run in numpy
+    (`lib.rules`) and each upgrade's regions are held with it."""
+    if net is not None:
+        blocked = rules.evaluate(net.u, as_date(as_of))["blocked"]
+        codes, ids, where = net.once(("rollout.upgrade_regions", level), lambda: _upgrade_regions(con, level, net))
+        per = np.bincount(codes, weights=blocked[where], minlength=len(ids)).astype("int64")
+        return {ALL: int(blocked.sum())} | {str(r): int(n) for r, n in zip(ids, per, strict=True)}
+
     def per_region(d):
         s = upgrade_states_expr(con, level, d)
         return s.filter(s.region_id.notnull()).group_by("region_id").agg(n=s.blocked.sum())
@@ -195,11 +209,35 @@ def blocked_counts(con, level: str, as_of) -> dict[str, int]:
     return {ALL: int(total or 0)} | {str(k): int(v) for k, v in zip(per["region_id"], per["n"], strict=True)}
 
 
-def _trend(frame: pd.DataFrame, day: dt.date, rid: str) -> list[float]:
+def _upgrade_regions(con, level: str, net: network.Network) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each (region of `level`, upgrade) pair of `progress.region_upgrades`: the region's number, the regions'
+    ids, and the upgrade's position in `net`."""
+    ru = _held(con, net, ("progress.region_upgrades", level), lambda: progress.region_upgrades(con, level))
+    where = pd.Index(net.upgrade_id).get_indexer(ru["upgrade_id"].astype("str"))
+    codes, ids = pd.factorize(ru["region_id"].astype("str"), sort=True)
+    keep = where >= 0
+    return codes[keep], np.asarray(ids, dtype=object), where[keep]
+
+
+def _held(con, net: network.Network | None, key: tuple, build):
+    """`build()`, computed once per store content when the network is held (`Network.once`)."""
+    return net.once(key, build) if net is not None else build()
+
+
+def _trend(frame: pd.DataFrame | progress.Counters, day: dt.date, rid: str) -> list[float]:
     """Percent on air at the last TREND_MONTHS month ends before `day`, and on `day`."""
     ends = progress.period_ends(pd.Timestamp(day) - pd.DateOffset(months=TREND_MONTHS), day, "month")
     dates = [d for d in ends if d < pd.Timestamp(day)] + [pd.Timestamp(day)]
     return [round(float(v), 2) for v in progress.cumulative(frame, dates, rid)["pct_on_air"].fillna(0.0)]
+
+
+def _region_counters(con, level: str) -> dict[str, progress.Counters]:
+    """The `progress.counters` of the network's upgrades (ALL, first) and of each region of `level`."""
+    per_region = progress.region_upgrades(con, level)
+    groups = dict(tuple(per_region.groupby("region_id", sort=False)))
+    frames = {ALL: progress.network_upgrades(con)} | {
+        rid: groups.get(rid, per_region.iloc[:0]) for rid in regions(con, level)["region_id"]}
+    return {rid: progress.counters(frame) for rid, frame in frames.items()}
 
 
 def region_table(con, level: str = "state", as_of=None) -> pd.DataFrame:
@@ -207,12 +245,12 @@ def region_table(con, level: str = "state", as_of=None) -> pd.DataFrame:
     `progress.headline_of` (total, on air, percent, change over 30 days, late, forecast), upgrades
     blocked by transport, open hotspots with no upgrade planned, and a percent-on-air trend."""
     day = as_date(as_of)
-    per_region = progress.region_upgrades(con, level)
-    frames = {ALL: progress.network_upgrades(con)} | {
-        rid: per_region[per_region["region_id"] == rid] for rid in regions(con, level)["region_id"]}
-    names = {ALL: NETWORK_NAME} | regions(con, level).set_index("region_id")["name"].to_dict()
-    n_blocked = blocked_counts(con, level, day)
-    open_no_plan = _open_no_plan(con, level, day)
+    net = network.held(con) if isinstance(con, duckdb.DuckDBPyConnection) else None
+    frames = _held(con, net, ("rollout.region_counters", level), lambda: _region_counters(con, level))
+    names = {ALL: NETWORK_NAME} | _held(con, net, ("rollout.regions", level), lambda: regions(
+        con, level)).set_index("region_id")["name"].to_dict()
+    n_blocked = blocked_counts(con, level, day, net)
+    open_no_plan = _open_no_plan(con, level, day, net)
     rows = []
     for rid, frame in frames.items():
         h = progress.headline_of(frame, day, rid)

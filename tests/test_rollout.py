@@ -17,7 +17,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from lib import cells, engine, export, report, rollout
+from lib import cells, engine, export, network, report, rollout, store
 from lib import rollout_charts as charts
 
 D = dt.date
@@ -128,8 +128,10 @@ def test_open_hotspots_without_plan_per_region(world_con, monkeypatch):
     hot = pd.DataFrame({"cell": [west, east, west + 1], "hot": [True, True, False]})
     status = {west: "no_upgrade_planned", east: "relieved", west + 1: "no_upgrade_planned"}
     monkeypatch.setattr(rollout.hotspots, "hotspots", lambda *a, **k: hot)
-    monkeypatch.setattr(rollout.linkage, "relief", lambda con, cells_, *a, **k: pd.DataFrame(
-        {"cell": cells_["cell"], "status": cells_["cell"].map(status)}))  # asked for the hot cells only
+    def relief(con_or_network, cells_, *a, **k):  # asked for the hot cells only
+        return pd.DataFrame({"cell": cells_["cell"], "status": cells_["cell"].map(status)})
+    monkeypatch.setattr(rollout.linkage, "relief", relief)
+    monkeypatch.setattr(rollout.linkage, "relief_of", relief)  # on the store: over the held network
     t = rollout.region_table(world_con, "state", D(2025, 5, 15))
     assert t.set_index("region_id")["open_no_plan"].to_dict() == {"ALL": 1, "E": 0, "W": 1}
 
@@ -196,3 +198,25 @@ def test_queries_compile_for_every_engine(world_con, dialect):
     for expr in exprs:
         sql = engine.to_sql(expr, dialect).lower()
         assert "h3_" not in sql and "strftime" not in sql
+
+
+@pytest.mark.parametrize("day", [D(2025, 3, 1), D(2025, 5, 15), D(2025, 8, 1), D(2026, 1, 1)])
+def test_the_table_of_the_held_network_equals_the_queried_one(world_con, day):
+    """On the store the blocked counts run in numpy and the upgrades per region are held per store content
+    (lib/network); on any other Ibis backend everything is queried: the two tables are the same."""
+    held = rollout.region_table(world_con, "state", day)
+    queried = rollout.region_table(engine.backend(world_con.cursor()), "state", day)
+    pd.testing.assert_frame_equal(held, queried)
+    assert rollout.blocked_counts(world_con, "state", day, network.held(world_con)) == rollout.blocked_counts(
+        world_con, "state", day)
+
+
+def test_the_demo_table_of_the_held_network_equals_the_queried_one(demo_db):
+    con = store.connect(demo_db, read_only=True)
+    try:
+        for day in (D(2026, 3, 1), D(2026, 11, 1)):
+            held = rollout.region_table(con, "state", day)
+            assert held["blocked"].iloc[0] > 0 and held["late"].iloc[0] > 0 and held["open_no_plan"].iloc[0] > 0
+            pd.testing.assert_frame_equal(held, rollout.region_table(engine.backend(con.cursor()), "state", day))
+    finally:
+        con.close()
