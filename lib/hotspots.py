@@ -24,7 +24,7 @@ import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from lib import derive, engine, rings, schema
 
@@ -202,7 +202,7 @@ def p_two_sided(z) -> np.ndarray:
 
     Python because the normal CDF is not a portable SQL function (PostgreSQL has none).
     """
-    return 2.0 * stats.norm.sf(np.abs(np.asarray(z, dtype="float64")))
+    return 2.0 * special.ndtr(-np.abs(np.asarray(z, dtype="float64")))  # ndtr(-x) is what norm.sf(x) computes
 
 
 def fdr_bh(p, q: float = FDR_Q) -> np.ndarray:
@@ -214,10 +214,11 @@ def fdr_bh(p, q: float = FDR_Q) -> np.ndarray:
     p = np.asarray(p, dtype="float64")
     out = np.zeros(p.shape, dtype=bool)
     m = p.size
-    if m == 0:
-        return out
-    order = np.argsort(p, kind="stable")
-    below = np.nonzero(p[order] <= q * np.arange(1, m + 1) / m)[0]
+    # only p <= q can be rejected (i q / m <= q), and every smaller p is among them too: sorting those alone
+    # gives each its rank among all m (ties in index order, as a stable sort of all m would)
+    candidates = np.flatnonzero(p <= q)
+    order = candidates[np.argsort(p[candidates], kind="stable")]
+    below = np.nonzero(p[order] <= q * np.arange(1, order.size + 1) / m)[0]
     if below.size:
         out[order[: below[-1] + 1]] = True
     return out
@@ -260,11 +261,16 @@ def getis_ord(counts: pd.DataFrame, k: int = DEFAULT_K, study_cells=None, q: flo
     check_counts(counts, ["cell"])
     counted = counts["cell"].to_numpy(dtype="int64")
     study = study_area(counted, k, study_cells)
-    n = pd.Series(counts["n"].to_numpy(), index=counted).reindex(study, fill_value=0)
-    out = pd.DataFrame({"cell": study, "n": n.to_numpy(), "z": gi_star(study, n.to_numpy()[None, :], k)[0]})
-    out["p"] = p_two_sided(out["z"])
-    out["significant"] = fdr_bh(out["p"].to_numpy(), q)
-    out["hot"] = out["significant"] & (out["z"] > 0)
+    n = np.zeros(study.size, dtype=counts["n"].to_numpy().dtype)
+    if study.size:  # each count at its cell's place in the (sorted) study area; cells outside it are left out
+        pos = np.minimum(np.searchsorted(study, counted), study.size - 1)
+        inside = study[pos] == counted
+        n[pos[inside]] = counts["n"].to_numpy()[inside]
+    z = gi_star(study, n[None, :], k)[0]
+    p = p_two_sided(z)
+    significant = fdr_bh(p, q)
+    out = pd.DataFrame({"cell": study, "n": n, "z": z, "p": p, "significant": significant,
+                        "hot": significant & (z > 0)})
     return out.astype({"cell": "int64", "n": counts["n"].dtype})[_GI_COLUMNS]
 
 
@@ -300,5 +306,6 @@ def hotspots(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES, start=None,
         raise ValueError(f"unknown kind {kind!r} (choose one of {list(KINDS)})")
     _hold_rings(con, res, k)
     gi = getis_ord(cell_counts(con, res, start, end, KINDS[kind], channels), k=k, q=q)
-    keep = (gi["n"] > 0) | gi["hot"]
-    return gi[keep].sort_values(["z", "cell"], ascending=[False, True], ignore_index=True)
+    gi = gi[(gi["n"] > 0) | gi["hot"]]
+    order = np.lexsort((gi["cell"].to_numpy(), -gi["z"].to_numpy()))  # hottest first, ties by cell
+    return gi.iloc[order].reset_index(drop=True)

@@ -279,10 +279,8 @@ def _serving_pairs(net: network.Network, hot: np.ndarray, res: int,
     centres = cells.parent(net.cell, res)
     order = np.argsort(centres, kind="stable")
     near = disk["cell"].to_numpy()
-    lo = np.searchsorted(centres[order], near, "left")
-    n = np.searchsorted(centres[order], near, "right") - lo
-    row = np.repeat(np.arange(near.size), n)
-    site = order[np.repeat(lo, n) + np.arange(row.size) - np.repeat(np.cumsum(n) - n, n)]
+    row, at = rules.spans(np.searchsorted(centres[order], near, "left"), np.searchsorted(centres[order], near, "right"))
+    site = order[at]
     keep = disk["distance"].to_numpy()[row] <= reach[site]
     return np.searchsorted(hot, disk["centre"].to_numpy()[row[keep]]), site[keep]
 

@@ -171,8 +171,22 @@ def _open_no_plan(con, level: str, day: dt.date, net: network.Network | None = N
     out = {ALL: len(cells_open)}
     if cells_open.empty:
         return out
+    if net is not None:  # each region's cells, held per store content
+        cell, region = net.once(("rollout.region_cells", level), lambda: _region_cells(con, level))
+        _, at = rules.spans(*(np.searchsorted(cell, cells_open["cell"].to_numpy(), side) for side in ("left", "right")))
+        return out | {str(k): int(v) for k, v in pd.Series(region[at], dtype=object).value_counts().items()}
     per = cells_per_region_expr(con, level, cells_open).execute()
     return out | {str(k): int(v) for k, v in zip(per["region_id"], per["n"], strict=True)}
+
+
+def _region_cells(con, level: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every (cell, region) of the regions of `level` (`cells_per_region_expr`'s join), sorted by cell: the cells
+    (int64) and their region ids (object)."""
+    b = engine.backend(con)
+    r, rc = b.table("regions"), b.table("region_cells")
+    j = rc.join(r.filter(r.level == level).select("region_id"), "region_id").select("cell", "region_id")
+    df = b.execute(j.order_by(["cell", "region_id"]))
+    return df["cell"].to_numpy(dtype="int64"), df["region_id"].astype("str").to_numpy(dtype=object)
 
 
 def cells_per_region_expr(con, level: str, cells_df: pd.DataFrame) -> ir.Table:
@@ -224,11 +238,12 @@ def _held(con, net: network.Network | None, key: tuple, build):
     return net.once(key, build) if net is not None else build()
 
 
-def _trend(frame: pd.DataFrame | progress.Counters, day: dt.date, rid: str) -> list[float]:
+def _trend(frame: pd.DataFrame | progress.Counters, day: dt.date) -> list[float]:
     """Percent on air at the last TREND_MONTHS month ends before `day`, and on `day`."""
     ends = progress.period_ends(pd.Timestamp(day) - pd.DateOffset(months=TREND_MONTHS), day, "month")
     dates = [d for d in ends if d < pd.Timestamp(day)] + [pd.Timestamp(day)]
-    return [round(float(v), 2) for v in progress.cumulative(frame, dates, rid)["pct_on_air"].fillna(0.0)]
+    c = frame if isinstance(frame, progress.Counters) else progress.counters(frame)
+    return [round(float(v), 2) for v in np.nan_to_num(progress.counts_at(c, dates)["pct_on_air"], nan=0.0)]
 
 
 def _region_counters(con, level: str) -> dict[str, progress.Counters]:
@@ -259,7 +274,7 @@ def region_table(con, level: str = "state", as_of=None) -> pd.DataFrame:
                      "pct_on_air": h["pct_on_air"], "pct_change_pp": h["pct_change_pp"], "late": h["late"],
                      "blocked": int(n_blocked.get(rid, 0)), "open_no_plan": int(open_no_plan.get(rid, 0)),
                      "forecast": f.date, "forecast_low": f.low, "forecast_high": f.high, "forecast_note": f.reason,
-                     "trend": _trend(frame, day, rid)})
+                     "trend": _trend(frame, day)})
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 

@@ -177,6 +177,13 @@ def grouped(group: np.ndarray, n_groups: int):
     return agg
 
 
+def spans(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every position in each [lo_i, hi_i), concatenated: (i of each position, the position)."""
+    n = hi - lo
+    row = np.repeat(np.arange(n.size), n)
+    return row, np.repeat(lo, n) + np.arange(row.size) - np.repeat(np.cumsum(n) - n, n)
+
+
 def latest(agg, dates: np.ndarray) -> np.ndarray:
     """The latest of `dates` (datetime64[D]) per group of `agg` (see `per_site`): NaT is the least int64, so the
     maximum skips it unless every date of a group is NaT."""

@@ -87,6 +87,8 @@ def test_fdr_bh_matches_scipy():
     p = np.random.default_rng(5).beta(0.3, 2.0, size=500)
     for q in (0.01, 0.05, 0.2):
         assert (hotspots.fdr_bh(p, q) == (stats.false_discovery_control(p) <= q)).all()
+        tied = np.round(p, 2)  # many equal p-values, some exactly at a threshold
+        assert (hotspots.fdr_bh(tied, q) == (stats.false_discovery_control(tied) <= q)).all()
     # by hand: m = 4, thresholds i q / m = 0.0125 0.025 0.0375 0.05; the largest p_(i) at or below its
     # threshold is the third (0.036), so the three smallest are rejected, 0.03 too (step-up)
     assert hotspots.fdr_bh([0.036, 0.001, 0.03, 0.2], 0.05).tolist() == [True, True, True, False]
