@@ -390,10 +390,13 @@ def _encoding_warning(encoding: str) -> list[str]:
 def _cross_chunk_duplicates(con: duckdb.DuckDBPyConnection, table: schema.Table, out: Staged) -> pd.DataFrame:
     """Reject (and unstage) every repeat of a key after its first occurrence in an earlier range."""
     key = table.key
-    # the repeated keys first (one hash aggregate), so that the window and the JSON of the
-    # record only run over their rows, not over every staged row
+    # the repeated keys first, so that the window and the JSON of the record only run over their rows, not
+    # over every staged row; found among the keys whose hash repeats (an aggregate over integers: at 10M
+    # complaints 1.1 s against 3.1 over the text keys), then checked on the keys themselves
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _dups AS
-        WITH repeated AS (SELECT {key} FROM _incoming GROUP BY {key} HAVING count(*) > 1)
+        WITH hashes AS (SELECT hash({key}) AS h FROM _incoming GROUP BY 1 HAVING count(*) > 1),
+        repeated AS (SELECT {key} FROM _incoming SEMI JOIN hashes ON hash({key}) = hashes.h
+                     GROUP BY {key} HAVING count(*) > 1)
         SELECT "row", {key}, first_row, rec FROM (
             SELECT "row", {key}, row_number() OVER w AS n, first_value("row") OVER w AS first_row,
                    to_json(i) AS rec

@@ -287,7 +287,7 @@ def _apply(con: duckdb.DuckDBPyConnection, t: schema.Table, result: ImportResult
             con.execute("INSERT INTO rejected_rows SELECT * FROM _rejects")
         finally:
             con.unregister("_rejects")
-    con.execute("DROP TABLE _incoming; DROP TABLE _changed; DROP TABLE IF EXISTS _dups")
+    con.execute("DROP TABLE _incoming; DROP TABLE IF EXISTS _changed; DROP TABLE IF EXISTS _dups")
 
 
 def _apply_changes(con: duckdb.DuckDBPyConnection, t: schema.Table, result: ImportResult, quoted: str) -> None:
@@ -309,7 +309,8 @@ def _apply_changes(con: duckdb.DuckDBPyConnection, t: schema.Table, result: Impo
 
 def _apply_first(con: duckdb.DuckDBPyConnection, t: schema.Table, result: ImportResult, quoted: str) -> None:
     """The first import into an empty table: every staged row goes in, without comparing."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _changed AS SELECT {t.key}, false AS existed FROM _incoming")
+    if t.name == "regions":  # the keys of what changed: which regions' cells to store (`_apply`)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _changed AS SELECT {t.key}, false AS existed FROM _incoming")
     result.rows_new, result.rows_updated, result.rows_unchanged = result.rows_accepted, 0, 0
     con.execute(f"INSERT INTO {t.name} ({quoted}) SELECT {quoted} FROM _incoming")
     if t.versioned:
