@@ -200,8 +200,8 @@ def upgrade_flags_expr(con, as_of: dt.date | None = None, site_ids: ir.Column | 
 
     Columns: upgrade_id, site_id, on_air_planned, link_id, up_done, up_date, link_done, link_date,
     ready, blocked, late, undated (flags are 1 or 0), own_date (the later of up_date and link_date).
-    The one place these rules live: `relief_expr` aggregates them per hotspot, and the rollout
-    page lists the late and blocked upgrades from them.
+    The rules are `lib.rules` (written once for Ibis and numpy): `relief` runs them in numpy over the held
+    network, and the rollout page lists the late and blocked upgrades from this expression.
     """
     d = engine.date_value(dt.date.today() if as_of is None else as_of)
     j = network.upgrade_inputs_expr(con, site_ids)
