@@ -4,7 +4,7 @@ Portable split. The heavy work, counting millions of complaints per cell, is Ibi
 over integer columns (no H3 extension, no engine-only functions), with an unexecuted builder
 that compiles for every engine of `engine.DIALECTS`: complaints -> (cell, n) and
 (month, cell, n) (`cell_counts_expr`), a group-by on `engine.parent` of the stored
-resolution-9 cell, months by truncating received_at. A window's times go in as scalars
+resolution-9 cell, months by truncating received_at. A window's times go in as DuckDB parameters
 (`engine.run_timed`), so its SQL is compiled once for every window.
 
 What follows works on those counts, one row per cell, in Python: the Gi* z-scores
@@ -133,7 +133,7 @@ def cell_counts(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES, start=No
     cats = None if categories is None else tuple(categories)
     chans = None if channels is None else tuple(channels)
     derived = _derived(con, start, end, channels=chans)
-    # the window's times go in as scalars (engine.run_timed): one compiled SQL for every window
+    # the window's times go in as parameters (engine.run_timed): one compiled SQL for every window
     out = engine.run_timed(con, ("cell_counts", res, start is None, end is None, cats, derived, chans),
                            {"start": start, "end": end},
                            lambda start=None, end=None: cell_counts_expr(con, res, start, end, cats, derived=derived,

@@ -272,7 +272,7 @@ def _serving_pairs(net: network.Network, hot: np.ndarray, res: int,
     k = max(rings.values(), default=-1)
     if k < 0 or hot.size == 0 or net.cell.size == 0:
         return np.zeros(0, dtype="int64"), np.zeros(0, dtype="int64")
-    kinds = [rings.get(t if t else DEFAULT_SITE_TYPE, -1) for t in net.site_types]
+    kinds = [rings.get(t, -1) for t in net.site_types]  # an empty text is a type of its own, as in SQL
     reach = np.array([*kinds, rings.get(DEFAULT_SITE_TYPE, -1)], dtype="int64")[net.site_type]  # -1: empty type
     reach[net.cell <= 0] = -1  # a site without a cell serves nothing
     disk = coverage_disks(hot, k)  # centre: the hotspot; cell: a cell within k of it; sorted by hotspot
@@ -302,8 +302,9 @@ def _relief_per_cell(net: network.Network, hot: np.ndarray, cell: np.ndarray, si
     shown = (status == "blocked_by_transport") & (blocking >= 0)
     blocking_id = np.full(hot.size, None, dtype=object)
     blocking_id[shown] = net.link_ids[blocking[shown]]
+    days = relief_date.astype("datetime64[D]")  # as days, not nanoseconds: a planned 9999-12-31 stays itself
+    dates = np.where(np.isnat(days), None, days.astype(object))
     out = pd.DataFrame({"cell": hot.astype("int64"), "n_sites": np.bincount(cell, minlength=hot.size),
-                        "n_upgrades": n_up, "relief_date": relief_date.astype("datetime64[ns]"),
+                        "n_upgrades": n_up, "relief_date": pd.Series(dates, dtype=object),
                         "status": status, "blocking_link_id": pd.Series(blocking_id, dtype=object)})
-    out["relief_date"] = engine.as_dates(out["relief_date"])
     return out.astype({"n_sites": "int64", "n_upgrades": "int64", "status": "str"})[_RELIEF_COLUMNS]

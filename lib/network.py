@@ -32,9 +32,14 @@ FINGERPRINT_SQL = """SELECT
   (SELECT count(*) FROM sites), (SELECT sum(hash(s)::HUGEINT) FROM sites s),
   (SELECT count(*) FROM upgrades), (SELECT sum(hash(u)::HUGEINT) FROM upgrades u),
   (SELECT count(*) FROM transport_links), (SELECT sum(hash(l)::HUGEINT) FROM transport_links l),
-  (SELECT max(import_id) FROM import_log)"""
-"""The content of the three tables as counts and sums of whole-row hashes, and the newest import: any change
-to them, by an import or by hand, and any import (of regions too: `Network.once`) gives another fingerprint."""
+  (SELECT count(*) FROM import_log), (SELECT sum(hash(i)::HUGEINT) FROM import_log i),
+  (SELECT sum(hash(region_id, name, level)::HUGEINT) FROM regions), (SELECT count(*) FROM region_cells),
+  (SELECT path FROM duckdb_databases() WHERE database_name = current_database())"""
+"""The content of the three tables as counts and sums of whole-row hashes, every import (its checksum and
+time), the regions' ids, names and levels and the number of region cells, and the store's file: any change
+to the three tables, by an import or by hand, any import (of regions too: what `Network.once` holds), and
+another store give another fingerprint. A hand edit of a region's cells that keeps their number is not
+seen (regions change by import)."""
 
 SITE_FIELDS = ["site_id", "lat", "lon", "cell", "site_type"]
 LINK_FIELDS = ["link_id", "a_lat", "a_lon", "b_lat", "b_lon", "kind", "completion_planned", "completion_actual"]
@@ -132,8 +137,11 @@ def dates(values: pd.Series) -> np.ndarray:
 def read(con) -> Network:
     """The network read from the store (three queries, portable Ibis)."""
     b = engine.backend(con)
-    sites = b.execute(b.table("sites").select(*SITE_FIELDS).order_by("site_id"))
-    sites = sites.astype({"site_id": "str"}).reset_index(drop=True)
+    t = b.table("sites")
+    # an empty cell as 0 (no cell), so that the column stays exact int64 (NULL would make it float)
+    sites = b.execute(t.select(*[t[c] if c != "cell" else t.cell.fill_null(0).name("cell") for c in SITE_FIELDS])
+                      .order_by("site_id"))
+    sites = sites.astype({"site_id": "str", "cell": "int64"}).reset_index(drop=True)
     ups = b.execute(upgrade_inputs_expr(con))
     site = pd.Index(sites["site_id"]).get_indexer(ups["site_id"].astype("str"))
     ups = ups[site >= 0].assign(_site=site[site >= 0]).sort_values("_site", kind="stable")
@@ -148,7 +156,10 @@ def read(con) -> Network:
     links = links.astype({"link_id": "str", "kind": "str"}).reset_index(drop=True)
     link_dates = {c: dates(links[c]) for c in ("completion_planned", "completion_actual")}
     kinds = pd.Categorical(sites["site_type"].astype("str"))
-    cell = pd.to_numeric(sites["cell"]).fillna(0).to_numpy(dtype="int64")
-    return Network(sites, ups["upgrade_id"].astype("str").to_numpy(dtype=object), cell, kinds.codes.astype("int64"),
-                   tuple(kinds.categories),
-                   ups["_site"].to_numpy(dtype="int64"), u, link, link_ids, links, link_dates)
+    net = Network(sites, ups["upgrade_id"].astype("str").to_numpy(dtype=object), sites["cell"].to_numpy(),
+                  kinds.codes.astype("int64"), tuple(kinds.categories), ups["_site"].to_numpy(dtype="int64"), u,
+                  link, link_ids, links, link_dates)
+    for a in (net.upgrade_id, net.cell, net.site_type, net.site, net.link, net.link_ids, *u.values(),
+              *link_dates.values()):
+        a.setflags(write=False)  # shared by every session: read only
+    return net

@@ -199,12 +199,10 @@ def counts_at(c: Counters, dates) -> dict[str, np.ndarray]:
     return out
 
 
-def cumulative(upgrades: pd.DataFrame | Counters, dates, region_id: str) -> pd.DataFrame:
-    """The progress series of one region's upgrades (columns as `region_upgrades`, or their `counters`) at
-    `dates`."""
-    c = upgrades if isinstance(upgrades, Counters) else counters(upgrades)
+def cumulative(upgrades: pd.DataFrame, dates, region_id: str) -> pd.DataFrame:
+    """The progress series of one region's upgrades (columns as `region_upgrades`) at `dates`."""
     d = pd.DatetimeIndex(dates).astype("datetime64[us]").to_numpy()
-    out = pd.DataFrame({"region_id": region_id, "date": d, **counts_at(c, d)})
+    out = pd.DataFrame({"region_id": region_id, "date": d, **counts_at(counters(upgrades), d)})
     return out[SERIES_COLUMNS]
 
 

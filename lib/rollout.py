@@ -158,13 +158,8 @@ def _open_no_plan(con, level: str, day: dt.date, net: network.Network | None = N
     """Open hotspots (hot cells of the last HOTSPOT_WINDOW_DAYS, capacity or coverage, each kind tested on its
     own) whose status is no_upgrade_planned, per region of `level` and for ALL."""
     window = asof.window(day, HOTSPOT_WINDOW_DAYS)
-
-    def hot_of(c, kind):
-        h = hotspots.hotspots(c, cells.REGION_RES, *window, kind)
-        return h.loc[h["hot"].astype(bool), ["cell"]]
-
-    found = [hot_of(con, kind) for kind in NO_PLAN_KINDS]
-    hot = pd.concat(found).drop_duplicates()
+    hot = pd.concat([h.loc[h["hot"].astype(bool), ["cell"]] for h in (
+        hotspots.hotspots(con, cells.REGION_RES, *window, kind) for kind in NO_PLAN_KINDS)]).drop_duplicates()
     rel = (linkage.relief_of(net, hot, cells.REGION_RES, day) if net is not None  # the relief of hot cells only
            else linkage.relief(con, hot, cells.REGION_RES, day))
     cells_open = rel.loc[rel["status"] == "no_upgrade_planned", ["cell"]].astype("int64")

@@ -31,9 +31,6 @@ COLUMNS = ("installed_actual", "on_air_planned", "on_air_actual", "link_id", "co
 FLAGS = ("up_done", "up_date", "link_done", "link_date", "ready", "blocked", "late", "undated", "own_date")
 """What the rules give per upgrade (flags are 1 or 0)."""
 
-SITE_COLUMNS = ("n_upgrades", "all_done", "any_blocked", "any_late", "any_undated", "relief_date",
-                "pick_link_id", "pick_date", "pick_known")
-"""`per_site`'s columns."""
 
 
 class IbisOps:
@@ -143,7 +140,8 @@ def evaluate(u: Mapping[str, np.ndarray], as_of: dt.date) -> dict[str, np.ndarra
 
 
 def per_site(site: np.ndarray, n_sites: int, flags: Mapping[str, np.ndarray], link: np.ndarray) -> dict:
-    """The upgrades' `evaluate` flags aggregated per site: `SITE_COLUMNS` -> array over sites 0..n_sites-1.
+    """The upgrades' `evaluate` flags aggregated per site: n_upgrades, all_done, any_blocked, any_late,
+    any_undated, relief_date, pick_link_id, pick_date, pick_known -> array over sites 0..n_sites-1.
 
     `site` is each upgrade's site (0..n_sites-1, sorted ascending), `link` its link's number (-1: none; numbers
     in the order of the link ids). all_done is the minimum of up_done x link_done, the any_ flags maxima

@@ -16,7 +16,7 @@ import pytest
 import streamlit as st
 from hypothesis import settings
 
-from lib import store
+from lib import network, store
 
 # Hypothesis's default 200 ms deadline per example is a timed assertion: on a busy 2-core
 # machine it fails correct code. Examples are still bounded by max_examples.
@@ -188,12 +188,15 @@ def demo_db(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def clean_caches():
-    """Streamlit's caches are process-wide: start and end every test with empty ones."""
+    """Streamlit's caches and the held networks (lib/network) are process-wide: start and end every test with
+    empty ones."""
     st.cache_data.clear()
     st.cache_resource.clear()
+    network.clear()
     yield
     st.cache_data.clear()
     st.cache_resource.clear()
+    network.clear()
 
 
 @pytest.fixture

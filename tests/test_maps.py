@@ -326,16 +326,17 @@ def test_the_payload_bound_is_never_below_the_real_size(con, every):
 
 
 def test_the_view_of_the_held_network_equals_the_queried_one(con):
-    """On the store the sites, links and relief come from the network held in memory (lib/network, rules in
-    numpy), on any other Ibis backend from queries (rules in SQL): the two give the same frames, also for a
-    region and an earlier date, with every site status and link state shown."""
+    """On the store the sites and links come from the network held in memory (lib/network, rules in numpy),
+    on any other Ibis backend from queries (rules in SQL; the relief reads the network there too, on every
+    call, and tests/test_rules.py checks it against SQL): the two give the same frames, also for a region and
+    an earlier date, with every site status and link state shown."""
     region = con.execute("SELECT min(region_id) FROM regions WHERE level = 'state'").fetchall()[0][0]
     for p in (maps.Params(as_of=AS_OF), maps.Params(as_of=AS_OF - dt.timedelta(days=200), region=region,
                                                      significant_only=False),
               maps.Params(as_of=AS_OF - dt.timedelta(days=90), significant_only=False, site_statuses=asof.SITE_STATUSES,
                           link_states=asof.LINK_STATES)):
-        threaded, serial = maps.view(con, p), maps.view(engine.backend(con.cursor()), p)
-        assert threaded.totals == serial.totals and threaded.totals["sites"] > 0
-        for name in threaded.layers:
-            pd.testing.assert_frame_equal(threaded.layers[name], serial.layers[name], check_dtype=False)
-        pd.testing.assert_frame_equal(threaded.hotspots, serial.hotspots, check_dtype=False)
+        held, queried = maps.view(con, p), maps.view(engine.backend(con.cursor()), p)
+        assert held.totals == queried.totals and held.totals["sites"] > 0
+        for name in held.layers:
+            pd.testing.assert_frame_equal(held.layers[name], queried.layers[name], check_dtype=False)
+        pd.testing.assert_frame_equal(held.hotspots, queried.hotspots, check_dtype=False)

@@ -17,10 +17,13 @@ DAY0 = dt.date(2025, 1, 1)
 DATES = [DAY0 + dt.timedelta(days=d) for d in (-30, 0, 45, 90, 120, 180, 240, 400)]
 
 
-def _date(rng, p_null: float = 0.3) -> str | None:
-    """A random ISO date in 2025 (some on the test dates themselves), or None."""
+def _date(rng, p_null: float = 0.3, far: float = 0.0) -> str | None:
+    """A random ISO date in 2025 (some on the test dates themselves), or None; with probability `far` the
+    placeholder 9999-12-31 (past what nanoseconds hold: such dates must come back as themselves)."""
     if rng.random() < p_null:
         return None
+    if rng.random() < far:
+        return "9999-12-31"
     if rng.random() < 0.2:
         return DATES[rng.integers(len(DATES))].isoformat()
     return (DAY0 + dt.timedelta(days=int(rng.integers(-60, 420)))).isoformat()
@@ -36,7 +39,7 @@ def random_world(tmp_path, seed: int):
         sites.append({"site_id": f"S{i:02d}", "lat": lat, "lon": lon,
                       "site_type": ["macro", "micro", "small_cell", None][int(rng.integers(4))]})
     links = [{"link_id": f"L{i:02d}", "kind": "fibre", "a_lat": BASE[0], "a_lon": BASE[1], "b_lat": 51.3,
-              "b_lon": 9.3, "completion_planned": _date(rng), "completion_actual": _date(rng, 0.6)}
+              "b_lon": 9.3, "completion_planned": _date(rng, far=0.15), "completion_actual": _date(rng, 0.6)}
              for i in range(int(rng.integers(1, 8)))]
     upgrades = []
     for i in range(int(rng.integers(0, 30))):
@@ -45,7 +48,7 @@ def random_world(tmp_path, seed: int):
         permit, installed, on_air = (x if rng.random() < 0.5 else None for x in chain)
         upgrades.append({
             "upgrade_id": f"U{i:03d}", "site_id": f"S{int(rng.integers(len(sites))):02d}", "kind": "hardware_swap",
-            "permit_actual": permit, "installed_actual": installed, "on_air_planned": _date(rng, 0.0),
+            "permit_actual": permit, "installed_actual": installed, "on_air_planned": _date(rng, 0.0, far=0.05),
             "on_air_actual": on_air, "status": [None, "cancelled"][int(rng.random() < 0.2)],
             "transport_link_id": None if rng.random() < 0.3 else f"L{int(rng.integers(len(links))):02d}"})
     return build(tmp_path, sites, links, upgrades)
@@ -110,3 +113,37 @@ def test_pick_orders_unknown_first_then_latest_then_link():
 def test_named_gives_text_of_pandas_str_dtype():
     got = rules.named(np.array([2, 0, 1, 1]), ("a", "b", "c"))
     pd.testing.assert_series_equal(got, pd.Series(["c", "a", "b", "b"], dtype="str"))
+
+
+def test_far_dates_come_back_as_themselves(tmp_path):
+    got = []
+    for seed in SEEDS:
+        con = random_world(tmp_path / str(seed), seed)
+        got += [d for d in linkage.relief(con, sorted(h3.api.basic_int.grid_disk(H, 5)), as_of=DATES[3])[
+            "relief_date"] if d is not None]
+    assert dt.date(9999, 12, 31) in got  # the random worlds reach the placeholder, and it is not wrapped
+
+
+def test_the_held_network_is_per_store_and_sees_region_names(tmp_path):
+    """Two stores with the same sites, upgrades and links but another name of a region: each shows its own."""
+    a = random_world(tmp_path / "a", 5)
+    for con, name in ((a, None), (random_world(tmp_path / "b", 5), "Westen")):
+        con.execute("INSERT INTO regions (region_id, name, level) VALUES ('W', ?, 'state')", [name or "West"])
+    from lib import rollout
+    names = [rollout.region_table(random_con, "state", DATES[3]).set_index("region_id")["name"].get("W")
+             for random_con in (a, store_of(tmp_path / "b"))]
+    assert names == ["West", "Westen"]
+
+
+def store_of(folder):
+    from lib import store
+    return store.connect(folder / "x.duckdb")
+
+
+def test_a_site_without_a_cell_leaves_the_others_exact(tmp_path):
+    con = random_world(tmp_path, 2)
+    want = asof.sites_as_of(con, DATES[3])
+    con.execute("UPDATE sites SET cell = NULL WHERE site_id = 'S00'")
+    got = asof.sites_as_of(con, DATES[3])
+    assert got["cell"].dtype == "int64" and got.loc[got["site_id"] == "S00", "cell"].item() == 0
+    pd.testing.assert_series_equal(got["cell"].iloc[1:], want["cell"].iloc[1:].astype("int64"))
