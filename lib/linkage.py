@@ -276,13 +276,19 @@ def _serving_pairs(net: network.Network, hot: np.ndarray, res: int,
     reach = np.array([*kinds, rings.get(DEFAULT_SITE_TYPE, -1)], dtype="int64")[net.site_type]  # -1: empty type
     reach[net.cell <= 0] = -1  # a site without a cell serves nothing
     disk = coverage_disks(hot, k)  # centre: the hotspot; cell: a cell within k of it; sorted by hotspot
-    centres = cells.parent(net.cell, res)
-    order = np.argsort(centres, kind="stable")
+    order, centres = net.once(("linkage.centres", res), lambda: _sorted_centres(net, res))
     near = disk["cell"].to_numpy()
-    row, at = rules.spans(np.searchsorted(centres[order], near, "left"), np.searchsorted(centres[order], near, "right"))
+    row, at = rules.spans(np.searchsorted(centres, near, "left"), np.searchsorted(centres, near, "right"))
     site = order[at]
     keep = disk["distance"].to_numpy()[row] <= reach[site]
     return np.searchsorted(hot, disk["centre"].to_numpy()[row[keep]]), site[keep]
+
+
+def _sorted_centres(net: network.Network, res: int) -> tuple[np.ndarray, np.ndarray]:
+    """The site numbers in the order of their centres (cell parents at `res`), and those centres, sorted."""
+    centres = cells.parent(net.cell, res)
+    order = np.argsort(centres, kind="stable")
+    return order, centres[order]
 
 
 def _relief_per_cell(net: network.Network, hot: np.ndarray, cell: np.ndarray, site: np.ndarray,

@@ -221,7 +221,7 @@ def blocked_counts(con, level: str, as_of, net: network.Network | None = None) -
 def _upgrade_regions(con, level: str, net: network.Network) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each (region of `level`, upgrade) pair of `progress.region_upgrades`: the region's number, the regions'
     ids, and the upgrade's position in `net`."""
-    ru = _held(con, net, ("progress.region_upgrades", level), lambda: progress.region_upgrades(con, level))
+    ru = _region_upgrades(con, net, level)
     where = pd.Index(net.upgrade_id).get_indexer(ru["upgrade_id"].astype("str"))
     codes, ids = pd.factorize(ru["region_id"].astype("str"), sort=True)
     keep = where >= 0
@@ -233,20 +233,29 @@ def _held(con, net: network.Network | None, key: tuple, build):
     return net.once(key, build) if net is not None else build()
 
 
-def _trend(frame: pd.DataFrame | progress.Counters, day: dt.date) -> list[float]:
+def _region_upgrades(con, net: network.Network | None, level: str) -> pd.DataFrame:
+    """`progress.region_upgrades`, held per store content with the network."""
+    return _held(con, net, ("progress.region_upgrades", level), lambda: progress.region_upgrades(con, level))
+
+
+def _regions(con, net: network.Network | None, level: str) -> pd.DataFrame:
+    """`regions`, held per store content with the network."""
+    return _held(con, net, ("rollout.regions", level), lambda: regions(con, level))
+
+
+def _trend(c: progress.Counters, day: dt.date) -> list[float]:
     """Percent on air at the last TREND_MONTHS month ends before `day`, and on `day`."""
     ends = progress.period_ends(pd.Timestamp(day) - pd.DateOffset(months=TREND_MONTHS), day, "month")
     dates = [d for d in ends if d < pd.Timestamp(day)] + [pd.Timestamp(day)]
-    c = frame if isinstance(frame, progress.Counters) else progress.counters(frame)
     return [round(float(v), 2) for v in np.nan_to_num(progress.counts_at(c, dates)["pct_on_air"], nan=0.0)]
 
 
-def _region_counters(con, level: str) -> dict[str, progress.Counters]:
+def _region_counters(con, net: network.Network | None, level: str) -> dict[str, progress.Counters]:
     """The `progress.counters` of the network's upgrades (ALL, first) and of each region of `level`."""
-    per_region = progress.region_upgrades(con, level)
+    per_region = _region_upgrades(con, net, level)
     groups = dict(tuple(per_region.groupby("region_id", sort=False)))
     frames = {ALL: progress.network_upgrades(con)} | {
-        rid: groups.get(rid, per_region.iloc[:0]) for rid in regions(con, level)["region_id"]}
+        rid: groups.get(rid, per_region.iloc[:0]) for rid in _regions(con, net, level)["region_id"]}
     return {rid: progress.counters(frame) for rid, frame in frames.items()}
 
 
@@ -256,9 +265,8 @@ def region_table(con, level: str = "state", as_of=None) -> pd.DataFrame:
     blocked by transport, open hotspots with no upgrade planned, and a percent-on-air trend."""
     day = as_date(as_of)
     net = network.held(con) if isinstance(con, duckdb.DuckDBPyConnection) else None
-    frames = _held(con, net, ("rollout.region_counters", level), lambda: _region_counters(con, level))
-    names = {ALL: NETWORK_NAME} | _held(con, net, ("rollout.regions", level), lambda: regions(
-        con, level)).set_index("region_id")["name"].to_dict()
+    frames = _held(con, net, ("rollout.region_counters", level), lambda: _region_counters(con, net, level))
+    names = {ALL: NETWORK_NAME} | _regions(con, net, level).set_index("region_id")["name"].to_dict()
     n_blocked = blocked_counts(con, level, day, net)
     open_no_plan = _open_no_plan(con, level, day, net)
     rows = []

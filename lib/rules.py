@@ -32,7 +32,6 @@ FLAGS = ("up_done", "up_date", "link_done", "link_date", "ready", "blocked", "la
 """What the rules give per upgrade (flags are 1 or 0)."""
 
 
-
 class IbisOps:
     """The operations on Ibis expressions (compiled to CASE WHEN and IS NULL on every engine)."""
 
