@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from rss import TreePeak  # noqa: E402
 
-from lib import asof, cells, demo, hotspots, linkage, maps, overview, progress, rollout, store  # noqa: E402
+from lib import asof, cells, demo, hotspots, linkage, mapdraw, maps, overview, progress, rollout, store  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 SITES = 30_000
@@ -106,7 +106,7 @@ def page_latencies(con: duckdb.DuckDBPyConnection, repeat: int) -> dict:
         "progress_series(['11'])": latency(con, lambda c, i: progress.progress_series(c, ["11"], LEVEL, "week"),
                                            repeat),
         "hotspots(res=7)": latency(con, lambda c, i: hotspots.hotspots(c, res=7, kind="capacity"), repeat),
-        "map view, Germany, as of a date": latency(con, lambda c, i: maps.fitted(c, maps.Params(as_of=back(i))),
+        "map view, Germany, as of a date": latency(con, lambda c, i: mapdraw.fitted(c, maps.Params(as_of=back(i))),
                                                    repeat),
         "rollout region_table, as of a date": latency(con, lambda c, i: rollout.region_table(c, LEVEL, back(i)),
                                                       repeat),

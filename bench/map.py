@@ -3,7 +3,7 @@
     python bench/map.py STORE.duckdb [--repeat 10] [--baseline-repeat 3]
 
 Builds the Planner map's default view of all of Germany (every layer, default filters, as of the
-store's data date) the way the page does on a cache miss: `maps.fitted` (queries, filters, feature
+store's data date) the way the page does on a cache miss: `mapdraw.fitted` (queries, filters, feature
 budget, payload check) and the Deck JSON the browser receives. The baseline, measured in the same
 run, ships what a straightforward page would: every resolution-9 cell with a complaint in the same
 window (with its relief status), every site and every link, in pydeck's own (indented) JSON. Prints
@@ -13,6 +13,7 @@ figures; asserts no timing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -26,13 +27,13 @@ import duckdb  # noqa: E402
 import numpy as np  # noqa: E402
 import pydeck as pdk  # noqa: E402
 
-from lib import asof, maps, overview  # noqa: E402
+from lib import asof, mapdraw, maps, overview  # noqa: E402
 
 
 def ours(con: duckdb.DuckDBPyConnection, p: maps.Params) -> tuple[maps.View, str]:
     """The page's cache-miss path: the fitted view and its Deck JSON."""
-    v = maps.fitted(con, p)
-    return v, maps.deck(v).to_json()
+    v = mapdraw.fitted(con, p)
+    return v, mapdraw.deck(v).to_json()
 
 
 def baseline(con: duckdb.DuckDBPyConnection, p: maps.Params) -> tuple[dict, str]:
@@ -41,11 +42,11 @@ def baseline(con: duckdb.DuckDBPyConnection, p: maps.Params) -> tuple[dict, str]
     hot = hot[hot["n"] > 0].assign(significance=lambda h: maps.significance(h))
     sites, links = asof.sites_as_of(con, p.as_of), asof.links_as_of(con, p.as_of)
     layers = [
-        pdk.Layer("H3HexagonLayer", id="hotspots", data=maps.hotspot_records(hot), get_hexagon="id",
+        pdk.Layer("H3HexagonLayer", id="hotspots", data=mapdraw.hotspot_records(hot), get_hexagon="id",
                   get_fill_color="c", pickable=True),
-        pdk.Layer("ScatterplotLayer", id="sites", data=maps.site_records(sites), get_position="p",
+        pdk.Layer("ScatterplotLayer", id="sites", data=mapdraw.site_records(sites), get_position="p",
                   get_fill_color="c", pickable=True),
-        pdk.Layer("LineLayer", id="links", data=maps.link_records(links.dropna(subset=["a_lat", "b_lat"])),
+        pdk.Layer("LineLayer", id="links", data=mapdraw.link_records(links.dropna(subset=["a_lat", "b_lat"])),
                   get_source_position="a", get_target_position="b", get_color="c", pickable=True),
     ]
     d = pdk.Deck(layers=layers, map_style=maps.MAP_STYLE)
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     info = overview.summary(con)
     p = maps.Params(as_of=info.data_as_of.date())
     o_med, o_p95, o_first, (v, o_json) = timed(lambda: ours(con, p), args.repeat)
-    every = maps.replace(p, significant_only=False, site_statuses=asof.SITE_STATUSES, link_states=asof.LINK_STATES)
+    every = dataclasses.replace(p, significant_only=False, site_statuses=asof.SITE_STATUSES,
+                                link_states=asof.LINK_STATES)
     w_med, w_p95, _, (w, w_json) = timed(lambda: ours(con, every), max(1, args.repeat // 2))
     b_med, b_p95, b_first, (b_counts, b_json) = timed(lambda: baseline(con, p), args.baseline_repeat)
     drawn = {k: len(f) for k, f in v.layers.items()}

@@ -18,7 +18,7 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from lib import export, maps, overview, publicview, publish, rollout, store, story
+from lib import export, mapdraw, maps, overview, publicview, publish, rollout, store, story
 from lib.errors import NetzausbauError, StoreError
 
 TTL = "1h"
@@ -87,7 +87,7 @@ QUERIES = MappingProxyType({
     "import_log": store.import_log,
     "rejected_rows": store.rejected_rows,
     "map_regions": maps.regions,
-    "map_view": maps.fitted,
+    "map_view": mapdraw.fitted,
     "hotspot_story": story.hotspot,
     "site_story": story.site,
     "link_story": story.link,

@@ -1,8 +1,8 @@
-"""The planner map: layers as of a date, a feature budget per view, colours, payload, exports.
+"""The planner map: layers as of a date, a feature budget per view, colours, pain.
 
 No streamlit here: `view` reads the store (through the engine: `lib.asof`) and returns
-small frames, one per layer, already filtered and capped on the server; `deck` turns a
-view into a pydeck Deck whose JSON is what the browser receives.
+small frames, one per layer, already filtered and capped on the server; `lib.mapdraw` turns a
+view into a pydeck Deck whose JSON is what the browser receives, and keeps it under `MAX_BYTES`.
 
 The budget: pydeck sends every feature as JSON and browsers slow down badly past some
 tens of thousands of hexagons, so a view ships at most `MAX_FEATURES` features and its
@@ -19,19 +19,15 @@ import datetime as dt
 import functools
 import gc
 import json
-import math
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import duckdb
-import h3
 import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
-import pydeck as pdk
-from pydeck.bindings.json_tools import default_serialize
 from shapely.geometry import mapping, shape
 
 from lib import asof, cells, engine, hotspots, linkage, network, schema
@@ -235,7 +231,7 @@ def outlines(con, region: str | None) -> Outlines:
     """GeoJSON features of the state outlines (whole country) or of one region, simplified."""
     rows = engine.run_query(con, ("maps.outlines", region), lambda: outlines_expr(con, region)).itertuples(
         index=False)
-    with _gc_paused():
+    with gc_paused():
         kept = [row for row in rows if _outline(*row) is not None]
         out = Outlines(_outline(*row) for row in kept)
     out.json_bytes = 2 + max(0, len(kept) - 1) + sum(_outline_bytes(*row) for row in kept)
@@ -372,78 +368,12 @@ def view(con, p: Params, max_features: int | None = None) -> View:
                 totals, shapes)
 
 
-RECORD_BYTES = MappingProxyType({"hotspots": 130, "sites": 90, "links": 130})
-"""Most bytes one record of each layer takes in the Deck JSON besides its text ids (keys, a 15-hex H3 id,
-numbers, rounded coordinates, status words and colours), over-counted."""
-DECK_BYTES = 4096
-"""Bytes of the Deck JSON besides the layers' records and the outlines (view state, layer settings, tooltip)."""
-
-
-def upper_bytes(v: View) -> int:
-    """An upper bound of the Deck JSON's size: the outlines as written, and each record at its most."""
-    shapes = v.outlines.json_bytes if isinstance(v.outlines, Outlines) else len(
-        json.dumps(v.outlines, separators=(",", ":")))
-    total = DECK_BYTES + shapes
-    for layer, frame in v.layers.items():
-        ids = {"sites": ["site_id"], "links": ["link_id"]}.get(layer, [])
-        text = sum(int(frame[c].astype("str").str.len().sum()) + 2 * len(frame) for c in ids)
-        total += len(frame) * RECORD_BYTES[layer] + text
-    return total
-
-
-def shrink(v: View, max_bytes: int | None = None) -> tuple[View, int]:
-    """`v` cut down (the same per-layer priorities) until its Deck JSON, in either colour mode and with a
-    hotspot picked, is at most `max_bytes` (default `MAX_BYTES`): (view, bytes), the bytes exact, or
-    `upper_bytes` when that already fits (then nothing is cut)."""
-    max_bytes = MAX_BYTES if max_bytes is None else max_bytes
-    def size(v: View) -> int:  # only the hotspot colours differ between the colour modes
-        h = v.layers.get("hotspots")
-        extra = 0 if h is None else max(0, len(json.dumps(hotspot_records(h, "significance"))) -
-                                        len(json.dumps(hotspot_records(h, "relief"))))
-        return payload_bytes(deck(v, "relief", ("hotspots", "0" * 15))) + extra
-
-    bound = upper_bytes(v)
-    if bound <= max_bytes:  # the usual view: clearly within, no need to write its JSON to know
-        return v, bound
-    n = size(v)
-    while n > max_bytes and v.features > 0:
-        total = int(v.features * max_bytes / n * 0.95)
-        budget = allot({k: len(f) for k, f in v.layers.items()}, total)
-        v = replace(v, layers={k: f.head(budget[k]) for k, f in v.layers.items()})
-        n = size(v)
-    return v, n
-
-
-def fitted(con, p: Params) -> View:
-    """`view` within both budgets: at most `MAX_FEATURES` features and `MAX_BYTES` of Deck JSON."""
-    return shrink(view(con, p))[0]
-
-
-# -- drawing ------------------------------------------------------------------------------
-
-class CompactDeck(pdk.Deck):
-    """A Deck whose JSON has no indentation: pydeck indents by 2, which for tens of thousands
-    of features more than doubles what the browser receives."""
-
-    def to_json(self) -> str:
-        return json.dumps(self, sort_keys=True, default=default_serialize, separators=(",", ":"))
-
-
-def payload_bytes(d: pdk.Deck) -> int:
-    """Bytes of the Deck JSON the browser receives."""
-    return len(d.to_json().encode())
-
-
-def _c(frame: pd.DataFrame, column: str) -> list:
-    return np.round(frame[column].to_numpy(dtype="float64"), COORD_DIGITS).tolist()
-
-
 _GC_LOCK = threading.Lock()
-_GC_PAUSES = [0]  # sessions inside _gc_paused now (a count, so the first to leave does not resume it early)
+_GC_PAUSES = [0]  # sessions inside gc_paused now (a count, so the first to leave does not resume it early)
 
 
 @contextlib.contextmanager
-def _gc_paused():
+def gc_paused():
     """No cyclic garbage collection while tens of thousands of small records are built: in a server's
     large heap its full passes cost five times the building itself (26k site records: 74 ms, 13 ms
     without). The records hold no cycles; what was deferred is collected at the next pass."""
@@ -457,203 +387,3 @@ def _gc_paused():
             _GC_PAUSES[0] -= 1
             if not _GC_PAUSES[0]:
                 gc.enable()
-
-
-def _s(frame: pd.DataFrame, column: str) -> list:
-    """A column as a list of Python values (iterating an Arrow-backed column is ten times slower)."""
-    return frame[column].tolist()
-
-
-def _colours(values: list, palette) -> list:
-    rgb = {k: list(v) for k, v in palette.items()}
-    return [rgb[v] for v in values]
-
-
-def hotspot_records(hot: pd.DataFrame, colour: str = "relief") -> list[dict]:
-    """Hexagon records: id (H3 hex), n, s (relief status), g (significance), c (colour)."""
-    if colour not in COLOUR_MODES:
-        raise ValueError(f"unknown colour mode {colour!r} (choose one of {list(COLOUR_MODES)})")
-    palette, col = (RELIEF_COLOURS, "status") if colour == "relief" else (SIGNIFICANCE_COLOURS, "significance")
-    ids = [h3.int_to_str(c) for c in _s(hot, "cell")]
-    return [{"id": i, "n": int(n), "s": s, "g": g, "c": c} for i, n, s, g, c in zip(
-        ids, _s(hot, "n"), _s(hot, "status"), _s(hot, "significance"), _colours(_s(hot, col), palette), strict=True)]
-
-
-def site_records(sites: pd.DataFrame) -> list[dict]:
-    """Point records: id (site_id), p ([lon, lat]), s (status), c (colour)."""
-    status = _s(sites, "status")
-    return [{"id": i, "p": [lo, la], "s": s, "c": c} for i, lo, la, s, c in zip(
-        _s(sites, "site_id"), _c(sites, "lon"), _c(sites, "lat"), status, _colours(status, SITE_COLOURS),
-        strict=True)]
-
-
-def link_records(links: pd.DataFrame) -> list[dict]:
-    """Line records: id (link_id), a and b ([lon, lat]), s (state), c (colour)."""
-    state = _s(links, "state")
-    return [{"id": i, "a": [alo, ala], "b": [blo, bla], "s": s, "c": c} for i, alo, ala, blo, bla, s, c in zip(
-        _s(links, "link_id"), _c(links, "a_lon"), _c(links, "a_lat"), _c(links, "b_lon"), _c(links, "b_lat"),
-        state, _colours(state, LINK_COLOURS), strict=True)]
-
-
-FOCUS_ZOOM = 10.5
-"""Zoom of the map centred on a selected object."""
-
-
-def focus_of(pick: tuple[str, str] | None, v: View) -> tuple[float, float] | None:
-    """(lat, lon) of a picked hotspot (its cell centre), site or link (its midpoint) when the view knows it."""
-    if not pick:
-        return None
-    layer, ident = pick
-    if layer == "hotspots":
-        cell = cells.parse_cell(ident)
-        return h3.cell_to_latlng(h3.int_to_str(cell)) if cell else None
-    f = v.layers.get(layer)
-    if f is None:
-        return None
-    row = f[f[f.columns[0]] == ident]
-    if row.empty:
-        return None
-    if layer == "sites":
-        return float(row["lat"].iloc[0]), float(row["lon"].iloc[0])
-    r = row.iloc[0]
-    return (r["a_lat"] + r["b_lat"]) / 2, (r["a_lon"] + r["b_lon"]) / 2
-
-
-def view_state(v: View, focus: tuple[float, float] | None = None) -> pdk.ViewState:
-    """Centred on `focus` (a picked object), else Germany or the bounds of the region's outline."""
-    if focus is not None:
-        return pdk.ViewState(latitude=round(focus[0], COORD_DIGITS), longitude=round(focus[1], COORD_DIGITS),
-                             zoom=FOCUS_ZOOM)
-    lat, lon, zoom = GERMANY
-    if v.params.region and v.outlines:
-        xs, ys = [], []
-        for f in v.outlines:
-            def walk(x):
-                if isinstance(x[0], (int, float)):
-                    xs.append(x[0])
-                    ys.append(x[1])
-                else:
-                    for y in x:
-                        walk(y)
-            walk(f["geometry"]["coordinates"])
-        lon, lat = (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2
-        stretch = 1 / math.cos(math.radians(lat))  # Web Mercator stretches latitude
-        fit = min(MAP_PIXELS[0] / max(max(xs) - min(xs), 0.01),
-                  MAP_PIXELS[1] / max((max(ys) - min(ys)) * stretch, 0.01))
-        zoom = max(4.0, min(12.0, math.log2(fit * 360 / 512)))
-    return pdk.ViewState(latitude=lat, longitude=lon, zoom=zoom)
-
-
-def deck(v: View, colour: str = "relief", pick: tuple[str, str] | None = None,
-         map_style: str | None = MAP_STYLE, focus: tuple[float, float] | None = None) -> CompactDeck:
-    """The pydeck Deck of a view (layer ids are the `LAYERS` names; `pick` = (layer, id) is outlined;
-    the map is centred on `focus` when given)."""
-    with _gc_paused():
-        return _deck(v, colour, pick, map_style, focus)
-
-
-def _deck(v: View, colour: str, pick: tuple[str, str] | None, map_style: str | None,
-          focus: tuple[float, float] | None) -> CompactDeck:
-    layers = []
-    if v.outlines:
-        layers.append(pdk.Layer("GeoJsonLayer", id="regions", data={"type": "FeatureCollection",
-                                                                      "features": v.outlines},
-                                stroked=True, filled=False, get_line_color=list(REGION_COLOUR),
-                                line_width_min_pixels=1, pickable=False))
-    if "links" in v.layers:
-        layers.append(pdk.Layer("LineLayer", id="links", data=link_records(v.layers["links"]),
-                                get_source_position="a", get_target_position="b", get_color="c",
-                                get_width=1, pickable=True, auto_highlight=True))
-    if "sites" in v.layers:
-        layers.append(pdk.Layer("ScatterplotLayer", id="sites", data=site_records(v.layers["sites"]),
-                                get_position="p", get_fill_color="c", get_radius=200, radius_min_pixels=1.5,
-                                radius_max_pixels=8, pickable=True, auto_highlight=True))
-    if "hotspots" in v.layers:
-        layers.append(pdk.Layer("H3HexagonLayer", id="hotspots", data=hotspot_records(v.layers["hotspots"], colour),
-                                get_hexagon="id", get_fill_color="c", get_line_color="c", opacity=0.8,
-                                extruded=False, stroked=True, line_width_min_pixels=1, pickable=True,
-                                auto_highlight=True))
-    if pick and pick[0] == "hotspots":
-        layers.append(pdk.Layer("H3HexagonLayer", id="picked", data=[{"id": pick[1]}], get_hexagon="id",
-                                filled=False, stroked=True, get_line_color=[0, 0, 0], line_width_min_pixels=3,
-                                extruded=False, pickable=False))
-    tooltip = {"html": "<b>{id}</b><br/>{s}", "style": {"fontSize": "12px"}}
-    return CompactDeck(layers=layers, initial_view_state=view_state(v, focus), map_style=map_style, tooltip=tooltip)
-
-
-def picked(selection) -> tuple[str, str] | None:
-    """(layer, id) of the object a map selection holds (`event["selection"]`), or None."""
-    objects = (selection or {}).get("objects") or {}
-    for layer in ("hotspots", "sites", "links"):
-        for obj in objects.get(layer) or []:
-            if isinstance(obj, dict) and obj.get("id"):
-                return layer, str(obj["id"])
-    return None
-
-
-# -- exports ------------------------------------------------------------------------------
-
-TABLE_COLUMNS = ["rank", "cell", "n", "status", "relief_date", "days_open", "pain", "z", "significance",
-                 "n_sites", "n_upgrades", "blocking_link_id"]
-
-
-def table(hot: pd.DataFrame) -> pd.DataFrame:
-    """The ranked hotspot table (and CSV export): cells as H3 hex text."""
-    out = hot[TABLE_COLUMNS].copy()
-    out["cell"] = [h3.int_to_str(int(c)) for c in out["cell"]]
-    out["z"] = out["z"].round(2)
-    return out
-
-
-def geojson(hot: pd.DataFrame) -> dict:
-    """The hotspots as a GeoJSON FeatureCollection of hexagon polygons (lon, lat; ring closed)."""
-    features = []
-    for row in table(hot).itertuples(index=False):
-        ring = [[round(lo, 6), round(la, 6)] for la, lo in h3.cell_to_boundary(row.cell)]
-        props = {c: getattr(row, c) for c in TABLE_COLUMNS}
-        props["relief_date"] = None if pd.isna(props["relief_date"]) else str(pd.Timestamp(props["relief_date"]).date())
-        props = {k: (v.item() if isinstance(v, np.generic) else (None if v is None or v is pd.NA else v))
-                 for k, v in props.items()}
-        features.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring + ring[:1]]},
-                         "properties": props})
-    return {"type": "FeatureCollection", "features": features}
-
-
-def geojson_bytes(hot: pd.DataFrame) -> bytes:
-    """`geojson` as UTF-8 bytes."""
-    return json.dumps(geojson(hot), separators=(",", ":"), allow_nan=False).encode()
-
-
-LABELS = MappingProxyType({
-    "relieved": "relieved", "on_track": "on track", "late": "late", "blocked_by_transport": "blocked by transport",
-    "no_upgrade_planned": "no upgrade planned", "hot": "hot spot (significant)", "cold": "cold spot (significant)",
-    "not_significant": "not significant", "installed": "installed", "permit": "permit", "planned": "planned",
-    "on_air": "on air", "no_upgrade": "no upgrade", "done": "done", "no_expansion": "no expansion"})
-"""How a status reads on the page."""
-
-
-def legend(colour: str, layers) -> list[tuple[str, list[tuple[str, tuple[int, int, int]]]]]:
-    """The legend of the drawn layers: (layer title, [(label, rgb), ...])."""
-    out = []
-    if "hotspots" in layers:
-        palette = RELIEF_COLOURS if colour == "relief" else SIGNIFICANCE_COLOURS
-        out.append((f"Hotspots by {colour}", [(LABELS[k], v) for k, v in palette.items()]))
-    if "sites" in layers:
-        out.append(("Sites by upgrade status", [(LABELS[k], v) for k, v in SITE_COLOURS.items()]))
-    if "links" in layers:
-        out.append(("Transport links", [(LABELS[k], v) for k, v in LINK_COLOURS.items()]))
-    if "regions" in layers:
-        out.append(("Regions", [("outline", REGION_COLOUR)]))
-    return out
-
-
-def legend_html(colour: str, layers) -> str:
-    """`legend` as small HTML: a coloured square before each label."""
-    rows = []
-    for title, items in legend(colour, layers):
-        swatches = " ".join(
-            f'<span style="white-space:nowrap;margin-right:10px"><span style="display:inline-block;width:11px;'
-            f'height:11px;background:rgb{rgb};margin-right:4px;vertical-align:middle"></span>{label}</span>'
-            for label, rgb in items)
-        rows.append(f'<div style="font-size:13px;margin:2px 0"><b>{title}:</b> {swatches}</div>')
-    return "".join(rows)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import h3
 import pandas as pd
 
-from lib import asof, hotspots, linkage, maps, schema
+from lib import asof, hotspots, linkage, mapdraw, maps, schema
 
 CHOICES = {
     "ch": ("channels", schema.CHANNELS),
@@ -192,7 +192,7 @@ def params_from(values: Mapping) -> maps.Params:
 def choose(memory: dict, selection, rows, ranked_cells) -> tuple[str, str] | None:
     """The selected object: the newest of a map click (`selection`, the chart's event) and a ranked-table
     row (`rows`, indices into `ranked_cells`); `memory` (the session) keeps what was seen before."""
-    clicked = maps.picked(selection)
+    clicked = mapdraw.picked(selection)
     if clicked != memory.get("map_clicked"):
         memory["map_clicked"] = clicked
         memory["map_pick"] = clicked or memory.get("map_pick")

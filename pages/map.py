@@ -4,12 +4,12 @@ import time
 
 import streamlit as st
 
-from lib import asof, cache, cells, export, hotspots, linkage, maps, mapurl, schema, story
+from lib import asof, cache, cells, export, hotspots, linkage, mapdraw, maps, mapurl, schema, story
 
 PLAY_SECONDS = 2.0
 TABLE_ROWS = 500
 ss = st.session_state
-LABEL = maps.LABELS.get
+LABEL = mapdraw.LABELS.get
 UPGRADE_COLUMNS = {c: st.column_config.DateColumn(c.replace("_", " ")) for c in story.UPGRADE_COLUMNS
                    if c.endswith(("_planned", "_actual"))} | {
     "delay_days": st.column_config.NumberColumn("on air delay (days)", help="Actual minus planned on-air date; "
@@ -73,13 +73,13 @@ with st.expander("Filters: channels, upgrades, statuses"):
 p = mapurl.params_from(ss)
 with st.spinner("Building the map..."):
     view = cache.query(con, "map_view", p)
-ranked = maps.table(view.hotspots.head(TABLE_ROWS))
+ranked = mapdraw.table(view.hotspots.head(TABLE_ROWS))
 
 # the newest selection wins: a click on the map, or a row of the ranked table
 pick = mapurl.choose(ss, (ss.get("map") or {}).get("selection"),
                      ((ss.get("map_table") or {}).get("selection") or {}).get("rows"), ranked["cell"].tolist())
 if pick and pick != ss.get("map_focus_pick"):  # a new selection: centre the map on it, until the area changes
-    ss["map_focus_pick"], ss["map_focus"] = pick, (p.region, maps.focus_of(pick, view))
+    ss["map_focus_pick"], ss["map_focus"] = pick, (p.region, mapdraw.focus_of(pick, view))
 focus = ss.get("map_focus", (None, None))
 focus = focus[1] if focus[0] == p.region else None
 st.query_params.from_dict(mapurl.query(mapurl.State(p, ss["map_colour"], pick), last))
@@ -92,10 +92,10 @@ with left:
         st.caption(f":material/filter_alt: {layer}: the {drawn:,} most {most} of {total:,} drawn (at most "
                    f"{maps.MAX_FEATURES:,} features and {maps.MAX_BYTES / 1e6:.0f} MB a view); "
                    "choose a region or filters to see the rest.")
-    st.pydeck_chart(maps.deck(view, ss["map_colour"], pick, focus=focus), on_select="rerun",
+    st.pydeck_chart(mapdraw.deck(view, ss["map_colour"], pick, focus=focus), on_select="rerun",
                     selection_mode="single-object", key="map", height=620)
     with st.container(key="map_legend"):
-        st.html(maps.legend_html(ss["map_colour"], p.layers))
+        st.html(mapdraw.legend_html(ss["map_colour"], p.layers))
     st.caption(f"Hotspots: Gi* over the {p.window_days} days up to {p.as_of} ({p.kind} complaints), "
                f"H3 resolution {p.resolution}. Click a hotspot, site or link for its story.")
 
@@ -173,7 +173,7 @@ st.dataframe(ranked, hide_index=True, key="map_table", on_select="rerun", select
 d1, d2, _ = st.columns([1, 1, 3])
 stem = f"hotspots-{p.as_of}-{p.region or 'DE'}"
 hot = view.hotspots  # the exports are built when clicked
-d1.download_button("Download CSV", lambda: export.csv_bytes(maps.table(hot)), f"{stem}.csv", export.CSV_MIME,
+d1.download_button("Download CSV", lambda: export.csv_bytes(mapdraw.table(hot)), f"{stem}.csv", export.CSV_MIME,
                    icon=":material/download:", key="dl_csv", on_click="ignore")
-d2.download_button("Download GeoJSON", lambda: maps.geojson_bytes(hot), f"{stem}.geojson", "application/geo+json",
+d2.download_button("Download GeoJSON", lambda: mapdraw.geojson_bytes(hot), f"{stem}.geojson", "application/geo+json",
                    icon=":material/download:", key="dl_geojson", on_click="ignore")

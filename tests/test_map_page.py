@@ -13,7 +13,7 @@ import h3
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lib import demo, maps, store
+from lib import demo, mapdraw, maps, store
 
 APP = "../dashboard.py"
 PAGE = "pages/map.py"
@@ -142,7 +142,7 @@ def test_a_hotspot_picked_on_the_map_shows_its_story(db):
     assert f"Hotspot {top['id']}" in [h.value for h in at.subheader]
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Complaints"] == f"{window_counts(db, 7, AS_OF)[top['id']]:,}" != "0"
-    assert metrics["Relief status"] == maps.LABELS[top["s"]]
+    assert metrics["Relief status"] == mapdraw.LABELS[top["s"]]
     assert at.query_params["sel"] == f"hotspots:{top['id']}"
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert spec["layout"]["yaxis"]["title"]["text"] == "complaints a week"
@@ -150,7 +150,7 @@ def test_a_hotspot_picked_on_the_map_shows_its_story(db):
     assert [x["id"] for x in view["layers"]][-1] == "picked"
     lat, lon = h3.cell_to_latlng(top["id"])
     assert view["initialViewState"]["latitude"] == pytest.approx(lat, abs=1e-4)
-    assert view["initialViewState"]["zoom"] == maps.FOCUS_ZOOM
+    assert view["initialViewState"]["zoom"] == mapdraw.FOCUS_ZOOM
 
 
 def test_a_table_row_selects_its_hotspot(db):
@@ -183,7 +183,7 @@ def test_a_site_picked_on_the_map_lists_its_upgrades(db):
     counts = window_counts(db, 8, demo.DEMO_AS_OF)
     assert dict(zip(served["cell"], served["complaints"], strict=True)) == {c: counts.get(c, 0) for c in disk}
     metrics = [m.value for m in at.metric]
-    assert metrics == [maps.LABELS[site["s"]], f"{sum(counts.get(c, 0) for c in disk):,}"]
+    assert metrics == [mapdraw.LABELS[site["s"]], f"{sum(counts.get(c, 0) for c in disk):,}"]
 
 
 def test_a_selection_in_the_link_opens_its_story_and_can_be_cleared(db):

@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from shapely.geometry import Point, shape
 
-from lib import asof, demo, engine, export, maps
+from lib import asof, demo, engine, export, mapdraw, maps
 
 AS_OF = demo.DEMO_AS_OF
 
@@ -87,20 +87,21 @@ def test_a_capped_view_keeps_the_most_complained_hotspots_and_the_most_urgent_si
 
 
 def test_the_default_germany_view_is_within_both_budgets(con):
-    v = maps.fitted(con, maps.Params(as_of=AS_OF))
+    v = mapdraw.fitted(con, maps.Params(as_of=AS_OF))
     assert v.features <= maps.MAX_FEATURES
     for colour in maps.COLOUR_MODES:
-        assert len(maps.deck(v, colour).to_json().encode()) <= maps.MAX_BYTES
+        assert len(mapdraw.deck(v, colour).to_json().encode()) <= maps.MAX_BYTES
     assert v.params.resolution == maps.GERMANY_RES == 7
 
 
 def test_shrink_cuts_the_payload_below_a_small_limit(full):
-    before = maps.payload_bytes(maps.deck(full))
-    fixed = maps.payload_bytes(maps.deck(maps.replace(full, layers={k: f.head(0) for k, f in full.layers.items()})))
+    before = mapdraw.payload_bytes(mapdraw.deck(full))
+    empty = dataclasses.replace(full, layers={k: f.head(0) for k, f in full.layers.items()})
+    fixed = mapdraw.payload_bytes(mapdraw.deck(empty))
     limit = fixed + (before - fixed) // 4
-    small, size = maps.shrink(full, max_bytes=limit)
+    small, size = mapdraw.shrink(full, max_bytes=limit)
     assert size <= limit < before and small.features < full.features / 3
-    got = max(len(maps.deck(small, c, ("hotspots", "0" * 15)).to_json().encode()) for c in maps.COLOUR_MODES)
+    got = max(len(mapdraw.deck(small, c, ("hotspots", "0" * 15)).to_json().encode()) for c in maps.COLOUR_MODES)
     assert got == size
     for k, f in small.layers.items():  # each layer keeps a prefix of its priority order
         assert f["cell" if k == "hotspots" else f.columns[0]].tolist() == \
@@ -108,8 +109,8 @@ def test_shrink_cuts_the_payload_below_a_small_limit(full):
 
 
 def test_compact_json_is_pydecks_json_without_the_indentation(full):
-    d = maps.deck(full)
-    plain = maps.pdk.Deck.to_json(d)
+    d = mapdraw.deck(full)
+    plain = mapdraw.pdk.Deck.to_json(d)
     assert json.loads(d.to_json()) == json.loads(plain)
     assert len(d.to_json()) < len(plain) / 2
 
@@ -221,7 +222,7 @@ def test_no_relief_date_waits_longer_than_any_dated_plan():
 # -- drawing, selection, exports ----------------------------------------------------------------------
 
 def test_deck_layers_records_and_colours(full):
-    d = json.loads(maps.deck(full, "relief", ("hotspots", "871f15375ffffff")).to_json())
+    d = json.loads(mapdraw.deck(full, "relief", ("hotspots", "871f15375ffffff")).to_json())
     ids = [layer["id"] for layer in d["layers"]]
     assert ids == ["regions", "links", "sites", "hotspots", "picked"]
     hexes = d["layers"][3]["data"]
@@ -229,7 +230,7 @@ def test_deck_layers_records_and_colours(full):
     assert [x["id"] for x in hexes] == [h3.int_to_str(int(c)) for c in hot["cell"]]
     assert [tuple(x["c"]) for x in hexes] == [maps.RELIEF_COLOURS[s] for s in hot["status"]]
     assert [x["n"] for x in hexes] == hot["n"].tolist()
-    sig = json.loads(maps.deck(full, "significance").to_json())["layers"][3]["data"]
+    sig = json.loads(mapdraw.deck(full, "significance").to_json())["layers"][3]["data"]
     want = ["hot" if s and z > 0 else ("cold" if s else "not_significant")
             for s, z in zip(hot["significant"], hot["z"], strict=True)]
     assert [tuple(x["c"]) for x in sig] == [maps.SIGNIFICANCE_COLOURS[w] for w in want]
@@ -239,7 +240,7 @@ def test_deck_layers_records_and_colours(full):
                                                strict=True)]
     assert d["mapStyle"].startswith("https://basemaps.cartocdn.com/")  # CARTO: no token needed
     with pytest.raises(ValueError, match="colour"):
-        maps.hotspot_records(hot, "rainbow")
+        mapdraw.hotspot_records(hot, "rainbow")
 
 
 @pytest.mark.parametrize(("selection", "expected"), [
@@ -253,23 +254,23 @@ def test_deck_layers_records_and_colours(full):
     ({"objects": {"hotspots": [{"n": 3}]}}, None),
 ])
 def test_picked(selection, expected):
-    assert maps.picked(selection) == expected
+    assert mapdraw.picked(selection) == expected
 
 
 def test_focus_is_the_picked_objects_place(full):
     cell = int(full.layers["hotspots"]["cell"].iloc[0])
-    lat, lon = maps.focus_of(("hotspots", h3.int_to_str(cell)), full)
+    lat, lon = mapdraw.focus_of(("hotspots", h3.int_to_str(cell)), full)
     assert (lat, lon) == pytest.approx(h3.cell_to_latlng(h3.int_to_str(cell)))
     site = full.layers["sites"].iloc[5]
-    assert maps.focus_of(("sites", site["site_id"]), full) == (site["lat"], site["lon"])
-    assert maps.focus_of(("sites", "nope"), full) is None and maps.focus_of(None, full) is None
-    vs = maps.view_state(full, (lat, lon))
-    assert (vs.latitude, vs.longitude, vs.zoom) == (round(lat, 5), round(lon, 5), maps.FOCUS_ZOOM)
+    assert mapdraw.focus_of(("sites", site["site_id"]), full) == (site["lat"], site["lon"])
+    assert mapdraw.focus_of(("sites", "nope"), full) is None and mapdraw.focus_of(None, full) is None
+    vs = mapdraw.view_state(full, (lat, lon))
+    assert (vs.latitude, vs.longitude, vs.zoom) == (round(lat, 5), round(lon, 5), mapdraw.FOCUS_ZOOM)
 
 
 def test_geojson_export_holds_each_hexagon(full):
     hot = full.hotspots.head(25)
-    fc = json.loads(maps.geojson_bytes(hot))
+    fc = json.loads(mapdraw.geojson_bytes(hot))
     assert fc["type"] == "FeatureCollection" and len(fc["features"]) == 25
     for f, (_, row) in zip(fc["features"], hot.iterrows(), strict=True):
         ring = f["geometry"]["coordinates"][0]
@@ -286,8 +287,8 @@ def test_geojson_export_holds_each_hexagon(full):
 def test_csv_export_is_the_table_with_formulas_escaped(full):
     hot = full.hotspots.head(3).copy()
     hot.loc[hot.index[0], "blocking_link_id"] = "=HYPERLINK(\"http://x\")"
-    back = pd.read_csv(io.BytesIO(export.csv_bytes(maps.table(hot))), encoding="utf-8-sig")
-    assert list(back.columns) == maps.TABLE_COLUMNS
+    back = pd.read_csv(io.BytesIO(export.csv_bytes(mapdraw.table(hot))), encoding="utf-8-sig")
+    assert list(back.columns) == mapdraw.TABLE_COLUMNS
     assert back["blocking_link_id"].iloc[0].startswith("'=")
     assert back["cell"].tolist() == [h3.int_to_str(int(c)) for c in hot["cell"]]
     assert back["pain"].tolist() == (hot["n"] * hot["days_open"]).tolist()
@@ -304,11 +305,11 @@ def test_outlines_are_the_states_simplified(con, full):
 
 
 def test_legend_names_every_colour_drawn():
-    html = maps.legend_html("relief", maps.LAYERS)
+    html = mapdraw.legend_html("relief", maps.LAYERS)
     for rgb in [*maps.RELIEF_COLOURS.values(), *maps.SITE_COLOURS.values(), *maps.LINK_COLOURS.values()]:
         assert f"rgb{rgb}" in html
     assert "blocked by transport" in html and "Hotspots by relief" in html
-    sig = maps.legend_html("significance", ("hotspots",))
+    sig = mapdraw.legend_html("significance", ("hotspots",))
     assert "hot spot (significant)" in sig and "Sites" not in sig
 
 
@@ -321,8 +322,8 @@ def test_the_payload_bound_is_never_below_the_real_size(con, every):
         p = dataclasses.replace(p, significant_only=False, site_statuses=asof.SITE_STATUSES,
                                 link_states=asof.LINK_STATES)
     v = maps.view(con, p)
-    real = max(maps.payload_bytes(maps.deck(v, colour, ("hotspots", "8" * 15))) for colour in maps.COLOUR_MODES)
-    assert real <= maps.upper_bytes(v) <= 1.6 * real
+    real = max(mapdraw.payload_bytes(mapdraw.deck(v, colour, ("hotspots", "8" * 15))) for colour in maps.COLOUR_MODES)
+    assert real <= mapdraw.upper_bytes(v) <= 1.6 * real
 
 
 def test_the_view_of_the_held_network_equals_the_queried_one(con):
