@@ -10,8 +10,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from lib import schema
-from lib.ingest import parse_datetime, parse_number, validate
+from lib.ingest import validate
 from lib.readers import is_utf8, read_file
+from lib.values import parse_datetime, parse_number
 
 NAME_CHARS = st.characters(codec="cp1252", exclude_categories=("Cc", "Cs", "Zl", "Zp"), exclude_characters='"')
 record = st.fixed_dictionaries({
