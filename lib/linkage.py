@@ -266,29 +266,37 @@ def relief_of(net: network.Network, hotspot_cells, res: int = DEFAULT_RES, as_of
 
 def _serving_pairs(net: network.Network, hot: np.ndarray, res: int,
                    rings: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(position in `hot`, site number) of each site serving a hotspot, by hotspot: the disk of the most
-    rings of any type around each hotspot and the sites centred on its cells, kept where the site's type
-    reaches that far (by symmetry of grid distance, the sites whose disks hold the hotspot)."""
-    k = max(rings.values(), default=-1)
-    if k < 0 or hot.size == 0 or net.cell.size == 0:
+    """(position in `hot`, site number) of each site serving a hotspot, by hotspot: the cells that some site's
+    disk covers, held per resolution and rings (`_site_disks`), looked up by binary search."""
+    if hot.size == 0:
         return np.zeros(0, dtype="int64"), np.zeros(0, dtype="int64")
+    covered, site = net.once(("linkage.site_disks", res, tuple(sorted(rings.items()))),
+                             lambda: _site_disks(net, res, rings))
+    row, at = rules.spans(np.searchsorted(covered, hot, "left"), np.searchsorted(covered, hot, "right"))
+    return row, site[at].astype("int64")
+
+
+def _site_disks(net: network.Network, res: int, rings: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Every (cell, site number) where the site's disk covers the cell at `res`: the disk of its type's rings
+    around its centre (its cell's parent at `res`), sorted by cell. A site without a cell, or of a type without
+    rings, covers nothing. (Grid distance is symmetric, so these are the sites within their reach of a cell.)"""
     kinds = [rings.get(t, -1) for t in net.site_types]  # an empty text is a type of its own, as in SQL
     reach = np.array([*kinds, rings.get(DEFAULT_SITE_TYPE, -1)], dtype="int64")[net.site_type]  # -1: empty type
     reach[net.cell <= 0] = -1  # a site without a cell serves nothing
-    disk = coverage_disks(hot, k)  # centre: the hotspot; cell: a cell within k of it; sorted by hotspot
-    order, centres = net.once(("linkage.centres", res), lambda: _sorted_centres(net, res))
-    near = disk["cell"].to_numpy()
-    row, at = rules.spans(np.searchsorted(centres, near, "left"), np.searchsorted(centres, near, "right"))
-    site = order[at]
-    keep = disk["distance"].to_numpy()[row] <= reach[site]
-    return np.searchsorted(hot, disk["centre"].to_numpy()[row[keep]]), site[keep]
-
-
-def _sorted_centres(net: network.Network, res: int) -> tuple[np.ndarray, np.ndarray]:
-    """The site numbers in the order of their centres (cell parents at `res`), and those centres, sorted."""
-    centres = cells.parent(net.cell, res)
-    order = np.argsort(centres, kind="stable")
-    return order, centres[order]
+    serving = np.flatnonzero(reach >= 0)
+    if serving.size == 0:
+        return np.zeros(0, dtype="int64"), np.zeros(0, dtype="int32")
+    centre = cells.parent(net.cell[serving], res)
+    disk = coverage_disks(centre, int(reach[serving].max()))  # by centre: each distinct centre's disk
+    starts = disk["centre"].to_numpy()
+    row, at = rules.spans(np.searchsorted(starts, centre, "left"), np.searchsorted(starts, centre, "right"))
+    keep = disk["distance"].to_numpy()[at] <= reach[serving][row]
+    covered, site = disk["cell"].to_numpy()[at[keep]], serving[row[keep]]
+    order = np.lexsort((site, covered))
+    out = covered[order], site[order].astype("int32")
+    for a in out:
+        a.setflags(write=False)
+    return out
 
 
 def _relief_per_cell(net: network.Network, hot: np.ndarray, cell: np.ndarray, site: np.ndarray,

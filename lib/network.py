@@ -5,7 +5,7 @@ rules over 30,000 sites, 60,000 upgrades and 20,000 links at the benchmark's siz
 queries they cost 20-75 ms each, nearly all of it fixed cost per operator and the conversion
 of text columns, where the same rules (`lib.rules`, written once for Ibis and numpy) over
 arrays held here take a few milliseconds. So the store stays the source: `held` reads these
-tables once per content (sums of row hashes, `FINGERPRINT_SQL`, about 9 ms), and keeps the
+tables once per content (sums of row hashes, `FINGERPRINT_SQL`, about 8 ms), and keeps the
 last few versions, shared read-only by every session (a lock guards the map, not the data).
 
 On other engines (`engine.configured_backend`) nothing is held: `read` runs on every call,
@@ -14,8 +14,6 @@ and asof's sites and links run as Ibis expressions there.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import duckdb
@@ -23,27 +21,35 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from lib import engine, rules
+from lib import engine, kept, rules
 
 KEPT = 4
 """Store versions held at once (each about 10 MB at the benchmark's size)."""
 
+SITE_FIELDS = ["site_id", "lat", "lon", "cell", "site_type"]
+LINK_FIELDS = ["link_id", "a_lat", "a_lon", "b_lat", "b_lon", "kind", "completion_planned", "completion_actual"]
+UPGRADE_FIELDS = ["upgrade_id", "site_id", "status", "transport_link_id", "permit_actual", "installed_actual",
+                  "on_air_planned", "on_air_actual"]
+"""The upgrades' columns the network (and what is held with it: `Network.once`) reads."""
+
+
+def _content(table: str, fields: list[str]) -> str:
+    return f"(SELECT count(*) FROM {table}), (SELECT sum(hash({', '.join(fields)})::HUGEINT) FROM {table})"
+
+
 FINGERPRINT_SQL = (
-    """SELECT (SELECT count(*) FROM sites), (SELECT sum(hash(s)::HUGEINT) FROM sites s),
-       (SELECT count(*) FROM upgrades), (SELECT sum(hash(u)::HUGEINT) FROM upgrades u),
-       (SELECT count(*) FROM transport_links), (SELECT sum(hash(l)::HUGEINT) FROM transport_links l)""",
+    f"""SELECT {_content('sites', SITE_FIELDS)}, {_content('upgrades', UPGRADE_FIELDS)},
+       {_content('transport_links', LINK_FIELDS)}""",
     """SELECT (SELECT sum(hash(import_id, checksum, imported_at)::HUGEINT) FROM import_log),
        (SELECT sum(hash(region_id, name, level)::HUGEINT) FROM regions), (SELECT count(*) FROM region_cells)""",
 )
-"""The content of the three tables as counts and sums of whole-row hashes, every import (its id, checksum
-and time), the regions' ids, names and levels and the number of region cells: any change to the three
-tables, by an import or by hand, and any import (of regions too: what `Network.once` holds) gives another
-fingerprint. The key is the content, not the file: two stores alike in all of it hold the same network.
-A hand edit of a region's cells that keeps their number is not seen (regions change by import). Two
-statements, about 9 ms at the benchmark's size: as one, DuckDB took 28 ms."""
-
-SITE_FIELDS = ["site_id", "lat", "lon", "cell", "site_type"]
-LINK_FIELDS = ["link_id", "a_lat", "a_lon", "b_lat", "b_lon", "kind", "completion_planned", "completion_actual"]
+"""The content of the three tables as counts and sums of row hashes over the columns read, every import (its
+id, checksum and time), the regions' ids, names and levels and the number of region cells: any change to what
+the network reads from the three tables, by an import or by hand, and any import (of regions too: what
+`Network.once` holds) gives another fingerprint. The key is the content, not the file: two stores alike in all
+of it hold the same network. A hand edit of a region's cells that keeps their number is not seen (regions change
+by import). Two statements, about 8 ms at the benchmark's size: as one, DuckDB took 28 ms; over whole rows
+(every column), the first took 9 ms instead of 7."""
 
 
 @dataclass(frozen=True)
@@ -70,46 +76,27 @@ class Network:
     link_ids: np.ndarray
     links: pd.DataFrame
     link_dates: dict
-    _memo: dict = field(default_factory=dict, compare=False, repr=False)
-    _memo_lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+    _once: kept.Once = field(default_factory=kept.Once, compare=False, repr=False)
 
     def once(self, key: tuple, build):
         """`build()` computed once for this store content (what depends on the store but not on a date, such
         as the upgrades per region: every import gives a new network)."""
-        with self._memo_lock:
-            if key in self._memo:
-                return self._memo[key]
-        value = build()
-        with self._memo_lock:
-            return self._memo.setdefault(key, value)
+        return self._once(key, build)
 
 
-_HELD: OrderedDict = OrderedDict()  # fingerprint -> Network, the newest last
-_LOCK = threading.Lock()
+_HELD: kept.Kept[Network] = kept.Kept(KEPT)  # by fingerprint
 
 
 def held(con) -> Network:
     """The network of the store behind `con`, read once per content on DuckDB (`read` on other engines)."""
     if not isinstance(con, duckdb.DuckDBPyConnection):
         return read(con)
-    key = tuple(con.execute(sql).fetchall()[0] for sql in FINGERPRINT_SQL)
-    with _LOCK:
-        net = _HELD.get(key)
-        if net is not None:
-            _HELD.move_to_end(key)
-            return net
-    net = read(con)
-    with _LOCK:
-        _HELD[key] = net
-        while len(_HELD) > KEPT:
-            _HELD.popitem(last=False)
-    return net
+    return _HELD.get(tuple(con.execute(sql).fetchall()[0] for sql in FINGERPRINT_SQL), lambda: read(con))
 
 
 def clear() -> None:
     """Forget every held network (tests)."""
-    with _LOCK:
-        _HELD.clear()
+    _HELD.clear()
 
 
 def upgrade_inputs_expr(con, site_ids: ir.Column | None = None) -> ir.Table:
@@ -121,8 +108,7 @@ def upgrade_inputs_expr(con, site_ids: ir.Column | None = None) -> ir.Table:
     keep = [u.status.isnull() | (u.status != "cancelled")]
     if site_ids is not None:
         keep.append(u.site_id.isin(site_ids))
-    u = u.filter(keep).select("upgrade_id", "site_id", "transport_link_id", "permit_actual", "installed_actual",
-                              "on_air_planned", "on_air_actual")
+    u = u.filter(keep).select(*[c for c in UPGRADE_FIELDS if c != "status"])
     lk = lk.select("link_id", "completion_planned", "completion_actual")
     j = u.left_join(lk, u.transport_link_id == lk.link_id)
     return j.select(u.upgrade_id, u.site_id, u.permit_actual, u.installed_actual, u.on_air_planned, u.on_air_actual,

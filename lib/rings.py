@@ -6,7 +6,7 @@ this over nearly the same cells again and again, and computing rings (h3ronpy), 
 them (np.unique) and looking them up (np.searchsorted) cost more than the Gi* arithmetic: at
 10M complaints, over Germany at resolution 8, 0.2 s of a 0.28 s Gi*.
 
-So each cell's ring is computed once and kept as a row of indices into a sorted array of the
+So each cell's ring is computed once and kept as a column of indices into a sorted array of the
 cells held (`_Held`), with every ring cell held too. A study area is then a boolean mask
 over the held cells, and a cell's neighbours within it a gather. The cache grows as new cells
 are asked for (one process-wide cache per k, locked; readers use an immutable snapshot) and
@@ -37,12 +37,14 @@ def width(k: int) -> int:
 @dataclass(frozen=True)
 class _Held:
     cells: np.ndarray  # int64, sorted, distinct
-    ring: np.ndarray  # int32 (len(cells), width): indices into cells; -1 pads (pentagons) and fills rows not computed
-    has_ring: np.ndarray  # bool per cell: its row of `ring` is computed
+    ring: np.ndarray  # int32 (width, len(cells)): ring[j, i] the j-th ring cell of cell i as an index into cells;
+    # -1 pads (pentagons) and fills columns not computed. Slot by slot: a study area's sums over its rings
+    # then read whole rows (tests: 5 ms against 7 ms for a cell's slots side by side, 189,000 cells)
+    has_ring: np.ndarray  # bool per cell: its column of `ring` is computed
 
 
 def _empty(k: int) -> _Held:
-    return _Held(np.zeros(0, dtype="int64"), np.zeros((0, width(k)), dtype="int32"), np.zeros(0, dtype=bool))
+    return _Held(np.zeros(0, dtype="int64"), np.zeros((width(k), 0), dtype="int32"), np.zeros(0, dtype=bool))
 
 
 class _Cache:
@@ -84,12 +86,12 @@ class _Cache:
     def _grow(self, held: _Held, missing: np.ndarray, ids: np.ndarray, cells: np.ndarray) -> _Held:
         """`held` with the rings `ids` of the cells `missing`; `cells` is every cell held afterwards."""
         remap = np.searchsorted(cells, held.cells).astype("int32")
-        ring = np.full((cells.size, width(self.k)), -1, dtype="int32")
-        ring[remap] = np.where(held.ring >= 0, remap[np.maximum(held.ring, 0)], -1)
+        ring = np.full((width(self.k), cells.size), -1, dtype="int32")
+        ring[:, remap] = np.where(held.ring >= 0, remap[np.maximum(held.ring, 0)], -1)
         has_ring = np.zeros(cells.size, dtype=bool)
         has_ring[remap] = held.has_ring
         row = np.searchsorted(cells, missing)
-        ring[row] = np.where(ids >= 0, np.searchsorted(cells, ids), -1)
+        ring[:, row] = np.where(ids.T >= 0, np.searchsorted(cells, ids.T), -1)
         has_ring[row] = True
         return _Held(cells, ring, has_ring)
 
@@ -156,8 +158,28 @@ def disk_union(cell_ids, k: int) -> np.ndarray:
         return cells
     held, rows = _cache(k).rows(cells)
     mask = np.zeros(held.cells.size + 1, dtype=bool)  # the extra last slot takes the -1 pads
-    mask[held.ring[rows].ravel()] = True
+    mask[held.ring[:, rows].ravel()] = True
     return held.cells[np.flatnonzero(mask[:-1])]
+
+
+def around(cell_ids, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The study area of `cell_ids` (`disk_union`) and its cells' neighbours within it, from one lookup of the
+    held rings: (study, slots), where slots is `neighbours_within(study, k).T`, (width(k), len(study)) and
+    contiguous: slots[j] the j-th ring cell of every study cell."""
+    cells = distinct(cell_ids)
+    if cells.size == 0:
+        return cells, np.zeros((width(k), 0), dtype="int64")
+    held, rows = _cache(k).rows(cells)
+    mask = np.zeros(held.cells.size + 1, dtype=bool)  # the extra last slot takes the -1 pads
+    mask[held.ring[:, rows].ravel()] = True
+    mask[-1] = False
+    inside = np.flatnonzero(mask)  # the study cells' rows in `held`
+    study = held.cells[inside]
+    if not bool(held.has_ring[inside].all()):  # a ring cell's own ring is not held yet
+        return study, np.ascontiguousarray(neighbours_within(study, k).T)
+    where = np.full(held.cells.size + 1, -1, dtype="int64")
+    where[inside] = np.arange(inside.size)
+    return study, where[held.ring[:, inside]]
 
 
 def hold_around(cell_ids, k: int) -> None:
@@ -177,7 +199,7 @@ def neighbours_within(study, k: int) -> np.ndarray:
     held, rows = _cache(k).rows(study)
     where = np.full(held.cells.size + 1, -1, dtype="int64")  # the extra last slot takes the -1 pads
     where[rows] = np.arange(study.size)
-    return where[held.ring[rows]]
+    return where[held.ring[:, rows]].T
 
 
 def clear() -> None:

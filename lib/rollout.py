@@ -158,8 +158,8 @@ def _open_no_plan(con, level: str, day: dt.date, net: network.Network | None = N
     """Open hotspots (hot cells of the last HOTSPOT_WINDOW_DAYS, capacity or coverage, each kind tested on its
     own) whose status is no_upgrade_planned, per region of `level` and for ALL."""
     window = asof.window(day, HOTSPOT_WINDOW_DAYS)
-    hot = pd.concat([h.loc[h["hot"].astype(bool), ["cell"]] for h in (
-        hotspots.hotspots(con, cells.REGION_RES, *window, kind) for kind in NO_PLAN_KINDS)]).drop_duplicates()
+    hot = pd.DataFrame({"cell": np.unique(np.concatenate(
+        [hotspots.hot_cells(con, cells.REGION_RES, *window, kind) for kind in NO_PLAN_KINDS]))})
     rel = (linkage.relief_of(net, hot, cells.REGION_RES, day) if net is not None  # the relief of hot cells only
            else linkage.relief(con, hot, cells.REGION_RES, day))
     cells_open = rel.loc[rel["status"] == "no_upgrade_planned", ["cell"]].astype("int64")
@@ -243,10 +243,14 @@ def _regions(con, net: network.Network | None, level: str) -> pd.DataFrame:
     return _held(con, net, ("rollout.regions", level), lambda: regions(con, level))
 
 
-def _trend(c: progress.Counters, day: dt.date) -> list[float]:
-    """Percent on air at the last TREND_MONTHS month ends before `day`, and on `day`."""
+def _trend_dates(day: dt.date) -> list[pd.Timestamp]:
+    """The dates of a trend (`_trend`): the last TREND_MONTHS month ends before `day`, and `day`."""
     ends = progress.period_ends(pd.Timestamp(day) - pd.DateOffset(months=TREND_MONTHS), day, "month")
-    dates = [d for d in ends if d < pd.Timestamp(day)] + [pd.Timestamp(day)]
+    return [d for d in ends if d < pd.Timestamp(day)] + [pd.Timestamp(day)]
+
+
+def _trend(c: progress.Counters, dates: list[pd.Timestamp]) -> list[float]:
+    """Percent on air at the `_trend_dates` of a day."""
     return [round(float(v), 2) for v in np.nan_to_num(progress.counts_at(c, dates)["pct_on_air"], nan=0.0)]
 
 
@@ -269,7 +273,7 @@ def region_table(con, level: str = "state", as_of=None) -> pd.DataFrame:
     names = {ALL: NETWORK_NAME} | _regions(con, net, level).set_index("region_id")["name"].to_dict()
     n_blocked = blocked_counts(con, level, day, net)
     open_no_plan = _open_no_plan(con, level, day, net)
-    rows = []
+    rows, trend_dates = [], _trend_dates(day)
     for rid, frame in frames.items():
         h = progress.headline_of(frame, day, rid)
         f = h["forecast"]
@@ -277,7 +281,7 @@ def region_table(con, level: str = "state", as_of=None) -> pd.DataFrame:
                      "pct_on_air": h["pct_on_air"], "pct_change_pp": h["pct_change_pp"], "late": h["late"],
                      "blocked": int(n_blocked.get(rid, 0)), "open_no_plan": int(open_no_plan.get(rid, 0)),
                      "forecast": f.date, "forecast_low": f.low, "forecast_high": f.high, "forecast_note": f.reason,
-                     "trend": _trend(frame, day)})
+                     "trend": _trend(frame, trend_dates)})
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 

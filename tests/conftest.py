@@ -16,7 +16,7 @@ import pytest
 import streamlit as st
 from hypothesis import settings
 
-from lib import network, store
+from lib import heldcounts, network, store
 
 # Hypothesis's default 200 ms deadline per example is a timed assertion: on a busy 2-core
 # machine it fails correct code. Examples are still bounded by max_examples.
@@ -188,15 +188,17 @@ def demo_db(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def clean_caches():
-    """Streamlit's caches and the held networks (lib/network) are process-wide: start and end every test with
-    empty ones."""
+    """Streamlit's caches, the held networks (lib/network) and the held complaints (lib/heldcounts) are
+    process-wide: start and end every test with empty ones."""
     st.cache_data.clear()
     st.cache_resource.clear()
     network.clear()
+    heldcounts.clear()
     yield
     st.cache_data.clear()
     st.cache_resource.clear()
     network.clear()
+    heldcounts.clear()
 
 
 @pytest.fixture

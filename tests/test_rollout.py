@@ -13,6 +13,7 @@ import datetime as dt
 import io
 import json
 
+import numpy as np
 import openpyxl
 import pandas as pd
 import pytest
@@ -127,7 +128,7 @@ def test_open_hotspots_without_plan_per_region(world_con, monkeypatch):
     west, east = (int(cells.latlng_to_cells([51.4], [lon], cells.REGION_RES)[0]) for lon in (9.2, 9.8))
     hot = pd.DataFrame({"cell": [west, east, west + 1], "hot": [True, True, False]})
     status = {west: "no_upgrade_planned", east: "relieved", west + 1: "no_upgrade_planned"}
-    monkeypatch.setattr(rollout.hotspots, "hotspots", lambda *a, **k: hot)
+    monkeypatch.setattr(rollout.hotspots, "hot_cells", lambda *a, **k: np.sort(hot.loc[hot["hot"], "cell"].to_numpy()))
     def relief(con_or_network, cells_, *a, **k):  # asked for the hot cells only
         return pd.DataFrame({"cell": cells_["cell"], "status": cells_["cell"].map(status)})
     monkeypatch.setattr(rollout.linkage, "relief", relief)

@@ -1,0 +1,178 @@
+"""Complaints per cell and time window, counted from the complaints held in memory (DuckDB stores).
+
+A map's time slider and the rollout table ask for complaints per cell of a new window again and
+again. As SQL that is a scan and a group-by of the window's complaints: at 10M complaints about
+40 ms for 90 days at resolution 8, per kind. Here the complaints are read once per store content
+into arrays (received_at as microseconds, a number for each res-9 cell, category, channel), grouped
+by category and sorted by time in each. A window is then a binary search per category, and the
+counts a `np.bincount` of the cells in it: a few ms.
+
+The content is the import log (every import's id, checksum and time) and the number of complaints:
+complaints change by import, each import adds to the log, so a new import gives a new key (about
+1 ms to read). A hand edit of complaints that keeps their number is not seen; the SQL path
+(`hotspots.cell_counts_sql`) reads the table itself. Two versions are kept (13 bytes per complaint
+each, and 4 more per resolution asked for but 9: `Held.nbytes`), shared read-only by every session;
+a lock guards the map.
+
+Counts are the same as the SQL's, cell for cell (tests/test_heldcounts.py): complaints with a cell
+(cell > 0) received in [start, end), of the categories and channels asked for.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from lib import cells, kept, schema
+
+KEPT = 2
+"""Store versions held at once (13 to 21 bytes per complaint each)."""
+
+KEY_SQL = """SELECT (SELECT sum(hash(import_id, checksum, imported_at)::HUGEINT) FROM import_log),
+       (SELECT count(*) FROM complaints)"""
+"""What the held complaints depend on: every import and the number of complaints (about 1 ms)."""
+
+
+
+def _code_sql(column: str, choices: tuple[str, ...]) -> str:
+    """SQL of the position of `column`'s value in `choices`, NULL outside them."""
+    whens = " ".join(f"WHEN '{c}' THEN {i}" for i, c in enumerate(choices))
+    return f"CASE {column} {whens} END"
+
+
+READ_SQL = (f"SELECT epoch_us(received_at) AS at, ({_code_sql('category', schema.CATEGORIES)})::TINYINT AS category, "
+            f"({_code_sql('channel', schema.CHANNELS)})::TINYINT AS channel, cell FROM complaints WHERE cell > 0")
+"""The complaints with a cell: their time, category and channel as positions in the schema's choices, cell."""
+
+
+@dataclass(frozen=True)
+class Held:
+    """The complaints with a cell, grouped by category (in `schema.CATEGORIES` order), by time in each.
+
+    starts[i]:starts[i+1] is category i's part of every array; `at` the received_at (int64 microseconds,
+    sorted within each part), `cell` each complaint's res-9 cell as its position in `cells9` (sorted,
+    distinct), `channel` its channel's position in `schema.CHANNELS`.
+    """
+
+    starts: np.ndarray
+    at: np.ndarray
+    cell: np.ndarray
+    channel: np.ndarray
+    cells9: np.ndarray
+    _at_res: kept.Once = field(default_factory=kept.Once, compare=False, repr=False)
+    once: kept.Once = field(default_factory=kept.Once, compare=False, repr=False)
+    """`once(key, build)`: `build()` computed once for these complaints (what depends on them but not on a
+    window, such as the Gi* grid of a resolution: `hotspots`)."""
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held: 13 per complaint, 4 more for each resolution asked for but 9, 8 per distinct cell."""
+        held = [self.at, self.cell, self.channel, self.cells9]
+        held += [a for pair in self._at_res.values() for a in pair if a is not self.cell and a is not self.cells9]
+        return sum(a.nbytes for a in held)
+
+    def at_res(self, res: int) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct cells at `res` (sorted) and each complaint's cell as its position among them (int32,
+        in the order of `at`), computed once per resolution (4 bytes per complaint)."""
+        return self._at_res(res, lambda: self._build_at_res(res))
+
+    def _build_at_res(self, res: int) -> tuple[np.ndarray, np.ndarray]:
+        if res == cells.CELL_RES:
+            return self.cells9, self.cell
+        up = cells.parent(self.cells9, res)  # sorted: a parent keeps its children's leading bits
+        distinct = np.unique(up)
+        out = distinct, np.searchsorted(distinct, up).astype("int32")[self.cell]
+        for a in out:
+            a.setflags(write=False)
+        return out
+
+    def dense(self, res: int, start=None, end=None, categories: Iterable[str] | None = None,
+              channels: Iterable[str] | None = None) -> np.ndarray:
+        """Complaints received in [start, end) in each of the distinct cells at `res` (`at_res`): int64, one per
+        cell, zeros included. Categories and channels must be among the schema's (`hotspots.checked`)."""
+        distinct, where = self.at_res(res)
+        lo_at, hi_at = _micros(start, np.iinfo("int64").min), _micros(end, np.iinfo("int64").max)
+        wanted = range(len(schema.CATEGORIES)) if categories is None else sorted(
+            {schema.CATEGORIES.index(c) for c in categories})
+        chans = None if channels is None else np.array(sorted({schema.CHANNELS.index(c) for c in channels}),
+                                                        dtype="int8")
+        n = np.zeros(distinct.size, dtype="int64")
+        for i in wanted:
+            a, b = self.starts[i], self.starts[i + 1]
+            lo = a + int(np.searchsorted(self.at[a:b], lo_at, "left"))
+            hi = a + int(np.searchsorted(self.at[a:b], hi_at, "left"))
+            part = where[lo:hi]
+            if chans is not None:
+                part = part[np.isin(self.channel[lo:hi], chans)]
+            if part.size:
+                n += np.bincount(part, minlength=distinct.size)
+        return n
+
+    def counts(self, res: int, start=None, end=None, categories: Iterable[str] | None = None,
+               channels: Iterable[str] | None = None) -> pd.DataFrame:
+        """Complaints per cell at `res` received in [start, end): cell, n (int64, sorted by cell, n > 0)."""
+        n = self.dense(res, start, end, categories, channels)
+        nz = np.flatnonzero(n)
+        return pd.DataFrame({"cell": self.at_res(res)[0][nz], "n": n[nz]})
+
+
+def _micros(value, missing: int) -> int:
+    """A window bound as int64 microseconds of a naive timestamp; `missing` when None."""
+    if value is None:
+        return missing
+    if isinstance(value, str):
+        value = pd.Timestamp(value)
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        value = value.replace(tzinfo=None)  # the wall time, as the store keeps times (engine._naive)
+    return int(np.datetime64(value, "us").astype("int64"))
+
+
+def read(con: duckdb.DuckDBPyConnection) -> Held:
+    """The complaints with a cell, read from the store and grouped (one query)."""
+    got = con.execute(READ_SQL).fetchnumpy()
+    at = np.asarray(got["at"], dtype="int64")
+    cat, chan = _codes(got["category"], "category"), _codes(got["channel"], "channel")
+    codes, cells9 = pd.factorize(np.asarray(got["cell"], dtype="int64"))
+    del got
+    rank = np.empty(cells9.size, dtype="int32")  # each code's position among the cells in order
+    rank[np.argsort(cells9)] = np.arange(cells9.size, dtype="int32")
+    order = np.argsort(cat, kind="stable")  # by category; time order within each kept from the table
+    at, cat, cell, chan = at[order], cat[order], rank[codes[order]], chan[order]
+    cells9 = np.sort(cells9)
+    starts = np.searchsorted(cat, np.arange(len(schema.CATEGORIES) + 1), "left")
+    unsorted = [i for i in range(len(schema.CATEGORIES)) if bool((np.diff(at[starts[i]:starts[i + 1]]) < 0).any())]
+    if unsorted:  # the table is not in time order: sort each category by time
+        order = np.lexsort((at, cat))
+        at, cell, chan = at[order], cell[order], chan[order]
+    held = Held(starts, at, cell, chan, np.asarray(cells9, dtype="int64"))
+    for a in (held.starts, held.at, held.cell, held.channel, held.cells9):
+        a.setflags(write=False)
+    return held
+
+
+def _codes(values, name: str) -> np.ndarray:
+    """The positions `READ_SQL` gave (int8); a value outside the schema's choices (NULL) is refused: the import
+    lets none in."""
+    if isinstance(values, np.ma.MaskedArray):
+        if values.mask.any():
+            raise ValueError(f"complaints hold {name} values outside the schema's choices")
+        values = values.data
+    return np.asarray(values, dtype="int8")
+
+
+_HELD: kept.Kept[Held] = kept.Kept(KEPT)  # by `KEY_SQL`
+
+
+def held(con: duckdb.DuckDBPyConnection) -> Held:
+    """The complaints of the store behind `con`, read once per content."""
+    return _HELD.get(con.execute(KEY_SQL).fetchall()[0], lambda: read(con))
+
+
+def clear() -> None:
+    """Forget every held version (tests)."""
+    _HELD.clear()
