@@ -18,7 +18,7 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from lib import export, mapdraw, maps, overview, publicview, publish, rollout, store, story
+from lib import export, mapdraw, maps, overview, publicview, publish, rollout, store, story, warmup
 from lib.errors import NetzausbauError, StoreError
 
 TTL = "1h"
@@ -47,8 +47,11 @@ def ensure_routed() -> None:
 
 @st.cache_resource(max_entries=8, show_spinner=False, on_release=lambda con: con.close())
 def _open(path: str, identity: int) -> duckdb.DuckDBPyConnection:
-    """One connection per store file; `identity` (the inode) reopens a file replaced on disk."""
-    return store.connect(path)
+    """One connection per store file; `identity` (the inode) reopens a file replaced on disk. What the pages
+    hold in memory is read ahead in the background (lib/warmup)."""
+    con = store.connect(path)
+    warmup.start(con)
+    return con
 
 
 def store_path() -> Path:

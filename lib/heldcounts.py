@@ -45,9 +45,18 @@ def _code_sql(column: str, choices: tuple[str, ...]) -> str:
     return f"CASE {column} {whens} END"
 
 
-READ_SQL = (f"SELECT epoch_us(received_at) AS at, ({_code_sql('category', schema.CATEGORIES)})::TINYINT AS category, "
-            f"({_code_sql('channel', schema.CHANNELS)})::TINYINT AS channel, cell FROM complaints WHERE cell > 0")
-"""The complaints with a cell: their time, category and channel as positions in the schema's choices, cell."""
+CELLS_SQL = "SELECT DISTINCT cell FROM complaints WHERE cell > 0 ORDER BY cell"
+"""The distinct res-9 cells of the complaints, sorted."""
+
+READ_SQL = f"""WITH cells AS (SELECT cell, (row_number() OVER (ORDER BY cell) - 1)::INTEGER AS position
+                      FROM (SELECT DISTINCT cell FROM complaints WHERE cell > 0))
+SELECT ({_code_sql('c.category', schema.CATEGORIES)})::TINYINT AS category, epoch_us(c.received_at) AS micros,
+       cells.position, ({_code_sql('c.channel', schema.CHANNELS)})::TINYINT AS channel
+FROM complaints c JOIN cells USING (cell) ORDER BY 1, 2"""
+"""The complaints with a cell by category and time: category and channel as positions in the schema's choices,
+received_at as microseconds, the cell as its position in `CELLS_SQL`. DuckDB sorts and numbers them: at 10M
+complaints 1.5 s in a new process, where numbering and grouping them in numpy took 5 s (first touches of
+memory dominate there)."""
 
 
 @dataclass(frozen=True)
@@ -133,23 +142,20 @@ def _micros(value, missing: int) -> int:
 
 
 def read(con: duckdb.DuckDBPyConnection) -> Held:
-    """The complaints with a cell, read from the store and grouped (one query)."""
-    got = con.execute(READ_SQL).fetchnumpy()
-    at = np.asarray(got["at"], dtype="int64")
-    cat, chan = _codes(got["category"], "category"), _codes(got["channel"], "channel")
-    codes, cells9 = pd.factorize(np.asarray(got["cell"], dtype="int64"))
-    del got
-    rank = np.empty(cells9.size, dtype="int32")  # each code's position among the cells in order
-    rank[np.argsort(cells9)] = np.arange(cells9.size, dtype="int32")
-    order = np.argsort(cat, kind="stable")  # by category; time order within each kept from the table
-    at, cat, cell, chan = at[order], cat[order], rank[codes[order]], chan[order]
-    cells9 = np.sort(cells9)
-    starts = np.searchsorted(cat, np.arange(len(schema.CATEGORIES) + 1), "left")
-    unsorted = [i for i in range(len(schema.CATEGORIES)) if bool((np.diff(at[starts[i]:starts[i + 1]]) < 0).any())]
-    if unsorted:  # the table is not in time order: sort each category by time
-        order = np.lexsort((at, cat))
-        at, cell, chan = at[order], cell[order], chan[order]
-    held = Held(starts, at, cell, chan, np.asarray(cells9, dtype="int64"))
+    """The complaints with a cell, read from the store grouped by category and sorted by time (`READ_SQL`; the
+    cells and the positions come from one snapshot: a cursor's own transaction)."""
+    cur = con.cursor()
+    try:
+        cur.execute("BEGIN TRANSACTION")
+        cells9 = cur.execute(CELLS_SQL).fetchnumpy()["cell"]
+        got = cur.execute(READ_SQL).fetchnumpy()
+        cur.execute("COMMIT")
+    finally:
+        cur.close()
+    cat = _codes(got["category"], "category")
+    held = Held(np.searchsorted(cat, np.arange(len(schema.CATEGORIES) + 1), "left"),
+                np.asarray(got["micros"], dtype="int64"), np.asarray(got["position"], dtype="int32"),
+                _codes(got["channel"], "channel"), np.asarray(cells9, dtype="int64"))
     for a in (held.starts, held.at, held.cell, held.channel, held.cells9):
         a.setflags(write=False)
     return held

@@ -330,12 +330,19 @@ def _grid(held: heldcounts.Held, res: int, k: int) -> _Grid:
     return grid
 
 
+def held_grid(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES,
+              k: int = DEFAULT_K) -> tuple[heldcounts.Held, _Grid]:
+    """The complaints held in memory and their Gi* grid at `res` (built once per import; lib/warmup builds
+    them ahead of the first view)."""
+    held = heldcounts.held(con)
+    return held, held.once(("hotspots.grid", res, k), lambda: _grid(held, res, k))
+
+
 def _held_getis_ord(con, res: int, start, end, categories, channels, k: int, q: float) -> dict[str, np.ndarray]:
     """`getis_ord` of the complaints held in memory (lib/heldcounts) in [start, end), on their grid: the same
     answer as from `cell_counts`, without looking a window's cells up in the ring cache (at 10M complaints,
     over Germany at resolution 8: about 25 ms against 50)."""
-    held = heldcounts.held(con)
-    grid = held.once(("hotspots.grid", res, k), lambda: _grid(held, res, k))
+    held, grid = held_grid(con, res, k)
     c = np.zeros(grid.cells.size + 1, dtype="int64")  # the extra last slot is what -1 reads: 0
     c[grid.at] = held.dense(res, start, end, categories, channels)
     study = np.zeros(grid.cells.size + 1, dtype=bool)  # the study area: the rings of the counted cells

@@ -6,13 +6,15 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import threading
+import time
 
 import h3
 import numpy as np
 import pandas as pd
 import pytest
 
-from lib import heldcounts, hotspots, store
+from lib import heldcounts, hotspots, kept, network, store, warmup
 from tests.test_hotspots import CAPACITY, COVERAGE, make_complaints
 
 
@@ -127,3 +129,47 @@ def test_values_outside_the_choices_are_refused(shuffled):
         hotspots.cell_counts(con, 8, "2024-01-01", "2024-02-01", channels=["pigeon"])
     with pytest.raises(ValueError, match="resolution"):
         hotspots.cell_counts(con, 6, "2024-01-01", "2024-02-01")
+
+
+def test_a_value_is_built_once_by_concurrent_callers_and_again_after_a_failure():
+    kept_ = kept.Kept(2)
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.1)
+        return len(calls)
+
+    threads = [threading.Thread(target=kept_.get, args=("a", slow)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == [1] and kept_.get("a", slow) == 1
+
+    def broken():
+        raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError):
+        kept_.get("b", broken)
+    assert kept_.get("b", lambda: "built") == "built"  # the failed build left nothing behind
+    kept_.get("c", lambda: 3)
+    assert kept_.values() == ["built", 3]  # the newest two
+
+
+def test_the_warm_up_holds_what_the_first_view_reads(shuffled, monkeypatch):
+    con, _ = shuffled
+    warmup.start(con).join(timeout=60)
+    monkeypatch.setattr(heldcounts, "read", lambda c: pytest.fail("read again after the warm-up"))
+    monkeypatch.setattr(hotspots, "_grid", lambda *a: pytest.fail("grid built again after the warm-up"))
+    monkeypatch.setattr(network, "read", lambda c: pytest.fail("network read again after the warm-up"))
+    for res in warmup.RESOLUTIONS:
+        assert len(hotspots.hotspots(con, res, "2024-01-01", "2025-01-01", "capacity"))
+    network.held(con)
+
+
+def test_a_failed_warm_up_is_logged_not_raised(tmp_path, caplog):
+    con = store.connect(tmp_path / "store.duckdb")
+    con.close()
+    warmup.start(con).join(timeout=60)
+    assert "warm-up" in caplog.text
