@@ -45,7 +45,13 @@ def ensure_routed() -> None:
         st.stop()
 
 
-@st.cache_resource(max_entries=8, show_spinner=False, on_release=lambda con: con.close())
+def _close(con: duckdb.DuckDBPyConnection) -> None:
+    """Close a released store connection once its warm-up (lib/warmup) is done."""
+    warmup.wait()
+    con.close()
+
+
+@st.cache_resource(max_entries=8, show_spinner=False, on_release=_close)
 def _open(path: str, identity: int) -> duckdb.DuckDBPyConnection:
     """One connection per store file; `identity` (the inode) reopens a file replaced on disk. What the pages
     hold in memory is read ahead in the background (lib/warmup)."""

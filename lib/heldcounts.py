@@ -7,9 +7,9 @@ into arrays (received_at as microseconds, a number for each res-9 cell, category
 by category and sorted by time in each. A window is then a binary search per category, and the
 counts a `np.bincount` of the cells in it: a few ms.
 
-The content is the import log (every import's id, checksum and time) and the number of complaints:
-complaints change by import, each import adds to the log, so a new import gives a new key (about
-1 ms to read). A hand edit of complaints that keeps their number is not seen; the SQL path
+The content is the import log's complaint imports (each one's id, checksum and time) and the number of
+complaints: complaints change by import, each import adds to the log, so a new import of complaints gives
+a new key (about 1 ms to read). A hand edit of complaints that keeps their number is not seen; the SQL path
 (`hotspots.cell_counts_sql`) reads the table itself. Two versions are kept (13 bytes per complaint
 each, and 4 more per resolution asked for but 9: `Held.nbytes`), shared read-only by every session;
 a lock guards the map.
@@ -33,9 +33,10 @@ from lib import cells, kept, schema
 KEPT = 2
 """Store versions held at once (13 to 21 bytes per complaint each)."""
 
-KEY_SQL = """SELECT (SELECT sum(hash(import_id, checksum, imported_at)::HUGEINT) FROM import_log),
-       (SELECT count(*) FROM complaints)"""
-"""What the held complaints depend on: every import and the number of complaints (about 1 ms)."""
+KEY_SQL = """SELECT (SELECT sum(hash(import_id, checksum, imported_at)::HUGEINT) FROM import_log
+               WHERE table_name = 'complaints'), (SELECT count(*) FROM complaints)"""
+"""What the held complaints depend on: every import of complaints and their number (about 1 ms); an import of
+sites, say, keeps them."""
 
 
 
@@ -52,11 +53,11 @@ READ_SQL = f"""WITH cells AS (SELECT cell, (row_number() OVER (ORDER BY cell) - 
                       FROM (SELECT DISTINCT cell FROM complaints WHERE cell > 0))
 SELECT ({_code_sql('c.category', schema.CATEGORIES)})::TINYINT AS category, epoch_us(c.received_at) AS micros,
        cells.position, ({_code_sql('c.channel', schema.CHANNELS)})::TINYINT AS channel
-FROM complaints c JOIN cells USING (cell) ORDER BY 1, 2"""
-"""The complaints with a cell by category and time: category and channel as positions in the schema's choices,
-received_at as microseconds, the cell as its position in `CELLS_SQL`. DuckDB sorts and numbers them: at 10M
-complaints 1.5 s in a new process, where numbering and grouping them in numpy took 5 s (first touches of
-memory dominate there)."""
+FROM complaints c JOIN cells USING (cell) WHERE c.received_at IS NOT NULL ORDER BY 1, 2"""
+"""The complaints with a cell and a time (no other falls in a window, as in SQL), by category and time:
+category and channel as positions in the schema's choices, received_at as microseconds, the cell as its
+position in `CELLS_SQL`. DuckDB sorts and numbers them: at 10M complaints 1.5 s in a new process, where
+numbering and grouping them in numpy took 5 s (first touches of memory dominate there)."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,8 @@ class Held:
         cell, zeros included. Categories and channels must be among the schema's (`hotspots.checked`)."""
         distinct, where = self.at_res(res)
         lo_at, hi_at = _micros(start, np.iinfo("int64").min), _micros(end, np.iinfo("int64").max)
+        if lo_at is None or hi_at is None:  # a NaT bound: as in SQL, no complaint compares with it
+            lo_at = hi_at = 0
         wanted = range(len(schema.CATEGORIES)) if categories is None else sorted(
             {schema.CATEGORIES.index(c) for c in categories})
         chans = None if channels is None else np.array(sorted({schema.CHANNELS.index(c) for c in channels}),
@@ -130,10 +133,12 @@ class Held:
         return pd.DataFrame({"cell": self.at_res(res)[0][nz], "n": n[nz]})
 
 
-def _micros(value, missing: int) -> int:
-    """A window bound as int64 microseconds of a naive timestamp; `missing` when None."""
+def _micros(value, missing: int) -> int | None:
+    """A window bound as int64 microseconds of a naive timestamp; `missing` when None, None when NaT."""
     if value is None:
         return missing
+    if value is pd.NaT or (isinstance(value, np.datetime64) and np.isnat(value)):
+        return None
     if isinstance(value, str):
         value = pd.Timestamp(value)
     if isinstance(value, dt.datetime) and value.tzinfo is not None:

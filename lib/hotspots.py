@@ -137,8 +137,9 @@ def cell_counts(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES, start=No
     counts in a few ms instead of a scan); everything else is `cell_counts_sql`."""
     if isinstance(con, duckdb.DuckDBPyConnection) and (start is not None or end is not None):
         _check_res(res)
-        return heldcounts.held(con).counts(res, start, end, checked(categories, schema.CATEGORIES, "categories"),
-                                           checked(channels, schema.CHANNELS, "channels"))
+        cats, chans = checked(categories, schema.CATEGORIES, "categories"), checked(channels, schema.CHANNELS,
+                                                                                     "channels")
+        return heldcounts.held(con).counts(res, start, end, cats, chans)
     return cell_counts_sql(con, res, start, end, categories, channels)
 
 
@@ -351,7 +352,8 @@ def _held_getis_ord(con, res: int, start, end, categories, channels, k: int, q: 
     inside = np.flatnonzero(study)
     where = np.full(grid.cells.size + 1, -1, dtype="int32")
     where[inside] = np.arange(inside.size, dtype="int32")
-    return _gi_columns(grid.cells[inside], c[inside], where[grid.slots[:, inside]], q)
+    slots = np.ascontiguousarray(where[grid.slots[:, inside]])  # slot by slot: rows for `_gi` (a gather of columns
+    return _gi_columns(grid.cells[inside], c[inside], slots, q)  # comes out F-ordered; 4.7 ms against 6.6)
 
 
 _RINGS_HELD: set[tuple[int, int, int]] = set()  # (res, k, rings.generation())

@@ -36,16 +36,13 @@ class Kept(Generic[T]):
                 if key in self._map:
                     self._map.move_to_end(key)
                     return self._map[key]
-            try:
-                value = build()
-                with self._lock:
-                    self._map[key] = value
-                    while self.size is not None and len(self._map) > self.size:
-                        self._map.popitem(last=False)
-            finally:
-                with self._lock:
-                    if self._building.get(key) is mine:
-                        del self._building[key]
+            value = build()  # when it fails, the key's lock stays: who waits, or comes next, builds under it
+            with self._lock:
+                self._map[key] = value
+                while self.size is not None and len(self._map) > self.size:
+                    self._map.popitem(last=False)
+                if self._building.get(key) is mine:
+                    del self._building[key]
         return value
 
     def values(self) -> list:

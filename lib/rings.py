@@ -179,7 +179,7 @@ def around(cell_ids, k: int) -> tuple[np.ndarray, np.ndarray]:
         return study, np.ascontiguousarray(neighbours_within(study, k).T)
     where = np.full(held.cells.size + 1, -1, dtype="int64")
     where[inside] = np.arange(inside.size)
-    return study, where[held.ring[:, inside]]
+    return study, np.ascontiguousarray(where[held.ring[:, inside]])  # a gather of columns comes out F-ordered
 
 
 def hold_around(cell_ids, k: int) -> None:

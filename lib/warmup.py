@@ -32,6 +32,10 @@ def warm(con: duckdb.DuckDBPyConnection) -> None:
         cur.close()
 
 
+_RUNNING: set[threading.Thread] = set()  # warm-ups not yet finished (`wait`)
+_RUNNING_LOCK = threading.Lock()
+
+
 def start(con: duckdb.DuckDBPyConnection) -> threading.Thread:
     """`warm` in a daemon thread; a failure is logged, never raised (the first view then builds it)."""
 
@@ -40,7 +44,21 @@ def start(con: duckdb.DuckDBPyConnection) -> threading.Thread:
             warm(con)
         except Exception:  # noqa: BLE001 - a warm-up must not take the app down; the view reports real errors
             log.warning("warm-up of the held store data failed", exc_info=True)
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(threading.current_thread())
 
     thread = threading.Thread(target=run, name="netzausbau-warmup", daemon=True)
+    with _RUNNING_LOCK:
+        _RUNNING.add(thread)
     thread.start()
     return thread
+
+
+def wait(timeout: float = 60.0) -> None:
+    """Wait for every running warm-up: before its connection is closed (DuckDB refuses to close a connection
+    whose cursor is running a query), and between tests."""
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for thread in running:
+        thread.join(timeout)

@@ -16,7 +16,7 @@ import pytest
 import streamlit as st
 from hypothesis import settings
 
-from lib import heldcounts, network, store
+from lib import heldcounts, network, store, warmup
 
 # Hypothesis's default 200 ms deadline per example is a timed assertion: on a busy 2-core
 # machine it fails correct code. Examples are still bounded by max_examples.
@@ -189,12 +189,14 @@ def demo_db(tmp_path_factory) -> Path:
 @pytest.fixture(autouse=True)
 def clean_caches():
     """Streamlit's caches, the held networks (lib/network) and the held complaints (lib/heldcounts) are
-    process-wide: start and end every test with empty ones."""
+    process-wide: start and end every test with empty ones, and with no warm-up (lib/warmup) running."""
+    warmup.wait()  # a warm-up a test started (lib/cache opens a store) ends before the caches are cleared
     st.cache_data.clear()
     st.cache_resource.clear()
     network.clear()
     heldcounts.clear()
     yield
+    warmup.wait()
     st.cache_data.clear()
     st.cache_resource.clear()
     network.clear()

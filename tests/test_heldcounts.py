@@ -173,3 +173,62 @@ def test_a_failed_warm_up_is_logged_not_raised(tmp_path, caplog):
     con.close()
     warmup.start(con).join(timeout=60)
     assert "warm-up" in caplog.text
+
+
+def test_a_waiter_builds_once_when_the_first_build_fails():
+    kept_ = kept.Kept(2)
+    running, most, built = [0], [0], []
+    lock = threading.Lock()
+
+    def build(fail: bool):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.1)
+        with lock:
+            running[0] -= 1
+        if fail:
+            raise RuntimeError("first build fails")
+        built.append(1)
+        return "ok"
+
+    first = threading.Thread(target=lambda: pytest.raises(RuntimeError, kept_.get, "k", lambda: build(True)))
+    first.start()
+    time.sleep(0.03)  # the others come while the first build runs
+    got = []
+    others = [threading.Thread(target=lambda: got.append(kept_.get("k", lambda: build(False)))) for _ in range(3)]
+    for t in others:
+        t.start()
+    time.sleep(0.12)  # the first build has failed and a waiter builds again: one more comes now
+    late = threading.Thread(target=lambda: got.append(kept_.get("k", lambda: build(False))))
+    late.start()
+    for t in [first, *others, late]:
+        t.join()
+    assert got == ["ok"] * 4 and built == [1] and most[0] == 1  # one build at a time, one that succeeded
+
+
+def test_an_import_of_another_table_keeps_the_held_complaints(shuffled, tmp_path, monkeypatch):
+    _, records = shuffled
+    con = store.connect(tmp_path / "store.duckdb")
+    _import(con, records, "c.csv")
+    window = ("2023-01-01", "2026-01-01")
+    hotspots.cell_counts(con, 8, *window)
+    monkeypatch.setattr(heldcounts, "read", lambda c: pytest.fail("complaints read again"))
+    sites = "site_id,lat,lon,site_type\nS1,51.95,7.62,macro\n"
+    assert store.import_file(con, sites.encode(), table="sites", file_name="s.csv").rows_accepted == 1
+    assert hotspots.cell_counts(con, 8, *window)["n"].sum() == len(records)
+    con.close()
+
+
+def test_complaints_without_a_time_and_nat_bounds_count_as_in_sql(tmp_path):
+    con = store.connect(tmp_path / "store.duckdb")
+    _import(con, make_complaints(seed=8), "c.csv")
+    con.execute("UPDATE complaints SET received_at = NULL WHERE complaint_id IN "
+                "(SELECT complaint_id FROM complaints WHERE category = 'slow_data' LIMIT 5)")
+    for start, end in [("2024-01-01", None), ("2023-01-01", "2030-01-01"), (None, "2024-06-01")]:
+        pd.testing.assert_frame_equal(hotspots.cell_counts(con, 8, start, end),
+                                      hotspots.cell_counts_sql(con, 8, start, end))
+    for nat in (pd.NaT, np.datetime64("NaT")):
+        assert hotspots.cell_counts(con, 8, nat, "2030-01-01").empty
+        assert hotspots.cell_counts(con, 8, "2023-01-01", nat).empty
+    con.close()

@@ -113,3 +113,18 @@ def test_unique_and_distinct():
     assert rings.disk_union([], 1).size == 0
     with pytest.raises(ValueError, match="k must be 0 or more"):
         rings.disk_union([CENTRE], -1)
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+def test_around_is_the_union_and_its_neighbours_cold_and_warm(k):
+    """`around` (one lookup) equals `disk_union` then `neighbours_within`, slot by slot, near a pentagon too."""
+    pentagon_area = np.array(sorted(h3.str_to_int(c) for c in h3.grid_disk(h3.int_to_str(PENTAGON), 2)))
+    rng = np.random.default_rng(k)
+    for cells in (NEAR[rng.choice(NEAR.size, 12, replace=False)], pentagon_area[:5], NEAR[:1]):
+        for _ in range(2):  # a cold cache first, then the rings held
+            study, slots = rings.around(cells, k)
+            union = rings.disk_union(cells, k)
+            assert study.tolist() == union.tolist() == naive_union(cells, k)
+            assert slots.flags.c_contiguous and slots.shape == (rings.width(k), study.size)
+            assert rows_of(slots.T) == naive_within(study, k)
+        rings.clear()
