@@ -168,18 +168,30 @@ def around(cell_ids, k: int) -> tuple[np.ndarray, np.ndarray]:
     contiguous: slots[j] the j-th ring cell of every study cell."""
     cells = distinct(cell_ids)
     if cells.size == 0:
-        return cells, np.zeros((width(k), 0), dtype="int64")
+        return cells, np.zeros((width(k), 0), dtype="int32")
     held, rows = _cache(k).rows(cells)
-    mask = np.zeros(held.cells.size + 1, dtype=bool)  # the extra last slot takes the -1 pads
-    mask[held.ring[:, rows].ravel()] = True
-    mask[-1] = False
-    inside = np.flatnonzero(mask)  # the study cells' rows in `held`
+    inside = union_of(held.ring, rows)
     study = held.cells[inside]
     if not bool(held.has_ring[inside].all()):  # a ring cell's own ring is not held yet
         return study, np.ascontiguousarray(neighbours_within(study, k).T)
-    where = np.full(held.cells.size + 1, -1, dtype="int64")
-    where[inside] = np.arange(inside.size)
-    return study, np.ascontiguousarray(where[held.ring[:, inside]])  # a gather of columns comes out F-ordered
+    return study, slots_within(held.ring, inside)
+
+
+def union_of(ring: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """In cells whose rings are `ring` (slot by slot, (width, n), indices among them, -1 pads), the union of the
+    rings of the cells `rows`: their indices, sorted (a study area)."""
+    mask = np.zeros(ring.shape[1] + 1, dtype=bool)  # the extra last slot takes the -1 pads
+    mask[ring[:, rows].ravel()] = True
+    mask[-1] = False
+    return np.flatnonzero(mask)
+
+
+def slots_within(ring: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """The rings (`ring` as in `union_of`) of the cells `inside` (sorted indices) as positions among them, -1
+    outside: int32 (width, len(inside)), C-ordered (a gather of columns comes out F-ordered: Gi* reads rows)."""
+    where = np.full(ring.shape[1] + 1, -1, dtype="int32")
+    where[inside] = np.arange(inside.size, dtype="int32")
+    return np.ascontiguousarray(where[ring[:, inside]])
 
 
 def hold_around(cell_ids, k: int) -> None:

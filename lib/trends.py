@@ -1,9 +1,9 @@
 """Trend classes of hotspot cells over months, as in emerging hot-spot analysis.
 
-Gi* runs once per month on one study area (`hotspots.gi_star`); a Mann-Kendall test on each
+Gi* runs once per month on one study area (`gistar.gi_star`); a Mann-Kendall test on each
 cell's monthly z-scores (`mann_kendall`), as ESRI's emerging hot-spot analysis does, and the
 share of months the cell was hot give its class (`trend_class`, simplified). Python: the
-normal CDF, FDR ranks and Mann-Kendall are not portable SQL (see lib/hotspots.py).
+normal CDF, FDR ranks and Mann-Kendall are not portable SQL (see lib/gistar.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from lib import hotspots
+from lib import gistar, hotspots
 
 TREND_ALPHA = 0.05
 """Significance level of the Mann-Kendall trend test."""
@@ -48,17 +48,17 @@ def mann_kendall(x, continuity: bool = True) -> tuple[np.ndarray, np.ndarray]:
     shift = np.sign(s) if continuity else 0.0
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(var > 0, (s - shift) / np.sqrt(var), 0.0)
-    p = np.where((s == 0) | (n < 3), 1.0, hotspots.p_two_sided(z))
+    p = np.where((s == 0) | (n < 3), 1.0, gistar.p_two_sided(z))
     if np.ndim(x) == 1:
         return s[0], p[0]
     return s, p
 
 
-def trend_class(monthly: pd.DataFrame, k: int = hotspots.DEFAULT_K, study_cells=None, months=None,
-                q: float = hotspots.FDR_Q, most: float = MOST_SHARE, alpha: float = TREND_ALPHA) -> pd.DataFrame:
+def trend_class(monthly: pd.DataFrame, k: int = gistar.DEFAULT_K, study_cells=None, months=None,
+                q: float = gistar.FDR_Q, most: float = MOST_SHARE, alpha: float = TREND_ALPHA) -> pd.DataFrame:
     """Trend class of each cell from monthly counts (month, cell, n), as in emerging hot-spot analysis.
 
-    Gi* runs once per month on one study area (as in `hotspots.getis_ord`: the cells with counts in
+    Gi* runs once per month on one study area (as in `gistar.getis_ord`: the cells with counts in
     any month plus their k-rings, zero-filled, unless `study_cells` is given) over every
     month of `months` (default: each calendar month from the first to the last in
     `monthly`; months without complaints count as zeros). A cell is *hot* in a month
@@ -78,7 +78,7 @@ def trend_class(monthly: pd.DataFrame, k: int = hotspots.DEFAULT_K, study_cells=
     that had a complaint or was hot in some month, sorted by cell; n is the total count.
     A single month makes every hotspot "persistent": trends need a longer window.
     """
-    hotspots.check_counts(monthly, ["month", "cell"])
+    gistar.check_counts(monthly, ["month", "cell"])
     period = pd.to_datetime(monthly["month"]).dt.to_period("M")
     if months is None:
         months = pd.period_range(period.min(), period.max(), freq="M") if len(monthly) else []
@@ -86,7 +86,7 @@ def trend_class(monthly: pd.DataFrame, k: int = hotspots.DEFAULT_K, study_cells=
     inside = period.isin(months)
     monthly, period = monthly[inside.to_numpy()], period[inside]
     n_months = len(months)
-    study = hotspots.study_area(monthly["cell"].to_numpy(dtype="int64"), k, study_cells)
+    study = gistar.study_area(monthly["cell"].to_numpy(dtype="int64"), k, study_cells)
     if study.size == 0 or n_months == 0:
         return pd.DataFrame({c: pd.Series(dtype="int64") for c in _TREND_COLUMNS}).astype(
             {"hot_latest": bool, "mk_p": "float64", "trend": "str"})
@@ -96,10 +96,10 @@ def trend_class(monthly: pd.DataFrame, k: int = hotspots.DEFAULT_K, study_cells=
     ok = (pos < study.size) & (study[np.minimum(pos, study.size - 1)] == monthly["cell"].to_numpy())
     grid = np.zeros((n_months, study.size), dtype="int64")
     np.add.at(grid, (grp[ok], pos[ok]), monthly["n"].to_numpy(dtype="int64")[ok])
-    z = hotspots.gi_star(study, grid, k).T  # study cells x months
+    z = gistar.gi_star(study, grid, k).T  # study cells x months
     hot = np.zeros_like(z, dtype=bool)
     for t in range(n_months):
-        hot[:, t] = hotspots.fdr_bh(hotspots.p_two_sided(z[:, t]), q) & (z[:, t] > 0)
+        hot[:, t] = gistar.fdr_bh(gistar.p_two_sided(z[:, t]), q) & (z[:, t] > 0)
     total = grid.sum(axis=0)
     months_hot = hot.sum(axis=1)
     keep = (total > 0) | (months_hot > 0)
@@ -119,7 +119,7 @@ def trend_class(monthly: pd.DataFrame, k: int = hotspots.DEFAULT_K, study_cells=
 
 
 def trends(con: duckdb.DuckDBPyConnection, res: int = hotspots.DEFAULT_RES, start=None, end=None,
-           kind: str = "capacity", k: int = hotspots.DEFAULT_K, q: float = hotspots.FDR_Q) -> pd.DataFrame:
+           kind: str = "capacity", k: int = gistar.DEFAULT_K, q: float = gistar.FDR_Q) -> pd.DataFrame:
     """`trend_class` of one kind of complaint over the calendar months of [start, end).
 
     Align the window to month starts: a partial first or last month has fewer complaints

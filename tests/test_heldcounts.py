@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import heldcounts, hotspots, kept, network, store, warmup
+from lib import gistar, heldcounts, hotspots, kept, network, store, warmup
 from tests.test_hotspots import CAPACITY, COVERAGE, make_complaints
 
 
@@ -88,7 +88,7 @@ def test_gi_on_the_held_grid_equals_gi_over_the_sql_counts(shuffled):
     rng = np.random.default_rng(4)
     for i, (start, end) in enumerate(_windows(rng, 12)):
         res, kind = (7, 8, 9)[i % 3], ("capacity", "coverage", "all")[i % 3]
-        want = hotspots.getis_ord(hotspots.cell_counts_sql(con, res, start, end, hotspots.KINDS[kind]))
+        want = gistar.getis_ord(hotspots.cell_counts_sql(con, res, start, end, hotspots.KINDS[kind]))
         want = want[(want["n"] > 0) | want["hot"]]
         got = hotspots.hotspots(con, res, start, end, kind)
         pd.testing.assert_frame_equal(got.sort_values("cell").reset_index(drop=True), want.reset_index(drop=True),

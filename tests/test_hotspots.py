@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from lib import cells, hotspots, store, trends
+from lib import cells, gistar, hotspots, store, trends
 
 H3 = h3.api.basic_int
 MUENSTER = (51.9607, 7.6261)
@@ -38,7 +38,7 @@ def field(study: np.ndarray, n) -> pd.DataFrame:
 @pytest.mark.parametrize("k", [0, 1, 2])
 def test_neighbour_table_is_grid_disk_with_self(k):
     some = disk(CENTRE, 2)
-    nb = hotspots.neighbour_table(list(some) + [some[0]], k)  # duplicates are ignored
+    nb = gistar.neighbour_table(list(some) + [some[0]], k)  # duplicates are ignored
     assert nb.dtypes.tolist() == ["int64", "int64"]
     assert sorted(nb["cell"].unique()) == list(some)
     for c, group in nb.groupby("cell"):
@@ -50,7 +50,7 @@ def test_neighbour_table_is_grid_disk_with_self(k):
 def test_single_cluster_centre_is_hot_far_cells_are_not():
     study = disk(CENTRE, 10)
     counts = field(disk(CENTRE, 1), 10)  # one k-ring of complaints, zeros all around
-    gi = hotspots.getis_ord(counts, k=1, study_cells=study).set_index("cell")
+    gi = gistar.getis_ord(counts, k=1, study_cells=study).set_index("cell")
     assert len(gi) == len(study) == 331
     assert gi.loc[CENTRE, "significant"] and gi.loc[CENTRE, "hot"]
     assert gi["z"].idxmax() == CENTRE
@@ -61,16 +61,16 @@ def test_single_cluster_centre_is_hot_far_cells_are_not():
     far = [c for c in study if H3.grid_distance(CENTRE, int(c)) > 2]
     assert not gi.loc[far, "significant"].any()
     outside = pd.concat([counts, field(disk(H3.latlng_to_cell(52.5, 13.4, 8), 0), 99)])  # Berlin: not studied
-    pd.testing.assert_frame_equal(hotspots.getis_ord(outside, study_cells=study), gi.reset_index())
+    pd.testing.assert_frame_equal(gistar.getis_ord(outside, study_cells=study), gi.reset_index())
     # The default study area (the counted cells and their rings, zero-filled) finds it too.
-    default = hotspots.getis_ord(counts, k=1).set_index("cell")
+    default = gistar.getis_ord(counts, k=1).set_index("cell")
     assert set(default.index) == set(disk(CENTRE, 2))
     assert default.loc[CENTRE, "hot"]
 
 
 def test_constant_field_has_nothing_significant():
     study = disk(CENTRE, 8)
-    gi = hotspots.getis_ord(field(study, 4), study_cells=study)
+    gi = gistar.getis_ord(field(study, 4), study_cells=study)
     assert (gi["z"] == 0).all() and (gi["p"] == 1).all() and not gi["significant"].any()
 
 
@@ -78,7 +78,7 @@ def test_constant_field_has_nothing_significant():
 def test_uniform_random_field_has_nothing_significant_after_fdr(seed):
     study = disk(CENTRE, 12)
     counts = field(study, np.random.default_rng(seed).poisson(5.0, size=study.size))
-    gi = hotspots.getis_ord(counts, study_cells=study)
+    gi = gistar.getis_ord(counts, study_cells=study)
     assert (gi["p"] < 0.05).sum() > 0  # raw p-values alone would call some cells hotspots
     assert not gi["significant"].any()
 
@@ -86,14 +86,14 @@ def test_uniform_random_field_has_nothing_significant_after_fdr(seed):
 def test_fdr_bh_matches_scipy():
     p = np.random.default_rng(5).beta(0.3, 2.0, size=500)
     for q in (0.01, 0.05, 0.2):
-        assert (hotspots.fdr_bh(p, q) == (stats.false_discovery_control(p) <= q)).all()
+        assert (gistar.fdr_bh(p, q) == (stats.false_discovery_control(p) <= q)).all()
         tied = np.round(p, 2)  # many equal p-values, some exactly at a threshold
-        assert (hotspots.fdr_bh(tied, q) == (stats.false_discovery_control(tied) <= q)).all()
+        assert (gistar.fdr_bh(tied, q) == (stats.false_discovery_control(tied) <= q)).all()
     # by hand: m = 4, thresholds i q / m = 0.0125 0.025 0.0375 0.05; the largest p_(i) at or below its
     # threshold is the third (0.036), so the three smallest are rejected, 0.03 too (step-up)
-    assert hotspots.fdr_bh([0.036, 0.001, 0.03, 0.2], 0.05).tolist() == [True, True, True, False]
-    assert hotspots.fdr_bh([0.04, 0.001, 0.03, 0.2], 0.05).tolist() == [False, True, False, False]
-    assert hotspots.fdr_bh([], 0.05).size == 0
+    assert gistar.fdr_bh([0.036, 0.001, 0.03, 0.2], 0.05).tolist() == [True, True, True, False]
+    assert gistar.fdr_bh([0.04, 0.001, 0.03, 0.2], 0.05).tolist() == [False, True, False, False]
+    assert gistar.fdr_bh([], 0.05).size == 0
 
 
 @pytest.mark.parametrize(("radius", "k", "seed"), [(10, 1, 0), (14, 1, 1), (17, 2, 2)])  # 331, 631, 919 cells
@@ -104,12 +104,12 @@ def test_z_agrees_with_pysal(radius, k, seed):
     y = np.random.default_rng(seed).negative_binomial(1, 0.3, size=study.size)
     index = {c: i for i, c in enumerate(study)}
     neighbours = {i: [] for i in range(study.size)}
-    for c, nb in hotspots.neighbour_table(study, k).itertuples(index=False):
+    for c, nb in gistar.neighbour_table(study, k).itertuples(index=False):
         if nb != c and nb in index:
             neighbours[index[c]].append(index[nb])
     w = libpysal.weights.W(neighbours, silence_warnings=True)
     reference = esda.G_Local(y, w, transform="B", star=True, permutations=0)
-    gi = hotspots.getis_ord(field(study, y), k=k, study_cells=study)
+    gi = gistar.getis_ord(field(study, y), k=k, study_cells=study)
     assert gi["cell"].tolist() == list(study)
     np.testing.assert_allclose(gi["z"].to_numpy(), reference.Zs, rtol=0, atol=PYSAL_TOLERANCE)
 
@@ -122,7 +122,7 @@ small_counts = st.lists(st.integers(0, 60), min_size=SMALL.size, max_size=SMALL.
 @given(n=small_counts, shift=st.integers(1, 500), scale=st.integers(2, 50), order=st.permutations(range(SMALL.size)))
 def test_z_is_invariant_to_shift_scale_and_cell_order(n, shift, scale, order):
     n = np.array(n)
-    gi = lambda counts, study: hotspots.getis_ord(counts, study_cells=study)
+    gi = lambda counts, study: gistar.getis_ord(counts, study_cells=study)
     base = gi(field(SMALL, n), SMALL)["z"].to_numpy()
     shifted = gi(field(SMALL, n + shift), SMALL)["z"].to_numpy()
     scaled = gi(field(SMALL, n * scale), SMALL)["z"].to_numpy()
@@ -134,10 +134,10 @@ def test_z_is_invariant_to_shift_scale_and_cell_order(n, shift, scale, order):
 
 def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="duplicate"):
-        hotspots.getis_ord(pd.DataFrame({"cell": [CENTRE, CENTRE], "n": [1, 2]}))
+        gistar.getis_ord(pd.DataFrame({"cell": [CENTRE, CENTRE], "n": [1, 2]}))
     with pytest.raises(ValueError, match="missing"):
-        hotspots.getis_ord(pd.DataFrame({"cell": [CENTRE]}))
-    assert hotspots.getis_ord(field(SMALL[:0], 0)).empty
+        gistar.getis_ord(pd.DataFrame({"cell": [CENTRE]}))
+    assert gistar.getis_ord(field(SMALL[:0], 0)).empty
 
 
 # -- Mann-Kendall --------------------------------------------------------------------

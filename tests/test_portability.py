@@ -14,15 +14,30 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import asof, cells, derive, engine, hotspots, impact, linkage, maps, network, overview, rollout, store, story
+from lib import (
+    asof,
+    cells,
+    derive,
+    engine,
+    gistar,
+    hotspots,
+    impact,
+    linkage,
+    maps,
+    network,
+    overview,
+    rollout,
+    store,
+    story,
+)
 
 WINDOW = {"start": "2024-03-01", "end": "2024-09-15 12:30"}
 
 # Frames of a small Gi* problem: two groups over a 2-disk, with the 1-rings as neighbours.
-_STUDY = np.unique(hotspots.neighbour_table([cells.latlng_to_cells([52.2], [8.2], 8)[0]], 2)["neighbour"])
+_STUDY = np.unique(gistar.neighbour_table([cells.latlng_to_cells([52.2], [8.2], 8)[0]], 2)["neighbour"])
 GI_VALUES = pd.DataFrame({"grp": np.repeat([0, 1], _STUDY.size), "cell": np.tile(_STUDY, 2),
                           "n": np.random.default_rng(0).poisson(3.0, 2 * _STUDY.size)}).astype("int64")
-GI_NEIGHBOURS = hotspots.neighbour_table(_STUDY, 1)
+GI_NEIGHBOURS = gistar.neighbour_table(_STUDY, 1)
 
 
 PORTABLE_QUERIES: list[tuple[str, callable]] = [
@@ -241,14 +256,14 @@ def _old_gi(con, values, neighbours) -> pd.DataFrame:
 
 def _numpy_gi(values: pd.DataFrame) -> pd.DataFrame:
     grid = values.pivot(index="grp", columns="cell", values="n").reindex(columns=_STUDY).to_numpy()
-    z = hotspots.gi_star(_STUDY, grid, 1)
+    z = gistar.gi_star(_STUDY, grid, 1)
     groups = grid.shape[0]
     return pd.DataFrame({"grp": np.repeat(np.arange(groups), _STUDY.size), "cell": np.tile(_STUDY, groups),
                          "n": grid.ravel(), "z": z.ravel()})
 
 
 def test_gi_star_equals_the_old_sql(con):
-    """Gi* moved from SQL to numpy (hotspots.gi_star): the SQL it replaced is the check."""
+    """Gi* moved from SQL to numpy (gistar.gi_star): the SQL it replaced is the check."""
     want = _old_gi(con, GI_VALUES, GI_NEIGHBOURS).sort_values(["grp", "cell"], ignore_index=True)
     assert (want["z"] != 0).sum() > 10
     _same(_numpy_gi(GI_VALUES), want)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib import rings
+from lib import gistar, rings
 
 CENTRE = h3.str_to_int(h3.latlng_to_cell(52.2, 8.2, 8))
 NEAR = np.array(sorted(h3.str_to_int(c) for c in h3.grid_disk(h3.int_to_str(CENTRE), 6)), dtype="int64")
@@ -98,10 +98,9 @@ def test_rings_held_up_front_are_held_again_after_the_cache_starts_again(tiny_db
 
 
 def test_gi_star_of_no_group_is_empty():
-    from lib import hotspots
 
     study = rings.disk_union([CENTRE], 2)
-    assert hotspots.gi_star(study, np.zeros((0, study.size))).shape == (0, study.size)
+    assert gistar.gi_star(study, np.zeros((0, study.size))).shape == (0, study.size)
 
 
 def test_unique_and_distinct():
