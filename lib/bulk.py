@@ -12,16 +12,18 @@ on one core (the checks are GIL-bound pandas). For a large CSV this module inste
    (lib.ingest.validate, with its rows numbered from 1), write its good records to a Parquet file
    and send back only counts and rejected rows;
 4. takes the results in file order: numbers their rows (the header is row 1, then every record of
-   the earlier ranges) and has DuckDB append the records to the import's staging table from the
-   Parquet file. (Not from an Arrow table: DuckDB keeps every Python object an open transaction
+   the earlier ranges) and has DuckDB append the records from the Parquet file to the import's
+   staging table, or, into an empty table, straight to that table with their keys and rows in
+   `_keys` (lib/store decides). (Not from an Arrow table: DuckDB keeps every Python object an open transaction
    scanned alive until it ends, so the parent would hold the whole file.)
 
 A quote that pyarrow reads as a plain character (one inside an unquoted field) can make the
 parity lie, so every worker checks its own cut: it parses its range followed by a sentinel line,
 which comes back as a record of its own only if the range ended outside a quoted field. A range
-that ended inside one is joined with the next range and read again. Repeated keys across ranges
-are found in SQL on the staging table. The result is the same as the whole-file path's, row for
-row (tests/test_bulk.py), and no process holds more than a few ranges.
+that ended inside one is joined with the next range and read again. Repeated keys, within a range
+or across ranges, are found in SQL over all the staged keys at the end (`_repeated_keys`). The
+result is the same as the whole-file path's, row for row (tests/test_bulk.py), and no process holds
+more than a few ranges.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ import shutil
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
@@ -257,7 +260,7 @@ def work(job: Job, r: Range) -> Part:
         return Part(cut_ok=False, utf8=got is None)
     table, rows, bad = got
     raw = RawTable(table.to_pandas(), rows, "csv", job.encoding, job.delimiter, bad_rows=bad)
-    v = validate(raw, schema.TABLES[job.table_name], job.file_name, job.known, job.today)
+    v = validate(raw, schema.TABLES[job.table_name], job.file_name, job.known, job.today, dedupe=False)
     path = os.path.join(job.out_dir, f"part-{r.start}.parquet")
     pq.write_table(pa.Table.from_pandas(v.records, preserve_index=False), path, compression="none",
                    use_dictionary=False, write_statistics=False)  # read once, at once: the cheapest to write
@@ -268,6 +271,30 @@ def work(job: Job, r: Range) -> Part:
 def pool() -> Executor:
     """Worker processes, started fresh (spawn): the parent holds DuckDB threads that fork would copy."""
     return ProcessPoolExecutor(max_workers=WORKERS, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _ready() -> None:
+    """A worker's first task: it has imported this module (and pandas, pyarrow) by the time it runs."""
+
+
+@contextmanager
+def workers(wanted: bool = True) -> Iterator[Executor | None]:
+    """The worker pool for one import, started at once (None unless `wanted`): the workers start up
+    (about a second of imports each) while the parent does other work, such as hashing the file.
+    Shut down on exit. A pool that cannot start is left to `stage_csv`, which then stages in this process."""
+    if not wanted:
+        yield None
+        return
+    executor = pool()
+    try:
+        for _ in range(WORKERS):
+            executor.submit(_ready)
+    except BrokenProcessPool:
+        pass
+    try:
+        yield executor
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 class Inline(Executor):
@@ -285,13 +312,19 @@ class Inline(Executor):
 def stage_csv(con: duckdb.DuckDBPyConnection, data: Source, file_name: str, table: schema.Table,
               known: Mapping[str, set[str]], today: dt.date, stage: Callable[[str, int], None],
               progress: Callable[[str, float], None], restart: Callable[[], None],
-              chunk_bytes: int | None = None) -> Staged:
-    """Validate a large CSV range by range; `stage(parquet_path, row_offset)` stages each range's records.
+              chunk_bytes: int | None = None, into: str | None = None, executor: Executor | None = None) -> Staged:
+    """Validate a large CSV range by range; `stage(parquet_path, row_offset)` stages each range's records:
+    into the staging table `_incoming`, or (`into`) straight into that table with keys and rows in `_keys`.
 
-    Worker processes are spawned, which re-imports the parent's main script; where that
-    cannot work (a main read from stdin, say) the pool breaks at once, and the file is
-    staged again from the start (`restart()` empties the stage) in this process.
+    The ranges go to `executor` (from `workers`; a pool of its own when None), which is shut down
+    once the file is staged. Worker processes are spawned, which re-imports the parent's main
+    script; where that cannot work (a main read from stdin, say) the pool breaks at once, and the
+    file is staged again from the start (`restart()` empties the stage) in this process.
     """
+    if executor is None:
+        with workers() as own:
+            return stage_csv(con, data, file_name, table, known, today, stage, progress, restart, chunk_bytes, into,
+                             own)
     utf8, _ = decode_csv(head(data))
     delimiter, names = csv_header(utf8, file_name)
     _, warnings = check_columns(names, table, file_name, "")  # refuses the file before any work
@@ -301,17 +334,18 @@ def stage_csv(con: duckdb.DuckDBPyConnection, data: Source, file_name: str, tabl
         encoding = "utf-8-sig" if head(data, len(BOM)) == BOM else "utf-8"
         job = Job(str(path), delimiter, tuple(names), encoding, table.name, file_name, known, today, str(tmp))
         try:
-            out = _stage_file(job, stage, progress, restart, chunk_bytes or CHUNK_BYTES)
+            out = _stage_file(job, stage, progress, restart, chunk_bytes or CHUNK_BYTES, executor)
         except NotUtf8:  # the workers check as they read: no pass over the file beforehand
             restart()
             encoding = "windows-1252"
             job = replace(job, path=str(cp1252_to_utf8(data, tmp)), encoding=encoding)
-            out = _stage_file(job, stage, progress, restart, chunk_bytes or CHUNK_BYTES)
+            out = _stage_file(job, stage, progress, restart, chunk_bytes or CHUNK_BYTES, executor)
     finally:
+        executor.shutdown(wait=True, cancel_futures=True)  # staged: the workers' memory is given back now
         shutil.rmtree(tmp, ignore_errors=True)
     out.warnings = list(dict.fromkeys(warnings + out.warnings + _encoding_warning(encoding)))
     out.encoding = encoding
-    out.rejects.append(_cross_chunk_duplicates(con, table, out))
+    out.rejects.append(_repeated_keys(con, table, out, into))
     return out
 
 
@@ -320,9 +354,9 @@ class NotUtf8(Exception):
 
 
 def _stage_file(job: Job, stage: Callable[[str, int], None], progress: Callable[[str, float], None],
-                restart: Callable[[], None], chunk: int) -> Staged:
+                restart: Callable[[], None], chunk: int, executor: Executor) -> Staged:
     try:
-        return _stage_ranges(job, stage, progress, chunk, pool())
+        return _stage_ranges(job, stage, progress, chunk, executor)
     except BrokenProcessPool:
         restart()
         return _stage_ranges(job, stage, progress, chunk, Inline())
@@ -349,10 +383,10 @@ def _stage_ranges(job: Job, stage: Callable[[str, int], None], progress: Callabl
                     progress(f"Checked {out.rows_total:,} rows", 0.1 + 0.5 * done / size)
             while todo:
                 offset = _take(todo, cuts, submit, out, offset, stage)
-        finally:
+        finally:  # the pool belongs to the caller: only this file's tasks are stopped, or waited for
             for _, fut in todo:
                 fut.cancel()
-            executor.shutdown(wait=True, cancel_futures=True)
+            wait([fut for _, fut in todo])
     return out
 
 
@@ -387,26 +421,47 @@ def _encoding_warning(encoding: str) -> list[str]:
     return ["read as Windows-1252 (not valid UTF-8)"] if encoding == "windows-1252" else []
 
 
-def _cross_chunk_duplicates(con: duckdb.DuckDBPyConnection, table: schema.Table, out: Staged) -> pd.DataFrame:
-    """Reject (and unstage) every repeat of a key after its first occurrence in an earlier range."""
+def _repeated_keys(con: duckdb.DuckDBPyConnection, table: schema.Table, out: Staged,
+                            into: str | None = None) -> pd.DataFrame:
+    """Reject (and unstage) every repeat of a key after its first occurrence in the file: from
+    `_incoming`, or from the table `into` when the records went there in place (keys and rows in `_keys`)."""
     key = table.key
+    staged = "_keys" if into else "_incoming"
     # the repeated keys first, so that the window and the JSON of the record only run over their rows, not
     # over every staged row; found among the keys whose hash repeats (an aggregate over integers: at 10M
     # complaints 1.1 s against 3.1 over the text keys), then checked on the keys themselves
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _dups AS
-        WITH hashes AS (SELECT hash({key}) AS h FROM _incoming GROUP BY 1 HAVING count(*) > 1),
-        repeated AS (SELECT {key} FROM _incoming SEMI JOIN hashes ON hash({key}) = hashes.h
+        WITH hashes AS (SELECT hash({key}) AS h FROM {staged} GROUP BY 1 HAVING count(*) > 1),
+        repeated AS (SELECT {key} FROM {staged} SEMI JOIN hashes ON hash({key}) = hashes.h
                      GROUP BY {key} HAVING count(*) > 1)
-        SELECT "row", {key}, first_row, rec FROM (
-            SELECT "row", {key}, row_number() OVER w AS n, first_value("row") OVER w AS first_row,
-                   to_json(i) AS rec
-            FROM _incoming i SEMI JOIN repeated USING ({key})
+        SELECT "row", {key}, n, first_row FROM (
+            SELECT "row", {key}, row_number() OVER w AS n, first_value("row") OVER w AS first_row
+            FROM {staged} SEMI JOIN repeated USING ({key})
             WINDOW w AS (PARTITION BY {key} ORDER BY "row")) WHERE n > 1""")
-    dups = con.execute("SELECT * FROM _dups").df()
-    if not len(dups):
-        return dups.iloc[0:0]
-    con.execute('DELETE FROM _incoming WHERE "row" IN (SELECT "row" FROM _dups)')
+    if not con.execute("SELECT count(*) FROM _dups").fetchall()[0][0]:
+        return _duplicate_rejects(key, pd.DataFrame({"row": [], key: [], "first_row": [], "rec": []}))
+    if into:
+        # the ranges went into the table in file order, so the n-th row of a key by rowid is its n-th in
+        # the file; its record as the staging table's would be (with its row number)
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE _dups AS
+            SELECT d."row", d.{key}, d.first_row, c._rid,
+                   json_merge_patch(c.rec, json_object('row', d."row")) AS rec
+            FROM _dups d JOIN (
+                SELECT rowid AS _rid, {key}, row_number() OVER (PARTITION BY {key} ORDER BY rowid) AS n,
+                       to_json(t) AS rec
+                FROM {into} t SEMI JOIN _dups USING ({key})) c USING ({key}, n)""")
+        con.execute(f"DELETE FROM {into} WHERE rowid IN (SELECT _rid FROM _dups)")
+    else:
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE _dups AS
+            SELECT d."row", d.{key}, d.first_row, to_json(i) AS rec
+            FROM _dups d JOIN _incoming i USING ("row")""")
+        con.execute('DELETE FROM _incoming WHERE "row" IN (SELECT "row" FROM _dups)')
+    dups = con.execute('SELECT "row", ' + key + ', first_row, rec FROM _dups ORDER BY "row"').df()
     out.rows_accepted -= len(dups)
+    return _duplicate_rejects(key, dups)
+
+
+def _duplicate_rejects(key: str, dups: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"row": dups["row"].astype("int64"), "field": key, "value": dups[key].astype(str),
                          "reason": [duplicate_reason(key, r) for r in dups["first_row"]],
                          "record": dups["rec"].astype(str)})

@@ -151,8 +151,9 @@ UNDEFINED_1252_REASON = ("holds a byte Windows-1252 does not define (0x81, 0x8D,
 
 
 def validate(raw: RawTable, table: schema.Table, file_name: str, known: Mapping[str, set[str]] | None = None,
-             today: dt.date | None = None) -> Validated:
-    """Type, check and place every row of `raw` as a record of `table`."""
+             today: dt.date | None = None, dedupe: bool = True) -> Validated:
+    """Type, check and place every row of `raw` as a record of `table`; with `dedupe`, reject every repeat
+    of a key after its first (lib/bulk does that in SQL over the whole file instead)."""
     known = known or {}
     today = today or dt.date.today()
     colmap, warnings = check_columns(list(raw.frame.columns), table, file_name, raw.encoding)
@@ -175,7 +176,8 @@ def validate(raw: RawTable, table: schema.Table, file_name: str, known: Mapping[
     good = np.flatnonzero(keep)
     records = result.iloc[good].reset_index(drop=True)
     records["row"] = raw.rows[good]
-    records = _dedupe(records, table, faults, good)
+    if dedupe:
+        records = _dedupe(records, table, faults, good)
     rejects = _reject_frame(faults, raw, frame)
     region_cells = None
     if table.name == "regions":

@@ -117,6 +117,9 @@ def _arrow_float(text: pd.Series) -> pd.Series | None:
 LOCAL_TZ = "Europe/Berlin"
 """Times are stored as German local time: a time given with a UTC offset (or Z) is converted to it."""
 _OFFSET = r"(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+_TIME_OFFSET = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}(?::?\d{2}(?::?\d{2}(?:[.,]\d+)?)?)?\s*" + _OFFSET
+"""An offset follows a time: a date's own day ('2025-05-01') is no offset of -01 (checked only where
+`_OFFSET` matches: this pattern is 6 times slower)."""
 
 
 def _local(ts: pd.Series) -> pd.Series:
@@ -137,12 +140,36 @@ def parse_datetime(s: pd.Series) -> pd.Series:
             out[aware] = _local(pd.to_datetime(values[aware], utc=True, errors="coerce"))
         return out
     text = as_text(s)
+    fast = _arrow_timestamps(text)
+    return fast if fast is not None else _text_datetimes(text)
+
+
+def _arrow_timestamps(text: pd.Series) -> pd.Series | None:
+    """Timestamps by Arrow's ISO 8601 cast (about 12 times quicker than the text path); None if any value
+    does not take it, and the caller then takes `_text_datetimes`. The cast is the stricter reader: what it
+    accepts (YYYY-MM-DD[( |T)HH[:MM[:SS[.f]]]], days and times in range) pandas reads alike, and it refuses
+    a UTC offset or Z rather than dropping it (tests/test_dialects.py holds both paths to agree)."""
+    try:
+        arr = pa.array(text, type=pa.string(), from_pandas=True)
+        arr = pc.if_else(pc.equal(arr, ""), pa.scalar(None, pa.string()), arr)
+        values = pc.cast(arr, pa.timestamp("us")).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
+        return None
+    return pd.Series(values, index=text.index, dtype="datetime64[us]")
+
+
+def _text_datetimes(text: pd.Series) -> pd.Series:
+    """`parse_datetime` of stripped text, value by value: ISO (naive, or with an offset), else German."""
     iso = text.str.match(r"^\d{4}-\d{2}-\d{2}")
-    offset = iso & text.str.contains(_OFFSET)
+    offset = (iso & text.str.contains(_OFFSET)).to_numpy(dtype=bool).copy()
+    if offset.any():
+        offset[offset] = text[offset].str.match(_TIME_OFFSET).to_numpy(dtype=bool)
+    offset = pd.Series(offset, index=text.index)
     out = pd.to_datetime(text.where(iso & ~offset), format="ISO8601", errors="coerce")
     if offset.any():  # parsed apart: pandas refuses a column that mixes aware and naive times
         out = out.astype("datetime64[us]")
-        out[offset] = _local(pd.to_datetime(text[offset], format="ISO8601", utc=True, errors="coerce"))
+        out[offset] = _local(pd.to_datetime(text[offset], format="ISO8601", utc=True, errors="coerce")).astype(
+            "datetime64[us]")  # finer than microseconds: cut, as the naive ones are
     todo = out.isna() & (text != "")
     german = text[todo].str.extract(GERMAN_DATE) if todo.any() else pd.DataFrame({0: []}, dtype=object)
     has = german[0].notna().reindex(text.index, fill_value=False)

@@ -46,12 +46,17 @@ def threads(monkeypatch):
     monkeypatch.setattr(bulk, "pool", lambda: ThreadPoolExecutor(max_workers=2))
 
 
-def import_both(tmp_path, data: bytes, monkeypatch, chunk_bytes: int = 10_000):
+def import_both(tmp_path, data: bytes, monkeypatch, chunk_bytes: int = 10_000, first: bool = False):
+    """The file imported whole and in chunks into two equal stores; `first`: their complaints table is
+    empty, so the chunks go into it in place (store._in_place), not through the staging table."""
     whole = store.connect(tmp_path / "whole.duckdb")
     worlds.import_world(whole, tmp_path / "w")
-    r1 = store.import_file(whole, data, table="complaints", file_name="c.csv", today=worlds_today())
     chunked = store.connect(tmp_path / "chunked.duckdb")
     worlds.import_world(chunked, tmp_path / "c")
+    if first:
+        for con in (whole, chunked):
+            con.execute("DELETE FROM complaints")
+    r1 = store.import_file(whole, data, table="complaints", file_name="c.csv", today=worlds_today())
     monkeypatch.setattr(bulk, "MIN_BYTES", 0)
     monkeypatch.setattr(bulk, "CHUNK_BYTES", chunk_bytes)
     r2 = store.import_file(chunked, data, table="complaints", file_name="c.csv", today=worlds_today())
@@ -68,10 +73,22 @@ def table_rows(con, sql: str) -> list:
     return con.execute(sql).fetchall()
 
 
+@pytest.fixture
+def in_place(monkeypatch):
+    """The ranges staged straight into the table, counted."""
+    calls = []
+    stage = store._stage_in_place
+    monkeypatch.setattr(store, "_stage_in_place", lambda *a: calls.append(a[-1]) or stage(*a))
+    return calls
+
+
+@pytest.mark.parametrize("first", [False, True], ids=["staged", "in-place"])
 @pytest.mark.parametrize("chunk_bytes", [2_000, 10_000, 70_000])
-def test_chunked_import_equals_whole_file_import(tmp_path, monkeypatch, threads, chunk_bytes):
+def test_chunked_import_equals_whole_file_import(tmp_path, monkeypatch, threads, in_place, chunk_bytes, first):
     data = complaints_csv()
-    whole, r1, chunked, r2 = import_both(tmp_path, data, monkeypatch, chunk_bytes)
+    whole, r1, chunked, r2 = import_both(tmp_path, data, monkeypatch, chunk_bytes, first)
+    assert bool(in_place) == first  # the path under test was taken
+    assert r2.rows_new == r1.rows_new
     assert (r2.rows_total, r2.rows_accepted, r2.rows_rejected) == (r1.rows_total, r1.rows_accepted, r1.rows_rejected)
     assert r1.rows_rejected > 20 and r1.warnings == r2.warnings
     cols = "complaint_id, received_at, lat, lon, cell, category, channel, text"
@@ -84,10 +101,11 @@ def test_chunked_import_equals_whole_file_import(tmp_path, monkeypatch, threads,
         table_rows(whole, "SELECT sum(n) FROM complaint_cube WHERE res = 9")
 
 
-def test_chunked_import_in_worker_processes(tmp_path, monkeypatch):
+@pytest.mark.parametrize("first", [False, True], ids=["staged", "in-place"])
+def test_chunked_import_in_worker_processes(tmp_path, monkeypatch, first):
     """The real pool: spawned processes validate the chunks."""
     data = complaints_csv(600)
-    whole, r1, chunked, r2 = import_both(tmp_path, data, monkeypatch, chunk_bytes=14_000)
+    whole, r1, chunked, r2 = import_both(tmp_path, data, monkeypatch, chunk_bytes=14_000, first=first)
     assert (r2.rows_accepted, r2.rows_rejected) == (r1.rows_accepted, r1.rows_rejected)
     assert table_rows(chunked, CONTENT_SUM) == \
         table_rows(whole, CONTENT_SUM)
@@ -142,6 +160,62 @@ def test_large_imports_keep_every_row_on_both_paths(tmp_path, monkeypatch, threa
         assert res.rows_new == n
         assert con.execute("SELECT count(DISTINCT complaint_id), count(*) FROM complaints").fetchall() == [(n, n)]
         assert con.execute("SELECT sum(n) FROM complaint_cube WHERE res = 9").fetchall() == [(n,)]
+
+
+def test_repeated_keys_are_rejected_alike_in_place_and_staged(tmp_path, monkeypatch, threads, in_place):
+    """Keys repeated across ranges: the first occurrence stays, each repeat is rejected with the same row,
+    reason and record, whether the ranges went into the empty table in place or through the staging table
+    (there the table already held one other complaint); a repeat that differs from its first is not kept."""
+    monkeypatch.setattr(bulk, "MIN_BYTES", 0)
+    monkeypatch.setattr(bulk, "CHUNK_BYTES", 3_000)
+    lines = [HEADER] + [f"K{i % 150};2025-03-{1 + i % 28:02d} 10:00;51,{i:04d};9,5;slow_data;app;v{i}\n"
+                        for i in range(400)]
+    data = "".join(lines).encode()
+    stores = {}
+    for name, before in (("in-place", None), ("staged", "Z1;2025-01-02 10:00;51,5;9,5;slow_data;app;z\n")):
+        con = stores[name] = store.connect(tmp_path / f"{name}.duckdb")
+        if before:
+            store.import_file(con, (HEADER + before).encode(), table="complaints", file_name="z.csv")
+        calls = len(in_place)
+        res = store.import_file(con, data, table="complaints", file_name="c.csv", today=worlds_today())
+        assert (len(in_place) > calls) == (before is None)
+        assert (res.rows_accepted, res.rows_rejected, res.rows_new) == (150, 250, 150)
+    keep = "SELECT complaint_id, lat, text FROM complaints WHERE complaint_id <> 'Z1' ORDER BY ALL"
+    want = sorted((f"K{i}", 51 + i / 10_000, f"v{i}") for i in range(150))  # the first of each key
+    assert [(k, round(lat, 6), t) for k, lat, t in table_rows(stores["in-place"], keep)] == want
+    assert table_rows(stores["in-place"], keep) == table_rows(stores["staged"], keep)
+    rej = """SELECT "row", field, value, reason, json_extract(record, '$.text'), json_extract(record, '$.row')
+             FROM rejected_rows WHERE reason LIKE 'duplicate%' ORDER BY 1"""
+    got = table_rows(stores["in-place"], rej)
+    assert got == table_rows(stores["staged"], rej)
+    assert got == [(i + 2, "complaint_id", f"K{i % 150}", f"duplicate complaint_id (first at row {i % 150 + 2})",
+                    f'"v{i}"', str(i + 2)) for i in range(150, 400)]
+    assert stores["in-place"].execute("SELECT count(*) FROM complaint_cube WHERE res = 9").fetchall()[0][0] > 0
+
+
+def test_the_same_file_into_an_empty_table_again_changes_nothing(tmp_path, monkeypatch, threads, in_place):
+    """Into an empty table the file's hash is checked only once it is staged (it is computed beside the
+    staging): a file imported before, whose rows were all rejected, is found the same, and the import
+    that staged it again is rolled back whole."""
+    monkeypatch.setattr(bulk, "MIN_BYTES", 0)
+    monkeypatch.setattr(bulk, "CHUNK_BYTES", 2_000)
+    lines = [HEADER] + [f"K{i};2025-03-{1 + i % 28:02d} 10:00;51,5;9,5;aliens;app;x\n" for i in range(200)]
+    data = "".join(lines).encode()
+    con = store.connect(tmp_path / "s.duckdb")
+    first = store.import_file(con, data, table="complaints", file_name="c.csv", today=worlds_today())
+    assert (first.rows_accepted, first.rows_rejected, first.duplicate_of) == (0, 200, None)
+    staged_before = len(in_place)
+    state = "SELECT (SELECT count(*) FROM import_log), (SELECT count(*) FROM rejected_rows), " \
+            "(SELECT count(*) FROM complaints)"
+    before = table_rows(con, state)
+    again = store.import_file(con, data, table="complaints", file_name="c.csv", today=worlds_today())
+    assert len(in_place) > staged_before  # staged in place before the hash said it was the same file
+    assert again.duplicate_of == first.import_id and again.checksum == first.checksum
+    assert table_rows(con, state) == before == [(1, 200, 0)]
+    assert not table_rows(con, "SELECT * FROM duckdb_tables() WHERE table_name IN ('_keys', '_incoming')")
+    other = store.import_file(con, data.replace(b"aliens", b"slow_data"), table="complaints", file_name="c.csv",
+                              today=worlds_today())
+    assert other.duplicate_of is None and other.rows_new == 200
 
 
 @pytest.mark.parametrize("encoding", ["cp1252", "utf-8", "utf-8-sig"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pandas as pd
 import pytest
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from lib import schema
 from lib.ingest import validate
 from lib.readers import is_utf8, read_file
-from lib.values import parse_datetime, parse_number
+from lib.values import _arrow_timestamps, _text_datetimes, as_text, parse_datetime, parse_number
 
 NAME_CHARS = st.characters(codec="cp1252", exclude_categories=("Cc", "Cs", "Zl", "Zp"), exclude_characters='"')
 record = st.fixed_dictionaries({
@@ -135,6 +136,41 @@ def test_number_parsing_fast_and_slow_paths_agree(values, at, bad):
 def test_thousands_separators_are_read_per_column(values, thousands, decimal_comma, want):
     got = parse_number(pd.Series(values, dtype="str"), thousands=thousands, decimal_comma=decimal_comma).tolist()
     assert [None if g != g else g for g in got] == want
+
+
+def _stamp(year, month, day, hour, minute, second, sep, frac, zone, pad) -> str:
+    date = f"{year:04d}-{month:02d}-{day:02d}" if pad else f"{year}-{month}-{day}"
+    time = "" if hour is None else f"{sep}{hour:02d}" + ("" if minute is None else f":{minute:02d}") + (
+        "" if minute is None or second is None else f":{second:02d}{frac}")
+    return date + time + zone
+
+
+STAMP = st.builds(_stamp, st.integers(0, 2999) | st.just(2025), st.integers(0, 13), st.integers(0, 32),
+                  st.none() | st.integers(0, 25), st.none() | st.integers(0, 61), st.none() | st.integers(0, 61),
+                  st.sampled_from([" ", "T", "t", "  "]),
+                  st.sampled_from(["", "", ".5", ".123456", ".123456789", ",5"]),
+                  st.sampled_from(["", "", "", "Z", "+02:00", "-0100", " "]), st.booleans() | st.just(True))
+
+
+@given(st.lists(STAMP | st.just("") | st.just("01.03.2025 10:00"), min_size=1, max_size=6))
+@example(["2025-05-01 10:00:59", "2025-05-01", ""])  # the fast path: every value takes Arrow's cast
+@example(["2025-02-30 10:00:00"])  # a day that does not exist: both refuse it
+@example(["2025-05-01 10:00:59", "2025-05-01T10:00:00Z"])  # an offset: the text path, to German time
+def test_datetime_fast_and_text_paths_agree(values):
+    """Arrow's cast (the fast path, taken only when every value takes it) and the text path agree."""
+    s = pd.Series(values, dtype="str")
+    pd.testing.assert_series_equal(parse_datetime(s), _text_datetimes(as_text(s)))
+    if all(v == "" or (re.fullmatch(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2})?)?", v)
+                       and _text_datetimes(as_text(pd.Series([v], dtype="str"))).notna().all()) for v in values):
+        assert _arrow_timestamps(as_text(s)) is not None  # valid plain ISO values all take the fast path
+
+
+def test_a_date_alone_in_a_time_column_is_midnight():
+    """'2025-05-01' once matched the offset pattern ('-01' read as UTC-1) and came out at 02:00."""
+    s = pd.Series(["2025-05-01", "2025-01-15", "01.03.2025 10:00", "2025-03-01T10:00:00+01:00"], dtype="str")
+    assert parse_datetime(s).tolist() == [dt.datetime(2025, 5, 1), dt.datetime(2025, 1, 15),
+                                          dt.datetime(2025, 3, 1, 10), dt.datetime(2025, 3, 1, 10)]
+    assert _text_datetimes(as_text(s)).tolist() == parse_datetime(s).tolist()
 
 
 def test_times_with_a_utc_offset_become_german_local_time():
