@@ -292,12 +292,13 @@ def workers(wanted: bool = True) -> Iterator[Executor | None]:
     if not wanted:
         yield None
         return
-    executor = pool()
+    executor = None
     try:
+        executor = pool()
         for _ in range(WORKERS):
             executor.submit(_ready)
-    except BrokenProcessPool:
-        pass
+    except BrokenProcessPool:  # then staging finds it broken too, and falls back to this process
+        executor = executor or Inline()
     try:
         yield executor
     finally:

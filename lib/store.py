@@ -134,8 +134,8 @@ def import_file(con: duckdb.DuckDBPyConnection, source: str | Path | bytes, tabl
 
     The file is hashed in a thread beside the rest (hashlib lets go of the GIL): an import of the same
     bytes as an earlier one changes nothing (`_same_file`). That is checked before any work, except for
-    a large file going into an empty table (`_in_place`), where it is checked once the file is staged,
-    so that hashing 1 GB (about a second) overlaps the work instead of coming before it.
+    a large file going into an empty table (`_in_place`): there the workers start at once and the check
+    comes once the file is staged, so that hashing 1 GB (about a second) overlaps the work.
     """
     progress = progress or (lambda msg, frac: None)
     started = time.perf_counter()
@@ -149,9 +149,11 @@ def import_file(con: duckdb.DuckDBPyConnection, source: str | Path | bytes, tabl
     progress(f"Reading {file_name}", 0.05)
     head = bulk.head(path or source)
     fmt = sniff_format(head, file_name)
-    big = bulk.wanted(size, fmt)  # a large CSV is streamed in chunks: a path is never read whole
+    # a large CSV is streamed in chunks (a path is never read whole); regions never are: they are few, and
+    # their cells are placed per record (lib/ingest._place_regions)
+    big = bulk.wanted(size, fmt) and _table_name(table, peek_columns(head, file_name), file_name) != "regions"
     data = path if big and path else path.read_bytes() if path else source
-    with bulk.workers(big) as executor, ThreadPoolExecutor(1) as hasher:  # both start at once
+    with ThreadPoolExecutor(1) as hasher:
         digest = hasher.submit(_sha256, data)
         raw = None if big else read_file(data, file_name)
         name = _table_name(table, peek_columns(head, file_name) if big else raw.frame.columns, file_name)
@@ -160,48 +162,57 @@ def import_file(con: duckdb.DuckDBPyConnection, source: str | Path | bytes, tabl
         try:
             if not in_place:
                 _refuse_same_file(con, digest.result(), name)
-            known = known_ids(con, t)
-            result = ImportResult(None, name, file_name, "")
-            _new_stage(con, t, in_place)  # before the transaction: see _new_stage
-            con.execute("BEGIN TRANSACTION")
-            try:
-                result.import_id = con.execute("SELECT coalesce(max(import_id), 0) + 1 FROM import_log"
-                                               ).fetchall()[0][0]
-                if big:
-                    stage = _stage_in_place if in_place else _stage
-                    staged = bulk.stage_csv(con, data, file_name, t, known, today or dt.date.today(),
-                                            lambda part, offset: stage(con, part, t, result.import_id, offset),
-                                            progress, restart=lambda: _restart(con, t, in_place),
-                                            into=t.name if in_place else None, executor=executor)
-                    rejects, region_cells, encoding = staged.reject_frame(), None, staged.encoding
-                    result.rows_total, result.rows_accepted, result.warnings = (
-                        staged.rows_total, staged.rows_accepted, staged.warnings)
-                else:
-                    progress(f"Checking {len(raw.frame):,} rows of {name}", 0.2)
-                    v = validate(raw, t, file_name, known, today=today)
-                    _stage(con, v.records, t, result.import_id)
-                    rejects, region_cells, encoding = v.rejects, v.region_cells, raw.encoding
-                    result.rows_total, result.rows_accepted, result.warnings = (v.rows_total, len(v.records),
-                                                                                v.warnings)
-                result.checksum = digest.result()
-                if in_place:
-                    _refuse_same_file(con, result.checksum, name)
-                result.rejects = rejects
-                result.rows_rejected = int(rejects["row"].nunique()) if len(rejects) else 0
-                progress(f"Writing {result.rows_accepted:,} rows", 0.6)
-                _apply(con, t, result, region_cells, rejects, in_place)
-                result.seconds = time.perf_counter() - started
-                _log(con, result, fmt, encoding)
-                derive.refresh(con)  # derived tables are recomputed in the same transaction: never stale
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                _drop_stage(con)  # made outside the transaction
-                raise
+            with bulk.workers(big) as executor:
+                result = _import(con, t, data, raw, file_name, fmt, executor, in_place, digest, progress, today,
+                                 started)
         except _SameFile as same:
             return ImportResult(None, name, file_name, same.checksum, duplicate_of=same.earlier,
                                 seconds=time.perf_counter() - started)
     progress("Done", 1.0)
+    return result
+
+
+def _import(con: duckdb.DuckDBPyConnection, t: schema.Table, data: bytes | Path, raw, file_name: str, fmt: str,
+            executor, in_place: bool, digest, progress: Progress, today: dt.date | None,
+            started: float) -> ImportResult:
+    """`import_file`'s transaction: validate (`raw`, or `data` range by range on `executor`), stage, apply,
+    log and derive; rolled back whole on any failure, or when the file turns out the same (`_SameFile`)."""
+    known = known_ids(con, t)
+    result = ImportResult(None, t.name, file_name, "")
+    _new_stage(con, t, in_place)  # before the transaction: see _new_stage
+    con.execute("BEGIN TRANSACTION")
+    try:
+        result.import_id = con.execute("SELECT coalesce(max(import_id), 0) + 1 FROM import_log").fetchall()[0][0]
+        if raw is None:
+            stage = _stage_in_place if in_place else _stage
+            staged = bulk.stage_csv(con, data, file_name, t, known, today or dt.date.today(),
+                                    lambda part, offset: stage(con, part, t, result.import_id, offset), progress,
+                                    restart=lambda: _restart(con, t, in_place), into=t.name if in_place else None,
+                                    executor=executor)
+            rejects, region_cells, encoding = staged.reject_frame(), None, staged.encoding
+            result.rows_total, result.rows_accepted, result.warnings = (staged.rows_total, staged.rows_accepted,
+                                                                        staged.warnings)
+        else:
+            progress(f"Checking {len(raw.frame):,} rows of {t.name}", 0.2)
+            v = validate(raw, t, file_name, known, today=today)
+            _stage(con, v.records, t, result.import_id)
+            rejects, region_cells, encoding = v.rejects, v.region_cells, raw.encoding
+            result.rows_total, result.rows_accepted, result.warnings = v.rows_total, len(v.records), v.warnings
+        result.checksum = digest.result()
+        if in_place:
+            _refuse_same_file(con, result.checksum, t.name)
+        result.rejects = rejects
+        result.rows_rejected = int(rejects["row"].nunique()) if len(rejects) else 0
+        progress(f"Writing {result.rows_accepted:,} rows", 0.6)
+        _apply(con, t, result, region_cells, rejects, in_place)
+        result.seconds = time.perf_counter() - started
+        _log(con, result, fmt, encoding)
+        derive.refresh(con)  # derived tables are recomputed in the same transaction: never stale
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        _drop_stage(con)  # made outside the transaction
+        raise
     return result
 
 

@@ -218,6 +218,62 @@ def test_the_same_file_into_an_empty_table_again_changes_nothing(tmp_path, monke
     assert other.duplicate_of is None and other.rows_new == 200
 
 
+def test_a_large_regions_csv_is_read_whole(tmp_path, monkeypatch, threads):
+    """Regions are placed per record (their cells): a large regions CSV takes the whole-file path, so a
+    repeated region keeps its own cells and every region's cells are stored (review finding)."""
+    import json
+
+    con_w = store.connect(tmp_path / "w.duckdb")
+    files = worlds.write_world(tmp_path / "in")
+    store.import_file(con_w, files["regions"], table="regions")
+    regions = con_w.execute("SELECT region_id, name, level, parent_id, geometry FROM regions ORDER BY 1 LIMIT 2"
+                            ).df()
+    header = "region_id,name,level,parent_id,geometry\n"
+    rows = [f'{r.region_id},{r.name},{r.level},{r.parent_id or ""},"{r.geometry.replace(chr(34), chr(34) * 2)}"\n'
+            for r in regions.itertuples()]
+    data = (header + rows[0] + rows[1] + rows[0]).encode()  # the first region repeated
+    assert json.loads(regions.geometry[0])
+    whole = store.connect(tmp_path / "whole.duckdb")
+    r1 = store.import_file(whole, data, table="regions", file_name="r.csv")
+    calls = []
+    monkeypatch.setattr(bulk, "MIN_BYTES", 0)
+    monkeypatch.setattr(bulk, "CHUNK_BYTES", 200)
+    monkeypatch.setattr(bulk, "pool", lambda: calls.append(1) or ThreadPoolExecutor(max_workers=2))
+    chunked = store.connect(tmp_path / "chunked.duckdb")
+    r2 = store.import_file(chunked, data, table="regions", file_name="r.csv")
+    assert not calls  # no workers: read whole
+    assert (r1.rows_accepted, r1.rows_rejected) == (r2.rows_accepted, r2.rows_rejected) == (2, 1)
+    cells = "SELECT r.region_id, r.n_cells, count(c.cell) FROM regions r LEFT JOIN region_cells c USING (region_id) " \
+            "GROUP BY ALL ORDER BY 1"
+    got = table_rows(chunked, cells)
+    assert got == table_rows(whole, cells) and all(n == k > 0 for _, n, k in got)
+
+
+def test_the_same_large_file_again_starts_no_workers_and_a_pool_that_cannot_start_falls_back(tmp_path, monkeypatch):
+    """Into a table that holds rows, the hash is checked first: the same large file again changes nothing
+    and starts no workers. A pool that fails as it is made leaves the import to this process."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    monkeypatch.setattr(bulk, "MIN_BYTES", 0)
+    monkeypatch.setattr(bulk, "CHUNK_BYTES", 5_000)
+    made = []
+
+    def broken():
+        made.append(1)
+        raise BrokenProcessPool("cannot start")
+
+    monkeypatch.setattr(bulk, "pool", broken)
+    data = complaints_csv(400)
+    con = store.connect(tmp_path / "s.duckdb")
+    worlds.import_world(con, tmp_path / "in")
+    made.clear()
+    first = store.import_file(con, data, table="complaints", file_name="c.csv", today=worlds_today())
+    assert made and first.rows_accepted > 200 and first.duplicate_of is None
+    made.clear()
+    again = store.import_file(con, data, table="complaints", file_name="c.csv", today=worlds_today())
+    assert again.duplicate_of == first.import_id and not made
+
+
 @pytest.mark.parametrize("encoding", ["cp1252", "utf-8", "utf-8-sig"])
 def test_a_large_file_given_by_path_is_streamed_and_gives_the_same_store(tmp_path, monkeypatch, threads, encoding):
     """A path takes the chunked path without reading the file whole (UTF-8, with or without BOM, or

@@ -173,6 +173,16 @@ def test_a_date_alone_in_a_time_column_is_midnight():
     assert _text_datetimes(as_text(s)).tolist() == parse_datetime(s).tolist()
 
 
+@pytest.mark.parametrize("loose,want", [("2025-05-01T9:00Z", dt.datetime(2025, 5, 1, 11)),
+                                        ("2025-05-01T12:5Z", dt.datetime(2025, 5, 1, 14, 5)),
+                                        ("2025-05-01T12:00:00.Z", dt.datetime(2025, 5, 1, 14)),
+                                        ("2025-05-01T12:00:5+01:00", dt.datetime(2025, 5, 1, 13, 0, 5))])
+def test_loosely_written_offset_times_beside_plain_ones(loose, want):
+    """pandas reads these offsets; they must take the offset path, not fail the column (review finding)."""
+    assert parse_datetime(pd.Series([loose, "2025-01-01 10:00"], dtype="str")).tolist() == \
+        [want, dt.datetime(2025, 1, 1, 10)]
+
+
 def test_times_with_a_utc_offset_become_german_local_time():
     s = pd.Series(["2025-03-01T10:00:00Z", "2025-07-01T10:00:00+02:00", "2025-03-01T10:00:00+0100",
                    "2025-03-01 10:00", "01.03.2025 10:00", "2025-13-01T10:00Z", ""], dtype="str")
