@@ -32,7 +32,9 @@ import datetime as dt
 import multiprocessing
 import os
 import shutil
+import sys
 import tempfile
+import types
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, wait
@@ -294,15 +296,33 @@ def workers(wanted: bool = True) -> Iterator[Executor | None]:
         return
     executor = None
     try:
-        executor = pool()
-        for _ in range(WORKERS):
-            executor.submit(_ready)
+        with _main_hidden():  # each submit starts one worker, until there are WORKERS
+            executor = pool()
+            for _ in range(WORKERS):
+                executor.submit(_ready)
     except BrokenProcessPool:  # then staging finds it broken too, and falls back to this process
         executor = executor or Inline()
     try:
         yield executor
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def _main_hidden() -> Iterator[None]:
+    """While workers start, the parent's main module is a blank one. A spawned process runs its parent's
+    main script again first (for what it may define); ours need only this module, which a task imports.
+    Under Streamlit that script is the page script (dashboard.py), which fails outside a session, so the
+    pool broke and every large upload was read in this one process; a main read from stdin failed alike."""
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is None:
+            del sys.modules["__main__"]
+        else:
+            sys.modules["__main__"] = main
 
 
 class Inline(Executor):
@@ -325,9 +345,9 @@ def stage_csv(con: duckdb.DuckDBPyConnection, data: Source, file_name: str, tabl
     into the staging table `_incoming`, or (`into`) straight into that table with keys and rows in `_keys`.
 
     The ranges go to `executor` (from `workers`; a pool of its own when None), which is shut down
-    once the file is staged. Worker processes are spawned, which re-imports the parent's main
-    script; where that cannot work (a main read from stdin, say) the pool breaks at once, and the
-    file is staged again from the start (`restart()` empties the stage) in this process.
+    once the file is staged. Worker processes are spawned without the parent's main script
+    (`_main_hidden`); where they still cannot start the pool breaks at once, and the file is
+    staged again from the start (`restart()` empties the stage) in this process.
     """
     if executor is None:
         with workers() as own:

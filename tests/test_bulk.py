@@ -111,6 +111,30 @@ def test_chunked_import_in_worker_processes(tmp_path, monkeypatch, first):
         table_rows(whole, CONTENT_SUM)
 
 
+def test_worker_processes_start_whatever_the_main_script(tmp_path, monkeypatch):
+    """Spawned workers do not run the parent's main script again: under Streamlit that is the page script,
+    which fails outside a session, and the pool broke, leaving every large upload to one process. Here the
+    main script fails when run; the import must still use its worker processes, never the fallback."""
+    import sys
+    import types
+
+    script = tmp_path / "page.py"
+    script.write_text("raise RuntimeError('a page script run outside Streamlit')\n")
+    fake_main = types.ModuleType("__main__")
+    fake_main.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", fake_main)
+
+    def no_fallback(*a, **k):
+        raise AssertionError("the worker pool broke and the import fell back to this process")
+
+    monkeypatch.setattr(bulk, "Inline", no_fallback)
+    data = complaints_csv(600)
+    whole, r1, chunked, r2 = import_both(tmp_path, data, monkeypatch, chunk_bytes=14_000, first=True)
+    assert (r2.rows_accepted, r2.rows_rejected) == (r1.rows_accepted, r1.rows_rejected)
+    assert table_rows(chunked, CONTENT_SUM) == table_rows(whole, CONTENT_SUM)
+    assert sys.modules["__main__"] is fake_main  # given back
+
+
 def test_chunked_refusal_and_failure_change_nothing(tmp_path, monkeypatch, threads):
     con = store.connect(tmp_path / "s.duckdb")
     worlds.import_world(con, tmp_path / "in")
