@@ -5,25 +5,22 @@ on one core (the checks are GIL-bound pandas). For a large CSV this module inste
 
 1. makes sure the file is UTF-8 on disk: a path is used as it is, an upload (bytes) is written to
    a temporary file, a Windows-1252 file is converted block by block into one;
-2. cuts the data after the header into ranges of about CHUNK_BYTES, each ending just after a
-   newline with an even number of quote characters since the range's start (where fields are
-   quoted as RFC 4180 has it, that is a record boundary); the parent only reads the file for this;
+2. cuts the data after the header into ranges of about CHUNK_BYTES at record boundaries
+   (lib/csvranges: quote parity, checked by each worker with a sentinel line; a range that ended
+   inside a quoted field is joined with the next and read again); the parent only reads the file
+   for this;
 3. has WORKERS processes each read one range from the file, parse it (pyarrow), validate it
    (lib.ingest.validate, with its rows numbered from 1), write its good records to a Parquet file
    and send back only counts and rejected rows;
 4. takes the results in file order: numbers their rows (the header is row 1, then every record of
    the earlier ranges) and has DuckDB append the records from the Parquet file to the import's
    staging table, or, into an empty table, straight to that table with their keys and rows in
-   `_keys` (lib/store decides). (Not from an Arrow table: DuckDB keeps every Python object an open transaction
-   scanned alive until it ends, so the parent would hold the whole file.)
+   `_keys` (lib/store decides). (Not from an Arrow table: DuckDB keeps every Python object an open
+   transaction scanned alive until it ends, so the parent would hold the whole file.)
 
-A quote that pyarrow reads as a plain character (one inside an unquoted field) can make the
-parity lie, so every worker checks its own cut: it parses its range followed by a sentinel line,
-which comes back as a record of its own only if the range ended outside a quoted field. A range
-that ended inside one is joined with the next range and read again. Repeated keys, within a range
-or across ranges, are found in SQL over all the staged keys at the end (`_repeated_keys`). The
-result is the same as the whole-file path's, row for row (tests/test_bulk.py), and no process holds
-more than a few ranges.
+Repeated keys, within a range or across ranges, are found in SQL over all the staged keys at the end
+(`_repeated_keys`). The result is the same as the whole-file path's, row for row (tests/test_bulk.py),
+and no process holds more than a few ranges.
 """
 
 from __future__ import annotations
@@ -42,18 +39,16 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO
 
 import duckdb
-import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from lib import schema
+from lib.csvranges import Range, Source, cp1252_to_utf8, data_start, head, on_disk, ranges, read_range
 from lib.ingest import Validated, check_columns, duplicate_reason, shift_rows, validate
-from lib.readers import BOM, RawTable, csv_header, csv_options, decode_csv, is_utf8
+from lib.readers import BOM, RawTable, csv_header, decode_csv
 
 MIN_BYTES = 64 << 20
 """CSV files at least this large take the chunked path (about 600k complaint rows)."""
@@ -61,10 +56,6 @@ CHUNK_BYTES = 24 << 20
 """Bytes of CSV a worker reads at a time (about 200k complaint rows)."""
 WORKERS = 2
 IN_FLIGHT = WORKERS + 1  # ranges handed to workers at once: bounds the Arrow files waiting on disk
-SENTINEL = "\x00netzausbau: end of range\x00"
-"""The line a worker parses after its range, to learn whether the range ended inside quotes."""
-MAX_TRIES = 1000  # newlines tried from a range's end before a cut is left to the sentinel to check
-BLOCK = 1 << 24
 
 
 @dataclass
@@ -84,19 +75,6 @@ class Staged:
             return pd.DataFrame({"row": pd.Series(dtype="int64"), "field": [], "value": [], "reason": [],
                                  "record": []})
         return pd.concat(parts, ignore_index=True).sort_values("row", kind="stable").reset_index(drop=True)
-
-
-Source = bytes | Path
-"""A large CSV: its bytes, or its path (never read whole)."""
-
-
-@dataclass(frozen=True)
-class Range:
-    """Bytes [start, end) of the file; `last` when it runs to the file's end."""
-
-    start: int
-    end: int
-    last: bool
 
 
 @dataclass(frozen=True)
@@ -131,133 +109,9 @@ def wanted(size: int, fmt: str) -> bool:
     return fmt == "csv" and size >= MIN_BYTES
 
 
-def head(source: Source, n: int = 1 << 16) -> bytes:
-    """The first `n` bytes of the file."""
-    if isinstance(source, Path):
-        with source.open("rb") as f:
-            return f.read(n)
-    return source[:n]
-
-
-def on_disk(source: Source, tmp: Path) -> Path:
-    """The CSV as a file: a path as it is, bytes written to a file in `tmp`."""
-    if isinstance(source, Path):
-        return source
-    out = tmp / "source.csv"
-    out.write_bytes(source)
-    return out
-
-
-def cp1252_to_utf8(source: Source, tmp: Path) -> Path:
-    """A Windows-1252 CSV converted to a UTF-8 file in `tmp`, block by block (one byte a character;
-    undefined bytes replaced, as decode_csv does it whole)."""
-    out = tmp / "converted.csv"
-    with out.open("wb") as w:
-        for block in _blocks(source):
-            w.write(block.decode("cp1252", errors="replace").encode("utf-8"))
-    return out
-
-
-def _blocks(source: Source) -> Iterator[bytes]:
-    if isinstance(source, Path):
-        with source.open("rb") as f:
-            yield from iter(lambda: f.read(BLOCK), b"")
-    else:
-        view = memoryview(source)
-        for start in range(0, len(view), BLOCK):
-            yield bytes(view[start:start + BLOCK])
-
-
-def data_start(f: BinaryIO) -> int:
-    """Offset of the first byte after the header line (and a BOM)."""
-    f.seek(0)
-    skip = len(BOM) if f.read(len(BOM)) == BOM else 0
-    f.seek(skip)
-    f.readline()
-    return f.tell()
-
-
-def last_cut(buf: bytes) -> int:
-    """The index just after the last newline in `buf` with an even number of quote characters before
-    it, else just after the last newline (the sentinel checks it), or -1 when `buf` has none."""
-    end = buf.rfind(b"\n")
-    if end < 0:
-        return -1
-    quotes = buf.count(b'"', 0, end)
-    i = end
-    for _ in range(MAX_TRIES):
-        if quotes % 2 == 0:
-            return i + 1
-        j = buf.rfind(b"\n", 0, i)
-        if j < 0:
-            break
-        quotes -= buf.count(b'"', j, i)
-        i = j
-    return end + 1
-
-
-def ranges(f: BinaryIO, start: int, size: int, chunk: int) -> Iterator[Range]:
-    """The file from `start` to `size` cut into ranges of about `chunk` bytes."""
-    pos = start
-    while pos < size:
-        if size - pos <= chunk + chunk // 2:
-            yield Range(pos, size, True)
-            return
-        f.seek(pos)
-        buf = f.read(chunk)
-        cut = last_cut(buf)
-        while cut < 0:  # a record longer than a chunk: read on
-            more = f.read(chunk)
-            if not more:
-                break
-            buf += more
-            cut = last_cut(buf)
-        if cut < 0 or pos + cut >= size:
-            yield Range(pos, size, True)
-            return
-        yield Range(pos, pos + cut, False)
-        pos += cut
-
-
-def read_range(job: Job, r: Range) -> tuple[pa.Table, np.ndarray, list[tuple[int, str]]] | str | None:
-    """The range's records as text columns, their row numbers (from 1) and the unreadable ones;
-    None when the range ended inside a quoted field, "not utf-8" when it is not UTF-8."""
-    with open(job.path, "rb") as f:
-        f.seek(r.start)
-        data = f.read(r.end - r.start)
-    if not r.last:
-        data += SENTINEL.encode() + b"\n"
-    bad: list[tuple[int, str]] = []
-
-    def on_bad(row) -> str:
-        bad.append((row.number, row.text))
-        return "skip"
-
-    read, parse, convert = csv_options(job.delimiter, list(job.names), use_threads=False, on_bad=on_bad)
-    read.column_names = list(job.names)
-    try:
-        table = pacsv.read_csv(pa.BufferReader(data), read_options=read, parse_options=parse,
-                               convert_options=convert)
-    except pa.ArrowInvalid:  # invalid UTF-8 fails the text columns, or the text of a bad row
-        if job.encoding != "windows-1252" and not is_utf8(data):
-            return "not utf-8"
-        raise
-    if not r.last:
-        if len(job.names) > 1 and bad and bad[-1][1] == SENTINEL:
-            bad.pop()
-        elif len(job.names) == 1 and table.num_rows and table.column(0)[-1].as_py() == SENTINEL:
-            table = table.slice(0, table.num_rows - 1)
-        else:
-            return None
-    n_records = table.num_rows + len(bad)
-    numbers = np.arange(1, n_records + 1, dtype="int64")
-    rows = numbers[~np.isin(numbers, [n for n, _ in bad])] if bad else numbers
-    return table, rows, bad
-
-
 def work(job: Job, r: Range) -> Part:
     """Read and validate one range (in a worker process); the good records go to an Arrow file."""
-    got = read_range(job, r)
+    got = read_range(job.path, job.delimiter, job.names, job.encoding, r)
     if got is None or isinstance(got, str):
         return Part(cut_ok=False, utf8=got is None)
     table, rows, bad = got

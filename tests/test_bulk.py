@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from lib import bulk, store
+from lib import bulk, csvranges, store
 from lib.errors import ImportRefused
 from tests import worlds
 
@@ -379,7 +379,7 @@ def test_cuts_never_split_a_record(tmp_path, monkeypatch, threads, stray, crlf, 
     (b"no newline", -1),
 ])
 def test_last_cut(buf, cut):
-    assert bulk.last_cut(buf) == cut
+    assert csvranges.last_cut(buf) == cut
 
 
 def test_a_byte_windows_1252_does_not_define_rejects_its_row_on_both_paths(tmp_path, monkeypatch, threads):
