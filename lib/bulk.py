@@ -104,9 +104,11 @@ class Part:
     parquet: str | None = None
 
 
-def wanted(size: int, fmt: str) -> bool:
-    """Whether a file of `size` bytes and format `fmt` should take the chunked path."""
-    return fmt == "csv" and size >= MIN_BYTES
+def wanted(size: int, fmt: str, table: str | None = None) -> bool:
+    """Whether a file of `size` bytes and format `fmt` for `table` (None: not known yet) should take the
+    chunked path. Regions never do: they are few, and their cells are placed per record
+    (lib/ingest._place_regions), which the chunked path does not store."""
+    return fmt == "csv" and size >= MIN_BYTES and table != "regions"
 
 
 def work(job: Job, r: Range) -> Part:
@@ -194,19 +196,15 @@ class Inline(Executor):
 def stage_csv(con: duckdb.DuckDBPyConnection, data: Source, file_name: str, table: schema.Table,
               known: Mapping[str, set[str]], today: dt.date, stage: Callable[[str, int], None],
               progress: Callable[[str, float], None], restart: Callable[[], None],
-              chunk_bytes: int | None = None, into: str | None = None, executor: Executor | None = None) -> Staged:
+              executor: Executor, chunk_bytes: int | None = None, into: str | None = None) -> Staged:
     """Validate a large CSV range by range; `stage(parquet_path, row_offset)` stages each range's records:
     into the staging table `_incoming`, or (`into`) straight into that table with keys and rows in `_keys`.
 
-    The ranges go to `executor` (from `workers`; a pool of its own when None), which is shut down
-    once the file is staged. Worker processes are spawned without the parent's main script
-    (`_main_hidden`); where they still cannot start the pool breaks at once, and the file is
-    staged again from the start (`restart()` empties the stage) in this process.
+    The ranges go to `executor` (from `workers`), which is shut down once the file is staged. Worker
+    processes are spawned without the parent's main script (`_main_hidden`); where they still cannot
+    start the pool breaks at once, and the file is staged again from the start (`restart()` empties the
+    stage) in this process.
     """
-    if executor is None:
-        with workers() as own:
-            return stage_csv(con, data, file_name, table, known, today, stage, progress, restart, chunk_bytes, into,
-                             own)
     utf8, _ = decode_csv(head(data))
     delimiter, names = csv_header(utf8, file_name)
     _, warnings = check_columns(names, table, file_name, "")  # refuses the file before any work

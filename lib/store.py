@@ -149,14 +149,14 @@ def import_file(con: duckdb.DuckDBPyConnection, source: str | Path | bytes, tabl
     progress(f"Reading {file_name}", 0.05)
     head = bulk.head(path or source)
     fmt = sniff_format(head, file_name)
-    # a large CSV is streamed in chunks (a path is never read whole); regions never are: they are few, and
-    # their cells are placed per record (lib/ingest._place_regions)
-    big = bulk.wanted(size, fmt) and _table_name(table, peek_columns(head, file_name), file_name) != "regions"
+    # a large CSV is streamed in chunks (a path is never read whole); its header names its table
+    name = _table_name(table, peek_columns(head, file_name), file_name) if bulk.wanted(size, fmt) else None
+    big = name is not None and bulk.wanted(size, fmt, name)
     data = path if big and path else path.read_bytes() if path else source
     with ThreadPoolExecutor(1) as hasher:
         digest = hasher.submit(_sha256, data)
         raw = None if big else read_file(data, file_name)
-        name = _table_name(table, peek_columns(head, file_name) if big else raw.frame.columns, file_name)
+        name = name or _table_name(table, raw.frame.columns, file_name)
         t = schema.TABLES[name]
         in_place = big and _in_place(con, t)
         try:
@@ -187,8 +187,8 @@ def _import(con: duckdb.DuckDBPyConnection, t: schema.Table, data: bytes | Path,
             stage = _stage_in_place if in_place else _stage
             staged = bulk.stage_csv(con, data, file_name, t, known, today or dt.date.today(),
                                     lambda part, offset: stage(con, part, t, result.import_id, offset), progress,
-                                    restart=lambda: _restart(con, t, in_place), into=t.name if in_place else None,
-                                    executor=executor)
+                                    restart=lambda: _restart(con, t, in_place), executor=executor,
+                                    into=t.name if in_place else None)
             rejects, region_cells, encoding = staged.reject_frame(), None, staged.encoding
             result.rows_total, result.rows_accepted, result.warnings = (staged.rows_total, staged.rows_accepted,
                                                                         staged.warnings)
@@ -288,10 +288,14 @@ def import_order(files: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
 
 def _in_place(con: duckdb.DuckDBPyConnection, t: schema.Table) -> bool:
     """Whether a large file's records go straight into the table rather than through the staging table:
-    only when the table is empty (nothing to compare with) and keeps no versions and no cells of its own.
-    At 10M complaints this saves copying every row a second time (3.2 s)."""
-    return (not t.versioned and t.name != "regions"
-            and not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {t.name} LIMIT 1)").fetchall()[0][0])
+    only when the table is empty (nothing to compare with) and keeps no versions. At 10M complaints this
+    saves copying every row a second time (3.2 s)."""
+    return not t.versioned and _empty(con, t.name)
+
+
+def _empty(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether table `name` holds no rows (without counting them)."""
+    return not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {name} LIMIT 1)").fetchall()[0][0]
 
 
 def _new_stage(con: duckdb.DuckDBPyConnection, t: schema.Table, in_place: bool = False) -> None:
@@ -349,7 +353,7 @@ def _apply(con: duckdb.DuckDBPyConnection, t: schema.Table, result: ImportResult
     quoted = ", ".join(f'"{c}"' for c in table_columns(t.name))
     if in_place:  # the records are in the table already (`_in_place`): every one is new
         result.rows_new, result.rows_updated, result.rows_unchanged = result.rows_accepted, 0, 0
-    elif con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {t.name} LIMIT 1)").fetchall()[0][0]:
+    elif not _empty(con, t.name):
         _apply_changes(con, t, result, quoted)
     else:
         _apply_first(con, t, result, quoted)  # nothing to compare with: every staged row is new
