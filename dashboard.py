@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from lib import cache, publish
+from lib import cache
 from lib.errors import NetzausbauError
+from lib.views import publish
 
 st.set_page_config(page_title="Netzausbau-Monitor", page_icon=":material/cell_tower:", layout="wide")
 cache.mark_routed()

@@ -6,6 +6,6 @@
 
 import streamlit as st
 
-from lib import api
+from lib.public import api
 
 app = st.App("dashboard.py", routes=api.ROUTES)

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 if __name__ != "__mp_main__":  # the import's spawned workers run this script again under that name and need
-    # none of this (they import lib.bulk themselves): without it each starts in 0.6 s instead of 1.8
+    # none of this (they import lib.ingest.bulk themselves): without it each starts in 0.6 s instead of 1.8
     import duckdb
     import geopandas as gpd
     import h3
@@ -30,7 +30,9 @@ if __name__ != "__mp_main__":  # the import's spawned workers run this script ag
     import pandas as pd
     from rss import TreePeak
 
-    from lib import asof, cells, demo, hotspots, linkage, mapdraw, maps, overview, progress, rollout, store
+    from lib import cells, demo, store
+    from lib.engine import asof, hotspots, linkage, progress
+    from lib.views import mapdraw, maps, overview, rollout
 
 OUT = ROOT / "bench" / "out"
 SITES = 30_000

@@ -40,7 +40,8 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lib import cli, publish, store  # noqa: E402
+from lib import cli, store  # noqa: E402
+from lib.views import publish  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 TIMEOUT = 30.0

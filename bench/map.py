@@ -27,7 +27,8 @@ import duckdb  # noqa: E402
 import numpy as np  # noqa: E402
 import pydeck as pdk  # noqa: E402
 
-from lib import asof, mapdraw, maps, overview  # noqa: E402
+from lib.engine import asof  # noqa: E402
+from lib.views import mapdraw, maps, overview  # noqa: E402
 
 
 def ours(con: duckdb.DuckDBPyConnection, p: maps.Params) -> tuple[maps.View, str]:

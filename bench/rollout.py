@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/rollout.py --db data/netzausbau.duckdb --repeat 5
 
-Each query of `lib.rollout` (as the page calls it through `lib.cache`, uncached here) runs `--repeat`
+Each query of `lib.views.rollout` (as the page calls it through `lib.cache`, uncached here) runs `--repeat`
 times on a fresh cursor: first run and median in ms. Then the map's JSON and the report's size, and a
 whole page run in AppTest: cold (empty caches) and again with the region changed (the page's cached
 queries hit, only the region's own ones run).
@@ -21,8 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lib import export, overview, report, rollout, store  # noqa: E402
-from lib import rollout_charts as charts  # noqa: E402
+from lib import export, store  # noqa: E402
+from lib.views import overview, report, rollout  # noqa: E402
+from lib.views import rollout_charts as charts  # noqa: E402
 
 
 def timed(fn, repeat: int) -> tuple[float, float, object]:

@@ -18,8 +18,10 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from lib import export, mapdraw, maps, overview, publicview, publish, rollout, store, story, warmup
+from lib import export, store, warmup
 from lib.errors import NetzausbauError, StoreError
+from lib.public import regionview
+from lib.views import mapdraw, maps, overview, publish, rollout, story
 
 TTL = "1h"
 MAX_ENTRIES = 64
@@ -202,26 +204,26 @@ def rejects_csv(rejects: pd.DataFrame) -> bytes:
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def _prepared(path: str, stamp: tuple[int, int, int]) -> publicview.Prepared:
+def _prepared(path: str, stamp: tuple[int, int, int]) -> regionview.Prepared:
     """The snapshot at `path` validated and prepared once per file version (`stamp`: inode, mtime, size);
     shared read-only by every session (nothing mutates it)."""
-    return publicview.prepare(publish.load(path))
+    return regionview.prepare(publish.load(path))
 
 
 @st.cache_resource(max_entries=256, show_spinner=False)
-def _public_region(path: str, stamp: tuple[int, int, int], region_id: str, lang: str) -> publicview.RegionView:
-    """`publicview.region_view` made once per snapshot version, region and language; shared read-only."""
-    return publicview.region_view(_prepared(path, stamp), region_id, lang)
+def _public_region(path: str, stamp: tuple[int, int, int], region_id: str, lang: str) -> regionview.RegionView:
+    """`regionview.region_view` made once per snapshot version, region and language; shared read-only."""
+    return regionview.region_view(_prepared(path, stamp), region_id, lang)
 
 
-def public_region(region_id: str, lang: str) -> publicview.RegionView:
+def public_region(region_id: str, lang: str) -> regionview.RegionView:
     """The public page's map, charts and notes of a region in a language, cached per snapshot version."""
     path = publish.snapshot_path().resolve()
     info = path.stat()
     return _public_region(str(path), (info.st_ino, info.st_mtime_ns, info.st_size), region_id, lang)
 
 
-def public_snapshot() -> publicview.Prepared:
+def public_snapshot() -> regionview.Prepared:
     """The published snapshot ($NETZAUSBAU_SNAPSHOT or data/public/snapshot.json), prepared for the public page.
 
     Never touches the store. Raises publish.SnapshotError when there is no valid snapshot."""
@@ -229,7 +231,7 @@ def public_snapshot() -> publicview.Prepared:
     try:
         info = path.stat()
     except OSError:
-        return publicview.prepare(publish.load(path))  # raises SnapshotError with the reason
+        return regionview.prepare(publish.load(path))  # raises SnapshotError with the reason
     return _prepared(str(path), (info.st_ino, info.st_mtime_ns, info.st_size))
 
 

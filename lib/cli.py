@@ -117,7 +117,7 @@ def _run(args) -> int:
         print(f"demo store built at {target} in {time.perf_counter() - started:.1f} s")
         return 0
     if args.cmd == "publish":
-        from lib import publish
+        from lib.views import publish
 
         if args.if_missing and publish.snapshot_path(args.out).exists():
             print(f"snapshot exists: {publish.snapshot_path(args.out)}")

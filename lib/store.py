@@ -19,10 +19,11 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from lib import bulk, derive, schema
+from lib.engine import derive
 from lib.errors import ImportRefused, StoreError
-from lib.ingest import closest_table, detect_table, validate
-from lib.readers import peek_columns, read_file, sniff_format
+from lib.ingest import bulk, schema
+from lib.ingest.readers import peek_columns, read_file, sniff_format
+from lib.ingest.validation import closest_table, detect_table, validate
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "data"

@@ -13,7 +13,8 @@ import threading
 
 import duckdb
 
-from lib import cells, hotspots, network
+from lib import cells
+from lib.engine import hotspots, network
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,10 @@ import datetime as dt
 
 import streamlit as st
 
-from lib import cache, publish, schema
+from lib import cache
 from lib.errors import NetzausbauError
+from lib.ingest import schema
+from lib.views import publish
 
 AUTO = "detect from columns"
 REJECT_COLUMNS = ["row", "field", "value", "reason"]

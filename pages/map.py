@@ -4,7 +4,10 @@ import time
 
 import streamlit as st
 
-from lib import asof, cache, cells, export, hotspots, linkage, mapdraw, maps, mapurl, schema, story
+from lib import cache, cells, export
+from lib.engine import asof, hotspots, linkage
+from lib.ingest import schema
+from lib.views import mapdraw, maps, mapurl, story
 
 PLAY_SECONDS = 2.0
 TABLE_ROWS = 500

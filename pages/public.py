@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from lib import cache, i18n, publicview
-from lib.publish import SnapshotError
+from lib import cache
+from lib.public import i18n, regionview
+from lib.views.publish import SnapshotError
 
 
 def set_param(name: str, key: str) -> None:
@@ -11,9 +12,9 @@ def set_param(name: str, key: str) -> None:
     st.query_params[name] = st.session_state[key]
 
 
-def go_to_place(p: publicview.Prepared) -> None:
+def go_to_place(p: regionview.Prepared) -> None:
     """Callback: the region of the place typed in becomes the chosen region."""
-    rid = publicview.place_region(p, st.session_state["place"]) if st.session_state.get("place") else None
+    rid = regionview.place_region(p, st.session_state["place"]) if st.session_state.get("place") else None
     if rid:
         st.session_state["region_pick"] = st.query_params["region"] = rid
 
@@ -36,13 +37,13 @@ if bad_lang:
     st.caption(i18n.t("bad_param", lang, name="lang", value=st.query_params.get("lang"), default=i18n.NAMES[lang]))
 st.write(i18n.t("intro", lang))
 
-wanted = st.query_params.get("region", publicview.NETWORK)
-region = wanted if wanted in p.regions.index else publicview.NETWORK
+wanted = st.query_params.get("region", regionview.NETWORK)
+region = wanted if wanted in p.regions.index else regionview.NETWORK
 if st.session_state.get("region_pick") not in p.regions.index:
     st.session_state["region_pick"] = region
 cols = st.columns(2)
 cols[0].selectbox(i18n.t("region", lang), list(p.regions.index), key="region_pick",
-                  format_func=lambda r: publicview.region_label(p, r, lang),
+                  format_func=lambda r: regionview.region_label(p, r, lang),
                   on_change=set_param, args=("region", "region_pick"))
 cols[1].selectbox(i18n.t("place", lang), sorted(p.places), index=None, placeholder=i18n.t("place_hint", lang),
                   key="place", on_change=go_to_place, args=(p,))
@@ -50,7 +51,7 @@ if wanted != region:
     st.caption(i18n.t("bad_param", lang, name="region", value=wanted, default=i18n.t("network", lang)))
 region = st.session_state["region_pick"]
 if st.session_state.get("place") in p.places:
-    names = [publicview.region_label(p, r, lang) for r in p.places[st.session_state["place"]]]
+    names = [regionview.region_label(p, r, lang) for r in p.places[st.session_state["place"]]]
     st.caption(i18n.t("place_in", lang, place=st.session_state["place"], regions=", ".join(names)))
 st.caption(i18n.t("as_of", lang, date=i18n.date(p.snapshot.data_as_of, lang),
                   k=p.snapshot.k))
@@ -73,7 +74,7 @@ if view.deck is None:
 else:
     st.pydeck_chart(view.deck, height=420, key="areas_map")
     st.caption(i18n.t("map_caption", lang, k=p.snapshot.k))
-    st.markdown(publicview.status_legend(lang), unsafe_allow_html=True)
+    st.markdown(regionview.status_legend(lang), unsafe_allow_html=True)
 
 st.subheader(i18n.t("trend_title", lang))
 st.plotly_chart(view.trend_fig, key="trend_chart", config={"displayModeBar": False})
@@ -84,7 +85,7 @@ if view.notes.empty:
     st.caption(i18n.t("no_notes", lang))
 for note in view.notes.itertuples():
     with st.container(border=True):
-        st.caption(f"{i18n.date(note.published_on, lang)} · {publicview.region_label(p, note.region_id, lang)}")
+        st.caption(f"{i18n.date(note.published_on, lang)} · {regionview.region_label(p, note.region_id, lang)}")
         st.text(note.text)
 
 st.subheader(i18n.t("open_data", lang))

@@ -6,8 +6,9 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from lib import cache, export, report, rollout
-from lib import rollout_charts as charts
+from lib import cache, export
+from lib.views import report, rollout
+from lib.views import rollout_charts as charts
 
 LATE_COLUMNS = {
     "region": "Region", "upgrade_id": "Upgrade", "site_id": "Site", "kind": "Kind", "problem": "Problem",

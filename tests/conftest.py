@@ -16,7 +16,8 @@ import pytest
 import streamlit as st
 from hypothesis import settings
 
-from lib import heldcounts, network, store, warmup
+from lib import store, warmup
+from lib.engine import heldcounts, network
 
 # Hypothesis's default 200 ms deadline per example is a timed assertion: on a busy 2-core
 # machine it fails correct code. Examples are still bounded by max_examples.

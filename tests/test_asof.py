@@ -9,7 +9,8 @@ import io
 import ibis
 import pytest
 
-from lib import asof, cells, engine, linkage, store
+from lib import cells, engine, store
+from lib.engine import asof, linkage
 
 D = dt.date.fromisoformat
 BASE = (51.25, 9.25)

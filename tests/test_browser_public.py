@@ -13,7 +13,8 @@ import urllib.request
 import pytest
 from playwright.sync_api import expect
 
-from lib import publish, store
+from lib import store
+from lib.views import publish
 from tests.browser import SHOTS, assert_no_errors, settle
 
 PHONE = {"width": 375, "height": 812}

@@ -7,8 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from lib import bulk, csvranges, store
+from lib import store
 from lib.errors import ImportRefused
+from lib.ingest import bulk, csvranges
 from tests import worlds
 
 HEADER = "complaint_id;received_at;lat;lon;category;channel;text\n"

@@ -8,7 +8,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib import cells, schema
+from lib import cells
+from lib.ingest import schema
 
 lat = st.floats(schema.COUNTRY_BBOX[0], schema.COUNTRY_BBOX[2])
 lon = st.floats(schema.COUNTRY_BBOX[1], schema.COUNTRY_BBOX[3])

@@ -11,9 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 from scipy.spatial import cKDTree
 
-from lib import demo, schema
+from lib import demo
 from lib.demo import DEMO_AS_OF, FOCUS, build_demo_files
-from lib.demo_geo import in_country, load_geography, state_of, xy
+from lib.demo.geo import in_country, load_geography, state_of, xy
+from lib.ingest import schema
 
 SIZE = dict(sites=600, complaints=5000)
 AS_OF = pd.Timestamp(DEMO_AS_OF)

@@ -9,7 +9,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from lib import cells, derive, engine, hotspots, overview, store
+from lib import cells, engine, store
+from lib.engine import derive, hotspots
+from lib.views import overview
 from tests.test_portability import DUCKDB_ONLY, _calls
 
 CATEGORY_CASES = [None, hotspots.KINDS["capacity"], hotspots.KINDS["coverage"], (), ("other",)]

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from lib import schema
-from lib.ingest import validate
-from lib.readers import is_utf8, read_file
-from lib.values import _arrow_timestamps, _text_datetimes, as_text, parse_datetime, parse_number
+from lib.ingest import schema
+from lib.ingest.readers import is_utf8, read_file
+from lib.ingest.validation import validate
+from lib.ingest.values import _arrow_timestamps, _text_datetimes, as_text, parse_datetime, parse_number
 
 NAME_CHARS = st.characters(codec="cp1252", exclude_categories=("Cc", "Cs", "Zl", "Zp"), exclude_characters='"')
 record = st.fixed_dictionaries({

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import gistar, heldcounts, hotspots, kept, network, store, warmup
+from lib import store, warmup
+from lib.engine import gistar, heldcounts, hotspots, kept, network
 from tests.test_hotspots import CAPACITY, COVERAGE, make_complaints
 
 

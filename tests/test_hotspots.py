@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from lib import cells, gistar, hotspots, store, trends
+from lib import cells, store
+from lib.engine import gistar, hotspots, trends
 
 H3 = h3.api.basic_int
 MUENSTER = (51.9607, 7.6261)

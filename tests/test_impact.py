@@ -10,7 +10,8 @@ import ibis
 import pandas as pd
 import pytest
 
-from lib import cells, engine, impact, store
+from lib import cells, engine, store
+from lib.engine import impact
 from tests import worlds
 
 D = dt.date

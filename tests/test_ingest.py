@@ -9,8 +9,9 @@ import h3
 import pandas as pd
 import pytest
 
-from lib import cells, schema, store
+from lib import cells, store
 from lib.errors import ImportRefused
+from lib.ingest import schema
 from tests import worlds
 
 SITE_HEADER = "site_id,name,lat,lon,site_type\n"
@@ -219,4 +220,4 @@ def test_excel_and_parquet_give_the_same_records_as_csv(tmp_path):
 
 def test_schema_drives_the_readme():
     text = (store.ROOT / "README.md").read_text(encoding="utf-8")
-    assert schema.format_markdown() in text, "README data formats are stale: paste lib.schema.format_markdown()"
+    assert schema.format_markdown() in text, "README data formats are stale: paste lib.ingest.schema.format_markdown()"

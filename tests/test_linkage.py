@@ -13,7 +13,8 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from lib import cells, engine, linkage, network, store
+from lib import cells, engine, store
+from lib.engine import linkage, network
 from tests import worlds
 
 BASE = (51.25, 9.25)  # the hotspot, and the site serving it

@@ -13,7 +13,8 @@ import h3
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lib import demo, mapdraw, maps, store
+from lib import demo, store
+from lib.views import mapdraw, maps
 
 APP = "../dashboard.py"
 PAGE = "pages/map.py"

@@ -20,7 +20,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from shapely.geometry import Point, shape
 
-from lib import asof, demo, engine, export, mapdraw, maps
+from lib import demo, engine, export
+from lib.engine import asof
+from lib.views import mapdraw, maps
 
 AS_OF = demo.DEMO_AS_OF
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from lib import maps, mapurl
+from lib.views import maps, mapurl
 
 D = dt.date
 FIRST, LAST = D(2025, 5, 1), D(2026, 11, 1)

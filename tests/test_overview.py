@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from shapely.geometry import Point, box
 
-from lib import overview, store
+from lib import store
+from lib.views import overview
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lib import cache, cells, schema, store
+from lib import cache, cells, store
+from lib.ingest import schema
 
 APP = "../dashboard.py"
 PAGES = ["pages/overview.py", "pages/map.py", "pages/rollout.py", "pages/data.py", "pages/public.py"]

@@ -14,22 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import (
-    asof,
-    cells,
-    derive,
-    engine,
-    gistar,
-    hotspots,
-    impact,
-    linkage,
-    maps,
-    network,
-    overview,
-    rollout,
-    store,
-    story,
-)
+from lib import cells, engine, store
+from lib.engine import asof, derive, gistar, hotspots, impact, linkage, network
+from lib.views import maps, overview, rollout, story
 
 WINDOW = {"start": "2024-03-01", "end": "2024-09-15 12:30"}
 

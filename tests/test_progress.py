@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from scipy import optimize, stats
 from sqlglot import exp
 
-from lib import cells, engine, progress, store
+from lib import cells, engine, store
+from lib.engine import progress
 
 D = dt.date.fromisoformat
 # Two square states side by side near Kassel; site X1 lies outside both (network total only).

@@ -15,7 +15,9 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lib import api, i18n, publicview, publish, store
+from lib import store
+from lib.public import api, i18n, regionview
+from lib.views import publish
 
 APP = "../dashboard.py"
 
@@ -104,10 +106,10 @@ def test_notes_newest_first_in_the_page_language_else_all():
         {"note_id": "a", "region_id": "S", "published_on": "2026-01-01", "text": "alt", "language": "de"},
         {"note_id": "b", "region_id": "C", "published_on": "2026-03-01", "text": "neu", "language": "de"},
         {"note_id": "c", "region_id": "C", "published_on": "2026-02-01", "text": "mid", "language": "en"}]
-    p = publicview.prepare(publish.Snapshot(doc, b""))
-    assert publicview.notes(p, "S", "de")["note_id"].tolist() == ["b", "a"]  # the state shows its city's notes
-    assert publicview.notes(p, "S", "en")["note_id"].tolist() == ["c"]
-    assert publicview.notes(p, "C", "de")["note_id"].tolist() == ["b"]
+    p = regionview.prepare(publish.Snapshot(doc, b""))
+    assert regionview.notes(p, "S", "de")["note_id"].tolist() == ["b", "a"]  # the state shows its city's notes
+    assert regionview.notes(p, "S", "en")["note_id"].tolist() == ["c"]
+    assert regionview.notes(p, "C", "de")["note_id"].tolist() == ["b"]
 
 
 def test_bad_url_values_fall_back_with_a_note(public_env):
@@ -115,7 +117,7 @@ def test_bad_url_values_fall_back_with_a_note(public_env):
     assert [t.value for t in at.title] == ["Netzausbau in Ihrer Region"]
     notes = [c.value for c in at.caption if "unbekannten Wert" in c.value]
     assert len(notes) == 2 and "(xx)" in notes[0] and "(nowhere)" in notes[1]
-    assert at.selectbox(key="region_pick").value == publicview.NETWORK
+    assert at.selectbox(key="region_pick").value == regionview.NETWORK
 
 
 def test_place_search_picks_the_city_area_and_puts_it_into_the_url(public_env):
@@ -165,13 +167,13 @@ def test_public_page_in_the_internal_app(demo_snapshot, tiny_db, monkeypatch):
 
 def test_downloads_hold_the_whole_snapshot(demo_snapshot):
     snap = publish.load(demo_snapshot[0])
-    with zipfile.ZipFile(io.BytesIO(publicview.csv_zip(snap))) as z:
+    with zipfile.ZipFile(io.BytesIO(regionview.csv_zip(snap))) as z:
         assert set(z.namelist()) == {f"{t}.csv" for t in publish.ALLOWLIST} | {"README.txt"}
         for name, rows in snap.doc["tables"].items():
             frame = pd.read_csv(io.BytesIO(z.read(f"{name}.csv")), encoding="utf-8-sig")
             assert len(frame) == len(rows) and list(frame.columns) == list(publish.ALLOWLIST[name])
-    assert publicview.csv_zip(snap) == publicview.csv_zip(snap)  # same snapshot, same bytes
-    geo = json.loads(publicview.geojson(snap))
+    assert regionview.csv_zip(snap) == regionview.csv_zip(snap)  # same snapshot, same bytes
+    geo = json.loads(regionview.geojson(snap))
     assert len(geo["features"]) == len(snap.doc["tables"]["hotspot_areas"])
     ring = geo["features"][0]["geometry"]["coordinates"][0]
     assert len(ring) == 7 and ring[0] == ring[-1]
@@ -183,7 +185,7 @@ def test_csv_download_escapes_formula_text():
     doc["tables"]["notes"] = [{"note_id": "n1", "region_id": "R", "published_on": "2026-01-01",
                                "text": "=HYPERLINK(\"x\")", "language": "de"}]
     snap = publish.Snapshot(doc, b"")
-    with zipfile.ZipFile(io.BytesIO(publicview.csv_zip(snap))) as z:
+    with zipfile.ZipFile(io.BytesIO(regionview.csv_zip(snap))) as z:
         assert "'=HYPERLINK" in z.read("notes.csv").decode("utf-8-sig")
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib import gistar, rings
+from lib.engine import gistar, rings
 
 CENTRE = h3.str_to_int(h3.latlng_to_cell(52.2, 8.2, 8))
 NEAR = np.array(sorted(h3.str_to_int(c) for c in h3.grid_disk(h3.int_to_str(CENTRE), 6)), dtype="int64")
@@ -82,7 +82,8 @@ def test_the_cache_starts_again_only_when_what_it_would_hold_is_over_the_cap(mon
 
 
 def test_rings_held_up_front_are_held_again_after_the_cache_starts_again(tiny_db):
-    from lib import hotspots, store
+    from lib import store
+    from lib.engine import hotspots
 
     con = store.connect(tiny_db, read_only=True)
 

@@ -18,8 +18,10 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from lib import cells, engine, export, network, report, rollout, store
-from lib import rollout_charts as charts
+from lib import cells, engine, export, store
+from lib.engine import network
+from lib.views import report, rollout
+from lib.views import rollout_charts as charts
 
 D = dt.date
 

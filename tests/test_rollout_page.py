@@ -264,7 +264,7 @@ def test_hotspots_without_plan_per_region(demo_copy, tables, monkeypatch):
     """The "Hotspots, no plan" column: hot cells of either kind (Gi* and relief from the engine, whose rules
     tests/test_hotspots.py and tests/test_linkage.py check against PySAL and by hand) with no upgrade planned,
     counted per region here from the region cells."""
-    from lib import asof, hotspots, linkage
+    from lib.engine import asof, hotspots, linkage
 
     day = data_date(tables).date()
     con = duckdb.connect(str(demo_copy), read_only=True)

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import asof, engine, linkage, network, rules
+from lib import engine
+from lib.engine import asof, linkage, network, rules
 from tests.test_linkage import BASE, H, build, reference
 
 DAY0 = dt.date(2025, 1, 1)
@@ -129,7 +130,7 @@ def test_the_held_network_is_per_store_and_sees_region_names(tmp_path):
     a = random_world(tmp_path / "a", 5)
     for con, name in ((a, None), (random_world(tmp_path / "b", 5), "Westen")):
         con.execute("INSERT INTO regions (region_id, name, level) VALUES ('W', ?, 'state')", [name or "West"])
-    from lib import rollout
+    from lib.views import rollout
     names = [rollout.region_table(random_con, "state", DATES[3]).set_index("region_id")["name"].get("W")
              for random_con in (a, store_of(tmp_path / "b"))]
     assert names == ["West", "Westen"]

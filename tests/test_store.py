@@ -8,7 +8,8 @@ import textwrap
 
 import pytest
 
-from lib import schema, store
+from lib import store
+from lib.ingest import schema
 from tests import worlds
 
 TABLES = [*schema.TABLES, "import_log", "rejected_rows", "region_cells", "upgrades_versions",
@@ -126,7 +127,7 @@ def test_files_uploaded_together_are_imported_in_table_order(tmp_path):
 
 
 def test_every_import_leaves_the_derived_tables_current(con):
-    from lib import derive
+    from lib.engine import derive
 
     assert derive.current(con)
     store.import_file(con, (worlds.SITES_CSV + "S9,Neu,51.3,9.3,macro,4G,\n").encode(), table="sites",

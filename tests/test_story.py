@@ -7,7 +7,8 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from lib import cells, story
+from lib import cells
+from lib.views import story
 
 D = dt.date
 

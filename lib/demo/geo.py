@@ -19,9 +19,10 @@ import pandas as pd
 from h3.api import basic_int as h3int
 from scipy.spatial import cKDTree
 
-from lib import cells, schema
+from lib import cells
+from lib.ingest import schema
 
-STATES_CSV = Path(__file__).resolve().parent.parent / "data" / "reference" / "de_states.csv"
+STATES_CSV = Path(__file__).resolve().parents[2] / "data" / "reference" / "de_states.csv"
 NEIGHBOURS = ("AT", "BE", "CH", "CZ", "DK", "FR", "LU", "NL", "PL")
 MIN_PLACE_POPULATION = 1000
 SHAPE_RES = 7

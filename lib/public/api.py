@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from lib import publish
+from lib.views import publish
 
 SNAPSHOT_ROUTE = "/api/public/snapshot.json"
 REGION_ROUTE = "/api/public/regions/{region_id}.json"

@@ -28,7 +28,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from lib import cells, kept, schema
+from lib import cells
+from lib.engine import kept
+from lib.ingest import schema
 
 KEPT = 2
 """Store versions held at once (13 to 21 bytes per complaint each)."""

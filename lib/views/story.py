@@ -1,6 +1,6 @@
 """The story of one hotspot or site beside the map: complaints over time, what serves it, when it is relieved.
 
-Every figure comes from the engine (`lib.linkage`, `lib.impact`, `lib.asof`); this module only
+Every figure comes from the engine (`lib.engine.linkage`, `lib.engine.impact`, `lib.engine.asof`); this module only
 gathers one object's rows, as of the slider's date: an actual date after `as_of` counts as
 not yet happened, as everywhere in the engine.
 """
@@ -16,7 +16,8 @@ import ibis.expr.types as ir
 import pandas as pd
 import plotly.graph_objects as go
 
-from lib import asof, engine, hotspots, impact, linkage
+from lib import engine
+from lib.engine import asof, hotspots, impact, linkage
 
 HISTORY_WEEKS = 52
 """Weeks of complaints the story chart shows before the slider's date (at least)."""

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from lib import rings
+from lib.engine import rings
 
 DEFAULT_K = 1
 """Neighbourhood of Gi*: the cell and its k-ring (k=1: the cell and its 6 neighbours)."""

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from lib.readers import BOM, csv_options, is_utf8
+from lib.ingest.readers import BOM, csv_options, is_utf8
 
 SENTINEL = "\x00netzausbau: end of range\x00"
 """The line a worker parses after its range, to learn whether the range ended inside quotes."""

@@ -1,4 +1,4 @@
-"""Figures of the rollout page, built from `lib.rollout` frames (plotly graph objects, pydeck); no streamlit.
+"""Figures of the rollout page, built from `lib.views.rollout` frames (plotly graph objects, pydeck); no streamlit.
 
 Plotly `go` traces, not plotly express (about 25 times quicker per figure, FIELD-NOTES).
 The map is a pydeck GeoJsonLayer without a basemap: it needs no network at all.
@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pydeck as pdk
 
-from lib import rollout
+from lib.views import rollout
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 CHANNEL_COLOURS = {"hotline": "#d62728", "app": "#1f77b4", "crowd_list": "#ff7f0e", "social": "#2ca02c"}

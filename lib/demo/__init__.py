@@ -18,9 +18,9 @@ import pandas as pd
 import pyarrow as pa
 from scipy.spatial import cKDTree
 
-from lib import cells, schema
-from lib.demo_complaints import arrow_table, complaint_rates, complaint_tables, pick, write_tables
-from lib.demo_geo import (
+from lib import cells
+from lib.demo.complaints import arrow_table, complaint_rates, complaint_tables, pick, write_tables
+from lib.demo.geo import (
     SHAPE_RES,
     Geography,
     load_geography,
@@ -31,6 +31,7 @@ from lib.demo_geo import (
     state_of,
     xy,
 )
+from lib.ingest import schema
 
 DEMO_AS_OF = datetime.date(2026, 11, 1)
 """The "today" of the demo data: no actual date is later, nothing planned later is done."""

@@ -2,7 +2,7 @@
 times (ISO or German, as German local time), choices and geometry (GeoJSON or WKT).
 
 Vectorised over a column (pandas and Arrow), never per row in Python where it can be helped;
-`lib.ingest` validates a table's fields with them.
+`lib.ingest.validation` validates a table's fields with them.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The planner map: layers as of a date, a feature budget per view, colours, pain.
 
-No streamlit here: `view` reads the store (through the engine: `lib.asof`) and returns
-small frames, one per layer, already filtered and capped on the server; `lib.mapdraw` turns a
+No streamlit here: `view` reads the store (through the engine: `lib.engine.asof`) and returns
+small frames, one per layer, already filtered and capped on the server; `lib.views.mapdraw` turns a
 view into a pydeck Deck whose JSON is what the browser receives, and keeps it under `MAX_BYTES`.
 
 The budget: pydeck sends every feature as JSON and browsers slow down badly past some
@@ -30,7 +30,9 @@ import numpy as np
 import pandas as pd
 from shapely.geometry import mapping, shape
 
-from lib import asof, cells, engine, hotspots, linkage, network, schema
+from lib import cells, engine
+from lib.engine import asof, hotspots, linkage, network
+from lib.ingest import schema
 
 MAX_FEATURES = 50_000
 """Most features (hexagons, points, lines, outlines) one map view ships to the browser."""
@@ -345,7 +347,7 @@ def view(con, p: Params, max_features: int | None = None) -> View:
     """The frames of one map view: filtered and capped on the server (default cap `MAX_FEATURES`).
 
     On the DuckDB store the sites, links and relief come from the network held per store content
-    (`lib.network`, its fingerprint read once per view)."""
+    (`lib.engine.network`, its fingerprint read once per view)."""
     max_features = MAX_FEATURES if max_features is None else max_features
     area = region_cells(con, p.region) if p.region else None
     net = network.held(con) if isinstance(con, duckdb.DuckDBPyConnection) else None

@@ -19,8 +19,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from lib import schema
-from lib.demo_geo import Geography, offset, snap_inside, spread_km
+from lib.demo.geo import Geography, offset, snap_inside, spread_km
+from lib.ingest import schema
 
 COMPLAINTS_FROM = datetime.date(2025, 5, 1)
 CAMPAIGN_START = datetime.date(2025, 9, 8)  # the crowd list goes public

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 import h3
 import pandas as pd
 
-from lib import asof, hotspots, linkage, mapdraw, maps, schema
+from lib.engine import asof, hotspots, linkage
+from lib.ingest import schema
+from lib.views import mapdraw, maps
 
 CHOICES = {
     "ch": ("channels", schema.CHANNELS),

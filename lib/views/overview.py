@@ -18,7 +18,9 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
-from lib import cells, derive, engine, schema
+from lib import cells, engine
+from lib.engine import derive
+from lib.ingest import schema
 
 PER_INHABITANTS = 10_000
 """Complaint rates are given per this many inhabitants."""

@@ -18,10 +18,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lib import cells, schema
+from lib import cells
 from lib.errors import ImportRefused
-from lib.readers import RawTable
-from lib.values import as_text, blank_mask, is_blank, map_values, parse_datetime, parse_geometry, parse_number
+from lib.ingest import schema
+from lib.ingest.readers import RawTable
+from lib.ingest.values import as_text, blank_mask, is_blank, map_values, parse_datetime, parse_geometry, parse_number
 
 REJECT_COLUMNS = ["row", "field", "value", "reason", "record"]
 GEOMETRY_TYPES = {"Polygon": ("Polygon", "MultiPolygon"), "LineString": ("LineString", "MultiLineString")}

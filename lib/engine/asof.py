@@ -3,7 +3,7 @@
 Every rule reads dates only: an actual date after `as_of` counts as not yet happened,
 so any past day can be replayed from today's store. Sites and links are Ibis
 expressions on the store (portable; `*_expr` gives them unexecuted); hotspots reuse
-`lib.hotspots.hotspots` and `lib.linkage.relief`.
+`lib.engine.hotspots.hotspots` and `lib.engine.linkage.relief`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from lib import engine, hotspots, linkage, network, rules
+from lib import engine
+from lib.engine import hotspots, linkage, network, rules
 
 SITE_STATUSES = ("no_upgrade", "planned", "permit", "installed", "on_air", "late")
 """Site statuses of `sites_as_of` (see there for the rules)."""
@@ -72,7 +73,7 @@ def sites_as_of(con, as_of=None) -> pd.DataFrame:
     every upgrade is).
 
     On the DuckDB store the rules run in numpy over the network held per store content
-    (`lib.network`); elsewhere as `sites_as_of_expr`.
+    (`lib.engine.network`); elsewhere as `sites_as_of_expr`.
     """
     if not isinstance(con, duckdb.DuckDBPyConnection):
         out = engine.run_dated(con, ("asof.sites",), _as_of(as_of), lambda d: sites_as_of_expr(con, d))
@@ -107,7 +108,7 @@ def links_as_of(con, as_of=None) -> pd.DataFrame:
     an actual completion is given; late when not done and completion_planned < as_of;
     else planned (also when only a completion after as_of is known) (`rules.link_state`). Columns
     `LINK_COLUMNS`; endpoints are empty for links given as a path only. On the DuckDB store the rule runs in
-    numpy over the held network (`lib.network`), elsewhere as `links_as_of_expr`.
+    numpy over the held network (`lib.engine.network`), elsewhere as `links_as_of_expr`.
     """
     if not isinstance(con, duckdb.DuckDBPyConnection):
         out = engine.run_dated(con, ("asof.links",), _as_of(as_of), lambda d: links_as_of_expr(con, d))
@@ -136,9 +137,9 @@ def hotspots_as_of(con, as_of=None, window_days: int = WINDOW_DAYS, res: int = h
                    kind: str = "capacity", channels=None) -> pd.DataFrame:
     """Hotspots of the `window_days` days ending with `as_of`, with their relief as of that day.
 
-    The cells `lib.hotspots.hotspots` returns for complaints received in `window` (every
+    The cells `lib.engine.hotspots.hotspots` returns for complaints received in `window` (every
     cell with complaints, and significant hot cells; hottest first), joined with
-    `lib.linkage.relief` as of `as_of`: cell, n, z, p, significant, hot, n_sites,
+    `lib.engine.linkage.relief` as of `as_of`: cell, n, z, p, significant, hot, n_sites,
     n_upgrades, relief_date, status, blocking_link_id. `channels` (None: all) counts the
     complaints of those channels only.
     """

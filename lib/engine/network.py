@@ -3,7 +3,7 @@
 A map view as of a date needs the state of every site, link and serving upgrade on that date:
 rules over 30,000 sites, 60,000 upgrades and 20,000 links at the benchmark's size. As DuckDB
 queries they cost 20-75 ms each, nearly all of it fixed cost per operator and the conversion
-of text columns, where the same rules (`lib.rules`, written once for Ibis and numpy) over
+of text columns, where the same rules (`lib.engine.rules`, written once for Ibis and numpy) over
 arrays held here take a few milliseconds. So the store stays the source: `held` reads these
 tables once per content (sums of row hashes, `FINGERPRINT_SQL`, about 8 ms), and keeps the
 last few versions, shared read-only by every session (a lock guards the map, not the data).
@@ -21,7 +21,8 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from lib import engine, kept, rules
+from lib import engine
+from lib.engine import kept, rules
 
 KEPT = 4
 """Store versions held at once (each about 10 MB at the benchmark's size)."""

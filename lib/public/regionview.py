@@ -13,8 +13,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import pydeck as pdk
 
-from lib import export, i18n
-from lib.publish import ALLOWLIST, LATER, PUBLIC_STATUSES, Snapshot
+from lib import export
+from lib.public import i18n
+from lib.views.publish import ALLOWLIST, LATER, PUBLIC_STATUSES, Snapshot
 
 NETWORK = "ALL"
 STATUS_COLOURS = {"relieved": (46, 139, 87), "in_progress": (230, 159, 0), "planned": (86, 140, 200),

@@ -10,7 +10,7 @@ on one core (the checks are GIL-bound pandas). For a large CSV this module inste
    inside a quoted field is joined with the next and read again); the parent only reads the file
    for this;
 3. has WORKERS processes each read one range from the file, parse it (pyarrow), validate it
-   (lib.ingest.validate, with its rows numbered from 1), write its good records to a Parquet file
+   (lib.ingest.validation.validate, with its rows numbered from 1), write its good records to a Parquet file
    and send back only counts and rejected rows;
 4. takes the results in file order: numbers their rows (the header is row 1, then every record of
    the earlier ranges) and has DuckDB append the records from the Parquet file to the import's
@@ -45,10 +45,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lib import schema
-from lib.csvranges import Range, Source, cp1252_to_utf8, data_start, head, on_disk, ranges, read_range
-from lib.ingest import Validated, check_columns, duplicate_reason, shift_rows, validate
-from lib.readers import BOM, RawTable, csv_header, decode_csv
+from lib.ingest import schema
+from lib.ingest.csvranges import Range, Source, cp1252_to_utf8, data_start, head, on_disk, ranges, read_range
+from lib.ingest.readers import BOM, RawTable, csv_header, decode_csv
+from lib.ingest.validation import Validated, check_columns, duplicate_reason, shift_rows, validate
 
 MIN_BYTES = 64 << 20
 """CSV files at least this large take the chunked path (about 600k complaint rows)."""

@@ -9,7 +9,7 @@ What it holds, and nothing else:
 
 - `regions`: per region (states, city clusters and the network `ALL`): upgrades (not
   cancelled) in total, on air and late as of the data date, and percent on air
-  (`lib.progress.cumulative`, the Overview's and manager view's source);
+  (`lib.engine.progress.cumulative`, the Overview's and manager view's source);
 - `planned`: per region, upgrades not on air by the data date by the quarter of their
   planned on-air date, from the data date's quarter `QUARTERS_AHEAD` - 1 quarters on,
   then `LATER`;
@@ -48,8 +48,11 @@ import h3
 import numpy as np
 import pandas as pd
 
-from lib import cells, demo_geo, hotspots, linkage, overview, progress, store
+from lib import cells, store
+from lib.demo import geo
+from lib.engine import hotspots, linkage, progress
 from lib.errors import NetzausbauError
+from lib.views import overview
 
 SCHEMA_VERSION = 1
 DEFAULT_K = 10
@@ -87,7 +90,7 @@ STATUS_MAP = MappingProxyType({
     "on_track": "planned",  # every open date lies ahead
     "no_upgrade_planned": "no_plan",  # no serving site has an upgrade
 })
-"""`lib.linkage` relief status -> public status."""
+"""`lib.engine.linkage` relief status -> public status."""
 
 
 class SnapshotError(NetzausbauError):
@@ -224,7 +227,7 @@ def quarter(day) -> str:
 
 
 def public_status(status: str) -> str:
-    """The public status of a `lib.linkage` relief status (STATUS_MAP)."""
+    """The public status of a `lib.engine.linkage` relief status (STATUS_MAP)."""
     return STATUS_MAP[status]
 
 
@@ -366,7 +369,7 @@ def _german_places() -> tuple[tuple[str, int], ...]:
     cell = cells.parent(cells.latlng_to_cells(lat, lon), cells.REGION_RES) if cities else []
     out = [(c["name"], int(x)) for c, x in zip(cities, cell, strict=True)]
     # the German name too where geonames has an English one (Munich -> München): both can be searched
-    return tuple(out + [(demo_geo.GERMAN_NAMES[n], x) for n, x in out if n in demo_geo.GERMAN_NAMES])
+    return tuple(out + [(geo.GERMAN_NAMES[n], x) for n, x in out if n in geo.GERMAN_NAMES])
 
 
 def _places(rc: pd.DataFrame) -> list[dict]:

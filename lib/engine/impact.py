@@ -33,7 +33,8 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from lib import cells, engine, hotspots
+from lib import cells, engine
+from lib.engine import hotspots
 
 ALL = "ALL"
 """region_id of the whole network."""
@@ -206,9 +207,9 @@ def did(con, relief_df: pd.DataFrame, res: int = DEFAULT_RES, weeks: int = WEEKS
         region_level: str | None = None, kind: str = "capacity") -> pd.DataFrame:
     """Difference-in-differences of weekly complaints around relief, per region and for ALL.
 
-    `relief_df` is `lib.linkage.relief` of the hotspot cells at `res` as of the same
+    `relief_df` is `lib.engine.linkage.relief` of the hotspot cells at `res` as of the same
     `as_of` (default today): columns cell, relief_date, status. Complaints of `kind` (as
-    in `lib.hotspots.KINDS`). One row per region of `region_level` (e.g. "state") with a
+    in `lib.engine.hotspots.KINDS`). One row per region of `region_level` (e.g. "state") with a
     treated hotspot, and always the row ALL first (NaN figures and zero counts when no
     hotspot is treated yet): columns `DID_COLUMNS`. See the module docstring for the
     design: windows of `weeks` weeks aligned on each hotspot's relief week, controls

@@ -1,11 +1,11 @@
 """What serves a hotspot, and when it will be relieved.
 
-Portable split, as in `lib.hotspots`: the joins (hotspots -> serving sites, upgrades -> transport
+Portable split, as in `lib.engine.hotspots`: the joins (hotspots -> serving sites, upgrades -> transport
 links) and the rules per upgrade are Ibis expressions over the store (`hotspot_sites_expr`,
 `upgrade_flags_expr`; `lib.engine` compiles them for DuckDB, PostgreSQL, Trino or Spark) on
 integer cells, text ids and dates, with no H3 extension. The grid disks need H3 grid topology
 and are built in Python (`coverage_disks`). The relief of hotspots evaluates the same rules
-(`lib.rules`, written once for Ibis and numpy) in numpy over the sites, upgrades and links read
+(`lib.engine.rules`, written once for Ibis and numpy) in numpy over the sites, upgrades and links read
 once per store content, then aggregates them per site and per hotspot (`relief`).
 
 Coverage: a site covers the grid disk of `COVERAGE_RINGS[site_type]` rings around the
@@ -30,7 +30,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lib import cells, engine, network, rules, schema
+from lib import cells, engine
+from lib.engine import network, rules
+from lib.ingest import schema
 
 DEFAULT_RES = 8
 """Resolution of coverage and hotspot cells (edge about 461 m)."""
@@ -200,7 +202,7 @@ def upgrade_flags_expr(con, as_of: dt.date | None = None, site_ids: ir.Column | 
 
     Columns: upgrade_id, site_id, on_air_planned, link_id, up_done, up_date, link_done, link_date,
     ready, blocked, late, undated (flags are 1 or 0), own_date (the later of up_date and link_date).
-    The rules are `lib.rules` (written once for Ibis and numpy): `relief` runs them in numpy over the held
+    The rules are `lib.engine.rules` (written once for Ibis and numpy): `relief` runs them in numpy over the held
     network, and the rollout page lists the late and blocked upgrades from this expression.
     """
     d = engine.date_value(dt.date.today() if as_of is None else as_of)
@@ -248,7 +250,7 @@ def relief(con: duckdb.DuckDBPyConnection, hotspot_cells, res: int = DEFAULT_RES
     blocking_link_id is empty unless blocked_by_transport. relief_date holds
     `datetime.date` values, None when empty.
 
-    The rules per upgrade are `lib.rules` (also `upgrade_flags_expr`'s), evaluated in numpy over the
+    The rules per upgrade are `lib.engine.rules` (also `upgrade_flags_expr`'s), evaluated in numpy over the
     network held per store content and aggregated per site (`rules.per_site`), then per hotspot here.
     """
     return relief_of(network.held(con), hotspot_cells, res, as_of, rings)

@@ -1,7 +1,7 @@
 """The planner map drawn: a view's pydeck Deck (layers, colours, view state, legend), its payload check
 against `maps.MAX_BYTES` (`upper_bytes`, `shrink`, `fitted`), and its exports (table, GeoJSON).
 
-`lib.maps` makes the view (what is shown as of a date, within the feature budget); this module turns it
+`lib.views.maps` makes the view (what is shown as of a date, within the feature budget); this module turns it
 into what the browser receives. No streamlit here.
 """
 
@@ -18,8 +18,9 @@ import pandas as pd
 import pydeck as pdk
 from pydeck.bindings.json_tools import default_serialize
 
-from lib import cells, maps
-from lib.maps import (
+from lib import cells
+from lib.views import maps
+from lib.views.maps import (
     COLOUR_MODES,
     COORD_DIGITS,
     GERMANY,

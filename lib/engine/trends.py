@@ -12,7 +12,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from lib import gistar, hotspots
+from lib.engine import gistar, hotspots
 
 TREND_ALPHA = 0.05
 """Significance level of the Mann-Kendall trend test."""

@@ -23,8 +23,10 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from lib import derive, engine, gistar, heldcounts, rings, schema
-from lib.gistar import DEFAULT_K, FDR_Q
+from lib import engine
+from lib.engine import derive, gistar, heldcounts, rings
+from lib.engine.gistar import DEFAULT_K, FDR_Q
+from lib.ingest import schema
 
 DEFAULT_RES = 8
 """Resolution of hotspot cells (edge about 461 m, about 0.74 km2)."""

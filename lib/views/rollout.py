@@ -2,9 +2,9 @@
 upgrades, the channel mix of complaints over time, and the impact of relief.
 
 Every figure comes from the engine (one source of truth): percentages, late upgrades and the
-forecast from `lib.progress` (`headline_of` on each region's upgrades), the per-upgrade late and
-blocked flags from `lib.linkage.upgrade_flags_expr` (the same rules that set a hotspot's relief
-status), open hotspots from `lib.asof.hotspots_as_of`, impact from `lib.impact.did`. The joins
+forecast from `lib.engine.progress` (`headline_of` on each region's upgrades), the per-upgrade late and
+blocked flags from `lib.engine.linkage.upgrade_flags_expr` (the same rules that set a hotspot's relief
+status), open hotspots from `lib.engine.asof.hotspots_as_of`, impact from `lib.engine.impact.did`. The joins
 are portable Ibis expressions (integer cells, no H3 extension); only the small per-region
 frames are finished in pandas.
 """
@@ -21,7 +21,9 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from lib import asof, cells, engine, hotspots, impact, linkage, network, progress, rules, schema
+from lib import cells, engine
+from lib.engine import asof, hotspots, impact, linkage, network, progress, rules
+from lib.ingest import schema
 
 ALL = progress.ALL
 """region_id of the whole network."""
@@ -197,7 +199,7 @@ def cells_per_region_expr(con, level: str, cells_df: pd.DataFrame) -> ir.Table:
 def blocked_counts(con, level: str, as_of, net: network.Network | None = None) -> dict[str, int]:
     """Upgrades blocked by transport as of `as_of` (`linkage.upgrade_flags_expr`) per region of `level`, and
     for ALL (every upgrade, also outside every region). On a held network (`net`) the rules run in numpy
-    (`lib.rules`) and each upgrade's regions are held with it."""
+    (`lib.engine.rules`) and each upgrade's regions are held with it."""
     if net is not None:
         blocked = rules.evaluate(net.u, as_date(as_of))["blocked"]
         codes, ids, where = net.once(("rollout.upgrade_regions", level), lambda: _upgrade_regions(con, level, net))
