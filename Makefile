@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
 
-.PHONY: run public publish test fuzz lint demo demo-1m demo-10m bench clean
+.PHONY: run public publish test fuzz lint demo demo-1m demo-10m bench docs screenshots clean
 
 ## run: install, build the demo store and its public snapshot on first run (with progress), start the dashboard
 ##      (and /api/public/) on :$(PORT)
@@ -47,6 +47,10 @@ demo-10m: $(VENV)/.runtime
 ## bench: the engine benchmark at 1M complaints (about a minute); bench/README.md has 10M and the others
 bench: $(VENV)/.dev
 	$(PY) bench/engine.py --complaints 1000000
+
+## docs: regenerate docs/data-formats.md from the input schema (lib/ingest/schema.py)
+docs: $(VENV)/.runtime
+	$(PY) -m lib.ingest.schema > docs/data-formats.md
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)

@@ -4,12 +4,12 @@ import streamlit as st
 
 from lib import cache
 from lib.errors import NetzausbauError
-from lib.views import publish
+from lib.public import snapshot
 
 st.set_page_config(page_title="Netzausbau-Monitor", page_icon=":material/cell_tower:", layout="wide")
 cache.mark_routed()
 
-if publish.public_mode():  # a public server: only the public page, from only the snapshot; no store at all
+if snapshot.public_mode():  # a public server: only the public page, from only the snapshot; no store at all
     st.navigation([st.Page("pages/public.py", title="Öffentlich", icon=":material/public:", default=True)],
                   position="hidden").run()
     st.stop()

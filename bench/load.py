@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lib import cli, store  # noqa: E402
+from lib.public import snapshot  # noqa: E402
 from lib.views import publish  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
@@ -64,10 +65,10 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def snapshot(path: Path | None) -> Path:
+def served_snapshot(path: Path | None) -> Path:
     """The snapshot to serve: the one given, else published from the demo store (built once)."""
     if path:
-        publish.load(path)
+        snapshot.load(path)
         return path
     db = OUT / "load-store.duckdb"
     if not db.exists():
@@ -85,7 +86,7 @@ class Server:
 
     def __init__(self, snap: Path, gc: bool):
         self.port = free_port()
-        env = os.environ | {publish.PUBLIC_ENV: "1", publish.SNAPSHOT_ENV: str(snap),
+        env = os.environ | {snapshot.PUBLIC_ENV: "1", snapshot.SNAPSHOT_ENV: str(snap),
                             store.DB_ENV: str(OUT / "no-store" / "none.duckdb")}
         self.log = (OUT / f"load-server-gc-{gc}.log").open("wb")
         self.proc = subprocess.Popen(
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--snapshot", type=Path, help="snapshot to serve (default: published from the demo store)")
     args = p.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
-    snap = snapshot(args.snapshot)
+    snap = served_snapshot(args.snapshot)
     sizes = args.sessions or [10, 50]
     settings = {"both": [True, False], "true": [True], "false": [False]}[args.gc]
     rows = []

@@ -20,7 +20,7 @@ import streamlit as st
 
 from lib import export, store, warmup
 from lib.errors import NetzausbauError, StoreError
-from lib.public import regionview
+from lib.public import regionview, snapshot
 from lib.views import mapdraw, maps, overview, publish, rollout, story
 
 TTL = "1h"
@@ -207,7 +207,7 @@ def rejects_csv(rejects: pd.DataFrame) -> bytes:
 def _prepared(path: str, stamp: tuple[int, int, int]) -> regionview.Prepared:
     """The snapshot at `path` validated and prepared once per file version (`stamp`: inode, mtime, size);
     shared read-only by every session (nothing mutates it)."""
-    return regionview.prepare(publish.load(path))
+    return regionview.prepare(snapshot.load(path))
 
 
 @st.cache_resource(max_entries=256, show_spinner=False)
@@ -218,7 +218,7 @@ def _public_region(path: str, stamp: tuple[int, int, int], region_id: str, lang:
 
 def public_region(region_id: str, lang: str) -> regionview.RegionView:
     """The public page's map, charts and notes of a region in a language, cached per snapshot version."""
-    path = publish.snapshot_path().resolve()
+    path = snapshot.snapshot_path().resolve()
     info = path.stat()
     return _public_region(str(path), (info.st_ino, info.st_mtime_ns, info.st_size), region_id, lang)
 
@@ -226,12 +226,12 @@ def public_region(region_id: str, lang: str) -> regionview.RegionView:
 def public_snapshot() -> regionview.Prepared:
     """The published snapshot ($NETZAUSBAU_SNAPSHOT or data/public/snapshot.json), prepared for the public page.
 
-    Never touches the store. Raises publish.SnapshotError when there is no valid snapshot."""
-    path = publish.snapshot_path().resolve()
+    Never touches the store. Raises snapshot.SnapshotError when there is no valid snapshot."""
+    path = snapshot.snapshot_path().resolve()
     try:
         info = path.stat()
     except OSError:
-        return regionview.prepare(publish.load(path))  # raises SnapshotError with the reason
+        return regionview.prepare(snapshot.load(path))  # raises SnapshotError with the reason
     return _prepared(str(path), (info.st_ino, info.st_mtime_ns, info.st_size))
 
 

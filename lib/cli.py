@@ -21,6 +21,7 @@ import duckdb
 
 from lib import export, store
 from lib.errors import NetzausbauError
+from lib.public import snapshot
 
 DEMO_SIZES = {"default": 200_000, "1m": 1_000_000, "10m": 10_000_000}
 
@@ -119,8 +120,8 @@ def _run(args) -> int:
     if args.cmd == "publish":
         from lib.views import publish
 
-        if args.if_missing and publish.snapshot_path(args.out).exists():
-            print(f"snapshot exists: {publish.snapshot_path(args.out)}")
+        if args.if_missing and snapshot.snapshot_path(args.out).exists():
+            print(f"snapshot exists: {snapshot.snapshot_path(args.out)}")
             return 0
         try:
             con = store.connect(args.db, read_only=True)

@@ -1,4 +1,4 @@
-"""The embedded DuckDB store: tables from lib/schema, imports as single transactions.
+"""The embedded DuckDB store: tables from lib/ingest/schema, imports as single transactions.
 
 Every import writes one import_log row and keeps its rejected rows. Records are
 upserted by key; for versioned tables (plans) every changed version is kept, the
@@ -322,7 +322,7 @@ def _restart(con: duckdb.DuckDBPyConnection, t: schema.Table, in_place: bool) ->
 
 def _stage(con: duckdb.DuckDBPyConnection, records: pd.DataFrame | str, t: schema.Table, import_id: int,
            row_offset: int = 0) -> None:
-    """Append validated records (a DataFrame, or a Parquet file of them from lib/bulk, whose rows are
+    """Append validated records (a DataFrame, or a Parquet file of them from lib/ingest/bulk, whose rows are
     numbered from `row_offset`) to the staging table."""
     cols = [c for c in table_columns(t.name) if c not in BOOKKEEPING]
     quoted = ", ".join(f'"{c}"' for c in cols)
@@ -340,7 +340,7 @@ def _stage(con: duckdb.DuckDBPyConnection, records: pd.DataFrame | str, t: schem
 def _stage_in_place(con: duckdb.DuckDBPyConnection, part: str, t: schema.Table, import_id: int,
                     row_offset: int) -> None:
     """Append a Parquet file of validated records (rows numbered from `row_offset`) straight to the empty
-    table, and their keys and row numbers to `_keys`, in the same order (lib/bulk finds repeated keys)."""
+    table, and their keys and row numbers to `_keys`, in the same order (lib/ingest/bulk finds repeated keys)."""
     cols = [c for c in table_columns(t.name) if c not in BOOKKEEPING]
     quoted = ", ".join(f'"{c}"' for c in cols)
     con.execute(f"INSERT INTO {t.name} ({quoted}, import_id) SELECT {quoted}, ? FROM read_parquet(?)",

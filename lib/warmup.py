@@ -1,9 +1,9 @@
 """Ahead of the first view: read what the pages hold in memory per store content, in a background thread.
 
-At 10M complaints the first map view after a start reads the complaints (lib/heldcounts, about 1.5-3 s),
-builds the Gi* grids (0.1 s at resolution 7, 0.4-0.8 s at 8) and reads the network (lib/network). The app
+At 10M complaints the first map view after a start reads the complaints (lib/engine/heldcounts, about 1.5-3 s),
+builds the Gi* grids (0.1 s at resolution 7, 0.4-0.8 s at 8) and reads the network (lib/engine/network). The app
 starts this when it opens the store (lib/cache), so a planner who opens the map a few seconds later finds
-them held; one who comes sooner waits for the same build (lib/kept), not for a second one.
+them held; one who comes sooner waits for the same build (lib/engine/kept), not for a second one.
 """
 
 from __future__ import annotations

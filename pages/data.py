@@ -7,6 +7,7 @@ import streamlit as st
 from lib import cache
 from lib.errors import NetzausbauError
 from lib.ingest import schema
+from lib.public import snapshot
 from lib.views import publish
 
 AUTO = "detect from columns"
@@ -73,14 +74,14 @@ for o in st.session_state.get("outcomes", []):
 def publish_section(con) -> None:
     """The public snapshot: write it from the store, and add a status note for the public page."""
     st.subheader("Public snapshot")
-    st.caption(f"The public page and `/api/public/snapshot.json` read only this file: `{publish.snapshot_path()}`. "
+    st.caption(f"The public page and `/api/public/snapshot.json` read only this file: `{snapshot.snapshot_path()}`. "
                "It holds aggregates only (see README, Public page); publishing twice from the same store gives the "
                "same file.")
     regions = cache.regions(con) if con is not None else None
     if regions is not None:  # the public page shows the published levels only: a district's note would vanish
-        regions = regions[regions["level"].isin(publish.LEVELS)]
+        regions = regions[regions["level"].isin(snapshot.LEVELS)]
     if regions is None or regions.empty:
-        st.info(f"Import regions ({' or '.join(publish.LEVELS)}) first: notes and the snapshot are per region.")
+        st.info(f"Import regions ({' or '.join(snapshot.LEVELS)}) first: notes and the snapshot are per region.")
         return
     with st.form("note_form", clear_on_submit=True, border=True):
         st.markdown("**New status note** (published with the next snapshot, newest first)")
@@ -89,7 +90,7 @@ def publish_section(con) -> None:
         region = c[0].selectbox("Region", list(labels), format_func=labels.get, key="note_region")
         day = c[1].date_input("Date", dt.date.today(), key="note_day")
         language = c[2].segmented_control("Language", ["de", "en"], default="de", required=True, key="note_lang")
-        text = st.text_area("Note", max_chars=publish.MAX_TEXT, key="note_text",
+        text = st.text_area("Note", max_chars=snapshot.MAX_TEXT, key="note_text",
                             placeholder="Berlin: new-generation hardware at 40 sites, transport expansion in Q3")
         if st.form_submit_button("Save note", icon=":material/add_comment:"):
             if not text.strip():
@@ -99,7 +100,7 @@ def publish_section(con) -> None:
                 st.session_state["outcomes"] = [o.brief() for o in outcomes]
                 st.rerun()
     c = st.columns([1, 3], vertical_alignment="bottom")
-    k = c[0].number_input("k (minimum complaints per figure)", min_value=publish.MIN_K, value=publish.DEFAULT_K,
+    k = c[0].number_input("k (minimum complaints per figure)", min_value=snapshot.MIN_K, value=snapshot.DEFAULT_K,
                           step=1, key="publish_k")
     if c[1].button("Publish snapshot", icon=":material/public:", key="publish"):
         try:

@@ -4,7 +4,7 @@ import streamlit as st
 
 from lib import cache
 from lib.public import i18n, regionview
-from lib.views.publish import SnapshotError
+from lib.public.snapshot import SnapshotError
 
 
 def set_param(name: str, key: str) -> None:

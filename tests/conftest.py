@@ -189,7 +189,7 @@ def demo_db(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def clean_caches():
-    """Streamlit's caches, the held networks (lib/network) and the held complaints (lib/heldcounts) are
+    """Streamlit's caches, the held networks (lib/engine/network) and the held complaints (lib/engine/heldcounts) are
     process-wide: start and end every test with empty ones, and with no warm-up (lib/warmup) running."""
     warmup.wait()  # a warm-up a test started (lib/cache opens a store) ends before the caches are cleared
     st.cache_data.clear()

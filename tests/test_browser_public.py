@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from lib import store
+from lib.public import snapshot
 from lib.views import publish
 from tests.browser import SHOTS, assert_no_errors, settle
 
@@ -35,7 +36,7 @@ def public(demo_db, tmp_path_factory):
         con.close()
     db.unlink()  # the public machine has no store at all
     missing = folder / "no-store" / "netzausbau.duckdb"
-    env = {publish.PUBLIC_ENV: "1", store.DB_ENV: str(missing), publish.SNAPSHOT_ENV: str(snap)}
+    env = {snapshot.PUBLIC_ENV: "1", store.DB_ENV: str(missing), snapshot.SNAPSHOT_ENV: str(snap)}
     try:
         with streamlit_server(env, folder / "server.log", target="serve.py") as url:
             yield url, snap, missing
@@ -157,7 +158,7 @@ def test_a_deep_link_to_data_as_the_first_request_shows_only_the_public_page(pub
 
     _, snap, _ = public
     missing = tmp_path / "no-store" / "x.duckdb"
-    env = {publish.PUBLIC_ENV: "1", store.DB_ENV: str(missing), publish.SNAPSHOT_ENV: str(snap)}
+    env = {snapshot.PUBLIC_ENV: "1", store.DB_ENV: str(missing), snapshot.SNAPSHOT_ENV: str(snap)}
     with streamlit_server(env, tmp_path / "server.log", target="serve.py") as url:
         context = browser.new_context(viewport=PHONE)
         pg = context.new_page()

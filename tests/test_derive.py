@@ -1,4 +1,4 @@
-"""lib/derive: the derived tables, their version, and that every query answers the same from them as
+"""lib/engine/derive: the derived tables, their version, and that every query answers the same from them as
 from the raw tables (tiny world, the hotspot world of test_hotspots, the demo store)."""
 
 from __future__ import annotations

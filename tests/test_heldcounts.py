@@ -1,4 +1,4 @@
-"""Complaints counted from memory (lib/heldcounts) and Gi* on their grid (hotspots on a window) against the SQL
+"""Complaints counted from memory (lib/engine/heldcounts) and Gi* on their grid (hotspots on a window) against the SQL
 counts and the plain Gi* over them, on complaints imported out of time order; the held arrays follow imports."""
 
 from __future__ import annotations

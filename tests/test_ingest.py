@@ -218,6 +218,8 @@ def test_excel_and_parquet_give_the_same_records_as_csv(tmp_path):
     assert out["c.csv"] == out["c.xlsx"] == out["c.parquet"]
 
 
-def test_schema_drives_the_readme():
-    text = (store.ROOT / "README.md").read_text(encoding="utf-8")
-    assert schema.format_markdown() in text, "README data formats are stale: paste lib.ingest.schema.format_markdown()"
+def test_schema_drives_the_data_formats_document():
+    text = (store.ROOT / "docs" / "data-formats.md").read_text(encoding="utf-8")
+    assert text == schema.document(), "docs/data-formats.md is stale: run make docs"
+    for name, table in schema.TABLES.items():
+        assert f"\n## {name} (key `{table.key}`)\n" in text

@@ -329,7 +329,7 @@ def test_the_payload_bound_is_never_below_the_real_size(con, every):
 
 
 def test_the_view_of_the_held_network_equals_the_queried_one(con):
-    """On the store the sites and links come from the network held in memory (lib/network, rules in numpy),
+    """On the store the sites and links come from the network held in memory (lib/engine/network, rules in numpy),
     on any other Ibis backend from queries (rules in SQL; the relief reads the network there too, on every
     call, and tests/test_rules.py checks it against SQL): the two give the same frames, also for a region and
     an earlier date, with every site status and link state shown."""

@@ -1,4 +1,4 @@
-"""lib/overview on the tiny world: every figure against an independent count from its input records."""
+"""lib/views/overview on the tiny world: every figure against an independent count from its input records."""
 
 from __future__ import annotations
 

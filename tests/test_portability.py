@@ -38,7 +38,7 @@ PORTABLE_QUERIES: list[tuple[str, callable]] = [
       for name in ("counts", "date_ranges", "as_of", "imports", "levels")],
     *[(f"overview.region_table {lv}", lambda con, lv=lv: overview.region_table_expr(con, lv))
       for lv in ("state", "cluster", "district")],
-    # the derived tables (lib/derive) and the queries that read them
+    # the derived tables (lib/engine/derive) and the queries that read them
     *[(f"derive.{name}", lambda con, name=name: derive.EXPRESSIONS[name](con)) for name in derive.EXPRESSIONS],
     ("derive.current", derive.current_expr),
     *[(f"hotspots.cell_counts derived res {r}", lambda con, r=r: hotspots.cell_counts_expr(con, r, derived=True))
@@ -47,7 +47,7 @@ PORTABLE_QUERIES: list[tuple[str, callable]] = [
         con, 8, categories=hotspots.KINDS["capacity"], derived=True)),
     *[(f"overview.region_table derived {lv}", lambda con, lv=lv: overview.region_table_expr(con, lv, derived=True))
       for lv in ("state", "cluster")],
-    # the planner map (lib/maps, lib/story) and the channel filter it added to the counts
+    # the planner map (lib/views/maps, lib/views/story) and the channel filter it added to the counts
     ("hotspots.cell_counts channels", lambda con: hotspots.cell_counts_expr(
         con, 8, categories=hotspots.KINDS["capacity"], channels=["app", "hotline"], **WINDOW)),
     ("impact.complaint_weeks channels", lambda con: impact.complaint_weeks_expr(
@@ -58,13 +58,13 @@ PORTABLE_QUERIES: list[tuple[str, callable]] = [
     *[(f"maps.outlines {r}", lambda con, r=r: maps.outlines_expr(con, r)) for r in (None, "NW")],
     ("story.upgrades", lambda con: story.upgrades_expr(con, ["S00", "S01"])),
     ("story.links", lambda con: story.links_expr(con, ["L01", None])),
-    # the rollout page (lib/rollout), and the per-upgrade rules of lib/linkage it lists
+    # the rollout page (lib/views/rollout), and the per-upgrade rules of lib/engine/linkage it lists
     ("linkage.upgrade_flags", lambda con: linkage.upgrade_flags_expr(con, "2024-09-15")),
     ("rollout.upgrade_states", lambda con: rollout.upgrade_states_expr(con, "state", "2024-09-15")),
     ("rollout.channel_mix ALL", lambda con: rollout.channel_mix_expr(con, rollout.ALL, "2024-09-15")),
     ("rollout.channel_mix region", lambda con: rollout.channel_mix_expr(con, "NW", "2024-09-15")),
     ("rollout.cells_per_region", lambda con: rollout.cells_per_region_expr(con, "state", pd.DataFrame({"cell": [1]}))),
-    # the network lib/network holds, and the sites and links as of a date on other engines
+    # the network lib/engine/network holds, and the sites and links as of a date on other engines
     ("network.upgrade_inputs", lambda con: network.upgrade_inputs_expr(con)),
     ("asof.sites", lambda con: asof.sites_as_of_expr(con, "2024-09-15")),
     ("asof.links", lambda con: asof.links_as_of_expr(con, "2024-09-15")),

@@ -1,4 +1,4 @@
-"""lib/progress against a plain Python count over the input rows of a hand-made world."""
+"""lib/engine/progress against a plain Python count over the input rows of a hand-made world."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from lib import store
-from lib.public import api, i18n, regionview
+from lib.public import api, i18n, regionview, snapshot
 from lib.views import publish
 
 APP = "../dashboard.py"
@@ -37,8 +37,8 @@ def demo_snapshot(demo_db, tmp_path_factory) -> tuple:
 @pytest.fixture
 def public_env(demo_snapshot, monkeypatch, tmp_path):
     """Public mode: the snapshot set, the store pointing at a file that does not exist."""
-    monkeypatch.setenv(publish.SNAPSHOT_ENV, str(demo_snapshot[0]))
-    monkeypatch.setenv(publish.PUBLIC_ENV, "1")
+    monkeypatch.setenv(snapshot.SNAPSHOT_ENV, str(demo_snapshot[0]))
+    monkeypatch.setenv(snapshot.PUBLIC_ENV, "1")
     missing = tmp_path / "none" / "store.duckdb"
     monkeypatch.setenv(store.DB_ENV, str(missing))
     return missing
@@ -96,7 +96,7 @@ def test_english_and_a_region_from_the_url(public_env, demo_snapshot):
 
 
 def test_notes_newest_first_in_the_page_language_else_all():
-    doc = {"tables": {n: [] for n in publish.ALLOWLIST}, "data_as_of": "2026-01-01", "k": 10, "round_base": 10}
+    doc = {"tables": {n: [] for n in snapshot.ALLOWLIST}, "data_as_of": "2026-01-01", "k": 10, "round_base": 10}
     doc["tables"]["regions"] = [
         {"region_id": "S", "name": "Land", "level": "state", "parent_id": None, "upgrades_total": 0,
          "upgrades_on_air": 0, "upgrades_late": 0, "pct_on_air": None},
@@ -106,7 +106,7 @@ def test_notes_newest_first_in_the_page_language_else_all():
         {"note_id": "a", "region_id": "S", "published_on": "2026-01-01", "text": "alt", "language": "de"},
         {"note_id": "b", "region_id": "C", "published_on": "2026-03-01", "text": "neu", "language": "de"},
         {"note_id": "c", "region_id": "C", "published_on": "2026-02-01", "text": "mid", "language": "en"}]
-    p = regionview.prepare(publish.Snapshot(doc, b""))
+    p = regionview.prepare(snapshot.Snapshot(doc, b""))
     assert regionview.notes(p, "S", "de")["note_id"].tolist() == ["b", "a"]  # the state shows its city's notes
     assert regionview.notes(p, "S", "en")["note_id"].tolist() == ["c"]
     assert regionview.notes(p, "C", "de")["note_id"].tolist() == ["b"]
@@ -137,8 +137,8 @@ def test_switching_the_language(public_env):
 
 
 def test_no_snapshot_explains_and_raises_nothing(monkeypatch, tmp_path):
-    monkeypatch.setenv(publish.PUBLIC_ENV, "1")
-    monkeypatch.setenv(publish.SNAPSHOT_ENV, str(tmp_path / "none.json"))
+    monkeypatch.setenv(snapshot.PUBLIC_ENV, "1")
+    monkeypatch.setenv(snapshot.SNAPSHOT_ENV, str(tmp_path / "none.json"))
     monkeypatch.setenv(store.DB_ENV, str(tmp_path / "none.duckdb"))
     at = public_app()
     assert [i.value for i in at.info] == ["Es ist noch kein Datenstand veröffentlicht."]
@@ -150,15 +150,15 @@ def test_a_tampered_snapshot_is_refused_on_the_page(monkeypatch, tmp_path, demo_
     doc["tables"]["hotspot_areas"][0]["site_id"] = "S1"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(doc))
-    monkeypatch.setenv(publish.PUBLIC_ENV, "1")
-    monkeypatch.setenv(publish.SNAPSHOT_ENV, str(bad))
+    monkeypatch.setenv(snapshot.PUBLIC_ENV, "1")
+    monkeypatch.setenv(snapshot.SNAPSHOT_ENV, str(bad))
     at = public_app()
     assert at.info and any("refused" in c.value for c in at.caption)
     assert not at.metric
 
 
 def test_public_page_in_the_internal_app(demo_snapshot, tiny_db, monkeypatch):
-    monkeypatch.setenv(publish.SNAPSHOT_ENV, str(demo_snapshot[0]))
+    monkeypatch.setenv(snapshot.SNAPSHOT_ENV, str(demo_snapshot[0]))
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
     at.switch_page("pages/public.py").run()
@@ -166,12 +166,12 @@ def test_public_page_in_the_internal_app(demo_snapshot, tiny_db, monkeypatch):
 
 
 def test_downloads_hold_the_whole_snapshot(demo_snapshot):
-    snap = publish.load(demo_snapshot[0])
+    snap = snapshot.load(demo_snapshot[0])
     with zipfile.ZipFile(io.BytesIO(regionview.csv_zip(snap))) as z:
-        assert set(z.namelist()) == {f"{t}.csv" for t in publish.ALLOWLIST} | {"README.txt"}
+        assert set(z.namelist()) == {f"{t}.csv" for t in snapshot.ALLOWLIST} | {"README.txt"}
         for name, rows in snap.doc["tables"].items():
             frame = pd.read_csv(io.BytesIO(z.read(f"{name}.csv")), encoding="utf-8-sig")
-            assert len(frame) == len(rows) and list(frame.columns) == list(publish.ALLOWLIST[name])
+            assert len(frame) == len(rows) and list(frame.columns) == list(snapshot.ALLOWLIST[name])
     assert regionview.csv_zip(snap) == regionview.csv_zip(snap)  # same snapshot, same bytes
     geo = json.loads(regionview.geojson(snap))
     assert len(geo["features"]) == len(snap.doc["tables"]["hotspot_areas"])
@@ -180,11 +180,11 @@ def test_downloads_hold_the_whole_snapshot(demo_snapshot):
 
 
 def test_csv_download_escapes_formula_text():
-    doc = json.loads(json.dumps({"tables": {n: [] for n in publish.ALLOWLIST}, "data_as_of": "2026-01-01", "k": 10,
+    doc = json.loads(json.dumps({"tables": {n: [] for n in snapshot.ALLOWLIST}, "data_as_of": "2026-01-01", "k": 10,
                                  "round_base": 10}))
     doc["tables"]["notes"] = [{"note_id": "n1", "region_id": "R", "published_on": "2026-01-01",
                                "text": "=HYPERLINK(\"x\")", "language": "de"}]
-    snap = publish.Snapshot(doc, b"")
+    snap = snapshot.Snapshot(doc, b"")
     with zipfile.ZipFile(io.BytesIO(regionview.csv_zip(snap))) as z:
         assert "'=HYPERLINK" in z.read("notes.csv").decode("utf-8-sig")
 
@@ -212,7 +212,7 @@ def _call(endpoint, path_params: dict | None = None) -> tuple[int, dict]:
 
 
 def test_api_answers_from_the_snapshot_only(demo_snapshot, monkeypatch, tmp_path):
-    monkeypatch.setenv(publish.SNAPSHOT_ENV, str(demo_snapshot[0]))
+    monkeypatch.setenv(snapshot.SNAPSHOT_ENV, str(demo_snapshot[0]))
     monkeypatch.setenv(store.DB_ENV, str(tmp_path / "none.duckdb"))
     status, doc = _call(api.snapshot_json)
     assert status == 200 and doc == json.loads(demo_snapshot[0].read_bytes())
@@ -220,7 +220,7 @@ def test_api_answers_from_the_snapshot_only(demo_snapshot, monkeypatch, tmp_path
     assert status == 200 and len(doc["hotspot_areas"]) == len(json.loads(demo_snapshot[0].read_bytes())
                                                                ["tables"]["hotspot_areas"])
     assert _call(api.region_json, {"region_id": "XX"})[0] == 404
-    monkeypatch.setenv(publish.SNAPSHOT_ENV, str(tmp_path / "gone.json"))
+    monkeypatch.setenv(snapshot.SNAPSHOT_ENV, str(tmp_path / "gone.json"))
     status, doc = _call(api.snapshot_json)
     assert status == 503 and "no snapshot" in doc["error"]
     assert not (tmp_path / "none.duckdb").exists()
@@ -238,20 +238,20 @@ def data_page() -> AppTest:
 
 def test_publish_button_writes_the_snapshot(tiny_db, monkeypatch, tmp_path):
     out = tmp_path / "pub" / "snapshot.json"
-    monkeypatch.setenv(publish.SNAPSHOT_ENV, str(out))
+    monkeypatch.setenv(snapshot.SNAPSHOT_ENV, str(out))
     at = data_page()
     at.button(key="publish").click().run()
     assert not at.exception and out.exists()
     assert any("Snapshot of the data as of 2025-01-15" in s.value for s in at.success), [s.value for s in at.success]
     con = store.connect(tiny_db)  # the app's connection is read-write: the same configuration
     try:
-        assert out.read_bytes() == publish.dumps(publish.build(con))
+        assert out.read_bytes() == snapshot.dumps(publish.build(con))
     finally:
         con.close()
 
 
 def test_note_form_saves_through_the_importer(tiny_db, monkeypatch, tmp_path):
-    monkeypatch.setenv(publish.SNAPSHOT_ENV, str(tmp_path / "s.json"))
+    monkeypatch.setenv(snapshot.SNAPSHOT_ENV, str(tmp_path / "s.json"))
     at = data_page()
     at.selectbox(key="note_region").set_value("C1")
     at.date_input(key="note_day").set_value(dt.date(2025, 1, 20))
@@ -286,7 +286,7 @@ def test_a_public_copy_of_the_store_is_never_needed(public_env, demo_snapshot, t
     lone = tmp_path / "lone" / "snapshot.json"
     lone.parent.mkdir()
     shutil.copy(demo_snapshot[0], lone)
-    monkeypatch.setenv(publish.SNAPSHOT_ENV, str(lone))
+    monkeypatch.setenv(snapshot.SNAPSHOT_ENV, str(lone))
     at = public_app(region="C-HAM")
     assert at.metric and not at.exception
     assert sorted(p.name for p in lone.parent.iterdir()) == ["snapshot.json"]

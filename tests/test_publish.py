@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from lib import cli, store
 from lib.errors import NetzausbauError
+from lib.public import snapshot
 from lib.views import publish
 
 # The allowlist as this test knows it: widening what is published needs an edit here too.
@@ -56,7 +57,7 @@ def check_privacy(path, db, k: int) -> dict:
     """Open the published file and fail on anything outside the allowlist or any area below k."""
     doc = json.loads(path.read_bytes())
     assert set(doc) == TOP
-    assert doc["k"] == k >= publish.MIN_K
+    assert doc["k"] == k >= snapshot.MIN_K
     assert set(doc["tables"]) == set(EXPECTED)
     for name, rows in doc["tables"].items():
         for row in rows:
@@ -129,7 +130,7 @@ def test_publish_if_missing_keeps_an_existing_snapshot(demo_db, tmp_path, capsys
     """`make run` publishes the demo's snapshot on first start only: an operator's snapshot is never replaced."""
     out = tmp_path / "s.json"
     assert cli.main(["--db", str(demo_db), "publish", "--out", str(out), "--if-missing"]) == 0
-    assert out.exists() and publish.load(out)
+    assert out.exists() and snapshot.load(out)
     out.write_bytes(b"operator's own")
     assert cli.main(["--db", str(demo_db), "publish", "--out", str(out), "--if-missing"]) == 0
     assert out.read_bytes() == b"operator's own" and "snapshot exists" in capsys.readouterr().out
@@ -206,7 +207,7 @@ def test_places_lie_in_their_regions(published, demo_db):
 def test_k_below_five_or_not_a_number_is_refused(demo_db, tmp_path, k):
     con = store.connect(demo_db, read_only=True)
     try:
-        with pytest.raises(publish.SnapshotError, match="at least 5"):
+        with pytest.raises(snapshot.SnapshotError, match="at least 5"):
             publish.publish(con, tmp_path / "s.json", k=k)
     finally:
         con.close()
@@ -245,8 +246,8 @@ def test_load_refuses_anything_outside_the_allowlist(published, tmp_path, what):
     change, message = TAMPERED[what]
     bad = tmp_path / "bad.json"
     bad.write_bytes(_tamper(json.loads(published.read_bytes()), change))
-    with pytest.raises(publish.SnapshotError, match=message) as exc:
-        publish.load(bad)
+    with pytest.raises(snapshot.SnapshotError, match=message) as exc:
+        snapshot.load(bad)
     assert str(bad) in str(exc.value) and "refused" in str(exc.value)
 
 
@@ -255,19 +256,19 @@ def test_load_refuses_anything_outside_the_allowlist(published, tmp_path, what):
 def test_load_refuses_a_file_that_is_not_a_snapshot(tmp_path, content, message):
     bad = tmp_path / "bad.json"
     bad.write_bytes(content)
-    with pytest.raises(publish.SnapshotError, match=message):
-        publish.load(bad)
+    with pytest.raises(snapshot.SnapshotError, match=message):
+        snapshot.load(bad)
 
 
 def test_load_of_a_missing_file_says_how_to_publish(tmp_path):
     with pytest.raises(NetzausbauError, match="python -m lib.cli publish"):
-        publish.load(tmp_path / "none.json")
+        snapshot.load(tmp_path / "none.json")
 
 
 def test_the_snapshot_path_follows_the_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv(publish.SNAPSHOT_ENV, str(tmp_path / "x.json"))
-    assert publish.snapshot_path() == tmp_path / "x.json"
-    assert publish.snapshot_path(tmp_path / "y.json") == tmp_path / "y.json"
+    monkeypatch.setenv(snapshot.SNAPSHOT_ENV, str(tmp_path / "x.json"))
+    assert snapshot.snapshot_path() == tmp_path / "x.json"
+    assert snapshot.snapshot_path(tmp_path / "y.json") == tmp_path / "y.json"
 
 
 @pytest.mark.parametrize("day, month", [("2026-11-01", "2026-10"), ("2026-10-31", "2026-10"),
@@ -337,7 +338,7 @@ def test_random_stores_publish_nothing_below_k(tiny_world, tmp_path_factory, siz
         con.close()
     doc = check_privacy(folder / "s.json", db, k)
     check_areas(doc, db, k)
-    assert (folder / "s.json").read_bytes() == publish.dumps(publish.load(folder / "s.json").doc)
+    assert (folder / "s.json").read_bytes() == snapshot.dumps(snapshot.load(folder / "s.json").doc)
 
 
 def test_publish_if_missing_on_a_store_it_cannot_read_warns_and_lets_make_run_go_on(tmp_path, capsys):

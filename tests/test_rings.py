@@ -1,4 +1,4 @@
-"""The ring cache (lib/rings) against plain h3 calls, whatever was asked of it before."""
+"""The ring cache (lib/engine/rings) against plain h3 calls, whatever was asked of it before."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""lib/rollout, lib/rollout_charts and lib/report on tests/worlds.py's hand-built world, whose answers are
+"""lib/views/rollout, lib/views/rollout_charts and lib/views/report on tests/worlds.py's hand-built world, whose answers are
 worked out by hand below.
 
 The world: regions W and E; U1 (site S1 in W, planned on air 2025-04-01, on air 2025-04-10, no link),
@@ -206,7 +206,7 @@ def test_queries_compile_for_every_engine(world_con, dialect):
 @pytest.mark.parametrize("day", [D(2025, 3, 1), D(2025, 5, 15), D(2025, 8, 1), D(2026, 1, 1)])
 def test_the_table_of_the_held_network_equals_the_queried_one(world_con, day):
     """On the store the blocked counts run in numpy and the upgrades per region are held per store content
-    (lib/network); on any other Ibis backend everything is queried: the two tables are the same."""
+    (lib/engine/network); on any other Ibis backend everything is queried: the two tables are the same."""
     held = rollout.region_table(world_con, "state", day)
     queried = rollout.region_table(engine.backend(world_con.cursor()), "state", day)
     pd.testing.assert_frame_equal(held, queried)

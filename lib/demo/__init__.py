@@ -1,6 +1,7 @@
-"""Realistic demo input files, deterministic from a seed (``python -m lib.cli demo``).
+"""The demo: realistic input files, deterministic from a seed (``python -m lib.cli demo``).
 
-Sites stand where people live (geonames places, see lib/demo_geo), transport links carry
+This package builds them (`build_demo_files`); `geo` holds the country (states, places), `complaints`
+draws the complaints. Sites stand where people live (geonames places, see lib/demo/geo), transport links carry
 their traffic to aggregation points, upgrades follow a two-year programme with realistic
 slips, and complaints come from a population background, capacity hotspots (worst in the
 FOCUS cities) and rural coverage gaps. A hotspot quietens once its site's upgrade is on

@@ -1,4 +1,11 @@
-"""The portable query layer: Ibis expressions over the store.
+"""The engine: the derivations every figure rests on, and (here) the portable query layer they share.
+
+Modules: `derive` (derived tables after each import), `hotspots`, `heldcounts`, `gistar`, `rings` and `trends`
+(complaint counts, Gi* hotspots, trend classes), `network`, `rules` and `linkage` (serving sites and relief),
+`asof` (the network as of a date), `progress` (rollout series and forecast), `impact` (before/after effect),
+`kept` (values held in memory per store content).
+
+The query layer: Ibis expressions over the store.
 
 Derivations and page queries are written once as Ibis expressions; they run on the
 embedded DuckDB store by default and compile unchanged for PostgreSQL, Trino or Spark
@@ -178,7 +185,7 @@ def run_query(con, key: tuple, build: Callable[..., ir.Expr], frames: Mapping[st
 
     On the DuckDB store (a connection or cursor) the expression is compiled once per `key`
     (the query's name and every argument its SQL depends on; table and column names are
-    fixed by lib/schema) and the cached SQL runs on `con`: building and compiling an Ibis
+    fixed by lib/ingest/schema) and the cached SQL runs on `con`: building and compiling an Ibis
     expression costs 5-70 ms (region_table: about 70), more than running it on 200k complaints. `frames`
     (name -> DataFrame) are Python-side inputs: registered under their names on a private
     cursor and passed to `build` as unbound tables of those names; on any other Ibis

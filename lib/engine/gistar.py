@@ -1,10 +1,10 @@
 """Getis-Ord Gi* over H3 cells with false-discovery-rate control: the arithmetic on counts per cell.
 
-The counts come from lib/hotspots (one row per cell); this is what SQL cannot do portably, in Python:
+The counts come from lib/engine/hotspots (one row per cell); this is what SQL cannot do portably, in Python:
 the Gi* z-scores (`gi_star`, sums over H3 rings in numpy; see there for why not SQL), the neighbour
 table (`neighbour_table`, H3 grid topology), the normal distribution (`p_two_sided`) and the
 Benjamini-Hochberg procedure (`fdr_bh`, needs ranks over sorted p-values). Trend classes over months,
-from the monthly Gi* of `gi_star`, are lib/trends.py.
+from the monthly Gi* of `gi_star`, are lib/engine/trends.py.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def gi_star(study: np.ndarray, values: np.ndarray, k: int = DEFAULT_K) -> np.nda
     and the inputs are counts already aggregated per cell (one row each). Sending the value and ring
     tables to the engine and the z-scores back cost more than the arithmetic: at 10M complaints the map's
     Gi* over Germany (res 7, 56,000 study cells) took 36 ms as a DuckDB join after 37 ms of computing rings,
-    and takes about 20 here with the rings held (lib/rings), with the same results to 1e-12
+    and takes about 20 here with the rings held (lib/engine/rings), with the same results to 1e-12
     (tests/test_portability.py keeps the SQL as the check; tests/test_hotspots.py checks against PySAL).
     """
     x = np.atleast_2d(np.asarray(values, dtype="float64"))

@@ -7,8 +7,8 @@ that compiles for every engine of `engine.DIALECTS`: complaints -> (cell, n) and
 resolution-9 cell, months by truncating received_at. A window's times go in as DuckDB parameters
 (`engine.run_timed`), so its SQL is compiled once for every window.
 
-Gi* on those counts is lib/gistar. A window's counts on a DuckDB store come from the complaints
-held in memory (lib/heldcounts), and its Gi* runs on a grid held with them (`held_grid`).
+Gi* on those counts is lib/engine/gistar. A window's counts on a DuckDB store come from the complaints
+held in memory (lib/engine/heldcounts), and its Gi* runs on a grid held with them (`held_grid`).
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def cell_counts(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES, start=No
     """Complaints per cell at `res` received in [start, end), optionally of some categories and channels only:
     cell, n, sorted by cell.
 
-    A window on a DuckDB store is counted from the complaints held in memory (lib/heldcounts, the same
+    A window on a DuckDB store is counted from the complaints held in memory (lib/engine/heldcounts, the same
     counts in a few ms instead of a scan); everything else is `cell_counts_sql`."""
     if _held(con, res, start, end):
         cats, chans = checked(categories, schema.CATEGORIES, "categories"), checked(channels, schema.CHANNELS,
@@ -193,7 +193,7 @@ def held_grid(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES,
 
 
 def _held_getis_ord(con, res: int, start, end, categories, channels, k: int, q: float) -> dict[str, np.ndarray]:
-    """`getis_ord` of the complaints held in memory (lib/heldcounts) in [start, end), on their grid: the same
+    """`getis_ord` of the complaints held in memory (lib/engine/heldcounts) in [start, end), on their grid: the same
     answer as from `cell_counts`, without looking a window's cells up in the ring cache (at 10M complaints,
     over Germany at resolution 8: about 25 ms against 50)."""
     held, grid = held_grid(con, res, k)
@@ -207,7 +207,7 @@ _RINGS_HELD: set[tuple[int, int, int]] = set()  # (res, k, rings.generation())
 
 
 def _hold_rings(con, res: int, k: int) -> None:
-    """Once per process and resolution: the rings (lib/rings) of every cell that ever had a complaint and of
+    """Once per process and resolution: the rings (lib/engine/rings) of every cell that ever had a complaint and of
     their neighbours, so that a study area of any window is already held (a new date on the map's slider
     then computes no ring). At 10M complaints this took 0.3-0.4 s at resolution 7, 0.5-0.6 s at 8 and
     4.7-5.5 s at 9 (the first view at a resolution pays it; later ones at res 9 then take 0.3 s instead

@@ -14,7 +14,7 @@ Counting rules, for a period end date d (inclusive):
 - planned_cum: upgrades whose current on_air_planned <= d
 - baseline_cum: upgrades whose baseline on_air_planned <= d
 - on_air_cum: upgrades whose on_air_actual <= d
-- late: on_air_planned <= d and not on air by d (on_air_actual empty or after d)
+- late: on_air_planned < d (its planned day has passed) and not on air by d (on_air_actual empty or after d)
 - total: every (not cancelled) upgrade of the region, whatever its dates
 """
 

@@ -3,7 +3,7 @@
 Gi* runs once per month on one study area (`gistar.gi_star`); a Mann-Kendall test on each
 cell's monthly z-scores (`mann_kendall`), as ESRI's emerging hot-spot analysis does, and the
 share of months the cell was hot give its class (`trend_class`, simplified). Python: the
-normal CDF, FDR ranks and Mann-Kendall are not portable SQL (see lib/gistar.py).
+normal CDF, FDR ranks and Mann-Kendall are not portable SQL (see lib/engine/gistar.py).
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """Large CSV files: cut into byte ranges at record boundaries, each read and validated by a worker.
 
-The whole-file path (lib/readers + lib/ingest) holds the file as one DataFrame and validates it
+The whole-file path (lib/ingest/readers + lib/ingest/validation) holds the file as one DataFrame and validates it
 on one core (the checks are GIL-bound pandas). For a large CSV this module instead
 
 1. makes sure the file is UTF-8 on disk: a path is used as it is, an upload (bytes) is written to
    a temporary file, a Windows-1252 file is converted block by block into one;
 2. cuts the data after the header into ranges of about CHUNK_BYTES at record boundaries
-   (lib/csvranges: quote parity, checked by each worker with a sentinel line; a range that ended
+   (lib/ingest/csvranges: quote parity, checked by each worker with a sentinel line; a range that ended
    inside a quoted field is joined with the next and read again); the parent only reads the file
    for this;
 3. has WORKERS processes each read one range from the file, parse it (pyarrow), validate it
@@ -107,7 +107,7 @@ class Part:
 def wanted(size: int, fmt: str, table: str | None = None) -> bool:
     """Whether a file of `size` bytes and format `fmt` for `table` (None: not known yet) should take the
     chunked path. Regions never do: they are few, and their cells are placed per record
-    (lib/ingest._place_regions), which the chunked path does not store."""
+    (lib/ingest/validation._place_regions), which the chunked path does not store."""
     return fmt == "csv" and size >= MIN_BYTES and table != "regions"
 
 

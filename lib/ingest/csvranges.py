@@ -6,7 +6,7 @@ RFC 4180 has it, that is a record boundary); only the bytes near each cut are re
 A quote that pyarrow reads as a plain character (one inside an unquoted field) can make the parity
 lie, so `read_range` checks its own cut: it parses the range followed by a sentinel line, which comes
 back as a record of its own only if the range ended outside a quoted field (else it answers None, and
-lib/bulk joins the range with the next one). `head`, `on_disk` and `cp1252_to_utf8` give the file as
+lib/ingest/bulk joins the range with the next one). `head`, `on_disk` and `cp1252_to_utf8` give the file as
 UTF-8 on disk without reading it whole into memory.
 """
 

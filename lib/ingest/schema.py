@@ -300,7 +300,7 @@ def _type_doc(f: Field) -> str:
 
 
 def format_markdown() -> str:
-    """The README's data-format section, generated from the definitions above."""
+    """The input formats in markdown (the Data page and docs/data-formats.md), generated from the definitions above."""
     out = [
         "Files: CSV (comma or semicolon; UTF-8 with or without BOM, or Windows-1252, where a row holding "
         "one of the five bytes it leaves undefined is rejected; "
@@ -309,7 +309,7 @@ def format_markdown() -> str:
         "comma in semicolon files), Excel (.xlsx, first sheet), Parquet, and GeoJSON "
         "for regions (polygons) and transport links (lines). Column names are matched "
         "case-insensitively, also by the aliases listed; unknown columns are ignored and "
-        "reported. Choice values also accept the German spellings listed in `lib/schema.py`. "
+        "reported. Choice values also accept the German spellings listed in `lib/ingest/schema.py`. "
         f"Coordinates must lie in {COUNTRY_NAME} (lat {COUNTRY_BBOX[0]} to {COUNTRY_BBOX[2]}, "
         f"lon {COUNTRY_BBOX[1]} to {COUNTRY_BBOX[3]}). Times are German local time; an ISO time with a "
         "UTC offset or Z is converted to it. Row numbers in messages count the "
@@ -340,5 +340,13 @@ def format_markdown() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def document() -> str:
+    """docs/data-formats.md: the input formats as a document of their own."""
+    return ("# Data formats\n\n<!-- generated from lib/ingest/schema.py by `make docs` "
+            "(python -m lib.ingest.schema); tests/test_ingest.py fails when stale -->\n\n"
+            + format_markdown().strip().replace("\n#### ", "\n## ")
+            + "\n")
+
+
 if __name__ == "__main__":
-    print(format_markdown())
+    print(document(), end="")

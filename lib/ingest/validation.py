@@ -1,4 +1,4 @@
-"""Validate a raw table against lib/schema: typed records, and every rejected row with its reason.
+"""Validate a raw table against lib/ingest/schema: typed records, and every rejected row with its reason.
 
 Row faults reject the row (kept with row number, field, value and reason); a file that
 lacks required columns is refused whole. Everything here is vectorised: one pass per
@@ -156,7 +156,7 @@ UNDEFINED_1252_REASON = ("holds a byte Windows-1252 does not define (0x81, 0x8D,
 def validate(raw: RawTable, table: schema.Table, file_name: str, known: Mapping[str, set[str]] | None = None,
              today: dt.date | None = None, dedupe: bool = True) -> Validated:
     """Type, check and place every row of `raw` as a record of `table`; with `dedupe`, reject every repeat
-    of a key after its first (lib/bulk does that in SQL over the whole file instead)."""
+    of a key after its first (lib/ingest/bulk does that in SQL over the whole file instead)."""
     known = known or {}
     today = today or dt.date.today()
     colmap, warnings = check_columns(list(raw.frame.columns), table, file_name, raw.encoding)

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from lib.views import publish
+from lib.public import snapshot
 
 SNAPSHOT_ROUTE = "/api/public/snapshot.json"
 REGION_ROUTE = "/api/public/regions/{region_id}.json"
@@ -24,22 +24,22 @@ HEADERS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age
 
 
 @functools.lru_cache(maxsize=2)
-def _snapshot(path: str, stamp: tuple[int, int, int]) -> publish.Snapshot:
+def _snapshot(path: str, stamp: tuple[int, int, int]) -> snapshot.Snapshot:
     """The validated snapshot of one file version (read again when the file changes)."""
-    return publish.load(path)
+    return snapshot.load(path)
 
 
-def current() -> publish.Snapshot:
+def current() -> snapshot.Snapshot:
     """The snapshot the server publishes now; SnapshotError when there is none or it is refused."""
-    path = publish.snapshot_path().resolve()
+    path = snapshot.snapshot_path().resolve()
     try:
         info = path.stat()
     except OSError:
-        return publish.load(path)  # raises SnapshotError with the reason
+        return snapshot.load(path)  # raises SnapshotError with the reason
     return _snapshot(str(path), (info.st_ino, info.st_mtime_ns, info.st_size))
 
 
-def region_document(snap: publish.Snapshot, region_id: str) -> dict | None:
+def region_document(snap: snapshot.Snapshot, region_id: str) -> dict | None:
     """The snapshot cut to one region (None when it is not published)."""
     tables = snap.doc["tables"]
     rows = [r for r in tables["regions"] if r["region_id"] == region_id]
@@ -61,7 +61,7 @@ async def snapshot_json(request: Request) -> Response:
     """GET the whole snapshot."""
     try:
         snap = current()
-    except publish.SnapshotError as exc:
+    except snapshot.SnapshotError as exc:
         return _error(exc, 503)
     return Response(snap.raw, media_type="application/json", headers=HEADERS)
 
@@ -70,7 +70,7 @@ async def region_json(request: Request) -> Response:
     """GET one region of the snapshot."""
     try:
         snap = current()
-    except publish.SnapshotError as exc:
+    except snapshot.SnapshotError as exc:
         return _error(exc, 503)
     doc = region_document(snap, request.path_params["region_id"])
     if doc is None:

@@ -15,7 +15,7 @@ import pydeck as pdk
 
 from lib import export
 from lib.public import i18n
-from lib.views.publish import ALLOWLIST, LATER, PUBLIC_STATUSES, Snapshot
+from lib.public.snapshot import ALLOWLIST, LATER, PUBLIC_STATUSES, Snapshot
 
 NETWORK = "ALL"
 STATUS_COLOURS = {"relieved": (46, 139, 87), "in_progress": (230, 159, 0), "planned": (86, 140, 200),

@@ -1,0 +1,29 @@
+"""The benchmarks run from a fresh clone: bench/engine.py at a small size from an empty output folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_engine_benchmark_runs_from_an_empty_folder(tmp_path):
+    out = tmp_path / "out"
+    assert not out.exists()
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "engine.py"), "--complaints", "3000", "--sites", "500",
+                          "--repeat", "1", "--out", str(out)], capture_output=True, text=True, timeout=600,
+                         cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    res = json.loads((out / "engine-3k.json").read_text())
+    assert set(res["import"]) == {"regions", "sites", "transport_links", "upgrades", "complaints"}
+    assert res["import"]["complaints"]["accepted"] == 3000
+    assert res["agreement"]["cells_equal"] is True
+    # both ratios compare like with like: end to end from the same files, and the query alone
+    ours, base = res["ours"], res["baseline"]
+    assert ours["end_to_end_s"] > ours["total_s"]
+    assert res["ratio_end_to_end"] == base["total_s"] / ours["end_to_end_s"]
+    assert res["ratio_query"] == base["query_s"] / ours["total_s"]
+    assert "ratio end to end, baseline / ours" in run.stdout and "ratio query alone, baseline / ours" in run.stdout
