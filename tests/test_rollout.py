@@ -1,4 +1,4 @@
-"""lib/views/rollout, lib/views/rollout_charts and lib/views/report on tests/worlds.py's hand-built world, whose answers are
+"""lib/views/rollout, rollout_charts and report on tests/worlds.py's hand-built world, whose answers are
 worked out by hand below.
 
 The world: regions W and E; U1 (site S1 in W, planned on air 2025-04-01, on air 2025-04-10, no link),

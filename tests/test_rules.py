@@ -1,4 +1,4 @@
-"""The rules of lib/engine/rules in numpy (the held network, lib/engine/network) against the same rules in SQL, on random
+"""The rules of lib/engine/rules in numpy (the held network, lib/engine/network) vs the same rules in SQL, on random
 worlds imported through the store: per upgrade, per site, per link and per hotspot, on many dates."""
 
 from __future__ import annotations
