@@ -48,6 +48,11 @@ demo-10m: $(VENV)/.runtime
 bench: $(VENV)/.dev
 	$(PY) bench/engine.py --complaints 1000000
 
+## screenshots: the README's screenshots of the running demo (docs/img/*.png), offline, in headless Chromium
+screenshots: $(VENV)/.dev
+	scripts/ensure-chromium
+	$(PY) scripts/screenshots.py
+
 ## docs: regenerate docs/data-formats.md from the input schema (lib/ingest/schema.py)
 docs: $(VENV)/.runtime
 	$(PY) -m lib.ingest.schema > docs/data-formats.md
