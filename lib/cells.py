@@ -8,6 +8,7 @@ engine needs an H3 extension.
 from __future__ import annotations
 
 import h3
+import h3ronpy
 import numpy as np
 import pyarrow as pa
 import shapely.geometry
@@ -44,6 +45,14 @@ def cells_to_latlng(cells) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(0), np.zeros(0)
     lat, lon = h3v.cells_to_coordinates(cells.astype("uint64")).columns
     return np.asarray(lat), np.asarray(lon)
+
+
+def valid(cells) -> np.ndarray:
+    """Whether each value is a valid H3 cell (bool array)."""
+    values = np.asarray(cells, dtype="int64")
+    if values.size == 0:
+        return np.zeros(0, dtype=bool)
+    return pa.array(h3ronpy.cells_valid(values.astype("uint64"))).is_valid().to_numpy(zero_copy_only=False)
 
 
 def _parent_mask(res: int) -> int:

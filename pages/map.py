@@ -16,9 +16,15 @@ LABEL = mapdraw.LABELS.get
 UPGRADE_COLUMNS = {c: st.column_config.DateColumn(c.replace("_", " ")) for c in story.UPGRADE_COLUMNS
                    if c.endswith(("_planned", "_actual"))} | {
     "delay_days": st.column_config.NumberColumn("on air delay (days)", help="Actual minus planned on-air date; "
-                                                "still open: days since the planned date")}
+                                                "still open: days since the planned date"),
+    "share": st.column_config.ProgressColumn("carries", format="percent", min_value=0, max_value=1,
+                                             help="The site's share of the hotspot's complaints")}
 TABLE_COLUMNS = {"n": st.column_config.NumberColumn("complaints", format="localized"),
                  "status": st.column_config.TextColumn("relief status"),
+                 "relief_share": st.column_config.ProgressColumn(
+                     "relieved", format="percent", min_value=0, max_value=1,
+                     help="Share of the hotspot's complaints whose serving sites are upgraded and on air with "
+                          "their transport in place"),
                  "relief_date": st.column_config.DateColumn("relief date"),
                  "days_open": st.column_config.NumberColumn("days until relief"),
                  "pain": st.column_config.NumberColumn("pain", format="localized"),
@@ -118,7 +124,10 @@ with right:
             m1, m2 = st.columns(2)
             m1.metric("Complaints", f"{int(row['n'].iloc[0]):,}" if len(row) else "-", border=True,
                       help=f"{p.kind} complaints in the {p.window_days} days up to {p.as_of}")
-            m2.metric("Relief status", LABEL(s.relief["status"], s.relief["status"]), border=True)
+            m2.metric("Relief status", LABEL(s.relief["status"], s.relief["status"]), border=True,
+                      delta=f"{s.relief.get('relief_share', 0):.0%} of its complaints relieved", delta_color="off",
+                      help="Share of the hotspot's complaints whose serving sites are upgraded, on air and with "
+                           f"their transport in place; relieved from {linkage.RELIEVED_SHARE:.0%}.")
             line = f"**Relief date:** {s.relief.get('relief_date') or 'none'}"
             if len(row):
                 line += (f" · rank {int(row['rank'].iloc[0]):,} by unrelieved pain: {int(row['n'].iloc[0]):,} "
@@ -135,7 +144,8 @@ with right:
                 st.markdown(f"**Impact after relief** ({im.relieved_on}): {im.before:.1f} complaints a week in the "
                             f"{im.weeks} weeks before, {im.after:.1f} after{pct}"
                             + ("" if im.complete else f" (the {im.weeks} weeks after are not over yet)") + ".")
-            st.markdown(f"**Serving sites and their upgrades** ({len(s.sites)} sites, nearest first)")
+            st.markdown(f"**Serving sites and their upgrades** ({len(s.sites)} sites, the largest share of its "
+                        "complaints first)")
             st.dataframe(s.upgrades, hide_index=True, column_config=UPGRADE_COLUMNS, height=220)
             st.markdown("**Transport links these upgrades wait on**")
             st.dataframe(s.links, hide_index=True, height=150)
@@ -149,12 +159,13 @@ with right:
             m1.metric("Upgrade status", LABEL(s.site["status"], s.site["status"]), border=True)
             m2.metric("Complaints in its cells", f"{int(s.served['complaints'].sum()):,}", border=True,
                       help=f"{p.kind} complaints in the {p.window_days} days up to {p.as_of}, in the "
-                           f"{len(s.served)} cells its coverage holds (H3 resolution 8)")
+                           f"{len(s.served)} cells whose complaints it carries a share of (H3 resolution 8)")
             st.plotly_chart(story.weekly_figure(s), key="site_chart")
-            st.markdown("**Cells it serves** (nearest first), their complaints and relief")
+            st.markdown("**Cells it serves** (its largest share first), their complaints and relief")
             st.dataframe(s.served.assign(status=s.served["status"].map(LABEL)), hide_index=True, height=180,
                          column_config={
-                "distance": st.column_config.NumberColumn("rings away"),
+                "share": st.column_config.ProgressColumn("its share", format="percent", min_value=0, max_value=1),
+                "km": st.column_config.NumberColumn("km", format="%.1f"),
                 "relief_date": st.column_config.DateColumn("relief date")})
             st.markdown("**Upgrades: milestones planned and actual**")
             st.dataframe(s.upgrades, hide_index=True, column_config=UPGRADE_COLUMNS)

@@ -36,7 +36,8 @@ def test_hotspot_story_replays_the_upgrade(world_con, day, status, relief, actua
     assert (None if pd.isna(u["delay_days"]) else int(u["delay_days"])) == delay
     assert s.links.empty
     assert s.weekly["n"].sum() == 1 and s.weekly.loc[s.weekly["n"] == 1, "week"].tolist() == [D(2024, 12, 30)]
-    assert list(s.upgrades.columns) == story.UPGRADE_COLUMNS
+    assert list(s.upgrades.columns) == ["site_id", "share", *story.UPGRADE_COLUMNS[1:]]
+    assert s.upgrades["share"].tolist() == [1.0] and s.relief["relief_share"] == (1.0 if status == "relieved" else 0.0)
 
 
 def test_hotspot_story_counts_only_the_chosen_channels(world_con):
@@ -103,15 +104,18 @@ def test_weekly_figure_marks_the_relief_date(world_con):
     (D(2025, 4, 12), "relieved", D(2025, 4, 10), 0, 0),  # U1 on air 04-10; the January complaints are too old
 ])
 def test_site_story_shows_the_cells_it_serves(world_con, day, status, relief, own_cell, in_window):
-    """S1 is a macro site: its coverage disk is 3 rings around its res-8 cell (h3 itself: 37 cells)."""
+    """S1 carries the complaints of K1 (its own cell) and K2 (the next res-8 cell) alone: S2 lies 19 km away,
+    beyond a macro site's reach; K3 lies far east, near S3 only."""
     import h3
 
     s = story.site(world_con, "S1", day)
-    disk = set(h3.grid_disk(h3.int_to_str(S1), 3))
-    assert set(s.served["cell"]) == disk and len(s.served) == 37
-    own = s.served[s.served["distance"] == 0]
-    assert own["cell"].tolist() == [h3.int_to_str(S1)] and own["complaints"].tolist() == [own_cell]
-    assert s.served["complaints"].sum() == in_window  # K3 lies far east, outside the disk
+    k2 = cell(51.251, 9.251)
+    assert k2 != S1
+    assert sorted(s.served["cell"]) == sorted([h3.int_to_str(S1), h3.int_to_str(k2)])
+    assert s.served["share"].tolist() == [1.0, 1.0]
+    own = s.served[s.served["cell"] == h3.int_to_str(S1)]
+    assert own["complaints"].tolist() == [own_cell] and own["km"].iloc[0] < 0.5
+    assert s.served["complaints"].sum() == in_window
     assert (s.relief["status"], s.relief["relief_date"]) == (status, relief)
     assert s.weekly["n"].sum() == 2  # the 52 weeks before the date hold K1 and K2
     fig = story.weekly_figure(s)

@@ -239,8 +239,8 @@ def picked(selection) -> tuple[str, str] | None:
 
 # -- exports ------------------------------------------------------------------------------
 
-TABLE_COLUMNS = ["rank", "cell", "n", "status", "relief_date", "days_open", "pain", "z", "significance",
-                 "n_sites", "n_upgrades", "blocking_link_id"]
+TABLE_COLUMNS = ["rank", "cell", "n", "status", "relief_share", "relief_date", "days_open", "pain", "z",
+                 "significance", "n_sites", "n_upgrades", "blocking_link_id"]
 
 
 def table(hot: pd.DataFrame) -> pd.DataFrame:
@@ -248,6 +248,7 @@ def table(hot: pd.DataFrame) -> pd.DataFrame:
     out = hot[TABLE_COLUMNS].copy()
     out["cell"] = [h3.int_to_str(int(c)) for c in out["cell"]]
     out["z"] = out["z"].round(2)
+    out["relief_share"] = out["relief_share"].round(3)
     return out
 
 
@@ -271,7 +272,8 @@ def geojson_bytes(hot: pd.DataFrame) -> bytes:
 
 
 LABELS = MappingProxyType({
-    "relieved": "relieved", "on_track": "on track", "late": "late", "blocked_by_transport": "blocked by transport",
+    "relieved": "relieved", "partly_relieved": "partly relieved", "on_track": "on track", "late": "late",
+    "blocked_by_transport": "blocked by transport",
     "no_upgrade_planned": "no upgrade planned", "hot": "hot spot (significant)", "cold": "cold spot (significant)",
     "not_significant": "not significant", "installed": "installed", "permit": "permit", "planned": "planned",
     "on_air": "on air", "no_upgrade": "no upgrade", "done": "done", "no_expansion": "no expansion"})

@@ -31,7 +31,7 @@ import pandas as pd
 from shapely.geometry import mapping, shape
 
 from lib import cells, engine
-from lib.engine import asof, hotspots, linkage, network
+from lib.engine import asof, hotspots, linkage, network, serving
 from lib.ingest import schema
 
 MAX_FEATURES = 50_000
@@ -56,8 +56,8 @@ SIGNIFICANCE = ("hot", "cold", "not_significant")
 """Significance classes of a hotspot cell: Gi* significant (FDR) with z > 0, with z < 0, or neither."""
 
 RELIEF_COLOURS = MappingProxyType({
-    "relieved": (26, 150, 65), "on_track": (43, 131, 186), "late": (253, 174, 97),
-    "blocked_by_transport": (215, 25, 28), "no_upgrade_planned": (94, 60, 153)})
+    "relieved": (26, 150, 65), "partly_relieved": (166, 217, 106), "on_track": (43, 131, 186),
+    "late": (253, 174, 97), "blocked_by_transport": (215, 25, 28), "no_upgrade_planned": (94, 60, 153)})
 SIGNIFICANCE_COLOURS = MappingProxyType({
     "hot": (202, 0, 32), "cold": (5, 113, 176), "not_significant": (170, 170, 170)})
 SITE_COLOURS = MappingProxyType({
@@ -336,8 +336,8 @@ def _hot(con, p: Params, area: np.ndarray | None, net: network.Network | None) -
     hot = hot[hot["n"] > 0] if not p.significant_only else hot[hot["significant"]]
     if area is not None:
         hot = hot[within(hot["cell"], p.resolution, area)]
-    rel = linkage.relief_of(net, hot[["cell"]], p.resolution, p.as_of) if net is not None else linkage.relief(
-        con, hot[["cell"]], p.resolution, p.as_of)
+    rel = (linkage.relief_of(net, hot[["cell"]], p.resolution, p.as_of, serving.served_load(con, net))
+           if net is not None else linkage.relief(con, hot[["cell"]], p.resolution, p.as_of))
     hot = hot.merge(rel, on="cell", how="left")
     hot = hot[hot["status"].isin(p.relief_statuses)]
     return pain(hot.assign(significance=significance(hot)), p.as_of)

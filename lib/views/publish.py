@@ -50,7 +50,8 @@ PLACE_POPULATION = 5000
 FILE_MODE = 0o644
 
 STATUS_MAP = MappingProxyType({
-    "relieved": "relieved",  # every serving upgrade on air, every link it waits on done
+    "relieved": "relieved",  # the relieved share of its complaint weight reached linkage.RELIEVED_SHARE
+    "partly_relieved": "in_progress",  # part of its weight relieved, the rest on track
     "blocked_by_transport": "in_progress",  # hardware installed or due, transport expansion still running
     "late": "planned",  # a planned date has passed, not done: planned, never shown as further along
     "on_track": "planned",  # every open date lies ahead

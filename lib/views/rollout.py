@@ -22,7 +22,7 @@ import pandas as pd
 import shapely
 
 from lib import cells, engine
-from lib.engine import asof, hotspots, impact, linkage, network, progress, rules
+from lib.engine import asof, hotspots, impact, linkage, network, progress, rules, serving
 from lib.ingest import schema
 
 ALL = progress.ALL
@@ -162,8 +162,8 @@ def _open_no_plan(con, level: str, day: dt.date, net: network.Network | None = N
     window = asof.window(day, HOTSPOT_WINDOW_DAYS)
     hot = pd.DataFrame({"cell": np.unique(np.concatenate(
         [hotspots.hot_cells(con, cells.REGION_RES, *window, kind) for kind in NO_PLAN_KINDS]))})
-    rel = (linkage.relief_of(net, hot, cells.REGION_RES, day) if net is not None  # the relief of hot cells only
-           else linkage.relief(con, hot, cells.REGION_RES, day))
+    rel = (linkage.relief_of(net, hot, cells.REGION_RES, day, serving.served_load(con, net)) if net is not None
+           else linkage.relief(con, hot, cells.REGION_RES, day))  # the relief of hot cells only
     cells_open = rel.loc[rel["status"] == "no_upgrade_planned", ["cell"]].astype("int64")
     out = {ALL: len(cells_open)}
     if cells_open.empty:

@@ -16,8 +16,8 @@ import ibis.expr.types as ir
 import pandas as pd
 import plotly.graph_objects as go
 
-from lib import engine
-from lib.engine import asof, hotspots, impact, linkage
+from lib import cells, engine
+from lib.engine import asof, hotspots, impact, linkage, network, serving
 
 HISTORY_WEEKS = 52
 """Weeks of complaints the story chart shows before the slider's date (at least)."""
@@ -58,7 +58,7 @@ class HotspotStory:
     as_of: dt.date
     relief: dict  # linkage.relief's row: n_sites, n_upgrades, relief_date, status, blocking_link_id
     weekly: pd.DataFrame  # week, n
-    sites: pd.DataFrame  # hotspot_sites rows: site_id, distance, rank
+    sites: pd.DataFrame  # hotspot_sites rows: site_id, share (of its complaints the site carries), km, rank
     upgrades: pd.DataFrame  # UPGRADE_COLUMNS of the serving upgrades (not cancelled), nearest site first
     links: pd.DataFrame  # LINK_COLUMNS of the links those upgrades wait on, the blocking one first
     impact: Impact | None  # only once relieved
@@ -73,12 +73,12 @@ class SiteStory:
     site: dict  # site_id, lat, lon, status (asof.sites_as_of)
     upgrades: pd.DataFrame  # UPGRADE_COLUMNS
     links: pd.DataFrame  # LINK_COLUMNS: the site's own link and those its upgrades wait on
-    served: pd.DataFrame  # SERVED_COLUMNS: the cells it covers, with complaints of the window and their relief
+    served: pd.DataFrame  # SERVED_COLUMNS: the cells it carries complaints of, its share, their relief
     weekly: pd.DataFrame  # week, n: complaints of `kind` a week in the cells it covers
     relief: dict  # relief_date (its upgrades' latest on-air date) and status ("relieved" when all are on air)
 
 
-SERVED_COLUMNS = ["cell", "distance", "complaints", "status", "relief_date"]
+SERVED_COLUMNS = ["cell", "share", "km", "complaints", "status", "relief_date"]
 
 
 def _as_of_dates(frame: pd.DataFrame, columns: list[str], as_of: dt.date) -> pd.DataFrame:
@@ -160,10 +160,11 @@ def hotspot(con, cell: int, res: int, as_of: dt.date, kind: str = "capacity", ch
         start = min(start, impact.week_start(row["relief_date"]) - dt.timedelta(weeks=weeks))
     weekly = impact.weekly_hotspot_complaints(con, [cell], res, start, as_of + dt.timedelta(days=1), kind,
                                               channels)[["week", "n"]]
-    sites = linkage.hotspot_sites(con, [cell], res)[["site_id", "distance", "rank"]]
+    sites = linkage.hotspot_sites(con, [cell], res)[["site_id", "share", "km", "rank"]]
     ups = upgrades_of(con, sites["site_id"], as_of)
     ups = ups.assign(_r=ups["site_id"].map(dict(zip(sites["site_id"], sites["rank"], strict=True))))
     ups = ups.sort_values(["_r", "upgrade_id"], ignore_index=True).drop(columns="_r")
+    ups.insert(1, "share", ups["site_id"].map(dict(zip(sites["site_id"], sites["share"], strict=True))))
     links = links_of(con, ups["transport_link_id"], as_of)
     blocking = row.get("blocking_link_id")
     if blocking:
@@ -177,9 +178,9 @@ def site(con, site_id: str, as_of: dt.date, kind: str = "capacity", channels=Non
          window_days: int = asof.WINDOW_DAYS) -> SiteStory | None:
     """The story of one site as of `as_of`; None when there is no such site.
 
-    Besides its upgrades and links: the cells its coverage disk holds at `linkage.DEFAULT_RES` (the cells
-    it serves, nearest first) with their complaints of `kind` in the `window_days` days up to `as_of` and
-    their relief status, and the weekly complaints in all of them, against its own on-air date."""
+    Besides its upgrades and links: the cells at `linkage.DEFAULT_RES` whose complaints it carries a share of
+    (`lib.engine.serving`; the largest share first) with their complaints of `kind` in the `window_days` days
+    up to `as_of` and their relief, and the weekly complaints in all of them, against its own on-air date."""
     s = asof.sites_as_of(con, as_of)
     s = s[s["site_id"] == str(site_id)]
     if s.empty:
@@ -189,14 +190,15 @@ def site(con, site_id: str, as_of: dt.date, kind: str = "capacity", channels=Non
     own = t.filter(t.site_id == ibis.literal(str(site_id))).select("transport_link_id", "site_type").execute()
     links = links_of(con, [*own["transport_link_id"], *ups["transport_link_id"]], as_of)
     res = linkage.DEFAULT_RES
-    disk = linkage.coverage_of(s["cell"].iloc[0], own["site_type"].iloc[0] if len(own) else None, res)
+    carried = carried_cells(con, str(site_id), res)
     start, end = asof.window(as_of, window_days)
     counts = hotspots.cell_counts(con, res, start, end, hotspots.KINDS[kind], channels)
-    served = disk.merge(counts.rename(columns={"n": "complaints"}), on="cell", how="left").fillna({"complaints": 0})
+    served = carried.merge(counts.rename(columns={"n": "complaints"}), on="cell", how="left").fillna(
+        {"complaints": 0})
     served = served.merge(linkage.relief(con, served[["cell"]], res, as_of)[["cell", "status", "relief_date"]],
                           on="cell", how="left")
-    served = served.astype({"complaints": "int64"}).sort_values(["distance", "complaints", "cell"],
-                                                                ascending=[True, False, True], ignore_index=True)
+    served = served.astype({"complaints": "int64"}).sort_values(["share", "complaints", "cell"],
+                                                                ascending=[False, False, True], ignore_index=True)
     history = impact.week_start(as_of) - dt.timedelta(weeks=HISTORY_WEEKS)
     weekly = impact.weekly_hotspot_complaints(con, served[["cell"]], res, history, as_of + dt.timedelta(days=1),
                                               kind, channels)
@@ -207,6 +209,19 @@ def site(con, site_id: str, as_of: dt.date, kind: str = "capacity", channels=Non
               "status": "relieved" if done else ("no_upgrade_planned" if ups.empty else "planned")}
     served["cell"] = [h3.int_to_str(int(c)) for c in served["cell"]]
     return SiteStory(str(site_id), as_of, s.iloc[0].to_dict(), ups, links, served[SERVED_COLUMNS], weekly, relief)
+
+
+def carried_cells(con, site_id: str, res: int) -> pd.DataFrame:
+    """The cells at `res` whose complaints a site carries a share of: cell, share (of the cell's complaint
+    weight), km (from the cell's centre)."""
+    net = network.held(con)
+    ids = net.sites["site_id"].to_numpy()
+    number = int(pd.Index(ids).get_indexer([site_id])[0])
+    load, servers = serving.served_load(con, net)
+    places = serving.site_places(servers, number)[0] if number >= 0 else []
+    candidates = pd.unique(cells.parent(load.cells9[places], res)) if len(places) else []
+    out = linkage.hotspot_sites(con, candidates, res)
+    return out.loc[out["site_id"] == site_id, ["cell", "share", "km"]].reset_index(drop=True)
 
 
 def weekly_figure(s: HotspotStory | SiteStory) -> go.Figure:

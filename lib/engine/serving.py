@@ -1,0 +1,187 @@
+"""Which sites carry a place's traffic: the serving model every relief figure rests on.
+
+A place is the centre of a resolution-9 cell (about 0.1 km2) where complaints were made. It is served by
+its nearest sites within the reach of their type, at most `MAX_SERVERS` of them, the best server first.
+Each carries a share of the place's traffic that falls with the square of its distance (`NEAR_KM` the
+least distance counted): in a town the site a few hundred metres away carries most of it and its
+neighbours the rest; in the country a lone macro site kilometres away carries all of it. A hotspot's
+complaints are apportioned to its serving sites by these shares, cell by cell, so a hotspot is served by
+a handful of sites, not by every site whose coverage reaches it. Complaints in a place no site reaches
+are served by none: only a new site can relieve them.
+
+`REACH_KM` per site type follows the radio planning references: ITU-R M.2135's test environments place
+urban macro sites 500 m apart, urban micro sites 200 m and rural macro sites 1,732 m, and a rural macro
+cell reaches several kilometres; a site beyond its reach carries nothing there, however near it is
+compared with the others.
+
+Python, not SQL: nearest neighbours need geometry that portable SQL has not (scipy's k-d tree over the
+sites' positions on the sphere). The servers of every place with complaints are found once per store
+content (network and complaints) and kept.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import duckdb
+import numpy as np
+import pandas as pd
+from scipy.spatial import cKDTree
+
+from lib import cells
+from lib.engine import heldcounts, hotspots, network
+
+REACH_KM = MappingProxyType({"macro": 8.0, "micro": 1.0, "small_cell": 0.3})
+"""How far a site of each type serves (km); an empty or unknown type counts as `DEFAULT_SITE_TYPE`."""
+
+DEFAULT_SITE_TYPE = "macro"
+
+MAX_SERVERS = 3
+"""The most sites that share one place's traffic."""
+
+NEAR_KM = 0.1
+"""Distances below this count as this when weighing the servers (a complaint in a site's own cell)."""
+
+EARTH_KM = 6371.0088
+_CANDIDATES = 4 * MAX_SERVERS  # nearest sites looked at before the reach of each is applied
+
+
+@dataclass(frozen=True)
+class Load:
+    """The complaint weight of places: the distinct resolution-9 cells with complaints (sorted) and how many
+    complaints each holds, over all time, every category and channel."""
+
+    cells9: np.ndarray
+    n: np.ndarray
+
+
+@dataclass(frozen=True)
+class Servers:
+    """Serving sites of places, sorted by place then share (largest first): place (position among the places
+    served), site (the site's number in `network.Network`), share (of the place's traffic, summing to 1 per
+    place served), km (distance from the place)."""
+
+    place: np.ndarray
+    site: np.ndarray
+    share: np.ndarray
+    km: np.ndarray
+
+
+def _xyz(lat, lon) -> np.ndarray:
+    """Points on the sphere (km): chord distances between them are great-circle distances to 0.1 % at 100 km."""
+    la, lo = np.radians(np.asarray(lat, dtype="float64")), np.radians(np.asarray(lon, dtype="float64"))
+    return EARTH_KM * np.column_stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])
+
+
+def site_reach(net: network.Network) -> np.ndarray:
+    """Each site's reach in km (`REACH_KM` of its type); 0 for a site without a cell, which serves nothing."""
+    by_type = np.array([REACH_KM.get(t, REACH_KM[DEFAULT_SITE_TYPE]) for t in net.site_types]
+                       + [REACH_KM[DEFAULT_SITE_TYPE]], dtype="float64")
+    reach = by_type[net.site_type]  # -1 (no type) takes the last entry: the default
+    return np.where(net.cell > 0, reach, 0.0)
+
+
+def _tree(net: network.Network) -> tuple[cKDTree, np.ndarray, np.ndarray]:
+    """The k-d tree of the sites that serve (with a cell), their numbers and reaches; built once per network."""
+    def build():
+        reach = site_reach(net)
+        number = np.flatnonzero(reach > 0)
+        sites = net.sites.iloc[number]
+        return cKDTree(_xyz(sites["lat"].to_numpy(), sites["lon"].to_numpy())), number, reach[number]
+    return net.once(("serving.tree",), build)
+
+
+def serve(net: network.Network, places) -> Servers:
+    """The serving sites of each place (resolution-9 or coarser cells, at their centres), by the model above:
+    the nearest sites within their reach (ties: the smaller site number, i.e. site id), at most MAX_SERVERS."""
+    places = np.asarray(places, dtype="int64")
+    tree, number, reach = _tree(net)
+    if places.size == 0 or number.size == 0:
+        return Servers(*(np.zeros(0, dtype=t) for t in ("int64", "int64", "float64", "float64")))
+    lat, lon = cells.cells_to_latlng(places)
+    xyz, k = _xyz(lat, lon), min(_CANDIDATES, number.size)
+    site, km, more = _nearest_within_reach(tree, reach, xyz, k)
+    todo = np.flatnonzero(more)
+    while todo.size and k < number.size:  # too few within reach among the candidates: look further out
+        k = min(4 * k, number.size)
+        more_site, more_km, more = _nearest_within_reach(tree, reach, xyz[todo], k)
+        site, km = _widen(site, k), _widen(km, k, np.inf)
+        site[todo], km[todo] = more_site, more_km
+        todo = todo[more]
+    within = site >= 0
+    within &= np.cumsum(within, axis=1) <= MAX_SERVERS
+    place, col = np.nonzero(within)
+    d = km[place, col]
+    weight = 1.0 / np.maximum(d, NEAR_KM) ** 2
+    share = weight / np.bincount(place, weights=weight, minlength=places.size)[place]
+    order = np.lexsort((col, place))  # by place, nearest first: the largest share first
+    out = Servers(place[order].astype("int64"), number[site[place, col]][order].astype("int64"), share[order],
+                  d[order])
+    for a in (out.place, out.site, out.share, out.km):
+        a.setflags(write=False)
+    return out
+
+
+def _widen(a: np.ndarray, width: int, fill=-1) -> np.ndarray:
+    return np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=fill)
+
+
+def _nearest_within_reach(tree: cKDTree, reach: np.ndarray, xyz: np.ndarray,
+                          k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The k nearest sites of each point, nearest first (equal distances: the smaller site number), as positions
+    in the tree (-1 where beyond the site's reach) and km (inf there); and whether a point has fewer than
+    MAX_SERVERS within reach while sites further out could still reach it."""
+    chord, idx = tree.query(xyz, k=k)
+    chord, idx = np.asarray(chord).reshape(len(xyz), k), np.asarray(idx).reshape(len(xyz), k)
+    km = 2 * EARTH_KM * np.arcsin(np.minimum(chord / (2 * EARTH_KM), 1.0))
+    order = np.lexsort((idx, km), axis=-1)
+    idx, km = np.take_along_axis(idx, order, axis=1), np.take_along_axis(km, order, axis=1)
+    ok = km <= reach[idx]
+    more = (ok.sum(axis=1) < MAX_SERVERS) & (km[:, -1] <= reach.max())
+    return np.where(ok, idx, -1), np.where(ok, km, np.inf), more
+
+
+def load(con) -> Load:
+    """Complaints per resolution-9 cell over all time (the complaints held per content on DuckDB, else SQL)."""
+    if isinstance(con, duckdb.DuckDBPyConnection):
+        held = heldcounts.held(con)
+        return held.once(("serving.load",), lambda: _frozen(Load(held.cells9, held.dense(cells.CELL_RES))))
+    counts = hotspots.cell_counts(con, cells.CELL_RES)
+    nz = counts[counts["n"] > 0].sort_values("cell")
+    return Load(nz["cell"].to_numpy(dtype="int64"), nz["n"].to_numpy(dtype="int64"))
+
+
+def _frozen(x: Load) -> Load:
+    for a in (x.cells9, x.n):
+        a.setflags(write=False)
+    return x
+
+
+def served_load(con, net: network.Network) -> tuple[Load, Servers]:
+    """The complaint load and the servers of its places, found once per network and complaints."""
+    got = load(con)
+    if not isinstance(con, duckdb.DuckDBPyConnection):
+        return got, serve(net, got.cells9)
+    held = heldcounts.held(con)
+    ref, servers = held.once(("serving.servers", id(net)), lambda: (weakref.ref(net), serve(net, got.cells9)))
+    if ref() is not net:  # another network once had this id: not this one's servers
+        servers = serve(net, got.cells9)
+    return got, servers
+
+
+def site_places(servers: Servers, site: int) -> tuple[np.ndarray, np.ndarray]:
+    """The places a site serves (positions) and its share of each."""
+    mine = servers.site == site
+    return servers.place[mine], servers.share[mine]
+
+
+def frame(net: network.Network, places, servers: Servers) -> pd.DataFrame:
+    """Servers as a frame for a person: place (cell), site_id, share, km, rank (1: the best server)."""
+    places = np.asarray(places, dtype="int64")
+    first = np.r_[True, servers.place[1:] != servers.place[:-1]] if servers.place.size else np.zeros(0, bool)
+    start = np.maximum.accumulate(np.where(first, np.arange(servers.place.size), 0)) if servers.place.size else first
+    return pd.DataFrame({"place": places[servers.place], "site_id": net.sites["site_id"].to_numpy()[servers.site],
+                         "share": servers.share, "km": servers.km,
+                         "rank": (np.arange(servers.place.size) - start + 1).astype("int64")})
