@@ -42,6 +42,7 @@ TABLE_COLUMNS = {
     "forecast_low": st.column_config.DateColumn("Earliest (90%)"),
     "forecast_high": st.column_config.DateColumn("Latest (90%)"),
     "forecast_note": st.column_config.TextColumn("No forecast because"),
+    "last_planned": st.column_config.DateColumn("Plan ends", help="The latest planned on-air date"),
 }
 
 cache.ensure_routed()
@@ -91,7 +92,9 @@ m[3].metric("Hotspots, no plan", f"{row['open_no_plan']:,}", border=True,
 fc = row["forecast"]
 m[4].metric("Forecast completion", f"{fc:%Y-%m-%d}" if fc else "-", border=True,
             delta=f"90%: {row['forecast_low']:%Y-%m-%d} to {row['forecast_high']:%Y-%m-%d}" if fc else None,
-            delta_color="off", help=row["forecast_note"] or "From the pace of the last 90 days")
+            delta_color="off", help=(row["forecast_note"] or "From the pace of the last 90 days; the band from the "
+                                     "paces of the last 30, 90, 180 and 365 days")
+            + (f". The plan ends {row['last_planned']:%Y-%m-%d}." if row.get("last_planned") else ""))
 
 st.subheader("Burn-up")
 picked = st.multiselect("Compare regions", list(names), default=[region], format_func=names.get,
@@ -101,7 +104,8 @@ if picked:
     st.plotly_chart(charts.burnup(series, table, as_of), key="burnup")
 
 st.subheader(f"Per {level}")
-shown = table.assign(**{c: pd.to_datetime(table[c]) for c in ("forecast", "forecast_low", "forecast_high")})
+shown = table.assign(**{c: pd.to_datetime(table[c]) for c in ("forecast", "forecast_low", "forecast_high",
+                                                                "last_planned")})
 st.dataframe(shown, hide_index=True, column_config=TABLE_COLUMNS, column_order=list(TABLE_COLUMNS),
              key="region_table", height=min(38 + 35 * len(table), 640))
 left, right = st.columns([3, 2], vertical_alignment="center")

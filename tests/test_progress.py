@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -177,7 +178,9 @@ def test_headline_equals_a_plain_count(con, region_id):
     assert h["pct_on_air"] == pytest.approx(now["pct_on_air"])
     assert h["pct_change_pp"] == pytest.approx(now["pct_on_air"] - before["pct_on_air"])
     actual = [a for *_, a in _rows(rid) if a is not None and a <= as_of]
-    assert h["forecast"] == progress.forecast(actual, now["total"], as_of)
+    last = max(plan for _, plan, *_ in _rows(rid))
+    assert h["forecast"] == progress.forecast(actual, now["total"], as_of, last_planned=last)
+    assert h["forecast"].last_planned == last
 
 
 AS_OF = D("2025-06-30")
@@ -200,12 +203,36 @@ def test_forecast_steady_pace(dates, total, window, date, per_week):
     assert f.low < f.date < f.high
 
 
-def test_forecast_band_is_the_poisson_90_percent_interval():
-    f = progress.forecast(_daily(9, every=10), 20, AS_OF, window_days=90)  # n = 9, 11 to go
-    lam_lo = optimize.brentq(lambda lam: stats.poisson.sf(8, lam) - 0.05, 1e-6, 50)  # P(X >= 9) = 5%
-    lam_hi = optimize.brentq(lambda lam: stats.poisson.cdf(9, lam) - 0.05, 1e-6, 50)  # P(X <= 9) = 5%
-    assert f.high == AS_OF + dt.timedelta(days=-int(-11 * 90 // lam_lo))
-    assert f.low == AS_OF + dt.timedelta(days=-int(-11 * 90 // lam_hi))
+def _poisson_90(n: int) -> tuple[float, float]:
+    """The exact 90% interval of a Poisson mean after n events, by root finding (not the chi-square form)."""
+    lo = optimize.brentq(lambda lam: stats.poisson.sf(n - 1, lam) - 0.05, 1e-6, 500)  # P(X >= n) = 5%
+    hi = optimize.brentq(lambda lam: stats.poisson.cdf(n, lam) - 0.05, 1e-6, 500)  # P(X <= n) = 5%
+    return lo, hi
+
+
+def test_forecast_band_spans_the_poisson_intervals_of_the_windows_run_through():
+    f = progress.forecast(_daily(9, every=10), 20, AS_OF, window_days=90)  # n = 9 in 90 days, 3 in 30; 11 to go
+    assert f.date == AS_OF + dt.timedelta(days=110)
+    (lo30, hi30), (lo90, hi90) = _poisson_90(3), _poisson_90(9)  # 180 and 365 days: not run through yet
+    fast, slow = max(hi30 / 30, hi90 / 90), min(lo30 / 30, lo90 / 90)
+    assert f.low == AS_OF + dt.timedelta(days=math.ceil(11 / fast))
+    assert f.high == AS_OF + dt.timedelta(days=math.ceil(11 / slow))
+
+
+def test_a_slower_year_lies_inside_the_band():
+    slow_year = [AS_OF - dt.timedelta(days=d) for d in range(91, 371, 5)]  # one every 5 days until 90 days ago
+    fast_now = _daily(90)  # then one a day
+    total = len(slow_year) + len(fast_now) + 200
+    f = progress.forecast([*slow_year, *fast_now], total, AS_OF)
+    assert f.date == AS_OF + dt.timedelta(days=200)  # the 90-day pace
+    n_365 = sum(d > AS_OF - dt.timedelta(days=365) for d in [*slow_year, *fast_now])
+    at_year_pace = AS_OF + dt.timedelta(days=math.ceil(200 * 365 / n_365))
+    assert f.low <= f.date < at_year_pace <= f.high
+
+
+def test_the_forecast_carries_the_last_planned_date():
+    f = progress.forecast(_daily(9, every=10), 20, AS_OF, last_planned=D("2026-03-31"))
+    assert f.last_planned == D("2026-03-31")
 
 
 @pytest.mark.parametrize("dates, total, reason", [

@@ -76,9 +76,15 @@ def expected(t, day: pd.Timestamp, region: str | None) -> dict:
     remaining = len(u) - len(on_air)
     forecast = (day + pd.Timedelta(days=math.ceil(remaining * 90 / n))).date() if n and remaining else None
     band = None
-    if forecast:  # Garwood's exact 90% interval of a Poisson count n, turned into paces
-        n_lo, n_hi = chi2.ppf(0.05, 2 * n) / 2, chi2.ppf(0.95, 2 * n + 2) / 2
-        band = tuple((day + pd.Timedelta(days=math.ceil(remaining * 90 / k))).date() for k in (n_hi, n_lo))
+    if forecast:  # Garwood's exact 90% interval of each window's Poisson count, turned into paces
+        fast, slow = [], []
+        for w in (30, 90, 180, 365):  # the windows the programme has run through (90: the forecast's own)
+            start = day - pd.Timedelta(days=w)
+            k = (on_air > start).sum()
+            if k and (w == 90 or on_air.min() <= start):
+                fast.append(chi2.ppf(0.95, 2 * k + 2) / 2 / w)
+                slow.append(chi2.ppf(0.05, 2 * k) / 2 / w)
+        band = tuple((day + pd.Timedelta(days=math.ceil(remaining / pace))).date() for pace in (max(fast), min(slow)))
     # the late list: not on air after its planned day, or its link's planned completion passed, or blocked
     link_due = u["transport_link_id"].map(links["completion_planned"])
     up_open, link_open = ~(u["on_air_actual"] <= day), has_link & ~done

@@ -43,6 +43,9 @@ FREQS = {"week": "W-SUN", "month": "ME"}
 WINDOW_DAYS = 90
 """Default look-back window of the forecast's pace."""
 
+PACE_WINDOWS = (30, 90, 180, 365)
+"""Windows (days) whose paces span the forecast's band, so that it holds how the pace has varied."""
+
 CONFIDENCE = 0.90
 """Coverage of the forecast's band."""
 
@@ -68,6 +71,7 @@ class Forecast:
     pace_per_week: float
     remaining: int
     reason: str = ""
+    last_planned: dt.date | None = None  # the latest planned on-air date: what the plan itself promises
 
     @property
     def done(self) -> bool:
@@ -249,26 +253,32 @@ def progress_series(con: duckdb.DuckDBPyConnection, region_ids: Iterable[str] | 
     return pd.concat(parts, ignore_index=True)[SERIES_COLUMNS]
 
 
-def forecast(on_air_dates, total: int, as_of, window_days: int = WINDOW_DAYS) -> Forecast:
+def forecast(on_air_dates, total: int, as_of, window_days: int = WINDOW_DAYS, last_planned=None) -> Forecast:
     """Completion date of `total` upgrades from the recent pace, with a 90% band.
 
     Method: n = upgrades that went on air in the window (as_of - window_days, as_of]; the pace is
     n / window_days per day, and the remaining upgrades (total minus those on air by as_of) go on
-    air at that pace: date = as_of + ceil(remaining * window_days / n) days. The band treats n as
-    a Poisson count and takes its exact (Garwood, chi-square) 90% interval [n_lo, n_hi]: the
-    earliest date (low) comes from the fast pace n_hi / window_days, the latest (high) from the
-    slow pace n_lo / window_days. Dates after as_of are ignored. With nothing remaining the
-    forecast is done (reason REASON_COMPLETE); with no upgrade on air in the window there is no
-    date (reason REASON_NO_PACE)."""
+    air at that pace: date = as_of + ceil(remaining * window_days / n) days.
+
+    The band comes from how the pace varies: the pace is measured over each of `PACE_WINDOWS` (and the
+    forecast's own window) that the programme has run through (its first on-air date at or before the
+    window's start; the forecast's own window always counts) and that saw an upgrade go on air; each
+    window's count n_w is taken as a Poisson count with its exact (Garwood, chi-square) 90% interval
+    [n_lo, n_hi]. The earliest date (low) comes from the fastest of the paces n_hi / w, the latest (high)
+    from the slowest n_lo / w: a slower or faster spell of the last year lies inside the band. Dates after
+    as_of are ignored. With nothing remaining the forecast is done (reason REASON_COMPLETE); with no
+    upgrade on air in the window there is no date (reason REASON_NO_PACE). `last_planned` is passed
+    through, to be shown beside the forecast."""
     if window_days <= 0:
         raise ValueError("window_days must be positive")
     as_of = pd.Timestamp(as_of).normalize()
     given = on_air_dates if isinstance(on_air_dates, pd.Series) else pd.Series(list(on_air_dates), dtype=object)
     dates = np.sort(pd.to_datetime(given).dropna().dt.normalize().to_numpy(dtype="datetime64[us]"))
-    return forecast_sorted(dates, total, as_of, window_days)
+    return forecast_sorted(dates, total, as_of, window_days, last_planned)
 
 
-def forecast_sorted(on_air: np.ndarray, total: int, as_of, window_days: int = WINDOW_DAYS) -> Forecast:
+def forecast_sorted(on_air: np.ndarray, total: int, as_of, window_days: int = WINDOW_DAYS,
+                    last_planned=None) -> Forecast:
     """`forecast` of on-air dates given sorted, as whole days (datetime64[us], no empty one)."""
     if window_days <= 0:
         raise ValueError("window_days must be positive")
@@ -278,23 +288,35 @@ def forecast_sorted(on_air: np.ndarray, total: int, as_of, window_days: int = WI
     n = on_air_by - int(np.searchsorted(on_air, start, side="right"))
     pace_week = 7.0 * n / window_days
     remaining = max(int(total) - on_air_by, 0)
+    last = None if last_planned is None or pd.isna(last_planned) else pd.Timestamp(last_planned).date()
     if int(total) <= 0:
-        return Forecast(None, None, None, pace_week, 0, REASON_EMPTY)
+        return Forecast(None, None, None, pace_week, 0, REASON_EMPTY, last)
     if remaining == 0:
-        return Forecast(None, None, None, pace_week, 0, REASON_COMPLETE)
+        return Forecast(None, None, None, pace_week, 0, REASON_COMPLETE, last)
     if n == 0:
-        return Forecast(None, None, None, 0.0, remaining, REASON_NO_PACE.format(days=window_days))
-    alpha = 1.0 - CONFIDENCE
-    n_lo = stats.chi2.ppf(alpha / 2, 2 * n) / 2
-    n_hi = stats.chi2.ppf(1 - alpha / 2, 2 * n + 2) / 2
+        return Forecast(None, None, None, 0.0, remaining, REASON_NO_PACE.format(days=window_days), last)
     day = as_of.date()
 
     def after(days: float) -> dt.date:
         return day + dt.timedelta(days=math.ceil(days))
 
+    fast, slow = pace_range(on_air, on_air_by, as_of, window_days)
     central = day + dt.timedelta(days=-(-remaining * window_days // n))
-    return Forecast(central, after(remaining * window_days / n_hi), after(remaining * window_days / n_lo),
-                    pace_week, remaining)
+    return Forecast(central, after(remaining / fast), after(remaining / slow), pace_week, remaining, "", last)
+
+
+def pace_range(on_air: np.ndarray, on_air_by: int, as_of: pd.Timestamp, window_days: int) -> tuple[float, float]:
+    """The fastest and slowest pace (upgrades a day) of the band (`forecast`): over the pace windows the
+    programme has run through, the ends of each window count's Poisson 90% interval, divided by its days."""
+    alpha = 1.0 - CONFIDENCE
+    paces = []
+    for w in sorted({window_days, *PACE_WINDOWS}):
+        start = (as_of - pd.Timedelta(days=w)).to_datetime64()
+        n = on_air_by - int(np.searchsorted(on_air, start, side="right"))
+        covered = w == window_days or (on_air.size and on_air[0] <= start)
+        if covered and n > 0:
+            paces.append((stats.chi2.ppf(1 - alpha / 2, 2 * n + 2) / 2 / w, stats.chi2.ppf(alpha / 2, 2 * n) / 2 / w))
+    return max(p[0] for p in paces), min(p[1] for p in paces)
 
 
 def headline(con: duckdb.DuckDBPyConnection, as_of, region_id: str | None = None,
@@ -324,7 +346,8 @@ def headline_of(frame: pd.DataFrame | Counters, as_of, region_id: str = ALL) -> 
         "pct_on_air": float(at["pct_on_air"][0]),
         "pct_change_pp": float(at["pct_on_air"][0] - at["pct_on_air"][1]),
         "late": int(at["late"][0]),
-        "forecast": forecast_sorted(_days(c.actual), c.total, day),
+        "forecast": forecast_sorted(_days(c.actual), c.total, day,
+                                    last_planned=c.planned[-1] if c.planned.size else None),
     }
 
 

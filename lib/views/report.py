@@ -108,6 +108,8 @@ def render(name: str, as_of: dt.date, row: dict, table: pd.DataFrame, late: pd.D
         f"after {as_of:%Y-%m-%d} count as not yet happened)")
     f = (f"{_e(row['forecast'])} (90%: {_e(row['forecast_low'])} to {_e(row['forecast_high'])})"
          if row.get("forecast") else _e(row.get("forecast_note") or "-"))
+    if row.get("last_planned"):
+        f += f"; plan ends {_e(row['last_planned'])}"
     kpis = [("Upgrades on air", f"{row['pct_on_air']:.1f}%" if pd.notna(row["pct_on_air"]) else "-"),
             ("Change in 30 days", f"{row['pct_change_pp']:+.1f} pp" if pd.notna(row["pct_change_pp"]) else "-"),
             ("On air / planned", f"{row['on_air']:,} / {row['total']:,}"), ("Late", f"{row['late']:,}"),

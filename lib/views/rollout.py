@@ -47,7 +47,7 @@ CHANNELS = schema.CHANNELS
 """Complaint channels, in schema order."""
 
 TABLE_COLUMNS = ["region_id", "name", "total", "on_air", "pct_on_air", "pct_change_pp", "late", "blocked",
-                 "open_no_plan", "forecast", "forecast_low", "forecast_high", "forecast_note", "trend"]
+                 "open_no_plan", "forecast", "forecast_low", "forecast_high", "forecast_note", "last_planned", "trend"]
 LATE_COLUMNS = ["region_id", "region", "upgrade_id", "site_id", "kind", "problem", "days_late", "on_air_planned",
                 "link_id", "link_due", "upgrade_owner", "link_owner"]
 CHANNEL_COLUMNS = ["month", "channel", "n"]
@@ -283,7 +283,7 @@ def region_table(con, level: str = "state", as_of=None) -> pd.DataFrame:
                      "pct_on_air": h["pct_on_air"], "pct_change_pp": h["pct_change_pp"], "late": h["late"],
                      "blocked": int(n_blocked.get(rid, 0)), "open_no_plan": int(open_no_plan.get(rid, 0)),
                      "forecast": f.date, "forecast_low": f.low, "forecast_high": f.high, "forecast_note": f.reason,
-                     "trend": _trend(frame, trend_dates)})
+                     "last_planned": f.last_planned, "trend": _trend(frame, trend_dates)})
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
