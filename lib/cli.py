@@ -1,10 +1,11 @@
-"""Command line: build the demo store, import files, show the import log.
+"""Command line: build the demo store, import files, show the import log, publish, print the headline figures.
 
     python -m lib.cli demo [--if-missing] [--complaints N] [--sites N] [--seed N]
     python -m lib.cli import FILE [FILE ...] [--table NAME]
     python -m lib.cli log
     python -m lib.cli rejects IMPORT_ID [--csv OUT]
     python -m lib.cli publish [--k 10] [--out PATH] [--as-of YYYY-MM-DD] [--if-missing]
+    python -m lib.cli figures [--as-of YYYY-MM-DD] [--region ID] [--level state] [--json] [--no-impact]
 """
 
 from __future__ import annotations
@@ -92,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
                                               "data/public/snapshot.json)")
     pub.add_argument("--as-of", type=datetime.date.fromisoformat, help="data date (default: the store's)")
     pub.add_argument("--if-missing", action="store_true", help="do nothing if the snapshot file exists")
+    fig = sub.add_parser("figures", help="print the headline figures the pages show, for one region")
+    fig.add_argument("--as-of", type=datetime.date.fromisoformat, help="date of the figures (default: the data's)")
+    fig.add_argument("--region", default="ALL", help="region id (default: ALL, the whole network)")
+    fig.add_argument("--level", default="state", help="region level: state, district or cluster (default: state)")
+    fig.add_argument("--json", action="store_true", help="print JSON instead of text")
+    fig.add_argument("--no-impact", action="store_true", help="leave out the impact (the slowest figure)")
     args = p.parse_args(argv)
     try:
         return _run(args)
@@ -135,6 +142,8 @@ def _run(args) -> int:
             # at start-up (make run) a missing snapshot must not stop the dashboard: the Public page says so
             print(f"warning: no public snapshot written ({exc}); publish from the Data page later", file=sys.stderr)
         return 0
+    if args.cmd == "figures":
+        return _figures(args)
     con = store.connect(args.db)
     if args.cmd == "import":
         status = 0
@@ -169,6 +178,23 @@ def _run(args) -> int:
             print(rej.to_string(index=False))
         return 0
     return 1
+
+
+def _figures(args) -> int:
+    import json
+
+    from lib.views import figures
+
+    con = store.connect(args.db, read_only=True)
+    try:
+        fig = figures.headline(con, args.as_of, args.region, args.level, with_impact=not args.no_impact)
+    except figures.UnknownRegion as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        con.close()
+    print(json.dumps(fig, indent=2, ensure_ascii=False) if args.json else figures.text(fig))
+    return 0
 
 
 if __name__ == "__main__":
