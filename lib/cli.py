@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     pub.add_argument("--out", type=Path, help="snapshot file (default: $NETZAUSBAU_SNAPSHOT or "
                                               "data/public/snapshot.json)")
     pub.add_argument("--as-of", type=datetime.date.fromisoformat, help="data date (default: the store's)")
-    pub.add_argument("--if-missing", action="store_true", help="do nothing if the snapshot file exists")
+    pub.add_argument("--if-missing", action="store_true",
+                     help="do nothing if the snapshot file exists (one of an older format is written again)")
     fig = sub.add_parser("figures", help="print the headline figures the pages show, for one region")
     fig.add_argument("--as-of", type=datetime.date.fromisoformat, help="date of the figures (default: the data's)")
     fig.add_argument("--region", default="ALL", help="region id (default: ALL, the whole network)")
@@ -128,8 +129,12 @@ def _run(args) -> int:
         from lib.views import publish
 
         if args.if_missing and snapshot.snapshot_path(args.out).exists():
-            print(f"snapshot exists: {snapshot.snapshot_path(args.out)}")
-            return 0
+            if snapshot.older_format(args.out):  # ours, from before this version: written again in this one
+                print(f"the snapshot {snapshot.snapshot_path(args.out)} is of an older format; publishing it again",
+                      file=sys.stderr)
+            else:
+                print(f"snapshot exists: {snapshot.snapshot_path(args.out)}")
+                return 0
         try:
             con = store.connect(args.db, read_only=True)
             try:

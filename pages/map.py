@@ -13,6 +13,9 @@ PLAY_SECONDS = 2.0
 TABLE_ROWS = 500
 ss = st.session_state
 LABEL = mapdraw.LABELS.get
+STUDY_LABELS = {"near": "places with complaints", "country": "whole country"}
+STUDY_TEXT = {"near": "the places with complaints in the window and their neighbours",
+              "country": "every place of Germany"}
 UPGRADE_COLUMNS = {c: st.column_config.DateColumn(c.replace("_", " ")) for c in story.UPGRADE_COLUMNS
                    if c.endswith(("_planned", "_actual"))} | {
     "delay_days": st.column_config.NumberColumn("on air delay (days)", help="Actual minus planned on-air date; "
@@ -74,6 +77,12 @@ with st.expander("Filters: channels, upgrades, statuses"):
     g1, g2, g3 = st.columns(3)
     g1.multiselect("Channels", schema.CHANNELS, key="map_ch")
     g1.toggle("Significant hotspots only", key="map_sig", help="Gi* hot or cold spots after FDR control")
+    g1.segmented_control("Compare each place with", list(hotspots.STUDY_AREAS), key="map_study", required=True,
+                         format_func=STUDY_LABELS.get,
+                         help="Gi*'s study area. Places with complaints: the cells with a complaint in the window "
+                              "and their neighbours, so a place stands out against the populated places around "
+                              "it (the default). Whole country: every cell of Germany, empty countryside included, "
+                              "so any busy place stands out; at H3 resolution 7 and 8 only."),
     g2.multiselect("Upgrade kinds (sites)", schema.UPGRADE_KINDS, key="map_uk")
     g2.multiselect("Site status", asof.SITE_STATUSES, key="map_ss", format_func=LABEL)
     g3.multiselect("Hotspot relief status", linkage.STATUSES, key="map_rs", format_func=LABEL)
@@ -106,7 +115,9 @@ with left:
     with st.container(key="map_legend"):
         st.html(mapdraw.legend_html(ss["map_colour"], p.layers))
     st.caption(f"Hotspots: Gi* over the {p.window_days} days up to {p.as_of} ({p.kind} complaints), "
-               f"H3 resolution {p.resolution}. Click a hotspot, site or link for its story.")
+               f"H3 resolution {p.resolution}, compared with {STUDY_TEXT[p.study_area]}"
+               + (" (the whole country is studied at resolution 7 and 8 only)" if p.study_area != p.study else "")
+               + ". Click a hotspot, site or link for its story.")
 
 with right:
     if pick is None:

@@ -133,7 +133,7 @@ def test_the_json_endpoint_serves_the_snapshot(public):
     status, body, _ = _get(f"{url}/api/public/regions/C-BER.json")
     doc = json.loads(body)
     assert status == 200 and doc["region"]["region_id"] == "C-BER"
-    assert all("C-BER" in a["region_ids"] for a in doc["hotspot_areas"]) and doc["notes"]
+    assert all("C-BER" in a["region_ids"] for a in doc["complaint_areas"]) and doc["notes"]
     status, body, _ = _get(f"{url}/api/public/regions/nowhere.json")
     assert status == 404 and "nowhere" in json.loads(body)["error"]
 

@@ -347,3 +347,38 @@ def test_cell_counts_and_hotspots_filter_by_channel(world, channels):
     assert {c: n for c, n in zip(hot["cell"], hot["n"], strict=True) if n > 0} == want
     with pytest.raises(ValueError, match="channels"):
         hotspots.cell_counts(con, channels=["pigeon"])
+
+
+def test_the_whole_country_study_area(world, tmp_path):
+    """Gi* over the country: every cell of the states' regions plus every complaint cell's neighbourhood, the
+    same for every window; against gistar.getis_ord (checked against PySAL above) on that explicit area."""
+    con, records = world
+    import json
+
+    box = [[BOX[1] - 0.2, BOX[0] - 0.2], [BOX[3] + 0.2, BOX[0] - 0.2], [BOX[3] + 0.2, BOX[2] + 0.2],
+           [BOX[1] - 0.2, BOX[2] + 0.2], [BOX[1] - 0.2, BOX[0] - 0.2]]
+    regions = {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {
+        "region_id": "S", "name": "State", "level": "state"}, "geometry": {"type": "Polygon", "coordinates": [box]}}]}
+    c = store.connect(tmp_path / "country.duckdb")
+    store.import_file(c, json.dumps(regions).encode(), table="regions", file_name="r.geojson")
+    text = io.StringIO()
+    records.drop(columns=["cell9"]).to_csv(text, index=False)
+    store.import_file(c, text.getvalue().encode(), table="complaints", file_name="c.csv")
+    window = ("2024-06-01", "2024-09-01")
+    for res in (7, 8):
+        country = hotspots.country_cells(c, res)
+        ever = hotspots.cell_counts(c, res)["cell"].to_numpy()
+        area = np.union1d(country, np.concatenate([disk(int(x), 1) for x in ever]))
+        counts = hotspots.cell_counts(c, res, *window, CAPACITY)
+        want = gistar.getis_ord(counts, study_cells=area)
+        got = hotspots.hotspots(c, res, *window, "capacity", study="country")
+        got = got.set_index("cell").reindex(want["cell"])
+        listed = want[(want["n"] > 0) | want["hot"]].set_index("cell")
+        np.testing.assert_allclose(got.loc[listed.index, "z"], listed["z"], atol=1e-9)
+        assert (got.loc[listed.index, "hot"] == listed["hot"]).all()
+        near = hotspots.hotspots(c, res, *window, "capacity")
+        assert got["hot"].sum() >= near["hot"].sum()  # against empty countryside more places stand out
+    with pytest.raises(ValueError, match="resolutions"):
+        hotspots.hotspots(c, 9, *window, "capacity", study="country")
+    with pytest.raises(ValueError, match="study area"):
+        hotspots.hotspots(c, 8, *window, "capacity", study="moon")

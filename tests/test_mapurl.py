@@ -45,6 +45,7 @@ def test_every_parameter_is_read():
     ({"layers": "x"}, "layers", maps.LAYERS, "unknown x"),
     ({"sig": "yes"}, "significant_only", True, "must be 0 or 1"),
     ({"res": "12"}, "res", None, "not one of"),
+    ({"study": "galaxy"}, "study", "near", "not one of"),
 ])
 def test_a_bad_parameter_falls_back_with_a_note(query, field, default, words):
     s = mapurl.parse(query, FIRST, LAST, REGIONS)
@@ -71,6 +72,7 @@ def test_lists_from_streamlit_take_the_last_value():
     {"ss": "no_upgrade,planned,permit,installed,on_air,late", "layers": "sites", "colour": "significance"},
     {"sel": "sites:S000001"},
     {"ch": ""},
+    {"study": "country", "res": "8"},
 ])
 def test_query_round_trips(query):
     s = parse(**query)
@@ -129,3 +131,10 @@ def test_the_newest_selection_wins():
     memory["map_pick"] = None  # "Clear selection"
     assert mapurl.choose(memory, None, [1], ranked) is None
     assert mapurl.choose(memory, None, [5], ranked) is None  # a row that is no longer listed
+
+
+def test_the_whole_country_is_studied_at_resolution_7_and_8_only():
+    assert parse(study="country").params.study_area == "country"  # all of Germany: resolution 7
+    assert parse(study="country", region="09").params.study_area == "country"  # a region: 8
+    assert parse(study="country", res="9").params.study_area == "near"
+    assert parse(res="8").params.study_area == "near"

@@ -88,7 +88,7 @@ def test_english_and_a_region_from_the_url(public_env, demo_snapshot):
     spec = json.loads(at.get("deck_gl_json_chart")[0].proto.json)
     shown = {h["cell"] for h in spec["layers"][0]["data"]}
     doc = json.loads(demo_snapshot[0].read_bytes())
-    assert shown == {a["cell"] for a in doc["tables"]["hotspot_areas"] if "C-BER" in a["region_ids"]} != set()
+    assert shown == {a["cell"] for a in doc["tables"]["complaint_areas"] if "C-BER" in a["region_ids"]} != set()
     notes = [c.value for c in at.caption if "Berlin (city area)" in c.value]
     assert notes == ["2026-10-15 · Berlin (city area)"]  # the English note; the German one is on the German page
     assert [t.value for t in at.text] == ["Berlin: new-generation hardware is being installed at sites in the city; "
@@ -147,7 +147,7 @@ def test_no_snapshot_explains_and_raises_nothing(monkeypatch, tmp_path):
 
 def test_a_tampered_snapshot_is_refused_on_the_page(monkeypatch, tmp_path, demo_snapshot):
     doc = json.loads(demo_snapshot[0].read_bytes())
-    doc["tables"]["hotspot_areas"][0]["site_id"] = "S1"
+    doc["tables"]["complaint_areas"][0]["site_id"] = "S1"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(doc))
     monkeypatch.setenv(snapshot.PUBLIC_ENV, "1")
@@ -174,7 +174,7 @@ def test_downloads_hold_the_whole_snapshot(demo_snapshot):
             assert len(frame) == len(rows) and list(frame.columns) == list(snapshot.ALLOWLIST[name])
     assert regionview.csv_zip(snap) == regionview.csv_zip(snap)  # same snapshot, same bytes
     geo = json.loads(regionview.geojson(snap))
-    assert len(geo["features"]) == len(snap.doc["tables"]["hotspot_areas"])
+    assert len(geo["features"]) == len(snap.doc["tables"]["complaint_areas"])
     ring = geo["features"][0]["geometry"]["coordinates"][0]
     assert len(ring) == 7 and ring[0] == ring[-1]
 
@@ -217,8 +217,8 @@ def test_api_answers_from_the_snapshot_only(demo_snapshot, monkeypatch, tmp_path
     status, doc = _call(api.snapshot_json)
     assert status == 200 and doc == json.loads(demo_snapshot[0].read_bytes())
     status, doc = _call(api.region_json, {"region_id": "ALL"})
-    assert status == 200 and len(doc["hotspot_areas"]) == len(json.loads(demo_snapshot[0].read_bytes())
-                                                               ["tables"]["hotspot_areas"])
+    assert status == 200 and len(doc["complaint_areas"]) == len(json.loads(demo_snapshot[0].read_bytes())
+                                                               ["tables"]["complaint_areas"])
     assert _call(api.region_json, {"region_id": "XX"})[0] == 404
     monkeypatch.setenv(snapshot.SNAPSHOT_ENV, str(tmp_path / "gone.json"))
     status, doc = _call(api.snapshot_json)

@@ -24,7 +24,7 @@ EXPECTED = {
     "regions": {"region_id", "name", "level", "parent_id", "upgrades_total", "upgrades_on_air", "upgrades_late",
                 "pct_on_air"},
     "planned": {"region_id", "quarter", "upgrades"},
-    "hotspot_areas": {"cell", "complaints", "status", "expected_quarter", "region_ids"},
+    "complaint_areas": {"cell", "complaints", "status", "expected_quarter", "region_ids"},
     "complaints_monthly": {"region_id", "month", "complaints"},
     "notes": {"note_id", "region_id", "published_on", "text", "language"},
     "places": {"name", "region_id"},
@@ -64,7 +64,7 @@ def check_privacy(path, db, k: int) -> dict:
             assert set(row) == EXPECTED[name], (name, row)
     base = doc["round_base"]
     counts = complaint_cells(db, 7)
-    for area in doc["tables"]["hotspot_areas"]:
+    for area in doc["tables"]["complaint_areas"]:
         assert h3.get_resolution(area["cell"]) == 7
         assert counts.get(area["cell"], 0) >= k, area
         assert area["complaints"] % base == 0 and area["status"] in STATUSES
@@ -97,8 +97,8 @@ def published(demo_db, tmp_path_factory):
 
 def test_published_demo_passes_the_privacy_check(published, demo_db):
     doc = check_privacy(published, demo_db, 10)
-    assert doc["tables"]["hotspot_areas"], "the demo should publish some areas"
-    assert {a["status"] for a in doc["tables"]["hotspot_areas"]} >= {"relieved", "planned", "no_plan"}
+    assert doc["tables"]["complaint_areas"], "the demo should publish some areas"
+    assert {a["status"] for a in doc["tables"]["complaint_areas"]} >= {"relieved", "planned", "no_plan"}
 
 
 def test_every_area_with_k_complaints_in_a_region_is_published(published, demo_db):
@@ -113,7 +113,7 @@ def check_areas(doc: dict, db, k: int) -> None:
     fine = pd.DataFrame({"cell": k8.index, "area": [h3.cell_to_parent(c, 7) for c in k8.index]})
     touched = fine.merge(region_of_cells(db), on="cell").groupby("area")["region_id"].agg(lambda s: sorted(set(s)))
     want = {c for c, n in counts.items() if n >= k and c in touched.index}
-    got = {a["cell"]: a for a in doc["tables"]["hotspot_areas"]}
+    got = {a["cell"]: a for a in doc["tables"]["complaint_areas"]}
     assert set(got) == want
     for cell, area in got.items():
         assert area["complaints"] == expected_round(int(counts[cell]), k)
@@ -134,6 +134,22 @@ def test_publish_if_missing_keeps_an_existing_snapshot(demo_db, tmp_path, capsys
     out.write_bytes(b"operator's own")
     assert cli.main(["--db", str(demo_db), "publish", "--out", str(out), "--if-missing"]) == 0
     assert out.read_bytes() == b"operator's own" and "snapshot exists" in capsys.readouterr().out
+
+
+def test_publish_if_missing_writes_a_snapshot_of_an_older_format_again(demo_db, tmp_path, capsys):
+    out = tmp_path / "s.json"
+    assert cli.main(["--db", str(demo_db), "publish", "--out", str(out)]) == 0
+    doc = json.loads(out.read_bytes())
+    old = dict(doc, schema_version=snapshot.SCHEMA_VERSION - 1)
+    out.write_text(json.dumps(old))
+    assert snapshot.older_format(out)
+    assert cli.main(["--db", str(demo_db), "publish", "--out", str(out), "--if-missing"]) == 0
+    assert snapshot.load(out).doc == doc and "older format" in capsys.readouterr().err
+    future = dict(doc, schema_version=snapshot.SCHEMA_VERSION + 1)
+    out.write_text(json.dumps(future))
+    assert not snapshot.older_format(out)  # not ours to replace: kept
+    assert cli.main(["--db", str(demo_db), "publish", "--out", str(out), "--if-missing"]) == 0
+    assert json.loads(out.read_bytes()) == future
 
 
 def test_percent_done_and_late_match_the_store(published, demo_db):
@@ -228,16 +244,16 @@ def _tamper(doc: dict, change) -> bytes:
 
 TAMPERED = {
     "an extra table": (lambda d: d["tables"].update(sites=[]), "tables must be exactly"),
-    "an extra column": (lambda d: d["tables"]["hotspot_areas"][0].update(site_id="S1"), "columns"),
+    "an extra column": (lambda d: d["tables"]["complaint_areas"][0].update(site_id="S1"), "columns"),
     "an extra top-level field": (lambda d: d.update(published_at="2026-11-22T08:00"), "top-level"),
     "a missing column": (lambda d: d["tables"]["regions"][0].pop("pct_on_air"), "columns"),
-    "a cell finer than res 7": (lambda d: d["tables"]["hotspot_areas"][0].update(cell="881f1d4811fffff"), "cell"),
-    "an unrounded count": (lambda d: d["tables"]["hotspot_areas"][0].update(complaints=13), "complaints"),
+    "a cell finer than res 7": (lambda d: d["tables"]["complaint_areas"][0].update(cell="881f1d4811fffff"), "cell"),
+    "an unrounded count": (lambda d: d["tables"]["complaint_areas"][0].update(complaints=13), "complaints"),
     "a monthly count below k": (lambda d: d["tables"]["complaints_monthly"][0].update(complaints=3), "complaints"),
     "k below five": (lambda d: d.update(k=3), "'k'"),
-    "an unknown status": (lambda d: d["tables"]["hotspot_areas"][0].update(status="late"), "status"),
+    "an unknown status": (lambda d: d["tables"]["complaint_areas"][0].update(status="late"), "status"),
     "a note in French": (lambda d: d["tables"]["notes"][0].update(language="fr"), "language"),
-    "a duplicate cell": (lambda d: d["tables"]["hotspot_areas"].append(d["tables"]["hotspot_areas"][0]), "twice"),
+    "a duplicate cell": (lambda d: d["tables"]["complaint_areas"].append(d["tables"]["complaint_areas"][0]), "twice"),
 }
 
 
@@ -369,7 +385,7 @@ def test_area_status_and_quarter_follow_their_cells(published, demo_db):
     public = {"relieved": "relieved", "blocked_by_transport": "in_progress", "late": "planned",
               "on_track": "planned", "no_upgrade_planned": "no_plan"}
     order = ["relieved", "in_progress", "planned", "no_plan"]  # most advanced first
-    for area in doc["tables"]["hotspot_areas"]:
+    for area in doc["tables"]["complaint_areas"]:
         mine = rel[rel["area"] == area["cell"]]
         want = max((public[s] for s in mine["status"]), key=order.index)
         assert area["status"] == want, area

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from lib import engine
-from lib.engine import derive, gistar, heldcounts, rings
+from lib.engine import derive, gistar, heldcounts, network, rings
 from lib.engine.gistar import DEFAULT_K, FDR_Q
 from lib.ingest import schema
 
@@ -40,6 +40,17 @@ KINDS = MappingProxyType({
     "all": None,  # every category, "other" included
 })
 """Hotspot kinds and the complaint categories each counts (None: all)."""
+
+NEAR, COUNTRY = "near", "country"
+STUDY_AREAS = (NEAR, COUNTRY)
+"""Gi*'s study area, the cells a cell's neighbourhood is compared with. `NEAR` (the default): the cells with a
+complaint in the window and their neighbours, i.e. where customers live and complain, so a place stands out
+against the populated places around it, not against empty forest and fields. `COUNTRY`: every cell of the
+states' regions at the resolution, quiet countryside included, so that any busy place stands out (more hot
+cells), and every cell that ever had a complaint with its neighbours (the few outside the states); the
+same cells for every window. Studied at `COUNTRY_RESOLUTIONS` only (resolution 9 would be 3.8 million cells)."""
+
+COUNTRY_RESOLUTIONS = (7, 8)
 
 _COUNT_COLUMNS = {"cell": "int64", "n": "int64"}
 
@@ -175,30 +186,66 @@ class _Grid:
     at: np.ndarray
 
 
-def _grid(held: heldcounts.Held, res: int, k: int) -> _Grid:
+def _grid(held: heldcounts.Held, res: int, k: int, country: np.ndarray | None = None) -> _Grid:
+    """The grid near complaints; with `country`, the whole-country study area itself (every cell of it in)."""
     distinct = held.at_res(res)[0]
     cells_, slots = rings.around(distinct, k)
+    if country is not None:  # the country's cells and the rings of every complaint cell, each with its ring
+        cells_, slots = rings.around(np.union1d(cells_, country), k)
+        cells_, slots = _within(cells_, slots, np.union1d(np.searchsorted(cells_, country), rings.union_of(
+            slots, np.searchsorted(cells_, distinct))))
     grid = _Grid(cells_, slots.astype("int32", copy=False), np.searchsorted(cells_, distinct))
     for a in (grid.cells, grid.slots, grid.at):
         a.setflags(write=False)
     return grid
 
 
-def held_grid(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES,
-              k: int = DEFAULT_K) -> tuple[heldcounts.Held, _Grid]:
-    """The complaints held in memory and their Gi* grid at `res` (built once per import; lib/warmup builds
-    them ahead of the first view)."""
+def _within(cells_: np.ndarray, slots: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The cells `inside` (sorted positions) and their rings as positions among them (-1 outside)."""
+    return cells_[inside], rings.slots_within(slots, inside)
+
+
+def country_cells(con, res: int) -> np.ndarray:
+    """Every cell at `res` of the states' regions (their resolution-8 cells, or those cells' parents), sorted;
+    read once per store content (the held network's, which follows every import of regions)."""
+    if res not in COUNTRY_RESOLUTIONS:
+        raise ValueError(f"the whole country is studied at resolutions {COUNTRY_RESOLUTIONS}, not {res}")
+    if isinstance(con, duckdb.DuckDBPyConnection):
+        return network.held(con).once(("hotspots.country", res), lambda: _country_cells(con, res))
+    return _country_cells(con, res)
+
+
+def _country_cells(con, res: int) -> np.ndarray:
+    b = engine.backend(con)
+    rc, r = b.table("region_cells"), b.table("regions")
+    expr = rc.join(r.filter(r.level == "state"), "region_id").select(cell=engine.parent(rc.cell, res)).distinct()
+    out = np.sort(b.execute(expr)["cell"].to_numpy(dtype="int64"))
+    out.setflags(write=False)
+    return out
+
+
+def held_grid(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES, k: int = DEFAULT_K,
+              study: str = NEAR) -> tuple[heldcounts.Held, _Grid]:
+    """The complaints held in memory and their Gi* grid at `res` (built once per import, and for the whole
+    country once per set of country cells; lib/warmup builds them ahead of the first view)."""
     held = heldcounts.held(con)
-    return held, held.once(("hotspots.grid", res, k), lambda: _grid(held, res, k))
+    if study == NEAR:
+        return held, held.once(("hotspots.grid", res, k), lambda: _grid(held, res, k))
+    country = country_cells(con, res)
+    key = ("hotspots.grid", res, k, COUNTRY, country.size, hash(country.tobytes()))
+    return held, held.once(key, lambda: _grid(held, res, k, country))
 
 
-def _held_getis_ord(con, res: int, start, end, categories, channels, k: int, q: float) -> dict[str, np.ndarray]:
+def _held_getis_ord(con, res: int, start, end, categories, channels, k: int, q: float,
+                    study: str = NEAR) -> dict[str, np.ndarray]:
     """`getis_ord` of the complaints held in memory (lib/engine/heldcounts) in [start, end), on their grid: the same
     answer as from `cell_counts`, without looking a window's cells up in the ring cache (at 10M complaints,
     over Germany at resolution 8: about 25 ms against 50)."""
-    held, grid = held_grid(con, res, k)
+    held, grid = held_grid(con, res, k, study)
     c = np.zeros(grid.cells.size + 1, dtype="int64")  # the extra last slot is what -1 reads: 0
     c[grid.at] = held.dense(res, start, end, categories, channels)
+    if study == COUNTRY:  # the grid is the study area
+        return gistar.gi_columns(grid.cells, c[:-1], grid.slots, q)
     inside = rings.union_of(grid.slots, np.flatnonzero(c))  # the study area: the rings of the counted cells
     return gistar.gi_columns(grid.cells[inside], c[inside], rings.slots_within(grid.slots, inside), q)
 
@@ -221,7 +268,7 @@ def _hold_rings(con, res: int, k: int) -> None:
 
 def hotspots(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES, start=None, end=None,
              kind: str = "capacity", k: int = DEFAULT_K, q: float = FDR_Q,
-             channels: Iterable[str] | None = None) -> pd.DataFrame:
+             channels: Iterable[str] | None = None, study: str = NEAR) -> pd.DataFrame:
     """Gi* hotspots of one kind of complaint in [start, end): (cell, n, z, p, significant, hot).
 
     Capacity complaints (slow data, dropped calls) and coverage complaints (no signal, no
@@ -229,9 +276,10 @@ def hotspots(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES, start=None,
     counts every category. Only cells with complaints or a significant hotspot are
     returned (the quiet zero-filled cells are left out), hottest first. Counts are raw,
     not per inhabitant: over a large area the busiest places stand out too. `channels`
-    (None: every channel) keeps complaints that came in through those channels only.
+    (None: every channel) keeps complaints that came in through those channels only. `study` is Gi*'s study
+    area (`STUDY_AREAS`).
     """
-    gi = _hotspot_columns(con, res, start, end, kind, k, q, channels)
+    gi = _hotspot_columns(con, res, start, end, kind, k, q, channels, study)
     keep = (gi["n"] > 0) | gi["hot"]
     gi = {c: v[keep] for c, v in gi.items()}
     order = np.lexsort((gi["cell"], -gi["z"]))  # hottest first, ties by cell
@@ -240,20 +288,29 @@ def hotspots(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES, start=None,
 
 def hot_cells(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES, start=None, end=None,
               kind: str = "capacity", k: int = DEFAULT_K, q: float = FDR_Q,
-              channels: Iterable[str] | None = None) -> np.ndarray:
+              channels: Iterable[str] | None = None, study: str = NEAR) -> np.ndarray:
     """The cells `hotspots` calls hot, sorted (int64)."""
-    gi = _hotspot_columns(con, res, start, end, kind, k, q, channels)
+    gi = _hotspot_columns(con, res, start, end, kind, k, q, channels, study)
     return gi["cell"][gi["hot"]]
 
 
-def _hotspot_columns(con, res: int, start, end, kind: str, k: int, q: float, channels) -> dict[str, np.ndarray]:
+def _hotspot_columns(con, res: int, start, end, kind: str, k: int, q: float, channels,
+                     study: str = NEAR) -> dict[str, np.ndarray]:
     """Gi* of every study cell (`gistar.GI_COLUMNS` as arrays, sorted by cell) of one kind in [start, end)."""
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r} (choose one of {list(KINDS)})")
+    if study not in STUDY_AREAS:
+        raise ValueError(f"unknown study area {study!r} (choose one of {list(STUDY_AREAS)})")
+    if study == COUNTRY and res not in COUNTRY_RESOLUTIONS:
+        raise ValueError(f"the whole country is studied at resolutions {COUNTRY_RESOLUTIONS}, not {res}")
     if _held(con, res, start, end):
         return _held_getis_ord(con, res, start, end, KINDS[kind], checked(channels, schema.CHANNELS, "channels"),
-                               k, q)
+                               k, q, study)
     _hold_rings(con, res, k)
     counts = cell_counts(con, res, start, end, KINDS[kind], channels)
     gistar.check_counts(counts, ["cell"])
-    return gistar.getis_ord_columns(counts, k, None, q)
+    if study == NEAR:
+        return gistar.getis_ord_columns(counts, k, None, q)
+    ever = cell_counts(con, res)["cell"].to_numpy(dtype="int64")  # every cell that ever had a complaint
+    area = np.union1d(rings.around(ever, k)[0], country_cells(con, res))
+    return gistar.getis_ord_columns(counts, k, area, q)

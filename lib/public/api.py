@@ -47,10 +47,10 @@ def region_document(snap: snapshot.Snapshot, region_id: str) -> dict | None:
         return None
     mine = {name: [r for r in tables[name] if r["region_id"] == region_id]
             for name in ("planned", "complaints_monthly", "notes")}
-    areas = tables["hotspot_areas"] if region_id == "ALL" else \
-        [a for a in tables["hotspot_areas"] if region_id in a["region_ids"]]
+    areas = tables["complaint_areas"] if region_id == "ALL" else \
+        [a for a in tables["complaint_areas"] if region_id in a["region_ids"]]
     meta = {k: v for k, v in snap.doc.items() if k != "tables"}
-    return meta | {"region": rows[0], **mine, "hotspot_areas": areas}
+    return meta | {"region": rows[0], **mine, "complaint_areas": areas}
 
 
 def _error(exc: Exception, status: int) -> JSONResponse:

@@ -45,7 +45,7 @@ def prepare(snap: Snapshot) -> Prepared:
     """The frames of `snap`: regions ordered (network, states, clusters by name), areas with hex ids and centres."""
     regions = snap.frame("regions")
     regions = regions.assign(_order=regions["level"].map(LEVEL_ORDER)).sort_values(["_order", "name", "region_id"])
-    areas = snap.frame("hotspot_areas")
+    areas = snap.frame("complaint_areas")
     centres = [h3.cell_to_latlng(c) for c in areas["cell"]]
     areas = areas.assign(lat=[c[0] for c in centres], lon=[c[1] for c in centres])
     places: dict[str, list[str]] = {}
@@ -162,7 +162,7 @@ def csv_zip(snap: Snapshot) -> bytes:
 def geojson(snap: Snapshot) -> bytes:
     """The hotspot areas as a GeoJSON FeatureCollection of hexagons (properties as published)."""
     features = []
-    for row in snap.doc["tables"]["hotspot_areas"]:
+    for row in snap.doc["tables"]["complaint_areas"]:
         ring = [[lng, lat] for lat, lng in h3.cell_to_boundary(row["cell"])]
         features.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[*ring, ring[0]]]},
                          "properties": dict(row)})

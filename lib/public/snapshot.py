@@ -13,7 +13,8 @@ What it holds, and nothing else:
 - `planned`: per region, upgrades not on air by the data date by the quarter of their
   planned on-air date, from the data date's quarter `QUARTERS_AHEAD` - 1 quarters on,
   then `LATER`;
-- `hotspot_areas`: H3 resolution-7 cells (about 5 km2) with at least k complaints, their
+- `complaint_areas`: areas with many complaints, not Gi* hotspots: H3 resolution-7 cells (about
+  5 km2) with at least k complaints over all time, their
   complaints rounded to `ROUND_BASE`, the regions they touch, a public status and the
   quarter relief is expected in (see `public_status`, `area_status`);
 - `complaints_monthly`: complaints per region and calendar month, rounded to `ROUND_BASE`,
@@ -43,7 +44,7 @@ import pandas as pd
 
 from lib.errors import NetzausbauError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_K = 10
 """Minimum complaints a published area or monthly figure stands for."""
 MIN_K = 5
@@ -129,7 +130,7 @@ ALLOWLIST = MappingProxyType({
                 "upgrades_late": _int, "pct_on_air": _optional(_pct)},
     "planned": {"region_id": _REGION_ID, "quarter": lambda v: v == LATER or bool(_QUARTER.match(str(v))),
                 "upgrades": _int},
-    "hotspot_areas": {"cell": _cell, "complaints": _rounded, "status": _choice(*PUBLIC_STATUSES),
+    "complaint_areas": {"cell": _cell, "complaints": _rounded, "status": _choice(*PUBLIC_STATUSES),
                       "expected_quarter": _optional(lambda v: isinstance(v, str) and bool(_QUARTER.match(v))),
                       "region_ids": _ids},
     "complaints_monthly": {"region_id": _REGION_ID, "month": lambda v: isinstance(v, str) and bool(_MONTH.match(v)),
@@ -174,9 +175,9 @@ def validate(doc: dict) -> None:
             for col, rule in rules.items():
                 if not rule(row[col]):
                     raise SnapshotError(f"{name} row {i}: {col} = {row[col]!r} is not allowed")
-    cells_ = [r["cell"] for r in tables["hotspot_areas"]]
+    cells_ = [r["cell"] for r in tables["complaint_areas"]]
     if len(cells_) != len(set(cells_)):
-        raise SnapshotError("hotspot_areas holds a cell twice")
+        raise SnapshotError("complaint_areas holds a cell twice")
 
 
 def dumps(doc: dict) -> bytes:
@@ -226,6 +227,17 @@ def parse(data: bytes, source: str = "snapshot") -> Snapshot:
     except SnapshotError as exc:
         raise SnapshotError(f"{source} refused: {exc}") from exc
     return Snapshot(doc, data)
+
+
+def older_format(path: str | Path | None = None) -> bool:
+    """Whether the file is a snapshot this product wrote in an older format (a JSON object whose schema_version
+    is a smaller whole number): one to publish again, where any other file is the operator's to keep."""
+    try:
+        doc = json.loads(snapshot_path(path).read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    version = doc.get("schema_version") if isinstance(doc, dict) else None
+    return isinstance(version, int) and not isinstance(version, bool) and 0 < version < SCHEMA_VERSION
 
 
 def load(path: str | Path | None = None) -> Snapshot:

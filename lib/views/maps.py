@@ -102,6 +102,7 @@ class Params:
     link_states: tuple[str, ...] = ("planned", "late")  # the links whose expansion is still open
     relief_statuses: tuple[str, ...] = linkage.STATUSES
     significant_only: bool = True
+    study: str = hotspots.NEAR  # Gi*'s study area (hotspots.STUDY_AREAS); the whole country at res 7 and 8 only
     res: int | None = None  # None: GERMANY_RES for the whole country, REGION_RES for one region
     layers: tuple[str, ...] = LAYERS
     window_days: int = asof.WINDOW_DAYS
@@ -110,6 +111,11 @@ class Params:
     def resolution(self) -> int:
         """The hotspot resolution drawn."""
         return self.res or (GERMANY_RES if self.region is None else REGION_RES)
+
+    @property
+    def study_area(self) -> str:
+        """Gi*'s study area used: the one chosen, near complaints where the country cannot be studied."""
+        return self.study if self.resolution in hotspots.COUNTRY_RESOLUTIONS else hotspots.NEAR
 
 
 @dataclass
@@ -332,7 +338,8 @@ def _hot(con, p: Params, area: np.ndarray | None, net: network.Network | None) -
     """The hotspots of a view with their relief, filtered and pain-ranked (asof.hotspots_as_of's two steps,
     the relief computed only for the cells the view keeps)."""
     channels = None if p.channels is None or set(p.channels) >= set(schema.CHANNELS) else p.channels
-    hot = hotspots.hotspots(con, p.resolution, *asof.window(p.as_of, p.window_days), p.kind, channels=channels)
+    hot = hotspots.hotspots(con, p.resolution, *asof.window(p.as_of, p.window_days), p.kind, channels=channels,
+                            study=p.study_area)
     hot = hot[hot["n"] > 0] if not p.significant_only else hot[hot["significant"]]
     if area is not None:
         hot = hot[within(hot["cell"], p.resolution, area)]

@@ -97,6 +97,13 @@ def parse(params: Mapping, first: dt.date, last: dt.date, region_ids) -> State:
             kw["significant_only"] = sig == "1"
         else:
             notes.append(f"sig={sig!r} must be 0 or 1; showing significant hotspots only.")
+    study = _one(params, "study")
+    if study:
+        if study in hotspots.STUDY_AREAS:
+            kw["study"] = study
+        else:
+            notes.append(f"study={study!r} is not one of {', '.join(hotspots.STUDY_AREAS)}; studying near "
+                         "complaints.")
     res = _one(params, "res")
     if res:
         if res in {str(r) for r in hotspots.RESOLUTIONS}:
@@ -137,6 +144,8 @@ def query(state: State, last: dt.date) -> dict[str, str]:
             out[key] = ",".join(value)
     if p.significant_only != d.significant_only:
         out["sig"] = "1" if p.significant_only else "0"
+    if p.study != d.study:
+        out["study"] = p.study
     if p.res is not None:
         out["res"] = str(p.res)
     if state.colour != "relief":
@@ -163,7 +172,7 @@ def date_range(summary) -> tuple[dt.date, dt.date]:
 
 WIDGETS = {"map_date": "as_of", "map_region": "region", "map_kind": "kind", "map_res": "res", "map_layers": "layers",
            "map_ch": "channels", "map_uk": "upgrade_kinds", "map_ss": "site_statuses", "map_ls": "link_states",
-           "map_rs": "relief_statuses", "map_sig": "significant_only"}
+           "map_rs": "relief_statuses", "map_sig": "significant_only", "map_study": "study"}
 """The page's widget keys and the Params field each sets (map_colour and map_pick hold the rest of the State)."""
 
 

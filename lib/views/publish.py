@@ -259,7 +259,7 @@ def build(con: duckdb.DuckDBPyConnection, k: int = DEFAULT_K, as_of=None) -> dic
     tables = {
         "regions": _sorted(_region_rows(regions, ups, as_of), "region_id"),
         "planned": _sorted(planned, "region_id", "quarter"),
-        "hotspot_areas": _sorted(_areas(con, k, as_of, rc), "cell"),
+        "complaint_areas": _sorted(_areas(con, k, as_of, rc), "cell"),
         "complaints_monthly": _sorted(_monthly(con, k, as_of, rc, region_ids), "region_id", "month"),
         "notes": _sorted(_notes(con, {progress.ALL, *region_ids}), "region_id", "published_on", "note_id"),
         "places": _sorted(_places(rc), "name", "region_id"),
