@@ -4,6 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from lib import cache
+from lib.views import overview
 
 EMPTY = """**The store is empty.** Build the demo data set, or import your own files:
 
@@ -37,7 +38,12 @@ if info is None or info.empty:
     st.stop()
 
 for col, (label, name) in zip(st.columns(len(TILES)), TILES, strict=True):
-    col.metric(label, f"{info.counts[name]:,}", border=True)
+    if name == "upgrades":  # the programme: cancelled upgrades are no part of it (as on every page)
+        cancelled = info.counts[overview.CANCELLED]
+        col.metric(label, f"{info.counts[name] - cancelled:,}", border=True,
+                   help=f"Not cancelled; {cancelled:,} more are cancelled.")
+    else:
+        col.metric(label, f"{info.counts[name]:,}", border=True)
 
 cols = st.columns(len(info.date_ranges) + 2)
 for col, (label, (lo, hi)) in zip(cols, info.date_ranges.items(), strict=False):

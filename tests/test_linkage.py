@@ -315,7 +315,7 @@ def _site_states(con, as_of: dt.date) -> dict[str, dict]:
             link_date = done_at if link_done else plan_at
         ready = (installed is not None and installed <= as_of) or on_air or planned <= as_of
         blocked = not link_done and ready and (link_date is None or link_date < as_of or link_date > planned)
-        late = (not on_air and planned < as_of) or (not link_done and link_date is not None and link_date < as_of)
+        late = not on_air and planned < as_of
         st = out[u["site_id"]]
         st["n"] += 1
         st["all_done"] &= on_air and link_done

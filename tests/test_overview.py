@@ -78,7 +78,8 @@ def test_summary(con, tiny_world):
     s = overview.summary(con)
     assert s.counts == {"regions": 4, "sites": len(tiny_world.sites), "transport_links": len(tiny_world.links),
                         "upgrades": len(tiny_world.upgrades), "complaints": len(tiny_world.complaints),
-                        "status_notes": 0}
+                        "status_notes": 0,
+                        overview.CANCELLED: sum(u.get("status") == "cancelled" for u in tiny_world.upgrades)}
     assert not s.empty
     received = [dt.datetime.strptime(k["received_at"], "%Y-%m-%d %H:%M") for k in tiny_world.complaints]
     assert s.date_ranges["Complaints received"] == (min(received).date(), max(received).date())

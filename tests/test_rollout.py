@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from lib import cells, engine, export, store
-from lib.engine import network
+from lib.engine import asof, network
 from lib.views import report, rollout
 from lib.views import rollout_charts as charts
 
@@ -223,3 +223,14 @@ def test_the_demo_table_of_the_held_network_equals_the_queried_one(demo_db):
             pd.testing.assert_frame_equal(held, rollout.region_table(engine.backend(con.cursor()), "state", day))
     finally:
         con.close()
+
+
+def test_an_overdue_link_makes_no_upgrade_planned_later_late(world_con):
+    """U2 (planned for 2026) waits on L1, whose completion was due 2025-06-01: on 2025-07-01 the link is late, the
+    upgrade is not (its own day has not come), and it is not blocked yet (not due, not installed)."""
+    world_con.execute("UPDATE upgrades SET on_air_planned = DATE '2026-01-01' WHERE upgrade_id = 'U2'")
+    day = D(2025, 7, 1)
+    assert "U2" not in set(rollout.late_list(world_con, "state", day)["upgrade_id"])
+    row = rollout.region_table(world_con, "state", day).set_index("region_id").loc["ALL"]
+    assert (row["late"], row["blocked"]) == (0, 0)
+    assert asof.links_as_of(world_con, day).set_index("link_id").loc["L1", "state"] == "late"

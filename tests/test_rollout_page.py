@@ -85,13 +85,11 @@ def expected(t, day: pd.Timestamp, region: str | None) -> dict:
                 fast.append(chi2.ppf(0.95, 2 * k + 2) / 2 / w)
                 slow.append(chi2.ppf(0.05, 2 * k) / 2 / w)
         band = tuple((day + pd.Timedelta(days=math.ceil(remaining / pace))).date() for pace in (max(fast), min(slow)))
-    # the late list: not on air after its planned day, or its link's planned completion passed, or blocked
-    link_due = u["transport_link_id"].map(links["completion_planned"])
-    up_open, link_open = ~(u["on_air_actual"] <= day), has_link & ~done
+    # the late list: not on air after its planned day (late), or blocked by transport
+    up_open = ~(u["on_air_actual"] <= day)
     up_days = (day - u["on_air_planned"]).dt.days.where(up_open & (u["on_air_planned"] < day), 0)
-    link_days = (day - link_due).dt.days.where(link_open & (link_due < day), 0)
-    listed = (up_days > 0) | (link_days > 0) | blocked
-    days_late = dict(zip(u.loc[listed, "upgrade_id"], np.maximum(up_days, link_days)[listed].astype(int), strict=True))
+    listed = (up_days > 0) | blocked
+    days_late = dict(zip(u.loc[listed, "upgrade_id"], up_days[listed].astype(int), strict=True))
     return {"pct": pct(day), "change": pct(day) - pct(day - pd.Timedelta(days=30)), "late": int(late),
             "blocked": int(blocked.sum()), "forecast": forecast, "band": band, "total": len(u),
             "on_air": len(on_air), "late_list": days_late}

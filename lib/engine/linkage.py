@@ -129,7 +129,7 @@ def relief(con: duckdb.DuckDBPyConnection, hotspot_cells, res: int = DEFAULT_RES
     any past day): on air when on_air_actual <= as_of; its link done when it has none or completion_actual
     <= as_of; ready when installed, on air or due (on_air_planned <= as_of); blocked when ready, its link not
     done, and the link's date unknown, passed or after the upgrade's own on_air_planned; late when not on air
-    and on_air_planned < as_of, or its link not done and completion_planned < as_of (`lib.engine.rules`).
+    and on_air_planned < as_of (`lib.engine.rules`; the one meaning of late, docs/figures.md).
 
     A site is relieved when it has upgrades and every one is on air with its link done; its relief date is
     the latest of its upgrades' dates and their links' dates (actual when done, else planned; unknown when a

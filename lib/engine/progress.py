@@ -169,6 +169,7 @@ class Counters:
     actual: np.ndarray
     due: np.ndarray
     both: np.ndarray
+    reached: np.ndarray  # the later of planned and actual (empty when either is): on air with its day come
 
 
 def counters(upgrades: pd.DataFrame) -> Counters:
@@ -180,8 +181,9 @@ def counters(upgrades: pd.DataFrame) -> Counters:
     # not on air (not actual <= d), the rule of linkage.upgrade_flags_expr; counted as the first minus both
     due = upgrades["planned"] + pd.Timedelta(days=1)
     both = pd.concat([due, upgrades["actual"]], axis=1).max(axis=1, skipna=False)
+    reached = pd.concat([upgrades["planned"], upgrades["actual"]], axis=1).max(axis=1, skipna=False)
     return Counters(len(upgrades), sorted_(upgrades["planned"]), sorted_(upgrades["baseline"]),
-                    sorted_(upgrades["actual"]), sorted_(due), sorted_(both))
+                    sorted_(upgrades["actual"]), sorted_(due), sorted_(both), sorted_(reached))
 
 
 def _count_le(values: np.ndarray, dates: np.ndarray) -> np.ndarray:
@@ -190,12 +192,16 @@ def _count_le(values: np.ndarray, dates: np.ndarray) -> np.ndarray:
 
 
 def counts_at(c: Counters, dates) -> dict[str, np.ndarray]:
-    """The progress figures of `c` at `dates`: planned_cum, baseline_cum, on_air_cum, late, total, pct_on_air,
-    pct_planned (arrays over dates)."""
+    """The progress figures of `c` at `dates`: planned_cum, baseline_cum, on_air_cum, late, due, ahead, total,
+    pct_on_air, pct_planned (arrays over dates). Every upgrade (not cancelled) is exactly one of on air, late,
+    due and ahead (planned for a later day): their sum is the total."""
     d = pd.DatetimeIndex(dates).astype("datetime64[us]").to_numpy()
     out = {"planned_cum": _count_le(c.planned, d), "baseline_cum": _count_le(c.baseline, d),
            "on_air_cum": _count_le(c.actual, d)}
     out["late"] = _count_le(c.due, d) - _count_le(c.both, d)
+    # due: its planned day is the day itself and it is not on air; ahead: planned for a later day, not on air
+    out["due"] = _count_le(c.planned, d) - _count_le(c.reached, d) - out["late"]
+    out["ahead"] = c.total - out["on_air_cum"] - out["late"] - out["due"]
     out["total"] = np.full(d.size, c.total, dtype="int64")
     # 100 * k / n (not k * (100 / n)) so that k == n gives exactly 100.0
     for name, k in (("pct_on_air", out["on_air_cum"]), ("pct_planned", out["planned_cum"])):
@@ -346,6 +352,8 @@ def headline_of(frame: pd.DataFrame | Counters, as_of, region_id: str = ALL) -> 
         "pct_on_air": float(at["pct_on_air"][0]),
         "pct_change_pp": float(at["pct_on_air"][0] - at["pct_on_air"][1]),
         "late": int(at["late"][0]),
+        "due": int(at["due"][0]),
+        "ahead": int(at["ahead"][0]),
         "forecast": forecast_sorted(_days(c.actual), c.total, day,
                                     last_planned=c.planned[-1] if c.planned.size else None),
     }

@@ -91,7 +91,7 @@ def _stage_two(ups: Mapping, d, ops) -> dict:
     return {
         "blocked": ops.flag(open_link & (ups["ready"] == 1)
                             & (ops.isnull(link_date) | (link_date < d) | (link_date > ups["on_air_planned"]))),
-        "late": ops.flag(((ups["up_done"] == 0) & (ups["on_air_planned"] < d)) | (open_link & (link_date < d))),
+        "late": ops.flag((ups["up_done"] == 0) & (ups["on_air_planned"] < d)),
         "undated": ops.flag(open_link & ops.isnull(link_date)),
         "own_date": ops.cases([(link_date > ups["up_date"], link_date)], ups["up_date"]),
     }

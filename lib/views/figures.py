@@ -76,8 +76,9 @@ def headline(con, as_of: dt.date | None = None, region_id: str = ALL, level: str
     row = rows.iloc[0]
     out = {
         "as_of": day.isoformat(), "region_id": region_id, "name": row["name"], "level": level,
-        "upgrades": {k: _plain(row[k]) for k in ("total", "on_air", "pct_on_air", "pct_change_pp", "late",
-                                                 "blocked")},
+        "upgrades": {k: _plain(row[k]) for k in ("total", "on_air", "pct_on_air", "pct_change_pp", "late", "due",
+                                                 "blocked")} | {"ahead": int(row["total"] - row["on_air"]
+                                                                             - row["late"] - row["due"])},
         "open_hotspots_no_plan": int(row["open_no_plan"]),
         "hotspots": hotspot_relief(con, day, region_id),
         "forecast": {"date": _plain(row["forecast"]), "earliest_90": _plain(row["forecast_low"]),
@@ -100,6 +101,8 @@ def text(fig: dict) -> str:
              f"  upgrades on air      {pct} ({u['on_air']:,} of {u['total']:,}), "
              f"{u['pct_change_pp']:+.1f} pp in 30 days",
              f"  late                 {u['late']:,}",
+             f"  due on this day      {u['due']:,}",
+             f"  planned ahead        {u['ahead']:,}",
              f"  blocked by transport {u['blocked']:,}",
              f"  hotspots, no plan    {fig['open_hotspots_no_plan']:,}",
              f"  hot cells (capacity) {h['hot_cells']:,}: "

@@ -81,11 +81,17 @@ def _run(con, name: str, *args, rows: bool = True):
     return engine.run_query(con, (f"overview.{name}", *args), lambda: EXPRESSIONS[name](con, *args), rows=rows)
 
 
+CANCELLED = "upgrades_cancelled"
+"""The counts' entry of the upgrades whose status is cancelled (the Overview shows upgrades without them)."""
+
+
 def counts_expr(con) -> ir.Table:
-    """Rows per input table: table, n (one row per table of `schema.TABLES`); unexecuted."""
+    """Rows per input table: table, n (one row per table of `schema.TABLES`, and `CANCELLED`); unexecuted."""
     b = engine.backend(con)
+    u = b.table("upgrades")
+    cancelled = u.filter(u.status == "cancelled").aggregate(table=ibis.literal(CANCELLED), n=ibis._.count())
     return ibis.union(*[b.table(name).aggregate(table=ibis.literal(name), n=ibis._.count())
-                        for name in schema.TABLES], distinct=False)
+                        for name in schema.TABLES], cancelled, distinct=False)
 
 
 def date_ranges_expr(con) -> ir.Table:
@@ -118,7 +124,7 @@ def imports_expr(con) -> ir.Table:
 
 def summary(con: duckdb.DuckDBPyConnection) -> Summary:
     """Row counts per input table, date ranges, the last import and the data's as-of time."""
-    counts = dict.fromkeys(schema.TABLES, 0) | {t: int(n) for t, n in _run(con, "counts")}
+    counts = dict.fromkeys([*schema.TABLES, CANCELLED], 0) | {t: int(n) for t, n in _run(con, "counts")}
     ranges = {label: (_as_date(lo), _as_date(hi)) for label, lo, hi in _run(con, "date_ranges")}
     ranges = {label: ranges[label] for label, _, _ in DATE_RANGES}
     as_of = _run(con, "as_of")[0][0]

@@ -137,9 +137,10 @@ def _region_rows(regions: pd.DataFrame, ups: dict[str, pd.DataFrame], as_of: dt.
 
 
 def planned_by_quarter(frame: pd.DataFrame, as_of: dt.date, ahead: int = QUARTERS_AHEAD) -> dict[str, int]:
-    """Upgrades not on air by `as_of` whose planned on-air date lies after it, by quarter (then LATER)."""
+    """Upgrades not on air by `as_of` whose planned on-air date is `as_of` (due) or later, by quarter (then
+    LATER): with those on air and those late, every upgrade of the region."""
     day = pd.Timestamp(as_of)
-    pending = frame[(frame["actual"].isna() | (frame["actual"] > day)) & (frame["planned"] > day)]
+    pending = frame[(frame["actual"].isna() | (frame["actual"] > day)) & (frame["planned"] >= day)]
     first = pd.Period(day, "Q")
     labels = [quarter((first + i).start_time) for i in range(ahead)]
     out = dict.fromkeys(labels, 0) | {LATER: 0}

@@ -29,6 +29,9 @@ ALL = progress.ALL
 """region_id of the whole network."""
 
 NETWORK_NAME = "Whole network"
+
+OUTSIDE = "OUTSIDE"
+"""The region_id of the row of upgrades whose site lies in no region of the level (shown only when some do)."""
 """Name shown for ALL."""
 
 TREND_MONTHS = 12
@@ -46,7 +49,7 @@ SIMPLIFY_DEG = 0.01
 CHANNELS = schema.CHANNELS
 """Complaint channels, in schema order."""
 
-TABLE_COLUMNS = ["region_id", "name", "total", "on_air", "pct_on_air", "pct_change_pp", "late", "blocked",
+TABLE_COLUMNS = ["region_id", "name", "total", "on_air", "pct_on_air", "pct_change_pp", "late", "due", "blocked",
                  "open_no_plan", "forecast", "forecast_low", "forecast_high", "forecast_note", "last_planned", "trend"]
 LATE_COLUMNS = ["region_id", "region", "upgrade_id", "site_id", "kind", "problem", "days_late", "on_air_planned",
                 "link_id", "link_due", "upgrade_owner", "link_owner"]
@@ -125,21 +128,17 @@ def upgrade_states(con, level: str, as_of) -> pd.DataFrame:
 
 
 def _days_late(states: pd.DataFrame, day: dt.date) -> pd.Series:
-    """Days since the upgrade's on-air date passed unaired, or its open link's planned completion passed."""
+    """Days since the upgrade's planned on-air date passed while it is not on air (0: not late)."""
     today = pd.Timestamp(day)
     planned = pd.to_datetime(states["on_air_planned"])
-    due = pd.to_datetime(states["link_due"])
-    up = ((today - planned).dt.days.where((states["up_done"] == 0) & (planned < today))).fillna(0)
-    link = ((today - due).dt.days.where((states["link_done"] == 0) & (due < today))).fillna(0)
-    return np.maximum(up, link).astype("int64")
+    return ((today - planned).dt.days.where((states["up_done"] == 0) & (planned < today))).fillna(0).astype("int64")
 
 
 def late_list(con, level: str = "state", as_of=None) -> pd.DataFrame:
     """The late or transport-blocked upgrades as of `as_of` (rules of `linkage.relief`), most days late first.
 
-    days_late: days since its planned on-air date passed while not on air, or since its open
-    transport link's planned completion passed, whichever is more (0: blocked, not yet late).
-    region is the region of `level` holding its site (empty when none)."""
+    days_late: days since its planned on-air date passed while not on air (0: blocked, not late). region is
+    the region of `level` holding its site (empty when none)."""
     day = as_date(as_of)
     s = upgrade_states(con, level, day)
     s = s[(s["late"] == 1) | (s["blocked"] == 1)].copy()
@@ -260,8 +259,12 @@ def _region_counters(con, net: network.Network | None, level: str) -> dict[str, 
     """The `progress.counters` of the network's upgrades (ALL, first) and of each region of `level`."""
     per_region = _region_upgrades(con, net, level)
     groups = dict(tuple(per_region.groupby("region_id", sort=False)))
-    frames = {ALL: progress.network_upgrades(con)} | {
+    network_frame = progress.network_upgrades(con)
+    frames = {ALL: network_frame} | {
         rid: groups.get(rid, per_region.iloc[:0]) for rid in _regions(con, net, level)["region_id"]}
+    outside = network_frame[~network_frame["upgrade_id"].isin(per_region["upgrade_id"])]
+    if len(outside):  # upgrades the whole network counts that no region of the level holds: shown as such
+        frames[OUTSIDE] = outside
     return {rid: progress.counters(frame) for rid, frame in frames.items()}
 
 
@@ -272,7 +275,8 @@ def region_table(con, level: str = "state", as_of=None) -> pd.DataFrame:
     day = as_date(as_of)
     net = network.held(con) if isinstance(con, duckdb.DuckDBPyConnection) else None
     frames = _held(con, net, ("rollout.region_counters", level), lambda: _region_counters(con, net, level))
-    names = {ALL: NETWORK_NAME} | _regions(con, net, level).set_index("region_id")["name"].to_dict()
+    names = ({ALL: NETWORK_NAME, OUTSIDE: f"Outside every {level}"}
+             | _regions(con, net, level).set_index("region_id")["name"].to_dict())
     n_blocked = blocked_counts(con, level, day, net)
     open_no_plan = _open_no_plan(con, level, day, net)
     rows, trend_dates = [], _trend_dates(day)
@@ -281,6 +285,7 @@ def region_table(con, level: str = "state", as_of=None) -> pd.DataFrame:
         f = h["forecast"]
         rows.append({"region_id": rid, "name": names[rid], "total": h["total"], "on_air": h["on_air"],
                      "pct_on_air": h["pct_on_air"], "pct_change_pp": h["pct_change_pp"], "late": h["late"],
+                     "due": h["due"],
                      "blocked": int(n_blocked.get(rid, 0)), "open_no_plan": int(open_no_plan.get(rid, 0)),
                      "forecast": f.date, "forecast_low": f.low, "forecast_high": f.high, "forecast_note": f.reason,
                      "last_planned": f.last_planned, "trend": _trend(frame, trend_dates)})
