@@ -16,16 +16,17 @@ LATE_COLUMNS = {
     "link_id": "Transport link", "link_due": "Link due", "upgrade_owner": "Owner", "link_owner": "Link owner",
 }
 
-DID_COLUMNS = {
+IMPACT_COLUMNS = {
     "name": st.column_config.TextColumn("Region"),
-    "treated_before": st.column_config.NumberColumn("Relieved, before", format="%.3f"),
-    "treated_after": st.column_config.NumberColumn("Relieved, after", format="%.3f"),
-    "control_before": st.column_config.NumberColumn("Controls, before", format="%.3f"),
-    "control_after": st.column_config.NumberColumn("Controls, after", format="%.3f"),
-    "did": st.column_config.NumberColumn("Difference in differences", format="%+.3f"),
-    "pct_change": st.column_config.NumberColumn("Change", format="%+.0f%%", help="did / relieved before"),
-    "n_treated": st.column_config.NumberColumn("Relieved cells"),
-    "n_control": st.column_config.NumberColumn("Control cells"),
+    "kind": st.column_config.TextColumn("Complaints"),
+    "pct": st.column_config.NumberColumn("Change", format="%+.0f%%",
+                                         help="Complaints after relief against those expected without it"),
+    "pct_low": st.column_config.NumberColumn("95% from", format="%+.0f%%"),
+    "pct_high": st.column_config.NumberColumn("95% to", format="%+.0f%%"),
+    "effect": st.column_config.NumberColumn("Per area and week", format="%+.3f"),
+    "n_treated": st.column_config.NumberColumn("Relieved areas"),
+    "n_control": st.column_config.NumberColumn("Areas not yet relieved"),
+    "note": st.column_config.TextColumn("No figure because"),
 }
 
 TABLE_COLUMNS = {
@@ -128,15 +129,17 @@ st.dataframe(mine, hide_index=True, key="late_list", column_config=LATE_COLUMNS,
 
 st.subheader("Impact and channels")
 with st.spinner("Measuring complaints before and after relief..."):
-    did = cache.query(con, "rollout_impact", level, as_of)
-if did.empty or did["n_treated"].sum() == 0:
-    st.info("No relieved cell has a full 8 weeks after relief yet: no impact to measure.")
+    effects = cache.query(con, "rollout_impact", level, as_of)
+if effects["pct"].isna().all():
+    st.info("Too few relieved areas with 8 weeks after relief yet: no effect to measure.")
 else:
-    st.plotly_chart(charts.impact(did, as_of), key="impact")
-    st.caption("Difference in differences: each relieved cell against cells not yet relieved over the same weeks "
-               "(capacity complaints; `did` < 0 means complaints fell after relief).")
-    st.dataframe(did, hide_index=True, key="impact_table", column_config=DID_COLUMNS,
-                 column_order=list(DID_COLUMNS))
+    st.plotly_chart(charts.impact(effects, as_of), key="impact")
+    st.caption("Each site's serving area, 8 weeks before and after the site was relieved (its upgrades on air with "
+               "their transport), against the areas not yet relieved over the same weeks; capacity and coverage "
+               "complaints apart (an upgrade adds capacity: coverage complaints should not move). 95% intervals "
+               "from a bootstrap over the areas. Method: docs/figures.md.")
+st.dataframe(effects, hide_index=True, key="impact_table", column_config=IMPACT_COLUMNS,
+             column_order=list(IMPACT_COLUMNS))
 mix = cache.query(con, "rollout_channels", level, region, as_of)
 st.plotly_chart(charts.channel_mix(mix, names[region], as_of), key="channels")
 

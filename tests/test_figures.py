@@ -89,5 +89,9 @@ def test_a_region_counts_only_its_own_hot_cells(con):
 def test_the_impact_is_the_rollout_pages(con):
     day = figures.data_date(con) - dt.timedelta(days=30)
     fig = figures.headline(con, day)
-    imp = rollout.impact_table(con, "state", day).set_index("region_id").loc["ALL"]
-    assert fig["impact"]["did"] == pytest.approx(imp["did"]) and fig["impact"]["n_treated"] == imp["n_treated"]
+    imp = rollout.impact_table(con, "state", day)
+    imp = imp[imp["region_id"] == "ALL"].set_index("kind")
+    assert set(fig["impact"]) == {"capacity", "coverage"}
+    for kind, got in fig["impact"].items():
+        assert got["n_treated"] == imp.loc[kind, "n_treated"]
+        assert got["pct"] == (None if pd.isna(imp.loc[kind, "pct"]) else pytest.approx(imp.loc[kind, "pct"]))

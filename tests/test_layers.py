@@ -26,7 +26,7 @@ ALLOWED = {
     "lib.views*": [*BASE, "lib.export", "lib.ingest.schema", "lib.engine*", "lib.store", "lib.views*",
                    "lib.public.snapshot", "lib.demo.geo"],
     "lib.public*": ["lib.errors", "lib.export", "lib.public*"],
-    "lib.demo*": [*BASE, "lib.ingest.schema", "lib.demo*"],
+    "lib.demo*": [*BASE, "lib.ingest.schema", "lib.demo*", "lib.engine.serving"],
     "lib.warmup": [*BASE, "lib.engine*"],
     "lib.cache": ["lib.*"],
     "lib.cli": ["lib.*"],

@@ -281,6 +281,7 @@ def test_region_table_equals_the_old_sql(con, level):
 def _old_summary(con) -> tuple:
     scalar = lambda sql: con.execute(sql).fetchall()[0][0]  # noqa: E731
     counts = {name: int(scalar(f"SELECT count(*) FROM {name}")) for name in overview.schema.TABLES}
+    counts[overview.CANCELLED] = int(scalar("SELECT count(*) FROM upgrades WHERE status = 'cancelled'"))
     ranges = {}
     for label, table, column in overview.DATE_RANGES:
         lo, hi = con.execute(f'SELECT min("{column}"), max("{column}") FROM {table}').fetchall()[0]

@@ -4,8 +4,9 @@ This package builds them (`build_demo_files`); `geo` holds the country (states, 
 draws the complaints. Sites stand where people live (geonames places, see lib/demo/geo), transport links carry
 their traffic to aggregation points, upgrades follow a two-year programme with realistic
 slips, and complaints come from a population background, capacity hotspots (worst in the
-FOCUS cities) and rural coverage gaps. A hotspot quietens once its site's upgrade is on
-air, which in turn waits for the site's transport link when the upgrade needs it.
+FOCUS cities) and rural coverage gaps. Capacity complaints where the best server is relieved
+(its upgrades on air, with the transport link they wait on done) fall by the set share
+`complaints.CAPACITY_EFFECT`, drawn with the engine's own serving model; coverage complaints do not move.
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ import pyarrow as pa
 from scipy.spatial import cKDTree
 
 from lib import cells
-from lib.demo.complaints import arrow_table, complaint_rates, complaint_tables, pick, write_tables
+from lib.demo.complaints import (
+    COMPLAINTS_FROM,
+    Served,
+    arrow_table,
+    complaint_rates,
+    complaint_tables,
+    pick,
+    write_tables,
+)
 from lib.demo.geo import (
     SHAPE_RES,
     Geography,
@@ -190,7 +199,7 @@ def _hotspots(geo: Geography, sites: pd.DataFrame, rng: np.random.Generator) -> 
         "site": np.where(np.arange(len(site)) < len(cap) + len(at_new), site, -1),
         "kind": np.r_[np.ones(len(cap), dtype=int), np.full(n_gap, 2)], "lat": lat, "lon": lon,
         "weight": np.r_[cap_weight, np.ones(n_gap)] * rng.lognormal(0, 0.4, len(site)), "onset": onset,
-        "growth": rng.normal(0.15, 0.25, len(site)), "relief_factor": rng.uniform(0.2, 0.4, len(site)),
+        "growth": rng.normal(0.15, 0.25, len(site)),
         "focus": focus})
 
 
@@ -296,6 +305,22 @@ def _upgrade_actuals(up: pd.DataFrame, link_done: np.ndarray, rng: np.random.Gen
                      on_air_actual=np.where(ok3, on_air, nat), status=status)
 
 
+def _relief_days(sites: pd.DataFrame, up: pd.DataFrame, links: pd.DataFrame) -> np.ndarray:
+    """The day (since COMPLAINTS_FROM) each site is relieved, by the engine's rule (`lib.engine.rules`): it has
+    upgrades not cancelled, every one on air with the link it waits on done, by the data date; the latest of
+    those dates. inf for a site not relieved by then."""
+    live = up[up.status != "cancelled"]
+    link_done = links.completion_actual.to_numpy().astype("datetime64[D]")[live.link.to_numpy()]
+    on_air = live.on_air_actual.to_numpy().astype("datetime64[D]")
+    own = np.where(live.needs.to_numpy(), np.maximum(on_air, link_done), on_air)  # NaT when either is open
+    day = (own - np.datetime64(COMPLAINTS_FROM, "D")).astype("float64")
+    day[np.isnat(own)] = np.inf
+    latest = pd.Series(day).groupby(live.site.to_numpy()).max()
+    out = np.full(len(sites), np.inf)
+    out[latest.index.to_numpy()] = latest.to_numpy()
+    return out
+
+
 def first_plan(up: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     """The plan as first exported, before anything was done: no actual dates, status planned; a share
     `REPLANNED` of the upgrades was due earlier then (every planned milestone by the same slip)."""
@@ -363,10 +388,11 @@ def build_demo_files(out_dir: Path, seed: int = 42, sites: int = 30_000, complai
     for name, df in (("sites", site_df), ("transport_links", links), ("upgrades", up)):
         write_tables([_frame_table(name, df)], paths[name], schema.TABLES[name])
     write_tables([_frame_table("upgrades", first_plan(up, rngs["replan"]))], paths[BASELINE], schema.UPGRADES)
-    relief = up[up.main].set_index("site").on_air_actual.reindex(hot.site).to_numpy().astype("datetime64[D]")
-    rates, mix = complaint_rates(hot, relief, DEMO_AS_OF)
+    rates, mix = complaint_rates(hot, DEMO_AS_OF)
     report("Generating complaints", 0.35)
-    chunks = complaint_tables(geo, hot, rates, mix, complaints, rngs["complaints"])
+    served = Served(site_df.lat.to_numpy(), site_df.lon.to_numpy(), site_df.site_type.to_numpy(),
+                    _relief_days(site_df, up, links))
+    chunks = complaint_tables(geo, hot, rates, mix, complaints, rngs["complaints"], served)
     write_tables(_reported(chunks, complaints, report), paths["complaints"], schema.COMPLAINTS)
     write_tables([_frame_table("status_notes", status_notes(geo))], paths["status_notes"], schema.STATUS_NOTES)
     report("Demo files ready", 1.0)

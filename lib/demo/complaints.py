@@ -1,15 +1,19 @@
 """Synthetic complaints for the demo data (lib/demo), and the Arrow helpers that write every demo table.
 
 Each day's complaints come from a population background, capacity hotspots and coverage
-gaps, with rates that follow a weekly rhythm, a crowd-list campaign and each hotspot's
-relief. Rows are drawn day block by day block (about CHUNK_ROWS at a time), so even
-10 million complaints need little memory and come out in time order.
+gaps, with rates that follow a weekly rhythm and a crowd-list campaign. The set effect of the
+programme: a capacity complaint whose place's best server (`lib.engine.serving`, the model the
+engine measures with) is relieved by its day does not come with probability `CAPACITY_EFFECT`
+(it is drawn again, so each day keeps its number of complaints); coverage complaints do not
+move. Rows are drawn day block by day block (about CHUNK_ROWS at a time), so even 10 million
+complaints need little memory and come out in time order.
 """
 
 from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +23,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from lib import cells
 from lib.demo.geo import Geography, offset, snap_inside, spread_km
+from lib.engine import serving
 from lib.ingest import schema
 
 COMPLAINTS_FROM = datetime.date(2025, 5, 1)
@@ -31,6 +37,9 @@ CHANNEL_P = np.array([[.12, .58, .22, .08], [.18, .27, .37, .18]])  # crowd, hot
 HOURLY = np.array([1, .6, .4, .3, .3, .5, 1.5, 3, 4.5, 5, 5, 5, 5.5, 5, 4.5, 4.5, 5, 5.5, 6, 6, 5.5, 4.5, 3, 2])
 WEEKEND, GROWTH, SURGE_DAYS, SURGE_PEAK, SURGE_TAIL = 0.75, 0.25, 25.0, 1.5, 0.2
 HOT_JITTER_KM = 0.2  # complaints scatter this much around their hotspot
+CAPACITY_EFFECT = 0.5
+"""The share of capacity complaints that no longer come once the best server of their place is relieved."""
+CAPACITY_CODES = np.array([schema.CATEGORIES.index(c) for c in schema.CAPACITY_CATEGORIES])
 TEXTS = {
     "no_signal": ("Kein Netz", "Gar kein Empfang hier", "Funkloch an der Landstraße", "Handy zeigt kein Netz an",
                   "Kein Empfang im ganzen Ort", "Notruf wäre hier nicht möglich", "Netz fällt immer wieder ganz weg"),
@@ -83,11 +92,10 @@ def write_tables(tables: Iterable[pa.Table], path: Path, table: schema.Table) ->
             writer.write_table(t)
 
 
-def complaint_rates(hot: pd.DataFrame, relief: np.ndarray, until: datetime.date) -> tuple[np.ndarray, np.ndarray]:
+def complaint_rates(hot: pd.DataFrame, until: datetime.date) -> tuple[np.ndarray, np.ndarray]:
     """Expected complaints per source (background, then each hotspot) and day; and the channel mix per day.
 
-    `hot` has kind (1 capacity, 2 coverage), weight, onset and growth (per year) from the first day on, and
-    relief_factor, the rate left after its `relief` day (NaT: not relieved).
+    `hot` has kind (1 capacity, 2 coverage), weight, onset and growth (per year) from the first day on.
     """
     n_days = (until - COMPLAINTS_FROM).days
     day = np.arange(n_days)
@@ -95,11 +103,9 @@ def complaint_rates(hot: pd.DataFrame, relief: np.ndarray, until: datetime.date)
     surge = SURGE_PEAK * x * np.exp(1 - x) + SURGE_TAIL * (x > 0)
     base = 1 + GROWTH * day / n_days
     volume = np.where((COMPLAINTS_FROM.weekday() + day) % 7 >= 5, WEEKEND, 1.0) * (base + surge)
-    relief_day = np.where(np.isnat(relief), np.inf, (relief - np.datetime64(COMPLAINTS_FROM, "D")).astype("int64"))
-    onset, relieved = hot.onset.to_numpy()[:, None], day >= relief_day[:, None]
-    grown = np.exp(hot.growth.to_numpy()[:, None] * (np.minimum(day, relief_day[:, None]) - onset) / 365)
-    hot_rate = (hot.weight.to_numpy()[:, None] * (day >= onset) * grown
-                * np.where(relieved, hot.relief_factor.to_numpy()[:, None], 1.0))
+    onset = hot.onset.to_numpy()[:, None]
+    grown = np.exp(hot.growth.to_numpy()[:, None] * (day - onset) / 365)
+    hot_rate = hot.weight.to_numpy()[:, None] * (day >= onset) * grown
     rates = np.vstack([volume[None, :], hot_rate * volume])
     kind = np.r_[0, hot.kind.to_numpy()]
     for k, share in enumerate(SHARES):
@@ -132,9 +138,44 @@ def _locations(geo: Geography, hot: pd.DataFrame, src: np.ndarray,
     return np.round(np.clip(lat, s, n), 6), np.round(np.clip(lon, w, e), 6)
 
 
+@dataclass(frozen=True)
+class Served:
+    """The sites complaints are served by: position, type and the day (since COMPLAINTS_FROM) each is relieved
+    (every upgrade on air with its transport in place; inf: not by the data date)."""
+
+    lat: np.ndarray
+    lon: np.ndarray
+    site_type: np.ndarray
+    relief_day: np.ndarray
+
+
+def _thinned(served: Served, lat: np.ndarray, lon: np.ndarray, day: np.ndarray, category: np.ndarray,
+             rng: np.random.Generator) -> np.ndarray:
+    """Which complaints do not come (the set effect): capacity complaints whose place's best server is relieved by
+    their day, each with probability CAPACITY_EFFECT."""
+    out = np.zeros(len(day), dtype=bool)
+    cap = np.flatnonzero(np.isin(category, CAPACITY_CODES))
+    if cap.size == 0:
+        return out
+    centre_lat, centre_lon = cells.cells_to_latlng(cells.latlng_to_cells(lat[cap], lon[cap]))  # the place
+    best = serving.best_servers(served.lat, served.lon, served.site_type, centre_lat, centre_lon)
+    relieved = (best >= 0) & (day[cap] >= np.where(best >= 0, served.relief_day[np.maximum(best, 0)], np.inf))
+    out[cap[relieved & (rng.random(cap.size) < CAPACITY_EFFECT)]] = True
+    return out
+
+
+def _draw(geo: Geography, hot: pd.DataFrame, kind: np.ndarray, cum: np.ndarray, days: np.ndarray,
+          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Place and category of complaints on `days` (of the block whose cumulated source rates per day are `cum`):
+    each one's source drawn from its day's rates by one sorted search over all days of the block."""
+    sources = cum.shape[1]
+    src = np.clip(np.searchsorted(cum.ravel(), days + rng.random(len(days))) - days * sources, 0, sources - 1)
+    return (*_locations(geo, hot, src, rng), pick(rng, kind[src], CATEGORY_P))
+
+
 def complaint_tables(geo: Geography, hot: pd.DataFrame, rates: np.ndarray, mix: np.ndarray, n: int,
-                     rng: np.random.Generator) -> Iterator[pa.Table]:
-    """`n` complaints in time order as Arrow tables of about CHUNK_ROWS rows."""
+                     rng: np.random.Generator, served: Served | None = None) -> Iterator[pa.Table]:
+    """`n` complaints in time order as Arrow tables of about CHUNK_ROWS rows (with the set effect of `served`)."""
     per_day = rng.multinomial(n, rates.sum(0) / rates.sum())
     bounds = np.searchsorted(np.cumsum(per_day), np.arange(CHUNK_ROWS, n, CHUNK_ROWS)) + 1
     bounds = np.unique(np.r_[0, np.minimum(bounds, len(per_day)), len(per_day)])
@@ -143,13 +184,15 @@ def complaint_tables(geo: Geography, hot: pd.DataFrame, rates: np.ndarray, mix: 
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
         day = np.repeat(np.arange(lo, hi), per_day[lo:hi])
         m = len(day)
-        # each complaint's source, drawn from its day's rates: one sorted search over all days of the block
         cum = np.cumsum(rates[:, lo:hi], axis=0).T
         cum = cum / cum[:, -1:] + np.arange(hi - lo)[:, None]
-        src = np.searchsorted(cum.ravel(), day - lo + rng.random(m)) - (day - lo) * rates.shape[0]
-        src = np.clip(src, 0, rates.shape[0] - 1)
-        lat, lon = _locations(geo, hot, src, rng)
-        category = pick(rng, kind[src], CATEGORY_P)
+        lat, lon, category = _draw(geo, hot, kind, cum, day - lo, rng)
+        again = _thinned(served, lat, lon, day, category, rng) if served is not None else np.zeros(0, dtype=int)
+        while again.any():  # a complaint that does not come is drawn again on its day: each day keeps its number
+            redo = np.flatnonzero(again)
+            lat[redo], lon[redo], category[redo] = _draw(geo, hot, kind, cum, day[redo] - lo, rng)
+            again = np.zeros(m, dtype=bool)
+            again[redo] = _thinned(served, lat[redo], lon[redo], day[redo], category[redo], rng)
         text = text_start[category] + (rng.random(m) * text_count[category]).astype(int)
         seconds = day * 86400 + pick(rng, np.zeros(m, dtype=int), HOURLY[None, :]) * 3600 + rng.integers(0, 3600, m)
         order = np.argsort(seconds, kind="stable")

@@ -1,27 +1,9 @@
-"""Impact of relief: do complaints in a hotspot fall once it is relieved?
+"""Complaints around relief, for the story of one hotspot: weekly complaints of cells, and each relieved
+hotspot's event window (the weeks before and after the week of its relief date).
 
-A difference-in-differences (DiD) estimate, written as Ibis expressions on the store
-(portable: integer cells, dates and plain joins; no H3 extension, no engine-only
-functions). Only the per-hotspot event windows are computed in Python, from the small
-relief table the caller passes in.
-
-Design (a stacked event study):
-
-- Weeks are calendar weeks starting on Monday (`date_trunc('week')` on every engine).
-- Each relieved hotspot h has its own event window, aligned on the week W0 holding its
-  relief date: *before* = the `weeks` weeks W0-weeks .. W0-1, *after* = the `weeks`
-  weeks W0+1 .. W0+weeks. The relief week itself is left out (it is part before, part
-  after). A relieved hotspot is *treated* once its after window is complete on `as_of`.
-- The *controls* of h are the hotspots (of the same region; for "ALL", of the whole
-  network) not relieved by the end of h's after window: never relieved, or relieved
-  only later. They are measured over the same calendar weeks as h's windows, so a
-  trend common to all hotspots (a season, a campaign) cancels out.
-- Per treated hotspot: mean weekly complaints before and after (complaints in the window
-  / weeks; quiet weeks count as zero), and the same for its controls (complaints of all
-  its controls in the window / (weeks x number of controls)). A region's figures are the
-  means over its treated hotspots that have at least one control:
-  did = (treated_after - treated_before) - (control_after - control_before) and
-  pct_change = 100 x did / treated_before (empty when treated_before is 0).
+The effect of relief over many areas, with its interval, is `lib.engine.eventstudy`; the weekly counts
+per cell here (`complaint_weeks_expr`) are portable Ibis expressions it reads on engines without the
+complaints held in memory.
 """
 
 from __future__ import annotations
@@ -33,7 +15,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from lib import cells, engine
+from lib import engine
 from lib.engine import hotspots
 
 ALL = "ALL"
@@ -46,11 +28,6 @@ WEEKS = 8
 """Default length of the before and after windows, in weeks."""
 
 WEEKLY_COLUMNS = ["cell", "week", "n"]
-DID_COLUMNS = ["region_id", "treated_before", "treated_after", "control_before", "control_after", "did",
-               "pct_change", "n_treated", "n_control"]
-
-_EVENT_SCHEMA = {"cell": "int64", "relieved_on": "date", "w0": "date", "before_start": "date",
-                 "after_end": "date", "complete": "boolean"}
 
 
 def week_start(day) -> dt.date:
@@ -142,86 +119,3 @@ def events(relief_df: pd.DataFrame, weeks: int = WEEKS, as_of=None) -> pd.DataFr
                         "after_end": (w0 + pd.Timedelta(weeks=weeks + 1)).to_numpy()})
     out["complete"] = (out["after_end"] <= pd.Timestamp(as_of) + pd.Timedelta(days=1)).fillna(False).astype(bool)
     return out
-
-
-def _regions(con, hot: ir.Table, res: int, region_level: str | None) -> ir.Table:
-    """hot with a region_id: once as ALL, and once per region of `region_level` its cell lies in."""
-    out = hot.mutate(region_id=ibis.literal(ALL))
-    if region_level is None:
-        return out
-    b = engine.backend(con)
-    r, rc = b.table("regions"), b.table("region_cells")
-    rcl = rc.filter(rc.region_id.isin(r.filter(r.level == region_level).region_id))
-    if res >= cells.REGION_RES:
-        m = rcl.select("region_id", cell=rcl.cell)
-        joined = hot.join(m, engine.parent(hot.cell, cells.REGION_RES) == m.cell)
-    else:
-        m = rcl.select("region_id", cell=engine.parent(rcl.cell, res)).distinct()
-        joined = hot.join(m, hot.cell == m.cell)
-    return out.union(joined.select(*hot.columns, "region_id"))
-
-
-def did_expr(con, relief_df: pd.DataFrame, res: int = DEFAULT_RES, weeks: int = WEEKS, as_of=None,
-             region_level: str | None = None, kind: str = "capacity") -> ir.Table:
-    """The unexecuted expression of `did` (no ALL row when nothing is treated)."""
-    ev = events(relief_df, weeks, as_of)
-    hot = _regions(con, ibis.memtable(ev, schema=_EVENT_SCHEMA), res, region_level)
-    treated = hot.filter(hot.complete)
-    ctrl = hot.select(c_region=hot.region_id, c_cell=hot.cell, c_relieved=hot.relieved_on)
-    pairs = treated.join(ctrl, [treated.region_id == ctrl.c_region, treated.cell != ctrl.c_cell,
-                                ctrl.c_relieved.isnull() | (ctrl.c_relieved >= treated.after_end)])
-    done = ev[ev["complete"]]
-    start = done["before_start"].min() if len(done) else pd.Timestamp("2000-01-03")
-    end = done["after_end"].max() if len(done) else start
-    wk = complaint_weeks_expr(con, res, start, end, kind)
-
-    def sums(tab: ir.Table, cell: str) -> ir.Table:
-        j = tab.join(wk, [tab[cell] == wk.cell, wk.week >= tab.before_start, wk.week < tab.after_end])
-        j = j.select(tab.region_id, tab.cell, before=(wk.week < tab.w0).ifelse(wk.n, 0),
-                     after=(wk.week > tab.w0).ifelse(wk.n, 0))
-        return j.group_by(["region_id", "cell"]).agg(s_before=ibis._.before.sum(), s_after=ibis._.after.sum())
-
-    pair_cols = pairs.select("region_id", "cell", "w0", "before_start", "after_end", "c_cell")
-    t_sums, c_sums = sums(treated, "cell"), sums(pair_cols, "c_cell")
-    k = pairs.group_by(["region_id", "cell"]).agg(k=ibis._.count())
-    keys = ["region_id", "cell"]
-    per = treated.select(*keys).join(k, keys)
-    per = per.left_join(t_sums, keys).select(*keys, "k", tb=ibis._.s_before.fill_null(0),
-                                             ta=ibis._.s_after.fill_null(0))
-    per = per.left_join(c_sums, keys).select(*keys, "k", "tb", "ta", cb=ibis._.s_before.fill_null(0),
-                                             ca=ibis._.s_after.fill_null(0))
-    per = per.select(*keys, tb=per.tb / weeks, ta=per.ta / weeks, cb=per.cb / (per.k * weeks),
-                     ca=per.ca / (per.k * weeks))
-    agg = per.group_by("region_id").agg(treated_before=per.tb.mean(), treated_after=per.ta.mean(),
-                                        control_before=per.cb.mean(), control_after=per.ca.mean(),
-                                        n_treated=per.cell.count())
-    nc = pairs.select("region_id", "c_cell").distinct().group_by("region_id").agg(n_control=ibis._.count())
-    out = agg.join(nc, "region_id")
-    did = (out.treated_after - out.treated_before) - (out.control_after - out.control_before)
-    out = out.mutate(did=did).mutate(
-        pct_change=(ibis._.treated_before > 0).ifelse(ibis._.did * 100 / ibis._.treated_before, ibis.null()))
-    return out.select(*DID_COLUMNS).order_by("region_id")
-
-
-def did(con, relief_df: pd.DataFrame, res: int = DEFAULT_RES, weeks: int = WEEKS, as_of=None,
-        region_level: str | None = None, kind: str = "capacity") -> pd.DataFrame:
-    """Difference-in-differences of weekly complaints around relief, per region and for ALL.
-
-    `relief_df` is `lib.engine.linkage.relief` of the hotspot cells at `res` as of the same
-    `as_of` (default today): columns cell, relief_date, status. Complaints of `kind` (as
-    in `lib.engine.hotspots.KINDS`). One row per region of `region_level` (e.g. "state") with a
-    treated hotspot, and always the row ALL first (NaN figures and zero counts when no
-    hotspot is treated yet): columns `DID_COLUMNS`. See the module docstring for the
-    design: windows of `weeks` weeks aligned on each hotspot's relief week, controls
-    measured over the same calendar weeks.
-    """
-    out = engine.backend(con).execute(did_expr(con, relief_df, res, weeks, as_of, region_level, kind))
-    out = out.astype({"region_id": "str", "n_treated": "int64", "n_control": "int64"})
-    for c in DID_COLUMNS[1:7]:
-        out[c] = out[c].astype("float64")
-    if ALL not in set(out["region_id"]):
-        empty = {c: np.nan for c in DID_COLUMNS[1:7]} | {"region_id": ALL, "n_treated": 0, "n_control": 0}
-        out = pd.concat([pd.DataFrame([empty]), out], ignore_index=True).astype(out.dtypes.to_dict())
-    rank = (out["region_id"] != ALL).astype(int)
-    return out.assign(_r=rank).sort_values(["_r", "region_id"]).drop(columns="_r")[DID_COLUMNS].reset_index(
-        drop=True)

@@ -75,10 +75,15 @@ def _xyz(lat, lon) -> np.ndarray:
     return EARTH_KM * np.column_stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])
 
 
+def reach_of(site_types) -> np.ndarray:
+    """The reach in km of sites of these types (`REACH_KM`; an empty or unknown type: `DEFAULT_SITE_TYPE`'s)."""
+    return np.array([REACH_KM.get(t, REACH_KM[DEFAULT_SITE_TYPE]) if isinstance(t, str) else
+                     REACH_KM[DEFAULT_SITE_TYPE] for t in site_types], dtype="float64")
+
+
 def site_reach(net: network.Network) -> np.ndarray:
     """Each site's reach in km (`REACH_KM` of its type); 0 for a site without a cell, which serves nothing."""
-    by_type = np.array([REACH_KM.get(t, REACH_KM[DEFAULT_SITE_TYPE]) for t in net.site_types]
-                       + [REACH_KM[DEFAULT_SITE_TYPE]], dtype="float64")
+    by_type = np.r_[reach_of(net.site_types), REACH_KM[DEFAULT_SITE_TYPE]]
     reach = by_type[net.site_type]  # -1 (no type) takes the last entry: the default
     return np.where(net.cell > 0, reach, 0.0)
 
@@ -93,6 +98,32 @@ def _tree(net: network.Network) -> tuple[cKDTree, np.ndarray, np.ndarray]:
     return net.once(("serving.tree",), build)
 
 
+def _nearest(tree: cKDTree, reach: np.ndarray, lat, lon) -> tuple[np.ndarray, np.ndarray]:
+    """The serving sites of each point by the model (positions in the tree, nearest first, -1 beyond the
+    MAX_SERVERS within reach) and their distances in km (inf where none): (points x width) arrays."""
+    xyz, k = _xyz(lat, lon), min(_CANDIDATES, tree.n)
+    site, km, more = _nearest_within_reach(tree, reach, xyz, k)
+    todo = np.flatnonzero(more)
+    while todo.size and k < tree.n:  # too few within reach among the candidates: look further out
+        k = min(4 * k, tree.n)
+        more_site, more_km, more = _nearest_within_reach(tree, reach, xyz[todo], k)
+        site, km = _widen(site, k), _widen(km, k, np.inf)
+        site[todo], km[todo] = more_site, more_km
+        todo = todo[more]
+    within = (site >= 0) & (np.cumsum(site >= 0, axis=1) <= MAX_SERVERS)
+    return np.where(within, site, -1), np.where(within, km, np.inf)
+
+
+def best_servers(site_lat, site_lon, site_types, lat, lon) -> np.ndarray:
+    """The best server (nearest within reach, ties by position) of each point among the given sites: its
+    position among them, -1 where none reaches. What the demo draws complaints with, by the engine's model."""
+    reach = reach_of(site_types)
+    if len(reach) == 0 or len(lat) == 0:
+        return np.full(len(lat), -1, dtype="int64")
+    site, _ = _nearest(cKDTree(_xyz(site_lat, site_lon)), reach, lat, lon)
+    return site[:, 0].astype("int64")
+
+
 def serve(net: network.Network, places) -> Servers:
     """The serving sites of each place (resolution-9 or coarser cells, at their centres), by the model above:
     the nearest sites within their reach (ties: the smaller site number, i.e. site id), at most MAX_SERVERS."""
@@ -100,19 +131,8 @@ def serve(net: network.Network, places) -> Servers:
     tree, number, reach = _tree(net)
     if places.size == 0 or number.size == 0:
         return Servers(*(np.zeros(0, dtype=t) for t in ("int64", "int64", "float64", "float64")))
-    lat, lon = cells.cells_to_latlng(places)
-    xyz, k = _xyz(lat, lon), min(_CANDIDATES, number.size)
-    site, km, more = _nearest_within_reach(tree, reach, xyz, k)
-    todo = np.flatnonzero(more)
-    while todo.size and k < number.size:  # too few within reach among the candidates: look further out
-        k = min(4 * k, number.size)
-        more_site, more_km, more = _nearest_within_reach(tree, reach, xyz[todo], k)
-        site, km = _widen(site, k), _widen(km, k, np.inf)
-        site[todo], km[todo] = more_site, more_km
-        todo = todo[more]
-    within = site >= 0
-    within &= np.cumsum(within, axis=1) <= MAX_SERVERS
-    place, col = np.nonzero(within)
+    site, km = _nearest(tree, reach, *cells.cells_to_latlng(places))
+    place, col = np.nonzero(site >= 0)
     d = km[place, col]
     weight = 1.0 / np.maximum(d, NEAR_KM) ** 2
     share = weight / np.bincount(place, weights=weight, minlength=places.size)[place]
@@ -164,11 +184,14 @@ def served_load(con, net: network.Network) -> tuple[Load, Servers]:
     got = load(con)
     if not isinstance(con, duckdb.DuckDBPyConnection):
         return got, serve(net, got.cells9)
-    held = heldcounts.held(con)
-    ref, servers = held.once(("serving.servers", id(net)), lambda: (weakref.ref(net), serve(net, got.cells9)))
-    if ref() is not net:  # another network once had this id: not this one's servers
-        servers = serve(net, got.cells9)
-    return got, servers
+    return got, with_network(heldcounts.held(con), net, "serving.servers", lambda: serve(net, got.cells9))
+
+
+def with_network(held: heldcounts.Held, net: network.Network, key: str, build):
+    """`build()` kept once per complaints (`held`) and network: what depends on both, such as the servers of
+    every place with complaints. The network is known by its identity, checked through a weak reference."""
+    ref, value = held.once((key, id(net)), lambda: (weakref.ref(net), build()))
+    return value if ref() is net else build()  # another network once had this id: not this one's value
 
 
 def site_places(servers: Servers, site: int) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,8 @@ for scripts and reports, and for the tests that reconcile the pages against it.
 
 Every figure comes from the function the pages use (docs/figures.md): the Rollout page's region table
 (`rollout.region_table`: upgrades, late, blocked, open hotspots with no plan, forecast), the relief of the
-hot cells (`linkage.relief`) and the impact table (`rollout.impact_table`).
+hot cells (`linkage.relief`) and the impact table (`rollout.impact_table`, the event study of
+`lib.engine.eventstudy` with its intervals).
 """
 
 from __future__ import annotations
@@ -87,9 +88,9 @@ def headline(con, as_of: dt.date | None = None, region_id: str = ALL, level: str
     }
     if with_impact:
         imp = rollout.impact_table(con, level, day)
-        mine = imp[imp["region_id"] == region_id] if "region_id" in imp.columns else imp.iloc[0:0]
-        out["impact"] = ({k: _plain(v) for k, v in mine.iloc[0].drop(labels=["name"]).items()} if len(mine)
-                         else None)
+        mine = imp[imp["region_id"] == region_id]
+        out["impact"] = {row["kind"]: {k: _plain(v) for k, v in row.drop(labels=["name", "region_id", "kind"]).items()}
+                         for _, row in mine.iterrows()}
     return out
 
 
@@ -112,9 +113,11 @@ def text(fig: dict) -> str:
                      f"{h['relieved_share_of_complaints']:.1%} of their complaints")
     lines.append(f"  forecast completion  {f['date']} (90 %: {f['earliest_90']} to {f['latest_90']}); plan ends "
                  f"{f['plan_ends']}" if f["date"] else f"  forecast completion  - ({f['no_forecast_because']})")
-    imp = fig.get("impact")
-    if imp:
-        change = "-" if imp["pct_change"] is None else f"{imp['pct_change']:+.0f} %"
-        lines.append(f"  impact (diff. in diff.) {imp['did']:+.3f} complaints per cell and week ({change}), "
-                     f"{imp['n_treated']:,} relieved cells against {imp['n_control']:,} controls; no interval")
+    for kind, imp in (fig.get("impact") or {}).items():
+        if imp["pct"] is None:
+            lines.append(f"  impact, {kind:<9} -  ({imp['note']})")
+        else:
+            lines.append(f"  impact, {kind:<9} {imp['pct']:+.0f} % (95 %: {imp['pct_low']:+.0f} to "
+                         f"{imp['pct_high']:+.0f} %), {imp['n_treated']:,} relieved areas against "
+                         f"{imp['n_control']:,} not yet relieved")
     return "\n".join(lines)

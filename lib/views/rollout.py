@@ -4,7 +4,8 @@ upgrades, the channel mix of complaints over time, and the impact of relief.
 Every figure comes from the engine (one source of truth): percentages, late upgrades and the
 forecast from `lib.engine.progress` (`headline_of` on each region's upgrades), the per-upgrade late and
 blocked flags from `lib.engine.linkage.upgrade_flags_expr` (the same rules that set a hotspot's relief
-status), open hotspots from `lib.engine.asof.hotspots_as_of`, impact from `lib.engine.impact.did`. The joins
+status), open hotspots from `lib.engine.hotspots.hot_cells` and `lib.engine.linkage.relief_of`, impact from
+`lib.engine.eventstudy` (capacity and coverage complaints apart, with intervals). The joins
 are portable Ibis expressions (integer cells, no H3 extension); only the small per-region
 frames are finished in pandas.
 """
@@ -22,7 +23,7 @@ import pandas as pd
 import shapely
 
 from lib import cells, engine
-from lib.engine import asof, hotspots, impact, linkage, network, progress, rules, serving
+from lib.engine import asof, eventstudy, hotspots, linkage, network, progress, rules, serving
 from lib.ingest import schema
 
 ALL = progress.ALL
@@ -39,9 +40,6 @@ TREND_MONTHS = 12
 
 HOTSPOT_WINDOW_DAYS = asof.WINDOW_DAYS
 """Hotspots are those of the complaints received in this many days up to the as-of date."""
-
-IMPACT_KIND = "capacity"
-"""Complaints the impact study counts (the kind an upgrade relieves; `hotspots.KINDS`)."""
 
 SIMPLIFY_DEG = 0.01
 """Tolerance of the map's region outlines, degrees (about 1 km)."""
@@ -328,20 +326,12 @@ def channel_mix(con, level: str = "state", region_id: str = ALL, as_of=None) -> 
 
 
 def impact_table(con, level: str = "state", as_of=None) -> pd.DataFrame:
-    """`impact.did` per region of `level` (and ALL, first) as of `as_of`, with region names.
-
-    The study cells are every cell (at `impact.DEFAULT_RES`) with a capacity complaint up to
-    `as_of`, with their `linkage.relief` as of `as_of`: the cells a relief can be seen in."""
+    """The effect of sites being relieved on the complaints of their areas, per region of `level` (and ALL,
+    first) and kind, as of `as_of`, with its interval (`lib.engine.eventstudy`), with region names."""
     day = as_date(as_of)
-    end = day + dt.timedelta(days=1)
-    counted = hotspots.cell_counts(con, impact.DEFAULT_RES, None, end, hotspots.KINDS[IMPACT_KIND])
-    counted = counted.loc[counted["n"] > 0, ["cell"]]
     names = {ALL: NETWORK_NAME} | regions(con, level).set_index("region_id")["name"].to_dict()
-    if counted.empty:
-        return pd.DataFrame(columns=["name", *impact.DID_COLUMNS])
-    rel = linkage.relief(con, counted, impact.DEFAULT_RES, day)
-    out = impact.did(con, rel, impact.DEFAULT_RES, as_of=day, region_level=level, kind=IMPACT_KIND)
-    return out.assign(name=out["region_id"].map(names))[["name", *impact.DID_COLUMNS]]
+    out = eventstudy.table(con, level, day)
+    return out.assign(name=out["region_id"].map(names))[["name", *eventstudy.COLUMNS]]
 
 
 def export_sheets(table: pd.DataFrame, late: pd.DataFrame, as_of) -> dict[str, pd.DataFrame]:

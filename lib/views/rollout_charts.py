@@ -82,18 +82,26 @@ def channel_mix(mix: pd.DataFrame, name: str, as_of: dt.date) -> go.Figure:
     return _layout(fig, f"Complaints per month by channel, {name} (to {as_of:%Y-%m-%d})", "complaints", 380)
 
 
-def impact(did: pd.DataFrame, as_of: dt.date) -> go.Figure:
-    """Mean weekly complaints per cell before and after relief, relieved cells against their controls."""
+IMPACT_COLOURS = {"capacity": "#b2182b", "coverage": "#2166ac"}
+
+
+def impact(table: pd.DataFrame, as_of: dt.date) -> go.Figure:
+    """The effect of relief on complaints per region, in percent with its 95% interval, capacity and coverage
+    apart (`rollout.impact_table`); regions with too few relieved areas are left out (the table says why)."""
     fig = go.Figure()
-    for col, label, colour in (("treated_before", "relieved cells, before", "#f4a582"),
-                               ("treated_after", "relieved cells, after", "#ca0020"),
-                               ("control_before", "controls, before", "#92c5de"),
-                               ("control_after", "controls, after", "#0571b0")):
-        fig.add_trace(go.Bar(x=did["name"], y=did[col], name=label, marker_color=colour))
-    _layout(fig, f"Complaints per cell and week, 8 weeks before and after relief (as of {as_of:%Y-%m-%d})",
-            "complaints per cell and week", 460)
-    fig.update_layout(margin=dict(l=10, r=10, t=90, b=10))
-    fig.update_layout(barmode="group", hovermode="closest", legend=dict(orientation="h", y=1.0, yanchor="bottom"))
+    shown = table[table["pct"].notna()]
+    for kind, colour in IMPACT_COLOURS.items():
+        rows = shown[shown["kind"] == kind]
+        fig.add_trace(go.Scatter(
+            x=rows["name"], y=rows["pct"], mode="markers", name=f"{kind} complaints", marker=dict(color=colour, size=9),
+            error_y=dict(type="data", symmetric=False, array=rows["pct_high"] - rows["pct"],
+                         arrayminus=rows["pct"] - rows["pct_low"], color=colour),
+            hovertemplate="%{x}: %{y:+.0f}%<extra>" + kind + "</extra>"))
+    fig.add_hline(y=0, line=dict(color="#555", width=1))
+    _layout(fig, f"Change in complaints after a site is relieved, with 95% intervals (as of {as_of:%Y-%m-%d})",
+            "change in complaints (%)", 420)
+    fig.update_layout(margin=dict(l=10, r=10, t=90, b=10), hovermode="closest",
+                      legend=dict(orientation="h", y=1.0, yanchor="bottom"))
     return fig
 
 
