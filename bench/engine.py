@@ -120,6 +120,8 @@ def page_latencies(con: duckdb.DuckDBPyConnection, repeat: int) -> dict:
                                                    repeat),
         "rollout region_table, as of a date": latency(con, lambda c, i: rollout.region_table(c, LEVEL, back(i)),
                                                       repeat),
+        "rollout impact, every region, both kinds, as of a date": latency(
+            con, lambda c, i: rollout.impact_table(c, LEVEL, back(i)), repeat),
     }
 
 

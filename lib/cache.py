@@ -21,7 +21,7 @@ import streamlit as st
 from lib import export, store, warmup
 from lib.errors import NetzausbauError, StoreError
 from lib.public import regionview, snapshot
-from lib.views import mapdraw, maps, overview, publish, rollout, story
+from lib.views import bottlenecks, mapdraw, maps, overview, publish, rollout, story
 
 TTL = "1h"
 MAX_ENTRIES = 64
@@ -99,6 +99,8 @@ QUERIES = MappingProxyType({
     "rejected_rows": store.rejected_rows,
     "map_regions": maps.regions,
     "map_view": mapdraw.fitted,
+    "map_bottlenecks": bottlenecks.ranking,
+    "map_what_if": bottlenecks.what_if,
     "hotspot_story": story.hotspot,
     "site_story": story.site,
     "link_story": story.link,

@@ -13,6 +13,11 @@ PLAY_SECONDS = 2.0
 TABLE_ROWS = 500
 ss = st.session_state
 LABEL = mapdraw.LABELS.get
+WAIT_COLUMNS = {"date": st.column_config.DateColumn("date"), "pain": st.column_config.NumberColumn(
+    "pain waiting", format="localized"), "complaints": st.column_config.NumberColumn(format="localized")}
+CHANGE_COLUMNS = {"n": st.column_config.NumberColumn("complaints"), "relief_before": st.column_config.DateColumn(
+    "relief before"), "relief_after": st.column_config.DateColumn("relief after"),
+                  "pain_change": st.column_config.NumberColumn("pain change", format="localized")}
 STUDY_LABELS = {"near": "places with complaints", "country": "whole country"}
 STUDY_TEXT = {"near": "the places with complaints in the window and their neighbours",
               "country": "every place of Germany"}
@@ -202,3 +207,33 @@ d1.download_button("Download CSV", lambda: export.csv_bytes(mapdraw.table(hot)),
                    icon=":material/download:", key="dl_csv", on_click="ignore")
 d2.download_button("Download GeoJSON", lambda: mapdraw.geojson_bytes(hot), f"{stem}.geojson", "application/geo+json",
                    icon=":material/download:", key="dl_geojson", on_click="ignore")
+
+with st.expander("What holds these hotspots back, and what if a date moved", icon=":material/call_split:"):
+    links, ups = cache.query(con, "map_bottlenecks", p)
+    st.caption("The transport links and upgrades that the hotspots of this view wait on (those not yet on air, or "
+               "whose transport is not in place, at the sites their relief needs), by the pain that waits on them: "
+               "the hotspots' complaints x days until relief. A hotspot waiting on several counts for each.")
+    b1, b2 = st.columns(2)
+    b1.markdown("**Transport links**")
+    b1.dataframe(links, hide_index=True, height=250, column_config=WAIT_COLUMNS)
+    b2.markdown("**Upgrades** (not held back by a link)")
+    b2.dataframe(ups, hide_index=True, height=250, column_config=WAIT_COLUMNS)
+    items = [f"link {x}" for x in links["link_id"]] + [f"upgrade {x}" for x in ups["upgrade_id"]]
+    if items:
+        with st.form("what_if"):
+            w1, w2, w3 = st.columns([2, 1, 1])
+            item = w1.selectbox("Move the planned date of", items, key="wi_item")
+            when = w2.date_input("to", value=p.as_of, key="wi_date", format="YYYY-MM-DD")
+            asked = w3.form_submit_button("Show what changes", icon=":material/science:")
+        if asked:
+            ss["wi_asked"] = True
+    if items and ss.get("wi_asked") and ss.get("wi_item") in items:
+        kind, item_id = ss["wi_item"].split(" ", 1)
+        changes = cache.query(con, "map_what_if", p, when, *((item_id, None) if kind == "link" else (None, item_id)))
+        saved = -int(changes["pain_change"].sum())
+        st.markdown(f"**What if {kind} {item_id} were planned for {when}** (nothing is saved): "
+                    f"{len(changes):,} hotspots change, pain {'falls' if saved >= 0 else 'rises'} by {abs(saved):,}.")
+        st.dataframe(changes.assign(cell=[cells.to_str(int(c)) for c in changes["cell"]],
+                                    status_before=changes["status_before"].map(LABEL),
+                                    status_after=changes["status_after"].map(LABEL)),
+                     hide_index=True, height=220, column_config=CHANGE_COLUMNS)

@@ -237,3 +237,20 @@ def test_a_view_over_the_budget_says_what_it_left_out(db, monkeypatch):
 def test_empty_store_explains_how_to_get_data(empty_db):
     at = app()
     assert "lib.cli demo" in at.info[0].value
+
+
+def test_the_bottlenecks_and_a_what_if_on_the_page(db):
+    at = app(res="8")
+    frames = [d.value for d in at.dataframe]
+    links = next(f for f in frames if "link_id" in f.columns and "pain" in f.columns)
+    ups = next(f for f in frames if "upgrade_id" in f.columns and "pain" in f.columns)
+    assert len(links) + len(ups) > 0
+    assert not [d for d in frames if "pain_change" in d.columns]  # nothing tried yet
+    first = at.selectbox(key="wi_item").options[0]
+    at.selectbox(key="wi_item").set_value(first)
+    at.date_input(key="wi_date").set_value(dt.date(2028, 6, 30))
+    next(b for b in at.button if b.label == "Show what changes").click().run()
+    assert not at.exception
+    changes = next(d.value for d in at.dataframe if "pain_change" in d.columns)
+    shown = [m.value for m in at.markdown if m.value.startswith("**What if")]
+    assert shown and "nothing is saved" in shown[0] and f"{len(changes):,} hotspots change" in shown[0]

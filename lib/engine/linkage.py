@@ -15,6 +15,7 @@ DuckDB, PostgreSQL, Trino and Spark).
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import duckdb
 import ibis.expr.types as ir
@@ -166,11 +167,24 @@ def relief_of(net: network.Network, hotspot_cells, res: int, as_of: dt.date | No
     return _relief_per_cell(net, hot, hotspot, site, w, total, state)
 
 
-def _relief_per_cell(net: network.Network, hot: np.ndarray, hotspot: np.ndarray, site: np.ndarray, w: np.ndarray,
-                     total: np.ndarray, state: dict) -> pd.DataFrame:
-    """`relief`'s rows from the (hotspot, site, weight) pairs sorted by hotspot, the hotspots' total weights
-    and the sites' `rules.per_site` state."""
-    n = hot.size
+@dataclass(frozen=True)
+class _Plan:
+    """Per (hotspot, site) pair: whether the site has upgrades and is relieved, its date key (`_NEVER`: no
+    date), whether it is needed for the relief; per hotspot: the relieved share, the share with upgrades and
+    the key of the day the share reaches `RELIEVED_SHARE` (`_NEVER`: never by the plan)."""
+
+    has_up: np.ndarray
+    relieved: np.ndarray
+    key: np.ndarray
+    needed: np.ndarray
+    share: np.ndarray
+    planned: np.ndarray
+    reached: np.ndarray
+
+
+def _plan(n: int, hotspot: np.ndarray, site: np.ndarray, w: np.ndarray, total: np.ndarray, state: dict) -> _Plan:
+    """The relief's plan from the (hotspot, site, weight) pairs, the hotspots' total weights and the sites'
+    `rules.per_site` state (see `relief`)."""
     has_up = state["n_upgrades"][site] > 0
     relieved = has_up & (state["all_done"][site] == 1)
     date = state["relief_date"][site].astype("datetime64[D]")
@@ -188,14 +202,22 @@ def _relief_per_cell(net: network.Network, hot: np.ndarray, hotspot: np.ndarray,
     reached = np.full(n, _NEVER, dtype="int64")
     np.minimum.at(reached, h[reaches & (k != _NEVER)], k[reaches & (k != _NEVER)])
     needed = ~relieved & has_up & (key <= reached[hotspot])
+    return _Plan(has_up, relieved, key, needed, np.where(total > 0, share, 0.0), planned, reached)
+
+
+def _relief_per_cell(net: network.Network, hot: np.ndarray, hotspot: np.ndarray, site: np.ndarray, w: np.ndarray,
+                     total: np.ndarray, state: dict) -> pd.DataFrame:
+    """`relief`'s rows from the (hotspot, site, weight) pairs sorted by hotspot, the hotspots' total weights
+    and the sites' `rules.per_site` state."""
+    n = hot.size
+    plan = _plan(n, hotspot, site, w, total, state)
+    needed, share, reached = plan.needed, plan.share, plan.reached
     any_of = lambda flag: np.bincount(hotspot, weights=(needed & (state[flag][site] == 1)).astype("float64"),  # noqa: E731
                                       minlength=n) > 0
     blocked, late = any_of("any_blocked"), any_of("any_late")
     link = state["pick_link_id"][site]
-    pick = rules.pick(hotspot[order], (needed & (link >= 0))[order], state["pick_date"][site][order],
-                      link[order], n)["pick_link_id"]
-    share = np.where(total > 0, share, 0.0)
-    status = np.select([share >= RELIEVED_SHARE - 1e-12, planned < RELIEVED_SHARE - 1e-12, blocked, late,
+    pick = rules.pick(hotspot, needed & (link >= 0), state["pick_date"][site], link, n)["pick_link_id"]
+    status = np.select([share >= RELIEVED_SHARE - 1e-12, plan.planned < RELIEVED_SHARE - 1e-12, blocked, late,
                         share >= PARTLY_SHARE - 1e-12],
                        ["relieved", "no_upgrade_planned", "blocked_by_transport", "late", "partly_relieved"],
                        "on_track")
@@ -209,3 +231,37 @@ def _relief_per_cell(net: network.Network, hot: np.ndarray, hotspot: np.ndarray,
                         "n_upgrades": n_up, "relief_share": share, "relief_date": pd.Series(dates, dtype=object),
                         "status": status, "blocking_link_id": pd.Series(blocking_id, dtype=object)})
     return out.astype({"n_sites": "int64", "n_upgrades": "int64", "status": "str"})[_RELIEF_COLUMNS]
+
+
+WAITS_COLUMNS = ["cell", "site_id", "upgrade_id", "link_id", "date"]
+
+
+def waits_on(net: network.Network, hotspot_cells, res: int, as_of: dt.date,
+             served: tuple[serving.Load, serving.Servers]) -> pd.DataFrame:
+    """What each hotspot not yet relieved waits on: every upgrade not done (on air with its transport) of the
+    sites its relief needs (`relief`: those not yet relieved whose date is on or before its relief date, or
+    every site with upgrades when it has none), with the transport link it waits on when that is not done.
+    `WAITS_COLUMNS`, one row per hotspot and upgrade; date: the link's when it holds the upgrade back (not done,
+    and undated, overdue or due after the upgrade's own date), else the upgrade's (None when unknown)."""
+    day = dt.date.today() if as_of is None else as_of
+    hot = _hotspot_frame(hotspot_cells)["cell"].to_numpy()
+    flags = rules.evaluate(net.u, day)
+    state = rules.per_site(net.site, net.cell.size, flags, net.link)
+    hotspot, site, w, total = _weights(net, hot, res, served)
+    plan = _plan(hot.size, hotspot, site, w, total, state)
+    pairs = np.flatnonzero(plan.needed)
+    row, up = rules.spans(np.searchsorted(net.site, site[pairs], "left"),  # the sites' upgrades (sorted by site)
+                          np.searchsorted(net.site, site[pairs], "right"))
+    open_up = (flags["up_done"][up] == 0) | (flags["link_done"][up] == 0)
+    row, up = row[open_up], up[open_up]
+    holds = (flags["link_done"][up] == 0) & (flags["blocked"][up] == 1)
+    date = np.where(holds, flags["link_date"][up], flags["up_date"][up]).astype("datetime64[D]")
+    link = np.where(holds & (net.link[up] >= 0), net.link[up], -1)
+    out = pd.DataFrame({
+        "cell": hot[hotspot[pairs][row]].astype("int64"),
+        "site_id": net.sites["site_id"].to_numpy()[site[pairs][row]],
+        "upgrade_id": net.upgrade_id[up],
+        "link_id": pd.Series(np.where(link >= 0, net.link_ids[np.maximum(link, 0)] if net.link_ids.size else None,
+                                      None), dtype=object),
+        "date": pd.Series(np.where(np.isnat(date), None, date.astype(object)), dtype=object)})
+    return out[WAITS_COLUMNS].sort_values(["cell", "upgrade_id"], ignore_index=True)

@@ -14,6 +14,8 @@ and asof's sites and links run as Ibis expressions there.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 from dataclasses import dataclass, field
 
 import duckdb
@@ -98,6 +100,30 @@ def held(con) -> Network:
 def clear() -> None:
     """Forget every held network (tests)."""
     _HELD.clear()
+
+
+def with_plan(net: Network, planned: dt.date, link_id: str | None = None, upgrade_id: str | None = None) -> Network:
+    """A copy of the network with one transport link's planned completion, or one upgrade's planned on-air date,
+    moved to `planned`: a what-if, never written anywhere. What the copy holds is built afresh."""
+    if (link_id is None) == (upgrade_id is None):
+        raise ValueError("move either one link or one upgrade")
+    u = dict(net.u)
+    day = np.datetime64(planned, "D")
+    if link_id is not None:
+        number = int(np.searchsorted(net.link_ids, link_id))
+        if number >= net.link_ids.size or net.link_ids[number] != link_id:
+            raise ValueError(f"no upgrade waits on transport link {link_id!r}")
+        column, rows = "completion_planned", net.link == number
+    else:
+        rows = net.upgrade_id == upgrade_id
+        if not rows.any():
+            raise ValueError(f"no upgrade {upgrade_id!r} that is not cancelled")
+        column = "on_air_planned"
+    moved = u[column].copy()
+    moved[rows] = day
+    moved.setflags(write=False)
+    u[column] = moved
+    return dataclasses.replace(net, u=u, _once=kept.Once())
 
 
 def upgrade_inputs_expr(con, site_ids: ir.Column | None = None) -> ir.Table:
