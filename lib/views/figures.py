@@ -57,7 +57,7 @@ def hotspot_relief(con, as_of: dt.date, region_id: str = ALL) -> dict:
         hot = hot[hot["cell"].isin(mine["cell"].astype("int64"))]
     rel = linkage.relief(con, hot[["cell"]], res, as_of).merge(hot, on="cell")
     by_status = {s: int((rel["status"] == s).sum()) for s in linkage.STATUSES}
-    weighted = float((rel["relief_share"] * rel["n"]).sum() / rel["n"].sum()) if len(rel) else None
+    weighted = float((rel["relief_share"] * rel["n"]).sum() / rel["n"].sum()) if rel["n"].sum() > 0 else None
     return {"hot_cells": len(rel), "by_status": by_status,
             "relieved_share_mean": float(rel["relief_share"].mean()) if len(rel) else None,
             "relieved_share_of_complaints": weighted}
@@ -108,7 +108,7 @@ def text(fig: dict) -> str:
              f"  hotspots, no plan    {fig['open_hotspots_no_plan']:,}",
              f"  hot cells (capacity) {h['hot_cells']:,}: "
              + ", ".join(f"{n:,} {s.replace('_', ' ')}" for s, n in h["by_status"].items() if n)]
-    if h["relieved_share_mean"] is not None:
+    if h["relieved_share_of_complaints"] is not None:
         lines.append(f"  relieved share       {h['relieved_share_mean']:.1%} mean over the hot cells, "
                      f"{h['relieved_share_of_complaints']:.1%} of their complaints")
     lines.append(f"  forecast completion  {f['date']} (90 %: {f['earliest_90']} to {f['latest_90']}); plan ends "
