@@ -136,7 +136,7 @@ def _run(args) -> int:
                 print(f"snapshot exists: {snapshot.snapshot_path(args.out)}")
                 return 0
         try:
-            con = store.connect(args.db, read_only=True)
+            con = _open_for_reading(args.db)
             try:
                 print(publish.publish(con, args.out, k=args.k, as_of=args.as_of).summary())
             finally:
@@ -185,12 +185,27 @@ def _run(args) -> int:
     return 1
 
 
+def _open_for_reading(db) -> duckdb.DuckDBPyConnection:
+    """The store opened read-only; one written by an older version is first brought up to date (opened once for
+    writing, which adds the columns it lacks)."""
+    path = store.db_path(db)
+    if path.exists():
+        probe = duckdb.connect(str(path), read_only=True)
+        try:
+            outdated = bool(store.missing_columns(probe))
+        finally:
+            probe.close()
+        if outdated:
+            store.connect(path).close()
+    return store.connect(path, read_only=True)
+
+
 def _figures(args) -> int:
     import json
 
     from lib.views import figures
 
-    con = store.connect(args.db, read_only=True)
+    con = _open_for_reading(args.db)
     try:
         fig = figures.headline(con, args.as_of, args.region, args.level, with_impact=not args.no_impact)
     except figures.UnknownRegion as exc:

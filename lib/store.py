@@ -105,17 +105,33 @@ def connect(path: str | Path | None = None, read_only: bool = False) -> duckdb.D
     con = duckdb.connect(str(p), read_only=read_only)
     if not read_only:
         ensure_schema(con)
+    elif missing := missing_columns(con):
+        con.close()
+        raise StoreError(f"the store {p} was written by an older version (it lacks {', '.join(missing)}): open it "
+                         "once for writing (make run, or any import) and it is brought up to date")
     return con
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create every table that does not exist yet."""
+    """Create every table that does not exist yet, and add the columns a store of an older version lacks."""
     con.execute(LOG_DDL)
     for name, t in schema.TABLES.items():
         cols = ", ".join(f'"{c}" {typ}' for c, typ in table_columns(name).items())
         con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({cols})")
         if t.versioned:
             con.execute(f"CREATE TABLE IF NOT EXISTS {name}_versions (version_import_id INTEGER, {cols})")
+        for table in (name, f"{name}_versions") if t.versioned else (name,):
+            for c, typ in table_columns(name).items():
+                con.execute(f'ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "{c}" {typ}')
+
+
+def missing_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The input tables' columns a store lacks (one written by an older version): `table.column` each."""
+    have = {(t, c) for t, c in con.execute("SELECT table_name, column_name FROM information_schema.columns "
+                                           "WHERE table_schema = 'main'").fetchall()}
+    tables = {t for t, _ in have}
+    return [f"{name}.{c}" for name in schema.TABLES if name in tables for c in table_columns(name)
+            if (name, c) not in have]
     if not con.execute("SELECT count(*) FROM meta WHERE key = 'schema_version'").fetchall()[0][0]:
         con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
 

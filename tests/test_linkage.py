@@ -25,7 +25,7 @@ FAR = (52.52, 13.40)  # Berlin: far from every site
 AS_OF = dt.date(2025, 6, 1)
 D = dt.date.fromisoformat
 
-SITE_COLS = ["site_id", "lat", "lon", "site_type"]
+SITE_COLS = ["site_id", "lat", "lon", "site_type", "capacity_mbps", "azimuth_deg", "beamwidth_deg"]
 LINK_COLS = ["link_id", "kind", "a_lat", "a_lon", "b_lat", "b_lon", "completion_planned", "completion_actual"]
 UP_COLS = ["upgrade_id", "site_id", "kind", "permit_actual", "installed_planned", "installed_actual", "on_air_planned",
            "on_air_actual", "transport_link_id", "status"]
@@ -37,7 +37,7 @@ def _csv(rows: list[dict], columns: list[str]) -> bytes:
     w = csv.DictWriter(out, columns, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({c: r.get(c) or "" for c in columns})
+        w.writerow({c: "" if r.get(c) is None else r.get(c) for c in columns})
     return out.getvalue().encode()
 
 
@@ -55,8 +55,8 @@ def build(tmp_path, sites: list[dict], links: list[dict] = (), upgrades: list[di
     return con
 
 
-def site(site_id: str, latlon=BASE, site_type: str = "macro") -> dict:
-    return {"site_id": site_id, "lat": latlon[0], "lon": latlon[1], "site_type": site_type}
+def site(site_id: str, latlon=BASE, site_type: str = "macro", **optional) -> dict:
+    return {"site_id": site_id, "lat": latlon[0], "lon": latlon[1], "site_type": site_type} | optional
 
 
 def link(link_id: str, planned: str | None, actual: str | None = None) -> dict:
@@ -172,6 +172,18 @@ def haversine_km(a: tuple[float, float], b: tuple[float, float]) -> float:
 CENTRE = h3.api.basic_int.cell_to_latlng(H)
 
 
+def bearing(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Degrees clockwise from north of the great circle from a to b."""
+    la1, lo1, la2, lo2 = map(math.radians, (*a, *b))
+    y = math.sin(lo2 - lo1) * math.cos(la2)
+    x = math.cos(la1) * math.sin(la2) - math.sin(la1) * math.cos(la2) * math.cos(lo2 - lo1)
+    return math.degrees(math.atan2(y, x)) % 360
+
+
+def east_of(latlon: tuple[float, float], km: float) -> tuple[float, float]:
+    return latlon[0], latlon[1] + math.degrees(km / (serving.EARTH_KM * math.cos(math.radians(latlon[0]))))
+
+
 def test_the_nearest_three_share_by_inverse_square_distance(tmp_path):
     km = {"S1": 0.5, "S2": 1.0, "S3": 2.0, "S4": 3.0}
     con = build(tmp_path, [site(s, north_of(CENTRE, d)) for s, d in km.items()])
@@ -205,6 +217,36 @@ def test_sites_at_the_same_distance_go_by_site_id(tmp_path):
     out = linkage.hotspot_sites(con, [H])
     assert list(out["site_id"]) == ["S2", "S3", "S4"]  # four at the same place: the three smallest ids
     np.testing.assert_allclose(out["share"], [1 / 3] * 3)
+
+
+@pytest.mark.parametrize(("azimuth", "beam", "serves"), [
+    (180, None, True),  # pointing at the hotspot (south of the site)
+    (0, None, False),  # pointing away
+    (240, None, True), (241, None, False),  # the default beam is 120 degrees: 60 either side
+    (270, 180, True), (271, 180, False),  # a 180-degree beam: 90 either side
+])
+def test_a_sector_site_serves_only_within_its_beam(tmp_path, azimuth, beam, serves):
+    north = north_of(CENTRE, 0.5)
+    con = build(tmp_path, [site("S1", north, azimuth_deg=azimuth, beamwidth_deg=beam)])
+    assert bearing(north, CENTRE) == pytest.approx(180, abs=1e-6)
+    assert len(linkage.hotspot_sites(con, [H])) == (1 if serves else 0)
+
+
+def test_a_sector_site_serves_all_round_within_near_km(tmp_path):
+    con = build(tmp_path, [site("S1", north_of(CENTRE, 0.05), azimuth_deg=0)])  # pointing away, but 50 m off
+    assert len(linkage.hotspot_sites(con, [H])) == 1
+
+
+def test_capacity_shares_the_traffic_with_the_distance(tmp_path):
+    con = build(tmp_path, [site("S1", east_of(CENTRE, 0.5), capacity_mbps=200),
+                           site("S2", east_of(CENTRE, -0.5), capacity_mbps=100),
+                           site("S3", north_of(CENTRE, 1.0))])  # no capacity: the median of those given, 150
+    out = linkage.hotspot_sites(con, [H]).set_index("site_id")["share"]
+    d = {"S1": haversine_km(CENTRE, east_of(CENTRE, 0.5)), "S2": haversine_km(CENTRE, east_of(CENTRE, -0.5)),
+         "S3": haversine_km(CENTRE, north_of(CENTRE, 1.0))}
+    w = {"S1": 200 / d["S1"] ** 2, "S2": 100 / d["S2"] ** 2, "S3": 150 / d["S3"] ** 2}
+    assert out.to_dict() == pytest.approx({k: v / sum(w.values()) for k, v in w.items()}, rel=1e-6)
+    assert_relief_equal(linkage.relief(con, [H], as_of=AS_OF), reference_relief(con, [H], AS_OF))
 
 
 def test_distances_below_near_km_weigh_alike(tmp_path):
@@ -332,15 +374,27 @@ def _site_states(con, as_of: dt.date) -> dict[str, dict]:
 def reference_relief(con, hotspot_cells, as_of: dt.date, res: int = 8) -> pd.DataFrame:
     """`linkage.relief` by plain loops: haversine distances to every site, the reach of each type, the nearest
     three by distance then id, 1/d^2 shares, the documented relief rules, share threshold and statuses."""
-    sites = _plain_rows(con, "SELECT site_id, lat, lon, site_type FROM sites ORDER BY site_id")
+    sites = _plain_rows(con, "SELECT site_id, lat, lon, site_type, capacity_mbps, azimuth_deg, beamwidth_deg "
+                             "FROM sites ORDER BY site_id")
+    given = sorted(s["capacity_mbps"] for s in sites if s["capacity_mbps"] and s["capacity_mbps"] > 0)
+    median = float(np.median(given)) if given else 1.0
     load = {int(r["cell"]): r["n"] for r in _plain_rows(
         con, "SELECT cell, count(*) AS n FROM complaints WHERE cell IS NOT NULL GROUP BY cell")}
     states = _site_states(con, as_of)
 
+    def serves(s, point, d) -> bool:
+        if d > serving.REACH_KM.get(s["site_type"] or "macro") or (s["azimuth_deg"] is None or d <= serving.NEAR_KM):
+            return d <= serving.REACH_KM.get(s["site_type"] or "macro")
+        off = abs((bearing((s["lat"], s["lon"]), point) - s["azimuth_deg"] + 180) % 360 - 180)
+        return off <= (s["beamwidth_deg"] or serving.DEFAULT_BEAMWIDTH) / 2 + 1e-9
+
+    capacity = {s["site_id"]: s["capacity_mbps"] if s["capacity_mbps"] and s["capacity_mbps"] > 0 else median
+                for s in sites}
+
     def servers(point):
         near = sorted((haversine_km(point, (s["lat"], s["lon"])), s["site_id"]) for s in sites
-                      if haversine_km(point, (s["lat"], s["lon"])) <= serving.REACH_KM.get(s["site_type"] or "macro"))
-        w = {sid: 1 / max(d, serving.NEAR_KM) ** 2 for d, sid in near[:serving.MAX_SERVERS]}
+                      if serves(s, point, haversine_km(point, (s["lat"], s["lon"]))))
+        w = {sid: capacity[sid] / max(d, serving.NEAR_KM) ** 2 for d, sid in near[:serving.MAX_SERVERS]}
         return {sid: x / sum(w.values()) for sid, x in w.items()}
 
     rows = []

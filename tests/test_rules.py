@@ -39,7 +39,10 @@ def random_world(tmp_path, seed: int):
     for i in range(int(rng.integers(3, 14))):
         lat, lon = h3.api.basic_int.cell_to_latlng(near[int(rng.integers(len(near)))])
         sites.append({"site_id": f"S{i:02d}", "lat": lat, "lon": lon,
-                      "site_type": ["macro", "micro", "small_cell", None][int(rng.integers(4))]})
+                      "site_type": ["macro", "micro", "small_cell", None][int(rng.integers(4))],
+                      "capacity_mbps": None if rng.random() < 0.5 else int(rng.integers(50, 2000)),
+                      "azimuth_deg": None if rng.random() < 0.6 else int(rng.integers(0, 360)),
+                      "beamwidth_deg": None if rng.random() < 0.5 else int(rng.integers(30, 240))})
     links = [{"link_id": f"L{i:02d}", "kind": "fibre", "a_lat": BASE[0], "a_lon": BASE[1], "b_lat": 51.3,
               "b_lon": 9.3, "completion_planned": _date(rng, far=0.15), "completion_actual": _date(rng, 0.6)}
              for i in range(int(rng.integers(1, 8)))]

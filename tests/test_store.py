@@ -6,9 +6,11 @@ import subprocess
 import sys
 import textwrap
 
+import duckdb
 import pytest
 
 from lib import store
+from lib.errors import StoreError
 from lib.ingest import schema
 from tests import worlds
 
@@ -199,3 +201,17 @@ def test_cli_rejects_csv_defuses_formulas_and_a_held_store_is_a_clear_error(tmp_
     finally:
         holder.close()
     assert out.returncode == 2 and "cannot be opened" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_store_of_an_older_version_is_brought_up_to_date(tmp_path):
+    path = tmp_path / "old.duckdb"
+    store.connect(path).close()
+    old = duckdb.connect(str(path))
+    old.execute("ALTER TABLE sites DROP COLUMN azimuth_deg")  # as a store written before the column existed
+    old.close()
+    with pytest.raises(StoreError, match=r"older version \(it lacks sites\.azimuth_deg\)"):
+        store.connect(path, read_only=True)
+    con = store.connect(path)  # for writing: the column is added
+    assert store.missing_columns(con) == []
+    con.close()
+    store.connect(path, read_only=True).close()

@@ -9,6 +9,11 @@ complaints are apportioned to its serving sites by these shares, cell by cell, s
 a handful of sites, not by every site whose coverage reaches it. Complaints in a place no site reaches
 are served by none: only a new site can relieve them.
 
+Two optional columns of an operator's sites file refine it: `azimuth_deg` (with `beamwidth_deg`, default
+`DEFAULT_BEAMWIDTH`) makes a site serve only the places in its sector (and those nearer than `NEAR_KM`), and
+`capacity_mbps` shares a place's traffic in proportion to capacity / distance squared (a site without a
+capacity counts as the median of those given).
+
 `REACH_KM` per site type follows the radio planning references: ITU-R M.2135's test environments place
 urban macro sites 500 m apart, urban micro sites 200 m and rural macro sites 1,732 m, and a rural macro
 cell reaches several kilometres; a site beyond its reach carries nothing there, however near it is
@@ -21,6 +26,7 @@ content (network and complaints) and kept.
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -42,7 +48,11 @@ MAX_SERVERS = 3
 """The most sites that share one place's traffic."""
 
 NEAR_KM = 0.1
-"""Distances below this count as this when weighing the servers (a complaint in a site's own cell)."""
+"""Distances below this count as this when weighing the servers (a complaint in a site's own cell); a sector
+site serves this near all round."""
+
+DEFAULT_BEAMWIDTH = 120.0
+"""Width in degrees of a site's sector when its azimuth is given without one (three sectors a site)."""
 
 EARTH_KM = 6371.0088
 _CANDIDATES = 4 * MAX_SERVERS  # nearest sites looked at before the reach of each is applied
@@ -88,25 +98,62 @@ def site_reach(net: network.Network) -> np.ndarray:
     return np.where(net.cell > 0, reach, 0.0)
 
 
-def _tree(net: network.Network) -> tuple[cKDTree, np.ndarray, np.ndarray]:
-    """The k-d tree of the sites that serve (with a cell), their numbers and reaches; built once per network."""
+@dataclass(frozen=True)
+class Sites:
+    """The serving sites in a k-d tree's order: their numbers, reaches (km), positions (radians), sector
+    (azimuth and half its width, degrees; NaN: all round) and weight (relative capacity; 1 when unknown)."""
+
+    number: np.ndarray
+    reach: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+    azimuth: np.ndarray
+    half_beam: np.ndarray
+    weight: np.ndarray
+
+
+def _optional(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """A column of optional numbers as float (NaN where empty, or where a store predates it)."""
+    if column not in frame.columns:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype="float64")
+
+
+def sites_of(frame: pd.DataFrame, reach: np.ndarray) -> Sites:
+    """`Sites` of rows of a sites table (lat, lon; capacity_mbps, azimuth_deg, beamwidth_deg optional)."""
+    capacity = _optional(frame, "capacity_mbps")
+    known = capacity[np.isfinite(capacity) & (capacity > 0)]
+    weight = np.where(np.isfinite(capacity) & (capacity > 0), capacity, np.median(known) if known.size else 1.0)
+    azimuth = _optional(frame, "azimuth_deg")
+    beam = _optional(frame, "beamwidth_deg")
+    half = np.where(np.isfinite(azimuth), np.where(np.isfinite(beam), beam, DEFAULT_BEAMWIDTH) / 2, np.nan)
+    return Sites(np.arange(len(frame)), reach, np.radians(frame["lat"].to_numpy(dtype="float64")),
+                 np.radians(frame["lon"].to_numpy(dtype="float64")), azimuth, half, weight / weight.max()
+                 if weight.size else weight)
+
+
+def _tree(net: network.Network) -> tuple[cKDTree, Sites]:
+    """The k-d tree of the sites that serve (with a cell) and what serving needs of them; built once per
+    network."""
     def build():
         reach = site_reach(net)
         number = np.flatnonzero(reach > 0)
-        sites = net.sites.iloc[number]
-        return cKDTree(_xyz(sites["lat"].to_numpy(), sites["lon"].to_numpy())), number, reach[number]
+        sites = sites_of(net.sites.iloc[number], reach[number])
+        sites = dataclasses.replace(sites, number=number)
+        return cKDTree(_xyz(np.degrees(sites.lat), np.degrees(sites.lon))), sites
     return net.once(("serving.tree",), build)
 
 
-def _nearest(tree: cKDTree, reach: np.ndarray, lat, lon) -> tuple[np.ndarray, np.ndarray]:
+def _nearest(tree: cKDTree, sites: Sites, lat, lon) -> tuple[np.ndarray, np.ndarray]:
     """The serving sites of each point by the model (positions in the tree, nearest first, -1 beyond the
     MAX_SERVERS within reach) and their distances in km (inf where none): (points x width) arrays."""
+    lat, lon = np.asarray(lat, dtype="float64"), np.asarray(lon, dtype="float64")
     xyz, k = _xyz(lat, lon), min(_CANDIDATES, tree.n)
-    site, km, more = _nearest_within_reach(tree, reach, xyz, k)
+    site, km, more = _nearest_within_reach(tree, sites, xyz, lat, lon, k)
     todo = np.flatnonzero(more)
     while todo.size and k < tree.n:  # too few within reach among the candidates: look further out
         k = min(4 * k, tree.n)
-        more_site, more_km, more = _nearest_within_reach(tree, reach, xyz[todo], k)
+        more_site, more_km, more = _nearest_within_reach(tree, sites, xyz[todo], lat[todo], lon[todo], k)
         site, km = _widen(site, k), _widen(km, k, np.inf)
         site[todo], km[todo] = more_site, more_km
         todo = todo[more]
@@ -115,30 +162,33 @@ def _nearest(tree: cKDTree, reach: np.ndarray, lat, lon) -> tuple[np.ndarray, np
 
 
 def best_servers(site_lat, site_lon, site_types, lat, lon) -> np.ndarray:
-    """The best server (nearest within reach, ties by position) of each point among the given sites: its
-    position among them, -1 where none reaches. What the demo draws complaints with, by the engine's model."""
+    """The best server (nearest within reach, ties by position) of each point among the given sites (all round,
+    capacities unknown): its position among them, -1 where none reaches. What the demo draws complaints with,
+    by the engine's model."""
     reach = reach_of(site_types)
     if len(reach) == 0 or len(lat) == 0:
         return np.full(len(lat), -1, dtype="int64")
-    site, _ = _nearest(cKDTree(_xyz(site_lat, site_lon)), reach, lat, lon)
+    sites = sites_of(pd.DataFrame({"lat": site_lat, "lon": site_lon}), reach)
+    site, _ = _nearest(cKDTree(_xyz(site_lat, site_lon)), sites, lat, lon)
     return site[:, 0].astype("int64")
 
 
 def serve(net: network.Network, places) -> Servers:
     """The serving sites of each place (resolution-9 or coarser cells, at their centres), by the model above:
-    the nearest sites within their reach (ties: the smaller site number, i.e. site id), at most MAX_SERVERS."""
+    the nearest sites within their reach (and sector, where one is given; ties: the smaller site number, i.e.
+    site id), at most MAX_SERVERS, sharing by capacity / distance squared."""
     places = np.asarray(places, dtype="int64")
-    tree, number, reach = _tree(net)
-    if places.size == 0 or number.size == 0:
+    tree, sites = _tree(net)
+    if places.size == 0 or sites.number.size == 0:
         return Servers(*(np.zeros(0, dtype=t) for t in ("int64", "int64", "float64", "float64")))
-    site, km = _nearest(tree, reach, *cells.cells_to_latlng(places))
+    site, km = _nearest(tree, sites, *cells.cells_to_latlng(places))
     place, col = np.nonzero(site >= 0)
     d = km[place, col]
-    weight = 1.0 / np.maximum(d, NEAR_KM) ** 2
+    weight = sites.weight[site[place, col]] / np.maximum(d, NEAR_KM) ** 2
     share = weight / np.bincount(place, weights=weight, minlength=places.size)[place]
-    order = np.lexsort((col, place))  # by place, nearest first: the largest share first
-    out = Servers(place[order].astype("int64"), number[site[place, col]][order].astype("int64"), share[order],
-                  d[order])
+    order = np.lexsort((col, place))  # by place, nearest first
+    out = Servers(place[order].astype("int64"), sites.number[site[place, col]][order].astype("int64"),
+                  share[order], d[order])
     for a in (out.place, out.site, out.share, out.km):
         a.setflags(write=False)
     return out
@@ -148,18 +198,33 @@ def _widen(a: np.ndarray, width: int, fill=-1) -> np.ndarray:
     return np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=fill)
 
 
-def _nearest_within_reach(tree: cKDTree, reach: np.ndarray, xyz: np.ndarray,
+def _in_beam(sites: Sites, idx: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Whether each point (rows) lies in the sector of each candidate site (`idx`, points x k): true for sites
+    all round; the bearing from the site within half the beam of its azimuth."""
+    half = sites.half_beam[idx]
+    out = ~np.isfinite(half)
+    if out.all():
+        return out
+    la1, lo1 = sites.lat[idx], sites.lon[idx]
+    la2, lo2 = np.radians(lat)[:, None], np.radians(lon)[:, None]
+    bearing = np.degrees(np.arctan2(np.sin(lo2 - lo1) * np.cos(la2),
+                                    np.cos(la1) * np.sin(la2) - np.sin(la1) * np.cos(la2) * np.cos(lo2 - lo1)))
+    off = np.abs((bearing - sites.azimuth[idx] + 180.0) % 360.0 - 180.0)
+    return out | (off <= np.where(np.isfinite(half), half, 180.0) + 1e-9)  # the edge of the beam is in it
+
+
+def _nearest_within_reach(tree: cKDTree, sites: Sites, xyz: np.ndarray, lat: np.ndarray, lon: np.ndarray,
                           k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The k nearest sites of each point, nearest first (equal distances: the smaller site number), as positions
-    in the tree (-1 where beyond the site's reach) and km (inf there); and whether a point has fewer than
-    MAX_SERVERS within reach while sites further out could still reach it."""
+    in the tree (-1 where beyond the site's reach, or outside its sector unless nearer than NEAR_KM) and km
+    (inf there); and whether a point has fewer than MAX_SERVERS while sites further out could still serve it."""
     chord, idx = tree.query(xyz, k=k)
     chord, idx = np.asarray(chord).reshape(len(xyz), k), np.asarray(idx).reshape(len(xyz), k)
     km = 2 * EARTH_KM * np.arcsin(np.minimum(chord / (2 * EARTH_KM), 1.0))
     order = np.lexsort((idx, km), axis=-1)
     idx, km = np.take_along_axis(idx, order, axis=1), np.take_along_axis(km, order, axis=1)
-    ok = km <= reach[idx]
-    more = (ok.sum(axis=1) < MAX_SERVERS) & (km[:, -1] <= reach.max())
+    ok = (km <= sites.reach[idx]) & ((km <= NEAR_KM) | _in_beam(sites, idx, lat, lon))
+    more = (ok.sum(axis=1) < MAX_SERVERS) & (km[:, -1] <= sites.reach.max())
     return np.where(ok, idx, -1), np.where(ok, km, np.inf), more
 
 

@@ -173,6 +173,12 @@ SITES = Table(
               aliases=("technologie", "tech"), value_aliases=TECHNOLOGY_ALIASES),
         Field("transport_link_id", TEXT, False, "The transport link (backhaul) the site hangs on.",
               aliases=("link_id", "backhaul")),
+        Field("capacity_mbps", FLOAT, False, "Capacity now, Mbit/s: when given, a place's traffic is shared among "
+              "its serving sites by capacity / distance squared.", aliases=("kapazitaet", "capacity"), min=0),
+        Field("azimuth_deg", FLOAT, False, "Main direction of the site's sector antenna, degrees clockwise from "
+              "north (empty: the site serves all round).", aliases=("azimuth", "azimut"), min=0, max=360),
+        Field("beamwidth_deg", FLOAT, False, "Width of that sector, degrees (empty: 120).",
+              aliases=("beamwidth", "keulenbreite"), min=1, max=360),
     ),
 )
 
