@@ -69,7 +69,7 @@ def test_clicking_a_hotspot_shows_its_story(server, page):
     """A row of the ranked table selects a hotspot and centres the map on it; after clearing, a click on the
     map's centre selects it again."""
     chart = open_map(page, server)
-    table = page.locator("[data-testid='stDataFrame']").last
+    table = page.locator(".st-key-map_table [data-testid='stDataFrame']")
     first = table.locator("td[role='gridcell']").nth(1).inner_text().strip()  # rank, then the H3 cell
     table.scroll_into_view_if_needed()
     box = table.bounding_box()
