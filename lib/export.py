@@ -1,10 +1,10 @@
 """Exports that a spreadsheet opens safely: CSV (UTF-8 with BOM) and Excel, with formulas defused.
 
-A text cell that begins with =, +, - or @ (or a tab or carriage return, which some programs
-strip before reading the rest) would run as a formula when the file is opened in a
-spreadsheet (CSV injection). Every export goes through `safe_frame`, which prefixes such
-text with an apostrophe. Numbers, dates and booleans are left as they are, so a negative
-number stays a number.
+A text cell that begins with =, +, - or @ (also after spaces, or a tab or carriage return, which
+some programs strip before reading the rest) would run as a formula when the file is opened in a
+spreadsheet (CSV injection). Every export goes through `safe_frame`, which prefixes such text with
+an apostrophe, in every column holding text: plain, string or categorical. Numbers, dates and
+booleans are left as they are, so a negative number stays a number.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ CSV_MIME = "text/csv"
 
 
 def escape_cell(value):
-    """`value` with an apostrophe in front if it is text that a spreadsheet would run as a formula."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    """`value` with an apostrophe in front if it is text that a spreadsheet would run as a formula (leading
+    spaces, which a spreadsheet may skip, are looked through)."""
+    if isinstance(value, str) and (value.startswith(FORMULA_STARTS) or value.lstrip(" ").startswith(FORMULA_STARTS)):
         return ESCAPE + value
     return value
 
@@ -35,6 +36,8 @@ def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for col in out.columns:
         s = out[col]
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            s = s.astype(object)
         if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
             out[col] = s.map(escape_cell, na_action="ignore").astype(object)
     out.columns = [escape_cell(str(c)) for c in out.columns]

@@ -1,10 +1,14 @@
 """Public: how the expansion goes in one region, read only from the published snapshot (German or English)."""
 
+import logging
+
 import streamlit as st
 
 from lib import cache
 from lib.public import i18n, regionview
 from lib.public.snapshot import SnapshotError
+
+LOG = logging.getLogger(__name__)
 
 
 def set_param(name: str, key: str) -> None:
@@ -26,7 +30,7 @@ try:
 except SnapshotError as exc:
     st.title(i18n.t("title", lang))
     st.info(i18n.t("no_snapshot", lang), icon=":material/hourglass_empty:")
-    st.caption(str(exc))
+    LOG.warning("public page without a snapshot: %s", exc)  # the reason, with its path, stays on the server
     st.stop()
 
 top = st.columns([3, 1], vertical_alignment="bottom")
@@ -34,7 +38,8 @@ top[0].title(i18n.t("title", lang))
 top[1].segmented_control(i18n.t("language", lang), i18n.LANGUAGES, format_func=i18n.NAMES.get, default=lang,
                          required=True, key="lang_pick", on_change=set_param, args=("lang", "lang_pick"))
 if bad_lang:
-    st.caption(i18n.t("bad_param", lang, name="lang", value=st.query_params.get("lang"), default=i18n.NAMES[lang]))
+    st.caption(i18n.t("bad_param", lang, name="lang", value=i18n.plain(st.query_params.get("lang")),
+                      default=i18n.NAMES[lang]))
 st.write(i18n.t("intro", lang))
 
 wanted = st.query_params.get("region", regionview.NETWORK)
@@ -48,11 +53,12 @@ cols[0].selectbox(i18n.t("region", lang), list(p.regions.index), key="region_pic
 cols[1].selectbox(i18n.t("place", lang), sorted(p.places), index=None, placeholder=i18n.t("place_hint", lang),
                   key="place", on_change=go_to_place, args=(p,))
 if wanted != region:
-    st.caption(i18n.t("bad_param", lang, name="region", value=wanted, default=i18n.t("network", lang)))
+    st.caption(i18n.t("bad_param", lang, name="region", value=i18n.plain(wanted), default=i18n.t("network", lang)))
 region = st.session_state["region_pick"]
 if st.session_state.get("place") in p.places:
     names = [regionview.region_label(p, r, lang) for r in p.places[st.session_state["place"]]]
-    st.caption(i18n.t("place_in", lang, place=st.session_state["place"], regions=", ".join(names)))
+    st.caption(i18n.t("place_in", lang, place=i18n.plain(st.session_state["place"]),
+                      regions=i18n.plain(", ".join(names))))
 st.caption(i18n.t("as_of", lang, date=i18n.date(p.snapshot.data_as_of, lang),
                   k=p.snapshot.k))
 
@@ -85,7 +91,8 @@ if view.notes.empty:
     st.caption(i18n.t("no_notes", lang))
 for note in view.notes.itertuples():
     with st.container(border=True):
-        st.caption(f"{i18n.date(note.published_on, lang)} · {regionview.region_label(p, note.region_id, lang)}")
+        st.caption(f"{i18n.date(note.published_on, lang)} · "
+                   f"{i18n.plain(regionview.region_label(p, note.region_id, lang))}")
         st.text(note.text)
 
 st.subheader(i18n.t("open_data", lang))

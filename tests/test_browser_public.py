@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -114,6 +115,18 @@ def test_a_bad_language_in_the_link_falls_back_to_german_with_a_note(public, pho
     expect(phone.get_by_role("heading", name="Netzausbau in Ihrer Region")).to_be_visible()
     expect(phone.get_by_text("unbekannten Wert für „lang“")).to_be_visible()
     expect(phone.get_by_text("unbekannten Wert für „region“")).to_be_visible()
+    assert_no_errors(phone)
+
+
+def test_a_link_in_the_url_is_shown_as_text_not_as_a_link(public, phone):
+    url, _, _ = public
+    bait = urllib.parse.quote("[Phish](https://evil.example) <b>bold</b>")
+    _open(phone, f"{url}/?region={bait}")
+    note = phone.get_by_text("[Phish]", exact=False)
+    expect(note).to_be_visible()  # shown as written (a zero-width space keeps the address from being linked)
+    assert "[Phish](https://evil.example) <b>bold</b>" in note.inner_text().replace("\u200b", "")
+    assert phone.locator("a[href*='evil.example']").count() == 0
+    assert phone.locator("b", has_text="bold").count() == 0
     assert_no_errors(phone)
 
 

@@ -12,6 +12,7 @@ from lib import export
 @pytest.mark.parametrize(("value", "expected"), [
     ("=1+1", "'=1+1"), ("+49 30 1234", "'+49 30 1234"), ("-2", "'-2"), ("@SUM(A1)", "'@SUM(A1)"),
     ("\t=cmd", "'\t=cmd"), ("\r=cmd", "'\r=cmd"), ("Berlin", "Berlin"), ("a=b", "a=b"), ("", ""),
+    ("  =1+1", "'  =1+1"), (" @SUM(A1)", "' @SUM(A1)"), (" -2", "' -2"), ("  Berlin", "  Berlin"), ("   ", "   "),
     (-2, -2), (3.5, 3.5), (None, None),
 ])
 def test_escape_cell(value, expected):
@@ -45,3 +46,13 @@ def test_xlsx_escapes_text_and_keeps_types():
     for row in wb["Regions"].iter_rows():
         for cell in row:
             assert cell.data_type != "f", cell.coordinate  # no cell is a formula
+
+
+def test_categorical_and_string_columns_are_escaped_too():
+    frame = pd.DataFrame({"cat": pd.Categorical(["=1+1", "ok", " +2"]), "text": pd.array(["@x", " =y", "z"],
+                                                                                        dtype="string")})
+    back = pd.read_csv(io.BytesIO(export.csv_bytes(frame)), encoding="utf-8-sig")
+    assert back["cat"].tolist() == ["'=1+1", "ok", "' +2"]
+    assert back["text"].tolist() == ["'@x", "' =y", "z"]
+    book = openpyxl.load_workbook(io.BytesIO(export.xlsx_bytes({"s": frame})))
+    assert [c.value for c in book["s"]["A"]][1:] == ["'=1+1", "ok", "' +2"]

@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import io
 import json
+import re
 import shutil
 import zipfile
 
@@ -42,6 +43,11 @@ def public_env(demo_snapshot, monkeypatch, tmp_path):
     missing = tmp_path / "none" / "store.duckdb"
     monkeypatch.setenv(store.DB_ENV, str(missing))
     return missing
+
+
+def as_read(markdown: str) -> str:
+    """Markdown as a reader sees it (backslash escapes resolved)."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def public_app(**query) -> AppTest:
@@ -89,7 +95,7 @@ def test_english_and_a_region_from_the_url(public_env, demo_snapshot):
     shown = {h["cell"] for h in spec["layers"][0]["data"]}
     doc = json.loads(demo_snapshot[0].read_bytes())
     assert shown == {a["cell"] for a in doc["tables"]["complaint_areas"] if "C-BER" in a["region_ids"]} != set()
-    notes = [c.value for c in at.caption if "Berlin (city area)" in c.value]
+    notes = [as_read(c.value) for c in at.caption if "Berlin (city area)" in as_read(c.value)]
     assert notes == ["2026-10-15 · Berlin (city area)"]  # the English note; the German one is on the German page
     assert [t.value for t in at.text] == ["Berlin: new-generation hardware is being installed at sites in the city; "
                                           "the transport network is expanded section by section."]
@@ -120,13 +126,23 @@ def test_bad_url_values_fall_back_with_a_note(public_env):
     assert at.selectbox(key="region_pick").value == regionview.NETWORK
 
 
+def test_values_from_the_link_are_shown_as_written_never_as_markdown(public_env):
+    at = public_app(lang="[de](https://evil.example)", region="[Phish](https://evil.example) *x* <b>y</b>")
+    notes = [c.value for c in at.caption if "unbekannten Wert" in c.value]
+    assert len(notes) == 2
+    for note in notes:
+        assert "](" not in note and "<b>" not in note and "*x*" not in note  # no link, HTML or emphasis left
+    assert "[Phish](https://evil.example) *x* <b>y</b>" in as_read(notes[1]).replace("\u200b", "")
+
+
 def test_place_search_picks_the_city_area_and_puts_it_into_the_url(public_env):
     at = public_app(lang="en")
     at.selectbox(key="place").set_value("Hamburg").run()
     assert not at.exception
     assert at.selectbox(key="region_pick").value == "C-HAM"
     assert at.query_params["region"] == "C-HAM"
-    assert any(c.value.startswith("Hamburg lies in:") and "Hamburg (city area)" in c.value for c in at.caption)
+    assert any(as_read(c.value).startswith("Hamburg lies in:") and "Hamburg (city area)" in as_read(c.value)
+               for c in at.caption)
 
 
 def test_switching_the_language(public_env):
@@ -153,8 +169,9 @@ def test_a_tampered_snapshot_is_refused_on_the_page(monkeypatch, tmp_path, demo_
     monkeypatch.setenv(snapshot.PUBLIC_ENV, "1")
     monkeypatch.setenv(snapshot.SNAPSHOT_ENV, str(bad))
     at = public_app()
-    assert at.info and any("refused" in c.value for c in at.caption)
-    assert not at.metric
+    assert at.info and not at.metric
+    shown = " ".join(e.value for e in [*at.caption, *at.info, *at.markdown])
+    assert str(bad) not in shown and "site_id" not in shown  # no server path or raw value reaches the public
 
 
 def test_public_page_in_the_internal_app(demo_snapshot, tiny_db, monkeypatch):
@@ -290,3 +307,13 @@ def test_a_public_copy_of_the_store_is_never_needed(public_env, demo_snapshot, t
     at = public_app(region="C-HAM")
     assert at.metric and not at.exception
     assert sorted(p.name for p in lone.parent.iterdir()) == ["snapshot.json"]
+
+
+@pytest.mark.parametrize("text", ["[x](https://evil.example)", "see www.evil.example now", "mail me@evil.example",
+                                  "<script>alert(1)</script>", "**bold** _it_ `code` $x$", "plain Münster"])
+def test_plain_text_keeps_its_letters_and_loses_its_markup(text):
+    out = i18n.plain(text)
+    assert as_read(out).replace(i18n.ZWSP, "") == text  # reads as written
+    assert re.search(r"(?<!\\)[<>\[\]()*_`$]", out) is None  # every markup character escaped
+    for trigger in ("://", "www.", "@e"):  # and no bare address left to be linked
+        assert trigger not in out.lower()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from types import MappingProxyType
 
 LANGUAGES = ("de", "en")
@@ -75,11 +76,29 @@ def language(value) -> tuple[str, bool]:
 
 
 def t(key: str, lang: str, **values) -> str:
-    """The text `key` in `lang`, formatted with `values` (German number grouping in German)."""
+    """The text `key` in `lang`, formatted with `values` (German number grouping in German). Text from a link,
+    a typed place or the data goes in through `plain` where the text is shown as markdown."""
     text = TEXTS[key][LANGUAGES.index(lang)]
     if not values:
         return text
     return _german_digits(text, values) if lang == "de" else text.format(**values)
+
+
+MARKDOWN_SPECIALS = "\\`*_{}[]()#+-.!|<>~$:&"
+"""Characters markdown (and its links, HTML and maths) gives a meaning to."""
+
+
+ZWSP = "\u200b"
+"""A zero-width space: put where a bare web or mail address begins, it keeps markdown from making a link of it."""
+
+
+def plain(text: str) -> str:
+    """`text` as written, for a markdown line: every special character escaped (no link, emphasis or HTML),
+    and web and mail addresses broken by a zero-width space (GitHub markdown links bare addresses)."""
+    out = "".join("\\" + c if c in MARKDOWN_SPECIALS else c for c in str(text))
+    out = out.replace("\\://", "\\:" + ZWSP + "//")
+    out = re.sub(r"(?i)(www)(?=\\\.)", "\\1" + ZWSP, out)
+    return out.replace("@", "@" + ZWSP)
 
 
 def _german_digits(text: str, values: dict) -> str:
