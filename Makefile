@@ -11,7 +11,8 @@ PORT   ?= 8501
 run: $(VENV)/.runtime
 	$(PY) -m lib.cli demo --if-missing
 	$(PY) -m lib.cli publish --if-missing
-	$(PY) -m streamlit run serve.py --server.port $(PORT) --server.headless true
+	@echo "Netzausbau-Monitor on http://127.0.0.1:$(PORT) (this machine only; README: Configuration)"
+	$(PY) -m streamlit run serve.py --server.port $(PORT) --server.headless true --server.address 127.0.0.1
 
 ## publish: write the public snapshot (data/public/snapshot.json) from the store
 publish: $(VENV)/.runtime

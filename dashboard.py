@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from lib import cache
+from lib import access, cache
 from lib.errors import NetzausbauError
 from lib.public import snapshot
 
@@ -12,6 +12,10 @@ cache.mark_routed()
 if snapshot.public_mode():  # a public server: only the public page, from only the snapshot; no store at all
     st.navigation([st.Page("pages/public.py", title="Öffentlich", icon=":material/public:", default=True)],
                   position="hidden").run()
+    st.stop()
+
+if why := access.refusal(st.get_option("server.address"), False, access.open_to_network()):
+    st.error(why, icon=":material/lock:")
     st.stop()
 
 page = st.navigation([

@@ -20,6 +20,7 @@ ALLOWED = {
     "lib.errors": [],
     "lib.cells": [],
     "lib.export": [],
+    "lib.access": [],
     "lib.ingest*": [*BASE, "lib.ingest*"],
     "lib.engine*": [*BASE, "lib.engine*", "lib.ingest.schema"],
     "lib.store": [*BASE, "lib.ingest*", "lib.engine.derive"],
