@@ -122,7 +122,7 @@ right.markdown(f"**Percent of planned upgrades on air per {level}**, as of {as_o
 late = cache.query(con, "rollout_late", level, as_of)
 mine = late if region == rollout.ALL else late[late["region_id"] == region]
 st.subheader(f"Late and blocked upgrades: {len(mine):,}")
-st.caption("Late: not on air after its planned date, or its transport link's planned completion has passed. "
+st.caption("Late: not on air, its planned on-air day has passed (days late count from it). "
            "Blocked: due or installed while its link is late, undated or due after it. Most days late first.")
 st.dataframe(mine, hide_index=True, key="late_list", column_config=LATE_COLUMNS, column_order=list(LATE_COLUMNS),
              height=min(38 + 35 * len(mine), 400))
