@@ -1,7 +1,8 @@
 """Ahead of the first view: read what the pages hold in memory per store content, in a background thread.
 
 At 10M complaints the first map view after a start reads the complaints (lib/engine/heldcounts, about 1.5-3 s),
-builds the Gi* grids (0.1 s at resolution 7, 0.4-0.8 s at 8) and reads the network (lib/engine/network). The app
+builds the Gi* grids (0.1 s at resolution 7, 0.4-0.8 s at 8), reads the network (lib/engine/network) and finds
+the serving sites of every place with complaints (lib/engine/serving, about 6 s at 10M complaints). The app
 starts this when it opens the store (lib/cache), so a planner who opens the map a few seconds later finds
 them held; one who comes sooner waits for the same build (lib/engine/kept), not for a second one.
 """
@@ -14,7 +15,7 @@ import threading
 import duckdb
 
 from lib import cells
-from lib.engine import hotspots, network
+from lib.engine import hotspots, network, serving
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +24,14 @@ RESOLUTIONS = (7, cells.REGION_RES)
 
 
 def warm(con: duckdb.DuckDBPyConnection) -> None:
-    """Hold the network, the complaints and their grids at `RESOLUTIONS` for the store behind `con`."""
+    """Hold the network, the complaints, their grids at `RESOLUTIONS` and their serving sites for the store
+    behind `con`."""
     cur = con.cursor()
     try:
-        network.held(cur)
+        net = network.held(cur)
         for res in RESOLUTIONS:
             hotspots.held_grid(cur, res)
+        serving.served_load(cur, net)
     finally:
         cur.close()
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from lib import store, warmup
-from lib.engine import gistar, heldcounts, hotspots, kept, network
+from lib.engine import gistar, heldcounts, hotspots, kept, network, serving
 from tests.test_hotspots import CAPACITY, COVERAGE, make_complaints
 
 
@@ -164,9 +164,10 @@ def test_the_warm_up_holds_what_the_first_view_reads(shuffled, monkeypatch):
     monkeypatch.setattr(heldcounts, "read", lambda c: pytest.fail("read again after the warm-up"))
     monkeypatch.setattr(hotspots, "_grid", lambda *a: pytest.fail("grid built again after the warm-up"))
     monkeypatch.setattr(network, "read", lambda c: pytest.fail("network read again after the warm-up"))
+    monkeypatch.setattr(serving, "serve", lambda *a: pytest.fail("servers found again after the warm-up"))
     for res in warmup.RESOLUTIONS:
         assert len(hotspots.hotspots(con, res, "2024-01-01", "2025-01-01", "capacity"))
-    network.held(con)
+    serving.served_load(con, network.held(con))
 
 
 def test_a_failed_warm_up_is_logged_not_raised(tmp_path, caplog):
