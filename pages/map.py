@@ -13,10 +13,15 @@ PLAY_SECONDS = 2.0
 TABLE_ROWS = 500
 ss = st.session_state
 LABEL = mapdraw.LABELS.get
-WAIT_COLUMNS = {"date": st.column_config.DateColumn("date"), "pain": st.column_config.NumberColumn(
-    "pain waiting", format="localized"), "complaints": st.column_config.NumberColumn(format="localized")}
-CHANGE_COLUMNS = {"n": st.column_config.NumberColumn("complaints"), "relief_before": st.column_config.DateColumn(
-    "relief before"), "relief_after": st.column_config.DateColumn("relief after"),
+WAIT_COLUMNS = {"link_id": "link", "upgrade_id": "upgrade", "site_id": "site",
+                "date": st.column_config.DateColumn("date"),
+                "pain": st.column_config.NumberColumn("pain waiting", format="localized"),
+                "complaints": st.column_config.NumberColumn(format="localized")}
+CHANGE_COLUMNS = {"n": st.column_config.NumberColumn("complaints"), "status_before": "status before",
+                  "status_after": "status after", "relief_before": st.column_config.DateColumn("relief before"),
+                  "relief_after": st.column_config.DateColumn("relief after"),
+                  "pain_before": st.column_config.NumberColumn("pain before", format="localized"),
+                  "pain_after": st.column_config.NumberColumn("pain after", format="localized"),
                   "pain_change": st.column_config.NumberColumn("pain change", format="localized")}
 STUDY_LABELS = {"near": "places with complaints", "country": "whole country"}
 STUDY_TEXT = {"near": "the places with complaints in the window and their neighbours",
