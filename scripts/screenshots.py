@@ -10,24 +10,19 @@ offline: the map's basemap tiles stay blank, its layers are drawn all the same.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 from playwright.sync_api import Page, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.browser import ARGS, CHROMIUM, IDLE, streamlit_server  # noqa: E402  the browser tests' own server
+
 OUT = ROOT / "docs" / "img"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--disable-background-networking"]
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 DECK = "[data-testid='stDeckGlJsonChart'] canvas"
 PLOT, TABLE = "[data-testid='stPlotlyChart']", "[data-testid='stDataFrame']"
 PAGES: dict[str, tuple[str, tuple[str, ...]]] = {  # file name -> (URL path, the elements to wait for)
@@ -38,37 +33,6 @@ PAGES: dict[str, tuple[str, tuple[str, ...]]] = {  # file name -> (URL path, the
     # Berlin: at whole-network zoom the public map's small hexagons hardly show
     "public": ("public?region=C-BER", ("[data-testid='stMetricValue']", PLOT, DECK)),
 }
-
-
-@contextlib.contextmanager
-def streamlit(timeout: float = 60) -> Iterator[str]:
-    """Start `streamlit run serve.py` on a free port, yield its base URL once healthy, stop it in the end."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "serve.py", "--server.headless", "true",
-                             "--server.address", "127.0.0.1", "--server.port", str(port),
-                             "--browser.gatherUsageStats", "false"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout
-    try:
-        while True:
-            with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                raise RuntimeError(f"streamlit did not start:\n{log.read().decode(errors='replace')[-2000:]}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def shoot(page: Page, url: str, name: str) -> Path:
@@ -98,7 +62,8 @@ def main() -> None:
     subprocess.run([*py, "demo", "--if-missing"], cwd=ROOT, check=True)
     subprocess.run([*py, "publish", "--if-missing"], cwd=ROOT, check=True)
     OUT.mkdir(parents=True, exist_ok=True)
-    with streamlit() as url, sync_playwright() as pw:
+    log = Path(tempfile.mkdtemp(prefix="screenshots-")) / "server.log"
+    with streamlit_server({}, log, target="serve.py") as url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
