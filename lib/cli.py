@@ -188,16 +188,9 @@ def _run(args) -> int:
 def _open_for_reading(db) -> duckdb.DuckDBPyConnection:
     """The store opened read-only; one written by an older version is first brought up to date (opened once for
     writing, which adds the columns it lacks)."""
-    path = store.db_path(db)
-    if path.exists():
-        probe = duckdb.connect(str(path), read_only=True)
-        try:
-            outdated = bool(store.missing_columns(probe))
-        finally:
-            probe.close()
-        if outdated:
-            store.connect(path).close()
-    return store.connect(path, read_only=True)
+    if store.outdated(db):
+        store.connect(db).close()
+    return store.connect(db, read_only=True)
 
 
 def _figures(args) -> int:

@@ -125,6 +125,18 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
                 con.execute(f'ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "{c}" {typ}')
 
 
+def outdated(path: str | Path | None = None) -> bool:
+    """Whether the store file exists and was written by an older version (lacks columns of the schema)."""
+    p = db_path(path)
+    if not p.exists():
+        return False
+    con = duckdb.connect(str(p), read_only=True)
+    try:
+        return bool(missing_columns(con))
+    finally:
+        con.close()
+
+
 def missing_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
     """The input tables' columns a store lacks (one written by an older version): `table.column` each."""
     have = {(t, c) for t, c in con.execute("SELECT table_name, column_name FROM information_schema.columns "

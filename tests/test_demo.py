@@ -12,7 +12,7 @@ import pytest
 from scipy.spatial import cKDTree
 
 from lib import demo
-from lib.demo import DEMO_AS_OF, FOCUS, build_demo_files
+from lib.demo import DEMO_AS_OF, FOCUS, build_demo_files, plans
 from lib.demo.geo import in_country, load_geography, state_of, xy
 from lib.ingest import schema
 
@@ -201,5 +201,5 @@ def test_the_first_plan_is_the_baseline_some_upgrades_slipped_from(built):
     first, now = (pd.read_csv(paths[k], parse_dates=["on_air_planned"]) for k in (demo.BASELINE, "upgrades"))
     assert first["upgrade_id"].tolist() == now["upgrade_id"].tolist()
     slip = (now["on_air_planned"] - first["on_air_planned"]).dt.days
-    assert (slip >= 0).all() and abs((slip > 0).mean() - demo.REPLANNED) < 0.05 and 30 < slip[slip > 0].mean() < 90
+    assert (slip >= 0).all() and abs((slip > 0).mean() - plans.REPLANNED) < 0.05 and 30 < slip[slip > 0].mean() < 90
     assert first["on_air_actual"].isna().all() and (first["status"] == "planned").all()

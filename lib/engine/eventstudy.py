@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from lib import cells, engine
-from lib.engine import heldcounts, hotspots, network, rules, serving
+from lib.engine import heldcounts, hotspots, impact, network, rules, serving
 from lib.ingest import schema
 
 ALL = "ALL"
@@ -121,8 +121,6 @@ def _held_outcome(held: heldcounts.Held, best: np.ndarray, n_sites: int, kind: s
 
 def _sql_outcome(con, best: np.ndarray, cells9: np.ndarray, n_sites: int, kind: str) -> Outcome:
     """The same from weekly counts per resolution-9 cell in SQL (engines without held complaints)."""
-    from lib.engine import impact  # its weekly complaint counts; impact does not import this module
-
     weekly = impact.complaint_weeks_expr(con, cells.CELL_RES, kind=kind).execute()
     place = np.searchsorted(cells9, weekly["cell"].to_numpy(dtype="int64"))
     site = best[np.minimum(place, cells9.size - 1)]

@@ -72,10 +72,10 @@ def _weights(net: network.Network, hot: np.ndarray, res: int, served: tuple[serv
         hotspot, site = np.r_[hotspot, bare[own.place]], np.r_[site, own.site]
         weight = np.r_[weight, own.share]
         total[bare] = 1.0
-    key = hotspot * max(net.cell.size, 1) + site
-    uniq, inverse = np.unique(key, return_inverse=True)
+    width = max(net.cell.size, 1)  # one key per (hotspot, site) pair
+    uniq, inverse = np.unique(hotspot * width + site, return_inverse=True)
     w = np.bincount(inverse, weights=weight, minlength=uniq.size)
-    return uniq // max(net.cell.size, 1), uniq % max(net.cell.size, 1), w, total
+    return uniq // width, uniq % width, w, total
 
 
 def hotspot_sites(con, hotspot_cells, res: int = DEFAULT_RES) -> pd.DataFrame:
@@ -90,11 +90,8 @@ def hotspot_sites(con, hotspot_cells, res: int = DEFAULT_RES) -> pd.DataFrame:
     if hot.size == 0 or site.size == 0:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in
                              zip(_SITES_COLUMNS, ("int64", "str", "float64", "float64", "int64"), strict=True)})
-    lat, lon = cells.cells_to_latlng(hot[hotspot])
     sites = net.sites.iloc[site]
-    here, there = serving._xyz(lat, lon), serving._xyz(sites["lat"].to_numpy(), sites["lon"].to_numpy())
-    chord = np.linalg.norm(here - there, axis=1)
-    km = 2 * serving.EARTH_KM * np.arcsin(np.minimum(chord / (2 * serving.EARTH_KM), 1.0))
+    km = serving.km_between(*cells.cells_to_latlng(hot[hotspot]), sites["lat"].to_numpy(), sites["lon"].to_numpy())
     out = pd.DataFrame({"cell": hot[hotspot], "site_id": sites["site_id"].to_numpy(), "share": w / total[hotspot],
                         "km": km})
     out = out.sort_values(["cell", "share", "km", "site_id"], ascending=[True, False, True, True], ignore_index=True)
@@ -160,11 +157,30 @@ def relief(con: duckdb.DuckDBPyConnection, hotspot_cells, res: int = DEFAULT_RES
 def relief_of(net: network.Network, hotspot_cells, res: int, as_of: dt.date | None,
               served: tuple[serving.Load, serving.Servers]) -> pd.DataFrame:
     """`relief` over a held network and the complaint load with its servers (`serving.served_load`)."""
+    p = _prepared(net, hotspot_cells, res, as_of, served)
+    return _relief_per_cell(net, p.hot, p.hotspot, p.site, p.w, p.total, p.state)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What relief and `waits_on` start from: the hotspots, the upgrades' flags and the sites' state as of the
+    date, and the (hotspot, site, weight) pairs with the hotspots' total weights (`_weights`)."""
+
+    hot: np.ndarray
+    flags: dict
+    state: dict
+    hotspot: np.ndarray
+    site: np.ndarray
+    w: np.ndarray
+    total: np.ndarray
+
+
+def _prepared(net: network.Network, hotspot_cells, res: int, as_of: dt.date | None,
+              served: tuple[serving.Load, serving.Servers]) -> _Prepared:
     hot = _hotspot_frame(hotspot_cells)["cell"].to_numpy()
     flags = rules.evaluate(net.u, dt.date.today() if as_of is None else as_of)
     state = rules.per_site(net.site, net.cell.size, flags, net.link)
-    hotspot, site, w, total = _weights(net, hot, res, served)
-    return _relief_per_cell(net, hot, hotspot, site, w, total, state)
+    return _Prepared(hot, flags, state, *_weights(net, hot, res, served))
 
 
 @dataclass(frozen=True)
@@ -243,12 +259,9 @@ def waits_on(net: network.Network, hotspot_cells, res: int, as_of: dt.date,
     every site with upgrades when it has none), with the transport link it waits on when that is not done.
     `WAITS_COLUMNS`, one row per hotspot and upgrade; date: the link's when it holds the upgrade back (not done,
     and undated, overdue or due after the upgrade's own date), else the upgrade's (None when unknown)."""
-    day = dt.date.today() if as_of is None else as_of
-    hot = _hotspot_frame(hotspot_cells)["cell"].to_numpy()
-    flags = rules.evaluate(net.u, day)
-    state = rules.per_site(net.site, net.cell.size, flags, net.link)
-    hotspot, site, w, total = _weights(net, hot, res, served)
-    plan = _plan(hot.size, hotspot, site, w, total, state)
+    p = _prepared(net, hotspot_cells, res, as_of, served)
+    hot, flags, hotspot, site = p.hot, p.flags, p.hotspot, p.site
+    plan = _plan(hot.size, hotspot, site, p.w, p.total, p.state)
     pairs = np.flatnonzero(plan.needed)
     row, up = rules.spans(np.searchsorted(net.site, site[pairs], "left"),  # the sites' upgrades (sorted by site)
                           np.searchsorted(net.site, site[pairs], "right"))

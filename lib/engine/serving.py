@@ -85,6 +85,16 @@ def _xyz(lat, lon) -> np.ndarray:
     return EARTH_KM * np.column_stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])
 
 
+def _chord_km(chord) -> np.ndarray:
+    """Great-circle km of chords between points of `_xyz`."""
+    return 2 * EARTH_KM * np.arcsin(np.minimum(np.asarray(chord) / (2 * EARTH_KM), 1.0))
+
+
+def km_between(lat1, lon1, lat2, lon2) -> np.ndarray:
+    """Great-circle km between the points (lat1, lon1) and (lat2, lon2), pair by pair (degrees)."""
+    return _chord_km(np.linalg.norm(_xyz(lat1, lon1) - _xyz(lat2, lon2), axis=1))
+
+
 def reach_of(site_types) -> np.ndarray:
     """The reach in km of sites of these types (`REACH_KM`; an empty or unknown type: `DEFAULT_SITE_TYPE`'s)."""
     return np.array([REACH_KM.get(t, REACH_KM[DEFAULT_SITE_TYPE]) if isinstance(t, str) else
@@ -220,7 +230,7 @@ def _nearest_within_reach(tree: cKDTree, sites: Sites, xyz: np.ndarray, lat: np.
     (inf there); and whether a point has fewer than MAX_SERVERS while sites further out could still serve it."""
     chord, idx = tree.query(xyz, k=k)
     chord, idx = np.asarray(chord).reshape(len(xyz), k), np.asarray(idx).reshape(len(xyz), k)
-    km = 2 * EARTH_KM * np.arcsin(np.minimum(chord / (2 * EARTH_KM), 1.0))
+    km = _chord_km(chord)
     order = np.lexsort((idx, km), axis=-1)
     idx, km = np.take_along_axis(idx, order, axis=1), np.take_along_axis(km, order, axis=1)
     ok = (km <= sites.reach[idx]) & ((km <= NEAR_KM) | _in_beam(sites, idx, lat, lon))

@@ -46,9 +46,9 @@ def what_if(con, p: maps.Params, planned: dt.date, link_id: str | None = None,
     """The hotspots of the view `p` whose relief changes when one link's planned completion or one upgrade's
     planned on-air date moves to `planned`: `CHANGE_COLUMNS`, the most pain saved first. Nothing is written."""
     hot = maps.view(con, p).hotspots
-    net = network.with_plan(network.held(con), planned, link_id, upgrade_id)
-    served = serving.served_load(con, network.held(con))
-    after = linkage.relief_of(net, hot["cell"], p.resolution, p.as_of, served)
+    held = network.held(con)
+    moved = network.with_plan(held, planned, link_id, upgrade_id)
+    after = linkage.relief_of(moved, hot["cell"], p.resolution, p.as_of, serving.served_load(con, held))
     after = maps.pain(hot[["cell", "n"]].merge(after, on="cell"), p.as_of).set_index("cell")
     before = hot.set_index("cell")
     both = before[["n", "status", "relief_date", "pain"]].join(

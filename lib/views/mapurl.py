@@ -48,6 +48,15 @@ def _one(params: Mapping, key: str):
     return None if value is None else str(value).strip()
 
 
+def _single(params: Mapping, notes: list[str], key: str, allowed, fallback: str) -> str | None:
+    """A one-value parameter among `allowed`; None when absent, or when bad (with a note naming the `fallback`)."""
+    value = _one(params, key)
+    if value and value not in allowed:
+        notes.append(f"{key}={value!r} is not one of {', '.join(allowed)}; {fallback}.")
+        return None
+    return value or None
+
+
 def parse(params: Mapping, first: dt.date, last: dt.date, region_ids) -> State:
     """The State of query `params` (a mapping of str, or lists of str); each bad value falls back to its
     default with a note naming the parameter, the value and what was used instead."""
@@ -72,12 +81,8 @@ def parse(params: Mapping, first: dt.date, last: dt.date, region_ids) -> State:
             kw["region"] = region
         else:
             notes.append(f"region={region!r} is not a known region; showing all of Germany.")
-    kind = _one(params, "kind")
-    if kind:
-        if kind in hotspots.KINDS:
-            kw["kind"] = kind
-        else:
-            notes.append(f"kind={kind!r} is not one of {', '.join(hotspots.KINDS)}; showing capacity.")
+    if kind := _single(params, notes, "kind", hotspots.KINDS, "showing capacity"):
+        kw["kind"] = kind
     for key, (name, allowed) in CHOICES.items():
         raw = _one(params, key)
         if raw is None:
@@ -97,13 +102,8 @@ def parse(params: Mapping, first: dt.date, last: dt.date, region_ids) -> State:
             kw["significant_only"] = sig == "1"
         else:
             notes.append(f"sig={sig!r} must be 0 or 1; showing significant hotspots only.")
-    study = _one(params, "study")
-    if study:
-        if study in hotspots.STUDY_AREAS:
-            kw["study"] = study
-        else:
-            notes.append(f"study={study!r} is not one of {', '.join(hotspots.STUDY_AREAS)}; studying near "
-                         "complaints.")
+    if study := _single(params, notes, "study", hotspots.STUDY_AREAS, "studying near complaints"):
+        kw["study"] = study
     res = _one(params, "res")
     if res:
         if res in {str(r) for r in hotspots.RESOLUTIONS}:
