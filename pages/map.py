@@ -147,6 +147,7 @@ with right:
                       help=f"{p.kind} complaints in the {p.window_days} days up to {p.as_of}")
             m2.metric("Relief status", LABEL(s.relief["status"], s.relief["status"]), border=True,
                       delta=f"{s.relief.get('relief_share', 0):.0%} of its complaints relieved", delta_color="off",
+                      delta_arrow="off",
                       help="Share of the hotspot's complaints whose serving sites are upgraded, on air and with "
                            f"their transport in place; relieved from {linkage.RELIEVED_SHARE:.0%}.")
             line = f"**Relief date:** {s.relief.get('relief_date') or 'none'}"

@@ -96,8 +96,9 @@ m[3].metric("Hotspots, no plan", f"{row['open_no_plan']:,}", border=True,
 fc = row["forecast"]
 m[4].metric("Forecast completion", f"{fc:%Y-%m-%d}" if fc else "-", border=True,
             delta=f"90%: {row['forecast_low']:%Y-%m-%d} to {row['forecast_high']:%Y-%m-%d}" if fc else None,
-            delta_color="off", help=(row["forecast_note"] or "From the pace of the last 90 days; the band from the "
-                                     "paces of the last 30, 90, 180 and 365 days")
+            delta_color="off", delta_arrow="off",
+            help=(row["forecast_note"] or "From the pace of the last 90 days; the band from the paces of the last "
+                  "30, 90, 180 and 365 days")
             + (f". The plan ends {row['last_planned']:%Y-%m-%d}." if row.get("last_planned") else ""))
 
 st.subheader("Burn-up")
