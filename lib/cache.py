@@ -1,4 +1,5 @@
-"""The app's handle on the store and its cached queries: the only module in lib/ that imports streamlit.
+"""The app's handle on the store and its cached queries (with lib/signin.py, the only modules in lib/ that
+import streamlit).
 
 One DuckDB connection per store file is held in `st.cache_resource`; every query runs on
 its own `con.cursor()` (a connection is not safe across Streamlit's session threads).
@@ -18,7 +19,7 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from lib import export, store, warmup
+from lib import audit, export, store, warmup
 from lib.errors import NetzausbauError, StoreError
 from lib.public import regionview, snapshot
 from lib.views import bottlenecks, mapdraw, maps, overview, publish, rollout, story
@@ -175,8 +176,9 @@ class Outcome:
 
 
 def import_files(con: duckdb.DuckDBPyConnection, files: Iterable[tuple[str, bytes]], table: str | None = None,
-                 progress: Callable[[str, float], None] | None = None) -> list[Outcome]:
-    """Import each (file name, bytes) in its own transaction; a refused file does not stop the others."""
+                 progress: Callable[[str, float], None] | None = None, by: str | None = None) -> list[Outcome]:
+    """Import each (file name, bytes) in its own transaction, as done `by` someone (the audit trail); a refused
+    file does not stop the others."""
     files = list(files) if table else store.import_order(list(files))
     progress = progress or (lambda msg, frac: None)
     outcomes = []
@@ -186,7 +188,7 @@ def import_files(con: duckdb.DuckDBPyConnection, files: Iterable[tuple[str, byte
 
         with con.cursor() as cur:
             try:
-                res = store.import_file(cur, data, table=table, file_name=name, progress=report)
+                res = store.import_file(cur, data, table=table, file_name=name, progress=report, by=by)
             except NetzausbauError as exc:
                 outcomes.append(Outcome(name, error=str(exc)))
             except duckdb.Error as exc:  # e.g. a concurrent import touched the same rows: nothing was written
@@ -237,10 +239,36 @@ def public_snapshot() -> regionview.Prepared:
     return _prepared(str(path), (info.st_ino, info.st_mtime_ns, info.st_size))
 
 
-def publish_snapshot(con: duckdb.DuckDBPyConnection, k: int) -> publish.Published:
-    """Write the public snapshot from the store ($NETZAUSBAU_SNAPSHOT or data/public/snapshot.json)."""
+def publish_snapshot(con: duckdb.DuckDBPyConnection, k: int, by: str) -> publish.Published:
+    """Write the public snapshot from the store ($NETZAUSBAU_SNAPSHOT or data/public/snapshot.json), as done
+    `by` someone (the audit trail)."""
     with con.cursor() as cur:
-        return publish.publish(cur, k=k)
+        return publish.publish(cur, k=k, by=by)
+
+
+def audit_trail(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The audit trail, newest first (`audit.entries`; read fresh: it is short and changes with every action)."""
+    with con.cursor() as cur:
+        return audit.entries(cur)
+
+
+def audit_csv(trail: pd.DataFrame) -> bytes:
+    """The audit trail as CSV (UTF-8 with BOM, formulas escaped), with the headings the page shows."""
+    return export.csv_bytes(audit.readable(trail))
+
+
+def public_k(con: duckdb.DuckDBPyConnection) -> int:
+    """The k the Data page publishes with: the admin's setting, or the snapshot's default."""
+    with con.cursor() as cur:
+        return int(store.setting(cur, "public_k", str(snapshot.DEFAULT_K)))
+
+
+def set_public_k(con: duckdb.DuckDBPyConnection, k: int, by: str) -> None:
+    """Change the k the Data page publishes with (an admin's setting; recorded in the audit trail)."""
+    if k < snapshot.MIN_K:
+        raise NetzausbauError(f"k must be at least {snapshot.MIN_K}, so that no published figure names a few people")
+    with con.cursor() as cur:
+        store.set_setting(cur, "public_k", str(int(k)), by)
 
 
 def regions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:

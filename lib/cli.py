@@ -4,7 +4,8 @@
     python -m lib.cli import FILE [FILE ...] [--table NAME]
     python -m lib.cli log
     python -m lib.cli rejects IMPORT_ID [--csv OUT]
-    python -m lib.cli publish [--k 10] [--out PATH] [--as-of YYYY-MM-DD] [--if-missing]
+    python -m lib.cli audit [--csv OUT]
+    python -m lib.cli publish [--k K] [--out PATH] [--as-of YYYY-MM-DD] [--if-missing]
     python -m lib.cli figures [--as-of YYYY-MM-DD] [--region ID] [--level state] [--json] [--no-impact]
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import duckdb
 
-from lib import export, store
+from lib import audit, export, store
 from lib.errors import NetzausbauError
 from lib.public import snapshot
 
@@ -87,8 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("rejects", help="show the rejected rows of one import")
     r.add_argument("import_id", type=int)
     r.add_argument("--csv", type=Path, help="write them to this CSV file")
+    a = sub.add_parser("audit", help="show the audit trail: who imported, noted, published or changed a setting")
+    a.add_argument("--csv", type=Path, help="write it to this CSV file")
     pub = sub.add_parser("publish", help="write the public snapshot (the public page's only source)")
-    pub.add_argument("--k", type=int, default=10, help="minimum complaints per published figure (5 or more)")
+    pub.add_argument("--k", type=int, default=None,
+                     help="minimum complaints per published figure (5 or more; default: the store's setting, else 10)")
     pub.add_argument("--out", type=Path, help="snapshot file (default: $NETZAUSBAU_SNAPSHOT or "
                                               "data/public/snapshot.json)")
     pub.add_argument("--as-of", type=datetime.date.fromisoformat, help="data date (default: the store's)")
@@ -136,9 +140,10 @@ def _run(args) -> int:
                 print(f"snapshot exists: {snapshot.snapshot_path(args.out)}")
                 return 0
         try:
-            con = _open_for_reading(args.db)
+            con = store.connect(args.db)  # for writing: the audit trail records who published
             try:
-                print(publish.publish(con, args.out, k=args.k, as_of=args.as_of).summary())
+                k = args.k or int(store.setting(con, "public_k", str(snapshot.DEFAULT_K)))
+                print(publish.publish(con, args.out, k=k, as_of=args.as_of, by=audit.cli_user()).summary())
             finally:
                 con.close()
         except (NetzausbauError, duckdb.Error) as exc:
@@ -181,6 +186,14 @@ def _run(args) -> int:
             print(f"{len(rej)} rejected row entries written to {args.csv}")
         else:
             print(rej.to_string(index=False))
+        return 0
+    if args.cmd == "audit":
+        trail = audit.readable(audit.entries(con))
+        if args.csv:
+            args.csv.write_bytes(export.csv_bytes(trail))  # the same file as the Data page's download
+            print(f"{len(trail)} audit entries written to {args.csv}")
+        else:
+            print(trail.to_string(index=False) if len(trail) else "nothing recorded yet")
         return 0
     return 1
 

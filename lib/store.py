@@ -19,8 +19,9 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from lib import audit
 from lib.engine import derive
-from lib.errors import ImportRefused, StoreError
+from lib.errors import ImportRefused, NetzausbauError, StoreError
 from lib.ingest import bulk, schema
 from lib.ingest.readers import peek_columns, read_file, sniff_format
 from lib.ingest.validation import closest_table, detect_table, validate
@@ -48,7 +49,9 @@ LOG_DDL = """
 CREATE TABLE IF NOT EXISTS import_log (
     import_id INTEGER, table_name VARCHAR, file_name VARCHAR, checksum VARCHAR, format VARCHAR,
     encoding VARCHAR, imported_at TIMESTAMP, rows_total BIGINT, rows_accepted BIGINT, rows_rejected BIGINT,
-    rows_new BIGINT, rows_updated BIGINT, rows_unchanged BIGINT, seconds DOUBLE, warnings VARCHAR);
+    rows_new BIGINT, rows_updated BIGINT, rows_unchanged BIGINT, seconds DOUBLE, warnings VARCHAR,
+    imported_by VARCHAR);
+ALTER TABLE import_log ADD COLUMN IF NOT EXISTS imported_by VARCHAR;
 CREATE TABLE IF NOT EXISTS rejected_rows (
     import_id INTEGER, "row" BIGINT, field VARCHAR, value VARCHAR, reason VARCHAR, record VARCHAR);
 CREATE TABLE IF NOT EXISTS region_cells (region_id VARCHAR, cell BIGINT);
@@ -115,6 +118,7 @@ def connect(path: str | Path | None = None, read_only: bool = False) -> duckdb.D
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create every table that does not exist yet, and add the columns a store of an older version lacks."""
     con.execute(LOG_DDL)
+    con.execute(audit.DDL)
     for name, t in schema.TABLES.items():
         cols = ", ".join(f'"{c}" {typ}' for c, typ in table_columns(name).items())
         con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({cols})")
@@ -158,14 +162,28 @@ def known_ids(con: duckdb.DuckDBPyConnection, table: schema.Table) -> dict[str, 
 
 def import_file(con: duckdb.DuckDBPyConnection, source: str | Path | bytes, table: str | None = None,
                 file_name: str | None = None, progress: Progress | None = None,
-                today: dt.date | None = None) -> ImportResult:
+                today: dt.date | None = None, by: str | None = None) -> ImportResult:
     """Read, validate and store one file in one transaction; refuse it whole if unreadable.
 
     The file is hashed in a thread beside the rest (hashlib lets go of the GIL): an import of the same
     bytes as an earlier one changes nothing (`_same_file`). That is checked before any work, except for
     a large file going into an empty table (`_in_place`): there the workers start at once and the check
     comes once the file is staged, so that hashing 1 GB (about a second) overlaps the work.
+
+    `by` is who imports (`access.User.who`, "inbox"; by default this process's login): the audit trail
+    records every import, a refused one and an identical file again too.
     """
+    by = by or audit.cli_user()
+    try:
+        return _import_file(con, source, table, file_name, progress, today, by)
+    except NetzausbauError as exc:
+        name = file_name or (Path(source).name if isinstance(source, (str, Path)) else "upload")
+        audit.record(con, by, "import refused", name, str(exc))
+        raise
+
+
+def _import_file(con: duckdb.DuckDBPyConnection, source: str | Path | bytes, table: str | None,
+                 file_name: str | None, progress: Progress | None, today: dt.date | None, by: str) -> ImportResult:
     progress = progress or (lambda msg, frac: None)
     started = time.perf_counter()
     if isinstance(source, (str, Path)):
@@ -193,17 +211,20 @@ def import_file(con: duckdb.DuckDBPyConnection, source: str | Path | bytes, tabl
                 _refuse_same_file(con, digest.result(), name)
             with bulk.workers(big) as executor:
                 result = _import(con, t, data, raw, file_name, fmt, executor, in_place, digest, progress, today,
-                                 started)
+                                 started, by)
         except _SameFile as same:
-            return ImportResult(None, name, file_name, same.checksum, duplicate_of=same.earlier,
-                                seconds=time.perf_counter() - started)
+            result = ImportResult(None, name, file_name, same.checksum, duplicate_of=same.earlier,
+                                  seconds=time.perf_counter() - started)
+            audit.record(con, by, _action(name), f"{file_name} -> {name}",
+                         f"identical to import #{same.earlier}; nothing changed")
+            return result
     progress("Done", 1.0)
     return result
 
 
 def _import(con: duckdb.DuckDBPyConnection, t: schema.Table, data: bytes | Path, raw, file_name: str, fmt: str,
             executor, in_place: bool, digest, progress: Progress, today: dt.date | None,
-            started: float) -> ImportResult:
+            started: float, by: str) -> ImportResult:
     """`import_file`'s transaction: validate (`raw`, or `data` range by range on `executor`), stage, apply,
     log and derive; rolled back whole on any failure, or when the file turns out the same (`_SameFile`)."""
     known = known_ids(con, t)
@@ -235,7 +256,10 @@ def _import(con: duckdb.DuckDBPyConnection, t: schema.Table, data: bytes | Path,
         progress(f"Writing {result.rows_accepted:,} rows", 0.6)
         _apply(con, t, result, region_cells, rejects, in_place)
         result.seconds = time.perf_counter() - started
-        _log(con, result, fmt, encoding)
+        _log(con, result, fmt, encoding, by)
+        audit.record(con, by, _action(t.name), f"{file_name} -> {t.name} (import #{result.import_id})",
+                     f"{result.rows_accepted:,} of {result.rows_total:,} rows accepted, "
+                     f"{result.rows_rejected:,} rejected")
         derive.refresh(con)  # derived tables are recomputed in the same transaction: never stale
         con.execute("COMMIT")
     except BaseException:
@@ -438,12 +462,45 @@ def _apply_first(con: duckdb.DuckDBPyConnection, t: schema.Table, result: Import
                     f"{quoted} FROM _incoming")
 
 
-def _log(con: duckdb.DuckDBPyConnection, r: ImportResult, fmt: str, encoding: str) -> None:
+def _action(table: str) -> str:
+    """What the audit trail calls an import into `table`: a status note is a note."""
+    return "note" if table == "status_notes" else "import"
+
+
+def _log(con: duckdb.DuckDBPyConnection, r: ImportResult, fmt: str, encoding: str, by: str) -> None:
     con.execute(
-        "INSERT INTO import_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO import_log (import_id, table_name, file_name, checksum, format, encoding, imported_at, "
+        "rows_total, rows_accepted, rows_rejected, rows_new, rows_updated, rows_unchanged, seconds, warnings, "
+        "imported_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [r.import_id, r.table, r.file_name, r.checksum, fmt, encoding, dt.datetime.now().replace(microsecond=0),
          r.rows_total, r.rows_accepted, r.rows_rejected, r.rows_new, r.rows_updated, r.rows_unchanged,
-         round(r.seconds, 3), "; ".join(r.warnings)])
+         round(r.seconds, 3), "; ".join(r.warnings), by])
+
+
+SETTINGS = {"public_k": "minimum complaints per published figure (k)"}
+"""Settings an admin changes on the Data page (kept in `meta`, each change in the audit trail)."""
+
+
+def setting(con: duckdb.DuckDBPyConnection, key: str, default: str | None = None) -> str | None:
+    """A setting's value, or `default` when it was never set."""
+    row = con.execute("SELECT value FROM meta WHERE key = ? LIMIT 1", [key]).fetchone()
+    return default if row is None else row[0]
+
+
+def set_setting(con: duckdb.DuckDBPyConnection, key: str, value: str, by: str) -> None:
+    """Change a setting of `SETTINGS` and record who did, in one transaction."""
+    if key not in SETTINGS:
+        raise StoreError(f"unknown setting {key!r}")
+    before = setting(con, key)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("DELETE FROM meta WHERE key = ?", [key])
+        con.execute("INSERT INTO meta VALUES (?, ?)", [key, str(value)])
+        audit.record(con, by, "setting", SETTINGS[key], f"{before if before is not None else 'default'} -> {value}")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 def import_log(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:

