@@ -52,7 +52,7 @@ def sign_in_page() -> None:
 def no_role_page(user: access.User) -> None:
     """What a signed-in person without a role sees."""
     st.title("Netzausbau-Monitor")
-    st.warning(f"You are signed in as {user.who}, but have no role for this dashboard. Ask an administrator to "
+    st.warning(f"You are signed in as {_plain(user.who)}, but have no role for this dashboard. Ask an administrator to "
                "add you to one of its groups.", icon=":material/lock:")
     if st.button("Sign out", icon=":material/logout:", key="logout_norole"):
         st.logout()
@@ -77,7 +77,7 @@ def require(right: str) -> access.User:
         st.error(str(exc), icon=":material/lock:")
         st.stop()
     if user is None or not user.may(right):
-        who = "Nobody is signed in" if user is None else f"{user.who} ({user.role_label})"
+        who = "Nobody is signed in" if user is None else f"{_plain(user.who)} ({user.role_label})"
         st.error(f"{who}: this needs the {access.ROLE_LABELS[access.RIGHTS[right]]} role.", icon=":material/lock:")
         st.stop()
     return user

@@ -37,9 +37,10 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def streamlit_server(env: dict[str, str], log_path: Path, target: str = "dashboard.py",
-                     extra: list[str] | None = None, timeout: float = 60) -> Iterator[str]:
-    """Start `streamlit run <target>` on a free port with `env` added; yield its base URL; stop it."""
-    port = free_port()
+                     extra: list[str] | None = None, timeout: float = 60, port: int | None = None) -> Iterator[str]:
+    """Start `streamlit run <target>` on `port` (default: a free one) with `env` added; yield its base URL; stop
+    it."""
+    port = port or free_port()
     log = log_path.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", target, "--server.headless", "true",

@@ -7,6 +7,7 @@ session does; tests/test_browser_signin.py signs in for real, against an OpenID 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import duckdb
@@ -141,6 +142,11 @@ def data_page_with_the_router_mark(user: dict) -> AppTest:
     return at
 
 
+def shown(markdown: str) -> str:
+    """What a person reads of markdown whose text was escaped (a name from the provider is shown as written)."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
 def texts(at: AppTest) -> str:
     return " ".join(str(e.value) for kind in ("title", "markdown", "caption", "error", "warning", "info")
                     for e in getattr(at, kind))
@@ -172,7 +178,7 @@ def test_a_viewer_reads_the_pages_but_never_runs_the_data_page(tiny_db):
     guarded = data_page_with_the_router_mark(VIEWER)  # and were the router fooled, the page refuses itself
     assert not guarded.get("file_uploader") and not guarded.dataframe
     assert [b.key for b in guarded.button if b.key in ("import", "publish")] == []
-    assert any("Vera Viewer <vera@example.de> (Viewer): this needs the Data steward role" in e.value
+    assert any("Vera Viewer <vera@example.de> (Viewer): this needs the Data steward role" in shown(e.value)
                for e in guarded.error)
 
 
@@ -212,7 +218,7 @@ def test_only_an_admin_changes_the_k_and_the_audit_says_from_what_to_what(tiny_d
 
 def test_a_person_without_a_role_sees_who_they_are_and_nothing_else(tiny_db):
     at = signed_in({"is_logged_in": True, "email": "eve@example.de", "name": "Eve", "groups": ["other"]})
-    assert any("signed in as Eve <eve@example.de>, but have no role" in w.value for w in at.warning)
+    assert any("signed in as Eve <eve@example.de>, but have no role" in shown(w.value) for w in at.warning)
     assert [b.label for b in at.button] == ["Sign out"] and not at.metric and not at.dataframe
     alone = page_file_alone("pages/data.py", {"is_logged_in": True, "email": "eve@example.de", "groups": []})
     assert not alone.get("file_uploader") and not alone.dataframe and not alone.metric
@@ -309,3 +315,17 @@ def test_an_unknown_action_or_setting_is_refused(tmp_path):
     with pytest.raises(Exception, match="unknown setting"):
         store.set_setting(con, "colour", "red", "x")
     assert audit.entries(con).empty
+
+
+def test_the_example_secrets_are_a_working_configuration_and_the_real_file_stays_out_of_git():
+    import subprocess
+    import tomllib
+
+    example = tomllib.loads((ROOT / ".streamlit" / "secrets.example.toml").read_text())
+    required = {"redirect_uri", "cookie_secret", "client_id", "client_secret", "server_metadata_url"}
+    assert required <= set(example["auth"])
+    assert example["auth"]["redirect_uri"].endswith("/oauth2callback")
+    mapping = access.RoleMap.from_config(example["roles"])
+    assert mapping.role_of({"groups": ["netz-data"]}) == "data_steward"
+    ignored = subprocess.run(["git", "check-ignore", "-q", ".streamlit/secrets.toml"], cwd=ROOT)
+    assert ignored.returncode == 0
