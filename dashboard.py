@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from lib import access, cache, signin
+from lib import access, cache, signin, ui
 from lib.errors import NetzausbauError
 from lib.public import snapshot
 
@@ -51,6 +51,7 @@ with st.sidebar:
     st.caption(f"Data as of **{as_of:%Y-%m-%d}**" if as_of else "No data yet")
     st.caption(f"Store: `{cache.store_path()}`")
     signin.sidebar(user)
+    ui.enter_applies_dates()  # on every internal page: a typed date applies on Enter
 
 cache.mark_routed()  # only a page this person may see runs with the mark (cache.ensure_routed)
 page.run()

@@ -64,8 +64,15 @@ c1, c2, c3 = st.columns([2, 3, 2])
 if st.query_params.get("level", levels[0]) not in levels:
     st.warning(f"Unknown region level {st.query_params['level']!r} in the link: showing {levels[0]}.",
                icon=":material/link_off:")
+
+
+def level_changed() -> None:
+    """A region of one level is no region of another: the view and its link go back to the whole network."""
+    st.session_state["region"] = rollout.ALL  # the bound link follows the widget
+
+
 level = c1.segmented_control("Region level", levels, default=levels[0], required=True, key="level",
-                             bind="query-params")
+                             bind="query-params", on_change=level_changed)
 regions = cache.query(con, "rollout_regions", level)
 names = {rollout.ALL: rollout.NETWORK_NAME} | dict(zip(regions["region_id"], regions["name"], strict=True))
 wanted = st.query_params.get("region")
@@ -102,11 +109,15 @@ m[4].metric("Forecast completion", f"{fc:%Y-%m-%d}" if fc else "-", border=True,
             + (f". The plan ends {row['last_planned']:%Y-%m-%d}." if row.get("last_planned") else ""))
 
 st.subheader("Burn-up")
-picked = st.multiselect("Compare regions", list(names), default=[region], format_func=names.get,
+b1, b2 = st.columns([4, 1], vertical_alignment="bottom")
+picked = b1.multiselect("Compare regions", list(names), default=[region], format_func=names.get,
                         key=f"compare_{region}", max_selections=len(charts.PALETTE))  # follows the region
+scale_of = b2.segmented_control("Show", list(charts.BURNUP_SCALES), default="percent", required=True,
+                                format_func=charts.BURNUP_SCALES.get, key="burnup", bind="query-params",
+                                help="Percent of each region's plan, so that regions of any size compare; or counts")
 if picked:
     series = cache.query(con, "rollout_series", tuple(picked), level)
-    st.plotly_chart(charts.burnup(series, table, as_of), key="burnup")
+    st.plotly_chart(charts.burnup(series, table, as_of, percent=scale_of == "percent"), key="burnup_chart")
 
 st.subheader(f"Per {level}")
 shown = table.assign(**{c: pd.to_datetime(table[c]) for c in ("forecast", "forecast_low", "forecast_high",
@@ -114,11 +125,15 @@ shown = table.assign(**{c: pd.to_datetime(table[c]) for c in ("forecast", "forec
 st.dataframe(shown, hide_index=True, column_config=TABLE_COLUMNS, column_order=list(TABLE_COLUMNS),
              key="region_table", height=min(38 + 35 * len(table), 640))
 left, right = st.columns([3, 2], vertical_alignment="center")
-left.pydeck_chart(charts.region_map(cache.query(con, "rollout_shapes", level), table, as_of, region),
-                  key="region_map", height=560)
-lo, hi = charts.scale(table)
-right.markdown(f"**Percent of planned upgrades on air per {level}**, as of {as_of:%Y-%m-%d}: light yellow "
-               f"{lo:.1f}% to dark blue {hi:.1f}%; {names[region]} outlined in red. Point at a region for its figure.")
+shapes = cache.query(con, "rollout_shapes", level)
+left.pydeck_chart(charts.region_map(shapes, table, as_of, region, height=charts.MAP_HEIGHT), key="region_map",
+                  height=charts.MAP_HEIGHT)
+with right:
+    st.markdown(f"**Percent of planned upgrades on air per {level}**, as of {as_of:%Y-%m-%d}"
+                + ("" if region == rollout.ALL else f"; {names[region]} outlined in black") + ".")
+    st.html(charts.legend_html())
+    lo, hi = charts.spread(table)
+    st.caption(f"The {level}s range from {lo:.1f}% to {hi:.1f}%. Point at a region for its figure.")
 
 late = cache.query(con, "rollout_late", level, as_of)
 mine = late if region == rollout.ALL else late[late["region_id"] == region]

@@ -69,6 +69,7 @@ def test_rollout_loads_with_its_parts(server, page, store_figures):
     assert_no_errors(page)
     day = store_figures["day"]
     expect(page.get_by_text(f"Every figure on this page is as of {day:%Y-%m-%d}")).to_be_visible()
+    assert_no_errors(page)
     expect(page.locator("[data-testid='stMetric']")).to_have_count(5)
     expect(page.locator("[data-testid='stDeckGlJsonChart']")).to_be_visible()
     if store_figures["impact_measured"]:
@@ -111,7 +112,7 @@ def test_change_region_and_download_the_excel_export(server, page, store_figures
     for rid, want in regions.iterrows():
         got = by_id[rid]
         assert (got["name"], got["total"], got["on_air"]) == (want["name"], want["total"], want["on_air"]), rid
-        assert got["pct_on_air"] == pytest.approx(100.0 * want["on_air"] / want["total"])
+        assert got["pct_on_air"] == round(100.0 * want["on_air"] / want["total"], 1)  # as the page shows it
     assert {r["as_of"] for r in rows} == {dt.datetime.combine(store_figures["day"], dt.time())}
 
     late = list(book["late_blocked"].values)
@@ -146,3 +147,42 @@ def test_report_downloads_and_prints_on_one_page_without_fetching(server, page, 
         report_page.screenshot(path=str(SHOTS / "rollout_report.png"), full_page=True)
     finally:
         context.close()
+
+
+def test_another_level_takes_the_region_out_of_the_link(server, page, store_figures):
+    regions = store_figures["regions"]
+    name = regions.sort_index()["name"].iloc[1]
+    open_rollout(page, server, f"?region={name.replace(' ', '+')}")
+    region = page.get_by_role("combobox", name="Region", exact=True)
+    expect(region).to_have_value(name)
+    page.locator("[data-testid='stButtonGroup']").first.get_by_role("radio", name="cluster").click()
+    page.wait_for_url(lambda url: "level=cluster" in url and "region=" not in url)
+    settle(page)
+    page.reload()
+    settle(page)
+    expect(page.get_by_role("combobox", name="Region", exact=True)).to_have_value("Whole network")
+    assert_no_errors(page)
+
+
+def test_the_burn_up_scale_is_in_the_link(server, page, store_figures):
+    open_rollout(page, server)
+    expect(page.get_by_text("in percent of each plan")).to_be_visible()
+    page.get_by_role("radio", name="Counts").click()
+    page.wait_for_url("**burnup=Counts*")  # the link holds the label a person reads
+    settle(page)
+    page.reload()
+    settle(page)
+    expect(page.get_by_text("Upgrades on air, plan and baseline (as of")).to_be_visible()
+    expect(page.get_by_text("in percent of each plan")).to_have_count(0)
+
+
+def test_a_typed_date_applies_on_enter(server, page, store_figures):
+    open_rollout(page, server)
+    day = store_figures["day"] - dt.timedelta(days=40)
+    page.get_by_role("spinbutton", name="month, As of").click()  # as a person does: click, type, Enter
+    page.keyboard.type(f"{day:%m%d}")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**as_of={day:%Y-%m-%d}*")
+    settle(page)
+    expect(page.get_by_text(f"Every figure on this page is as of {day:%Y-%m-%d}")).to_be_visible()
+    assert_no_errors(page)

@@ -97,6 +97,16 @@ def test_late_list_sorted_by_days_late_with_owners(world_con):
     assert "'=HYPERLINK(1)" in export.csv_bytes(sheets["late_blocked"]).decode("utf-8-sig")
 
 
+def test_the_region_export_holds_the_figures_rounded_as_the_page_shows_them(world_con):
+    table = rollout.region_table(world_con, "state", D(2025, 5, 15))
+    table.loc[0, ["pct_on_air", "pct_change_pp"]] = [100 / 3, -2 / 3]
+    sheet = rollout.export_sheets(table, rollout.late_list(world_con, "state", D(2025, 5, 15)), D(2025, 5, 15))
+    text = export.csv_bytes(sheet["regions"]).decode("utf-8-sig")
+    first = pd.read_csv(io.StringIO(text)).iloc[0]
+    assert first["pct_on_air"] == 33.3 and first["pct_change_pp"] == -0.7
+    assert "33.33" not in text and "0.666" not in text
+
+
 def test_upgrade_outside_every_region_is_listed_without_one(world_con):
     world_con.execute("UPDATE sites SET cell = 0 WHERE site_id = 'S2'")  # no cell: in no region
     late = rollout.late_list(world_con, "state", D(2025, 5, 15))
@@ -152,9 +162,34 @@ def test_map_colours_and_selection(world_con):
     deck = json.loads(charts.region_map(rollout.shapes(world_con), t, D(2025, 5, 15), "W").to_json())
     props = {f["properties"]["region_id"]: f["properties"] for f in deck["layers"][0]["data"]["features"]}
     assert props["W"]["pct"] == "50.0%" and props["E"]["pct"] == "100.0%"
-    assert props["W"]["fill"][:3] == list(charts.LOW) and props["E"]["fill"][:3] == list(charts.HIGH)
+    # the scale is 0 to 100 % whatever the spread: 50 % is the ramp's middle colour, 100 % its last
+    assert props["W"]["fill"][:3] == list(charts.RAMP[2]) and props["E"]["fill"][:3] == list(charts.RAMP[-1])
     assert props["W"]["line"] == charts.SELECTED_LINE and props["E"]["width"] == 0
     assert deck.get("mapStyle") in (None, "")  # no basemap: nothing to fetch
+    points = [p for f in rollout.shapes(world_con)["features"] for p in f["geometry"]["coordinates"][0]]
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    view = deck["initialViewState"]  # fitted to the two regions, not to Germany
+    assert view["longitude"] == pytest.approx((min(xs) + max(xs)) / 2, abs=0.01)
+    assert view["latitude"] == pytest.approx((min(ys) + max(ys)) / 2, abs=0.01)
+    assert view["zoom"] > 7
+
+
+@pytest.mark.parametrize(("pct", "want"), [(0.0, charts.RAMP[0]), (100.0, charts.RAMP[-1]), (25.0, charts.RAMP[1]),
+                                           (120.0, charts.RAMP[-1]), (-5.0, charts.RAMP[0])])
+def test_the_colour_scale_is_zero_to_a_hundred(pct, want):
+    assert charts.colour(pct)[:3] == list(want)
+
+
+def test_nearby_percentages_get_nearby_colours():
+    a, b = charts.colour(49.0), charts.colour(54.0)  # a 5-point spread looks like one
+    assert max(abs(x - y) for x, y in zip(a[:3], b[:3], strict=True)) < 20
+    assert charts.colour(float("nan")) == [200, 200, 200, 160]
+
+
+def test_the_legend_shows_the_whole_scale_and_the_grey():
+    html = charts.legend_html()
+    assert all(f">{p}%<" in html for p in (0, 25, 50, 75, 100)) and "no upgrades planned" in html
+    assert "rgb(255, 255, 204)" in html and "rgb(37, 52, 148)" in html
 
 
 def test_burnup_traces(world_con):
@@ -166,6 +201,18 @@ def test_burnup_traces(world_con):
     fc = by_name[f"West: forecast {D(2025, 8, 13):%Y-%m-%d}"]
     assert list(fc.y) == [1, 2]
     assert "West: 90% band" in by_name and max(by_name["West: plan"].y) == 2
+
+
+def test_the_burnup_in_percent_divides_each_region_by_its_own_plan(world_con):
+    t = rollout.region_table(world_con, "state", D(2025, 5, 15))
+    fig = charts.burnup(rollout.series(world_con, ("W", "E")), t, D(2025, 5, 15), percent=True)
+    by_name = {tr.name: tr for tr in fig.data}
+    rows = t.set_index("region_id")
+    for rid, name in (("W", "West"), ("E", "East")):
+        on_air = list(by_name[f"{name}: on air"].y)
+        assert on_air[-1] == pytest.approx(rows.at[rid, "pct_on_air"])  # the figure the table shows
+        assert max(by_name[f"{name}: plan"].y) == pytest.approx(100.0)
+    assert fig.layout.yaxis.range == (0, 105) and fig.layout.yaxis.ticksuffix == "%"
 
 
 def test_report_is_self_contained_and_dated(world_con):

@@ -15,6 +15,7 @@ from scipy.stats import chi2
 from streamlit.testing.v1 import AppTest
 
 from lib import cells, store
+from lib.views import rollout
 
 APP = "../dashboard.py"
 PAGE = "pages/rollout.py"
@@ -245,6 +246,7 @@ def test_burn_up_counts_plan_baseline_and_on_air_from_the_tables(demo_copy, tabl
     at = app(demo_copy, monkeypatch)
     region = tables["regions"].sort_values("region_id")["region_id"].iloc[2]
     at.selectbox(key="region").select(region).run()
+    at.segmented_control(key="burnup").set_value("count").run()
     spec = json.loads(next(c for c in at.get("plotly_chart") if "plan and baseline" in c.proto.spec).proto.spec)
     traces = {t["name"]: {"x": values(t["x"]), "y": [int(v) for v in values(t["y"])]} for t in spec["data"]
               if t["name"].split(": ")[-1] in ("plan", "baseline", "on air")}
@@ -288,3 +290,26 @@ def test_hotspots_without_plan_per_region(demo_copy, tables, monkeypatch):
     for rid in tables["regions"]["region_id"]:
         assert table.loc[rid, "open_no_plan"] == per.get(rid, 0), rid
     assert metrics(at)["Hotspots, no plan"][0] == f"{len(no_plan):,}"
+
+
+def test_the_burn_up_opens_in_percent_of_each_plan(demo_copy, tables, monkeypatch):
+    at = app(demo_copy, monkeypatch)
+    regions = tables["regions"].sort_values("region_id")["region_id"].iloc[:2].tolist()
+    at.multiselect(key="compare_ALL").set_value(["ALL", *regions]).run()
+    spec = json.loads(next(c for c in at.get("plotly_chart") if "in percent of each plan" in c.proto.spec).proto.spec)
+    last = {t["name"]: values(t["y"])[-1] for t in spec["data"] if t["name"].endswith(": on air")}
+    names = tables["regions"].set_index("region_id")["name"]
+    day = data_date(tables)
+    for rid in regions:  # each region's line ends at its own percent on air, the figure its headline shows
+        assert last[f"{names[rid]}: on air"] == pytest.approx(expected(tables, day, rid)["pct"])
+    assert last[f"{rollout.NETWORK_NAME}: on air"] == pytest.approx(expected(tables, day, None)["pct"])
+
+
+def test_another_level_drops_the_region_from_the_view_and_the_link(demo_copy, tables, monkeypatch):
+    row = tables["regions"].sort_values("region_id").iloc[2]
+    at = app(demo_copy, monkeypatch, region=row["name"])
+    assert at.selectbox(key="region").value == row["region_id"] and at.query_params["region"] == row["name"]
+    other = next(o for o in at.segmented_control(key="level").options if o != at.segmented_control(key="level").value)
+    at.segmented_control(key="level").set_value(other).run()
+    assert not at.exception and at.selectbox(key="region").value == rollout.ALL
+    assert "region" not in at.query_params

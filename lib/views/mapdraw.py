@@ -170,24 +170,35 @@ def view_state(v: View, focus: tuple[float, float] | None = None) -> pdk.ViewSta
     if focus is not None:
         return pdk.ViewState(latitude=round(focus[0], COORD_DIGITS), longitude=round(focus[1], COORD_DIGITS),
                              zoom=FOCUS_ZOOM)
-    lat, lon, zoom = GERMANY
     if v.params.region and v.outlines:
-        xs, ys = [], []
-        for f in v.outlines:
-            def walk(x):
-                if isinstance(x[0], (int, float)):
-                    xs.append(x[0])
-                    ys.append(x[1])
-                else:
-                    for y in x:
-                        walk(y)
-            walk(f["geometry"]["coordinates"])
-        lon, lat = (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2
-        stretch = 1 / math.cos(math.radians(lat))  # Web Mercator stretches latitude
-        fit = min(MAP_PIXELS[0] / max(max(xs) - min(xs), 0.01),
-                  MAP_PIXELS[1] / max((max(ys) - min(ys)) * stretch, 0.01))
-        zoom = max(4.0, min(12.0, math.log2(fit * 360 / 512)))
+        return fit_view(v.outlines, MAP_PIXELS)
+    return view_state_of_germany()
+
+
+def view_state_of_germany() -> pdk.ViewState:
+    lat, lon, zoom = GERMANY
     return pdk.ViewState(latitude=lat, longitude=lon, zoom=zoom)
+
+
+def fit_view(features: list[dict], pixels: tuple[int, int], min_zoom: float = 4.0,
+             max_zoom: float = 12.0) -> pdk.ViewState:
+    """The view that fits every coordinate of GeoJSON `features` into a map of `pixels` (width, height)."""
+    xs, ys = [], []
+
+    def walk(x) -> None:
+        if isinstance(x[0], (int, float)):
+            xs.append(x[0])
+            ys.append(x[1])
+        else:
+            for y in x:
+                walk(y)
+
+    for f in features:
+        walk(f["geometry"]["coordinates"])
+    lon, lat = (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2
+    stretch = 1 / math.cos(math.radians(lat))  # Web Mercator stretches latitude
+    fit = min(pixels[0] / max(max(xs) - min(xs), 0.01), pixels[1] / max((max(ys) - min(ys)) * stretch, 0.01))
+    return pdk.ViewState(latitude=lat, longitude=lon, zoom=max(min_zoom, min(max_zoom, math.log2(fit * 360 / 512))))
 
 
 def deck(v: View, colour: str = "relief", pick: tuple[str, str] | None = None,

@@ -334,8 +334,13 @@ def impact_table(con, level: str = "state", as_of=None) -> pd.DataFrame:
     return out.assign(name=out["region_id"].map(names))[["name", *eventstudy.COLUMNS]]
 
 
+SHOWN_DECIMALS = {"pct_on_air": 1, "pct_change_pp": 1}
+"""Decimals of the region table's fractional figures as the page shows them, and so as the exports hold them."""
+
+
 def export_sheets(table: pd.DataFrame, late: pd.DataFrame, as_of) -> dict[str, pd.DataFrame]:
-    """The region table (without its sparkline) and the late list as export sheets, each with its data date."""
+    """The region table (without its sparkline; figures rounded as shown) and the late list as export sheets,
+    each with its data date."""
     day = as_date(as_of)
-    regions_sheet = table.drop(columns="trend").assign(as_of=day)
+    regions_sheet = table.drop(columns="trend").round(SHOWN_DECIMALS).assign(as_of=day)
     return {"regions": regions_sheet, "late_blocked": late.assign(as_of=day)}
