@@ -89,7 +89,7 @@ as_of = c3.date_input("As of", value=data_day, max_value=data_day, min_value=fir
 table = cache.query(con, "rollout_table", level, as_of)
 row = table.set_index("region_id").loc[region].to_dict() | {"region_id": region}
 st.caption(f"Every figure on this page is as of **{as_of:%Y-%m-%d}** (data as of {data_day:%Y-%m-%d}).")
-m = st.columns([1.1, 0.8, 1, 1, 1.5])
+m = st.columns([1.1, 0.7, 1.3, 1.1, 1.5])  # wide enough for each label in full
 some = row["total"] > 0
 m[0].metric("Upgrades on air", f"{row['pct_on_air']:.1f}%" if some else "-",
             f"{row['pct_change_pp']:+.1f} pp in 30 days" if some else None, border=True,

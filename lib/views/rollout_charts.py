@@ -19,8 +19,9 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e
 CHANNEL_COLOURS = {"hotline": "#d62728", "app": "#1f77b4", "crowd_list": "#ff7f0e", "social": "#2ca02c"}
 BAND_OPACITY = 0.15
 MAP_HEIGHT = 560
-MAP_WIDTH = 720
-"""The region map's size in pixels (its column on a wide page); its view fits the regions into it."""
+MAP_WIDTH = 560
+MAP_MARGIN = 0.9
+"""The region map's size in pixels (its column on a wide page); its view fits the regions into 90 % of it."""
 
 RAMP = ((255, 255, 204), (161, 218, 180), (65, 182, 196), (44, 127, 184), (37, 52, 148))
 """Percent on air from 0 % (first) to 100 % (last), evenly spaced: ColorBrewer's YlGnBu, sequential and
@@ -164,5 +165,6 @@ def region_map(shapes: dict, table: pd.DataFrame, as_of: dt.date, selected: str 
                       pickable=True, stroked=True, filled=True, get_fill_color="properties.fill",
                       get_line_color="properties.line", get_line_width="properties.width", line_width_min_pixels=1)
     tooltip = {"text": f"{{name}}: {{pct}} on air (as of {as_of:%Y-%m-%d})"}
-    view = mapdraw.fit_view(features, (MAP_WIDTH, height)) if features else mapdraw.view_state_of_germany()
+    view = (mapdraw.fit_view(features, (round(MAP_WIDTH * MAP_MARGIN), round(height * MAP_MARGIN))) if features
+            else mapdraw.view_state_of_germany())
     return pdk.Deck(layers=[layer], initial_view_state=view, map_style=None, tooltip=tooltip)
