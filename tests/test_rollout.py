@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import re
 
 import numpy as np
 import openpyxl
@@ -281,3 +282,25 @@ def test_an_overdue_link_makes_no_upgrade_planned_later_late(world_con):
     row = rollout.region_table(world_con, "state", day).set_index("region_id").loc["ALL"]
     assert (row["late"], row["blocked"]) == (0, 0)
     assert asof.links_as_of(world_con, day).set_index("link_id").loc["L1", "state"] == "late"
+
+
+@pytest.mark.parametrize(("top", "ticks"), [(1, [0, 1]), (4, [0, 1, 2, 3, 4]), (7, [0, 2, 4, 6]), (12, [0, 5, 10]),
+                                            (1585, [0, 500, 1000, 1500]), (30561, [0, 10000, 20000, 30000])])
+def test_the_report_chart_counts_in_round_steps(top, ticks):
+    assert report._count_ticks(top) == ticks
+
+
+def test_the_report_chart_labels_at_most_seven_dates_on_month_starts():
+    ticks = report._date_ticks(pd.Timestamp("2025-03-17"), pd.Timestamp("2027-11-15"))
+    assert 2 <= len(ticks) <= 7 and all(t.day == 1 for t in ticks)
+    assert ticks[0] >= pd.Timestamp("2025-03-17") and ticks[-1] <= pd.Timestamp("2027-11-15")
+
+
+def test_the_report_chart_text_is_as_large_as_the_report_text(world_con):
+    day = D(2025, 5, 15)
+    t = rollout.region_table(world_con, "state", day)
+    row = t.set_index("region_id").loc["W"].to_dict()
+    svg = report.burnup_svg(rollout.series(world_con, ("W",)), row, day)
+    sizes = {float(v) for v in re.findall(r"font-size='([\d.]+)'", svg)}
+    assert sizes == {report.FONT} and report.FONT / report.SVG_W * 140 >= 3.0  # >= 3 mm (8.5 pt) at 140 mm wide
+    assert "plan" in svg and "baseline" in svg and "on air" in svg

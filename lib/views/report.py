@@ -14,8 +14,11 @@ import pandas as pd
 LATE_ROWS = 10
 """Late or blocked upgrades shown in the report (the most days late first)."""
 
-SVG_W, SVG_H, PAD = 640, 240, 40
-"""Burn-up chart size and inner margin, in pixels."""
+SVG_W, SVG_H, PAD = 640, 300, 52
+"""Burn-up chart size and inner margin, in SVG units (the chart is printed about 140 mm wide)."""
+
+FONT = 15
+"""Chart text size in SVG units: about 9 pt when printed, as the report's text."""
 
 CSS = """
 @page { size: A4 landscape; margin: 10mm; }
@@ -25,7 +28,8 @@ h1 { font-size: 14pt; margin: 0 0 1mm; } h2 { font-size: 10pt; margin: 3mm 0 1mm
 .kpi b { display: block; font-size: 12pt; } table { border-collapse: collapse; width: 100%; font-size: 7.5pt; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.3mm 1.2mm; text-align: left; white-space: nowrap; }
 td.n { text-align: right; } svg { width: 100%; height: auto; }
-.grid { display: grid; grid-template-columns: 1fr 1.1fr; gap: 4mm; } .note { color: #666; font-size: 7.5pt; }
+.grid { display: grid; grid-template-columns: 1.25fr 1fr; gap: 4mm; } .note { color: #555; font-size: 8pt; }
+.key { display: inline-block; width: 7mm; height: 0; vertical-align: middle; margin: 0 1mm 0 3mm; }
 """
 
 
@@ -45,10 +49,14 @@ def _table(frame: pd.DataFrame, columns: dict[str, str]) -> str:
     head = "".join(f"<th>{html.escape(label)}</th>" for label in columns.values())
     body = []
     for row in frame[list(columns)].itertuples(index=False):
-        cells = "".join(f"<td class='n'>{_e(v)}</td>" if isinstance(v, int | float) else f"<td>{_e(v)}</td>"
-                        for v in row)
+        cells = "".join(f"<td class='n'>{_e(v)}</td>" if isinstance(v, int | float) and not pd.isna(v)
+                        else f"<td>{_e(v)}</td>" for v in row)
         body.append(f"<tr>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+PLAN, BASELINE, ON_AIR = "#1f77b4", "#666666", "#1a7f37"
+"""Line colours of the burn-up: plan, baseline, on air (and forecast)."""
 
 
 def _polyline(xs, ys, scale_x, scale_y, style: str) -> str:
@@ -74,27 +82,61 @@ def burnup_svg(series: pd.DataFrame, row: dict, as_of: dt.date) -> str:
         return SVG_H - PAD + -float(y) / top * (SVG_H - 2 * PAD)
 
     done = series[series["date"] <= day]
-    parts = [
-        f"<line x1='{PAD}' y1='{SVG_H - PAD}' x2='{SVG_W - PAD}' y2='{SVG_H - PAD}' stroke='#999'/>",
-        f"<line x1='{PAD}' y1='{PAD}' x2='{PAD}' y2='{SVG_H - PAD}' stroke='#999'/>",
-        f"<text x='{PAD - 4}' y='{PAD + 4}' text-anchor='end' font-size='9'>{top:,.0f}</text>",
-        f"<text x='{PAD}' y='{SVG_H - PAD + 14}' font-size='9'>{x0:%Y-%m}</text>",
-        f"<text x='{SVG_W - PAD}' y='{SVG_H - PAD + 14}' text-anchor='end' font-size='9'>{x1:%Y-%m}</text>",
-        _polyline(series["date"], series["planned_cum"], sx, sy, "stroke='#1f77b4' stroke-dasharray='6 3'"),
-        _polyline(series["date"], series["baseline_cum"], sx, sy, "stroke='#888' stroke-dasharray='2 2'"),
+    parts = [f"<line x1='{PAD}' y1='{SVG_H - PAD}' x2='{SVG_W - PAD / 2}' y2='{SVG_H - PAD}' stroke='#666'/>"]
+    for value in _count_ticks(top):  # y ticks with light grid lines
+        y = sy(value)
+        parts.append(f"<line x1='{PAD}' y1='{y:.1f}' x2='{SVG_W - PAD / 2}' y2='{y:.1f}' stroke='#ddd'/>")
+        parts.append(f"<text x='{PAD - 6}' y='{y + FONT / 3:.1f}' text-anchor='end' font-size='{FONT}'>"
+                     f"{value:,.0f}</text>")
+    for tick in _date_ticks(x0, x1):
+        x = sx(tick)
+        parts.append(f"<line x1='{x:.1f}' y1='{SVG_H - PAD}' x2='{x:.1f}' y2='{SVG_H - PAD + 5}' stroke='#666'/>")
+        parts.append(f"<text x='{x:.1f}' y='{SVG_H - PAD + 5 + FONT}' text-anchor='middle' font-size='{FONT}'>"
+                     f"{tick:%Y-%m}</text>")
+    parts += [
+        f"<line x1='{sx(day):.1f}' y1='{PAD / 2}' x2='{sx(day):.1f}' y2='{SVG_H - PAD}' stroke='#999'/>",
+        _polyline(series["date"], series["planned_cum"], sx, sy, f"stroke='{PLAN}' stroke-width='2' "
+                                                                  "stroke-dasharray='8 4'"),
+        _polyline(series["date"], series["baseline_cum"], sx, sy, f"stroke='{BASELINE}' stroke-width='2' "
+                                                                   "stroke-dasharray='2 3'"),
         _polyline(list(done["date"]) + [day], list(done["on_air_cum"]) + [row["on_air"]], sx, sy,
-                  "stroke='#2ca02c' stroke-width='2.5'"),
+                  f"stroke='{ON_AIR}' stroke-width='3.5'"),
     ]
     if row.get("forecast"):
         band = [(day, row["on_air"]), (row["forecast_low"], row["total"]), (row["forecast_high"], row["total"])]
         pts = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in band)
-        parts.append(f"<polygon points='{pts}' fill='#2ca02c' fill-opacity='0.15'/>")
+        parts.append(f"<polygon points='{pts}' fill='{ON_AIR}' fill-opacity='0.15'/>")
         parts.append(_polyline([day, row["forecast"]], [row["on_air"], row["total"]], sx, sy,
-                               "stroke='#2ca02c' stroke-dasharray='8 3 2 3'"))
-    legend = ("plan (dashed blue), baseline (dotted grey), on air (green), forecast with 90% band "
-              f"(dash-dot, shaded); data as of {as_of:%Y-%m-%d}")
-    return (f"<svg width='{SVG_W}' height='{SVG_H}' "
-            f"viewBox='0 0 {SVG_W} {SVG_H}' role='img'>{''.join(parts)}</svg><p class='note'>{legend}</p>")
+                               f"stroke='{ON_AIR}' stroke-width='2' stroke-dasharray='10 4 2 4'"))
+    keys = [("plan", PLAN, "dashed"), ("baseline", BASELINE, "dotted"), ("on air", ON_AIR, "solid"),
+            ("forecast, shaded 90% band", ON_AIR, "dashed")]
+    legend = "".join(f"<span class='key' style='border-top: 2px {style} {colour}'></span>{label}"
+                     for label, colour, style in keys)
+    return (f"<svg width='{SVG_W}' height='{SVG_H}' viewBox='0 0 {SVG_W} {SVG_H}' role='img' "
+            f"aria-label='Upgrades on air against plan, as of {as_of:%Y-%m-%d}'>{''.join(parts)}</svg>"
+            f"<p class='note'>Upgrades (cumulative): {legend}; grey line: {as_of:%Y-%m-%d}</p>")
+
+
+def _count_ticks(top: float) -> list[float]:
+    """Round counts from 0 to `top`: steps of 1, 2 or 5 times a power of ten, at most 6 ticks."""
+    step = 1.0
+    while top / step > 5:
+        for m in (2, 2.5, 2):  # 1 -> 2 -> 5 -> 10 -> ...
+            step *= m
+            if top / step <= 5:
+                break
+    return [i * step for i in range(int(top // step) + 1)]
+
+
+def _date_ticks(x0: pd.Timestamp, x1: pd.Timestamp) -> list[pd.Timestamp]:
+    """Month starts between `x0` and `x1`, every 3, 6 or 12 months so that at most 7 are labelled."""
+    months = pd.date_range(x0.to_period("M").to_timestamp(), x1, freq="MS")
+    months = months[months >= x0]
+    for step in (3, 6, 12, 24):
+        picked = [m for m in months if (m.month - 1) % step == 0]
+        if len(picked) <= 7:
+            return picked
+    return list(months[:: max(1, len(months) // 6)])
 
 
 def render(name: str, as_of: dt.date, row: dict, table: pd.DataFrame, late: pd.DataFrame,
