@@ -15,7 +15,6 @@ import argparse
 import datetime
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import duckdb
 
 from lib import audit, export, store
 from lib.errors import NetzausbauError
+from lib.ingest import lifeline
 from lib.public import snapshot
 
 DEMO_SIZES = {"default": 200_000, "1m": 1_000_000, "10m": 10_000_000}
@@ -47,7 +47,8 @@ def build_demo_store(db: str | Path | None = None, seed: int = 42, sites: int = 
     from lib import demo  # imported here: the generator is only needed for this command
 
     target = store.db_path(db)
-    work = Path(tempfile.mkdtemp(prefix="netzausbau-demo-"))
+    lifeline.sweep()
+    work = lifeline.owned_folder("demo")
     try:
         files_dir = keep_files or work / "files"
         files = demo.build_demo_files(files_dir, seed=seed, sites=sites, complaints=complaints,
