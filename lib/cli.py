@@ -126,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except duckdb.IOException as exc:  # the store is held by another process (a running dashboard or import)
-        print(f"error: the store cannot be opened: {exc}. Is the dashboard or another import using it? "
-              "Stop it, or import on the Data page.", file=sys.stderr)
+        print(f"error: the store cannot be opened: {exc}. Another import, or a dashboard started without serve.py "
+              "(which answers the command line while it serves), is using it: wait for it, or stop it.",
+              file=sys.stderr)
         return 2
 
 
@@ -214,10 +215,13 @@ def _hand_over(args, server: serving.Server) -> int:
         name = f"{tag}-{i}-{f.name}"
         part = box / f".{name}.part"
         try:
-            os.link(f, part)  # no copy where the inbox is on the same file system
-        except OSError:
-            shutil.copyfile(f, part)
-        os.replace(part, box / name)
+            try:
+                os.link(f, part)  # no copy where the inbox is on the same file system
+            except OSError:
+                shutil.copyfile(f, part)
+            os.replace(part, box / name)
+        except OSError as exc:
+            raise NetzausbauError(f"{f}: cannot be handed to the dashboard's inbox {box} ({exc})") from exc
         items.append({"name": name, "table": args.table, "file_name": f.name})
     part = box / f".{tag}.ready.part"
     part.write_text(json.dumps({"files": items}), encoding="utf-8")
