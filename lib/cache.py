@@ -275,3 +275,8 @@ def regions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Cached `overview.region_table` of every level, for pickers: region_id, name, level."""
     parts = [region_table(con, level).assign(level=level)[["region_id", "name", "level"]] for level in levels(con)]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["region_id", "name", "level"])
+
+
+def server_address() -> tuple[str, int]:
+    """Where this server listens: its server.address ("" when unset) and server.port options."""
+    return str(st.get_option("server.address") or ""), int(st.get_option("server.port"))

@@ -12,17 +12,24 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime
+import json
+import os
+import secrets
 import shutil
 import sys
-import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import duckdb
+import pandas as pd
 
-from lib import audit, export, store
+from lib import audit, export, serving, store
 from lib.errors import NetzausbauError
+from lib.ingest import lifeline
 from lib.public import snapshot
 
 DEMO_SIZES = {"default": 200_000, "1m": 1_000_000, "10m": 10_000_000}
@@ -47,7 +54,8 @@ def build_demo_store(db: str | Path | None = None, seed: int = 42, sites: int = 
     from lib import demo  # imported here: the generator is only needed for this command
 
     target = store.db_path(db)
-    work = Path(tempfile.mkdtemp(prefix="netzausbau-demo-"))
+    lifeline.sweep()
+    work = lifeline.owned_folder("demo")
     try:
         files_dir = keep_files or work / "files"
         files = demo.build_demo_files(files_dir, seed=seed, sites=sites, complaints=complaints,
@@ -69,8 +77,8 @@ def build_demo_store(db: str | Path | None = None, seed: int = 42, sites: int = 
         shutil.rmtree(work, ignore_errors=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code."""
+def parser() -> argparse.ArgumentParser:
+    """The command line's arguments (a server answering a reading command parses them alike: `answer`)."""
     p = argparse.ArgumentParser(prog="python -m lib.cli", description="Netzausbau-Monitor store commands")
     p.add_argument("--db", help=f"store file (default: ${store.DB_ENV} or {store.DEFAULT_DB})")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -104,15 +112,23 @@ def main(argv: list[str] | None = None) -> int:
     fig.add_argument("--level", default="state", help="region level: state, district or cluster (default: state)")
     fig.add_argument("--json", action="store_true", help="print JSON instead of text")
     fig.add_argument("--no-impact", action="store_true", help="leave out the impact (the slowest figure)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser().parse_args(argv)
+    args.argv = argv
     try:
         return _run(args)
     except NetzausbauError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except duckdb.IOException as exc:  # the store is held by another process (a running dashboard or import)
-        print(f"error: the store cannot be opened: {exc}. Is the dashboard or another import using it? "
-              "Stop it, or import on the Data page.", file=sys.stderr)
+        print(f"error: the store cannot be opened: {exc}. Another import, or a dashboard started without serve.py "
+              "(which answers the command line while it serves), is using it: wait for it, or stop it.",
+              file=sys.stderr)
         return 2
 
 
@@ -152,8 +168,10 @@ def _run(args) -> int:
             # at start-up (make run) a missing snapshot must not stop the dashboard: the Public page says so
             print(f"warning: no public snapshot written ({exc}); publish from the Data page later", file=sys.stderr)
         return 0
-    if args.cmd == "figures":
-        return _figures(args)
+    if args.cmd in READS:
+        return _read(args)
+    if args.cmd == "import" and (server := serving.find(store.db_path(args.db))) is not None and server.inbox:
+        return _hand_over(args, server)
     con = store.connect(args.db)
     if args.cmd == "import":
         status = 0
@@ -176,26 +194,91 @@ def _run(args) -> int:
                 if len(res.rejects) > 20:
                     print(f"  ... and more: python -m lib.cli rejects {res.import_id}")
         return status
-    if args.cmd == "log":
-        print(store.import_log(con).drop(columns=["checksum"]).to_string(index=False))
-        return 0
-    if args.cmd == "rejects":
-        rej = store.rejected_rows(con, args.import_id)
-        if args.csv:
-            args.csv.write_bytes(export.csv_bytes(rej))  # formula cells escaped, as the Data page's download
-            print(f"{len(rej)} rejected row entries written to {args.csv}")
-        else:
-            print(rej.to_string(index=False))
-        return 0
-    if args.cmd == "audit":
-        trail = audit.readable(audit.entries(con))
-        if args.csv:
-            args.csv.write_bytes(export.csv_bytes(trail))  # the same file as the Data page's download
-            print(f"{len(trail)} audit entries written to {args.csv}")
-        else:
-            print(trail.to_string(index=False) if len(trail) else "nothing recorded yet")
-        return 0
     return 1
+
+
+HANDOVER_POLL = 0.3
+"""Seconds between looks at the inbox while the dashboard imports files handed to it."""
+
+
+def _hand_over(args, server: serving.Server) -> int:
+    """`import` while a dashboard holds the store: hand the files to its inbox (one marker makes them ready
+    together, so they go in table order), show its progress, and print each report as an import here would."""
+    from lib import inbox
+
+    box = Path(server.inbox)
+    tag = f"cli-{os.getpid()}-{secrets.token_hex(3)}"
+    items = []
+    for i, f in enumerate(args.files):
+        if not f.is_file():
+            raise NetzausbauError(f"{f}: no such file")
+        name = f"{tag}-{i}-{f.name}"
+        part = box / f".{name}.part"
+        try:
+            try:
+                os.link(f, part)  # no copy where the inbox is on the same file system
+            except OSError:
+                shutil.copyfile(f, part)
+            os.replace(part, box / name)
+        except OSError as exc:
+            raise NetzausbauError(f"{f}: cannot be handed to the dashboard's inbox {box} ({exc})") from exc
+        items.append({"name": name, "table": args.table, "file_name": f.name})
+    part = box / f".{tag}.ready.part"
+    part.write_text(json.dumps({"files": items}), encoding="utf-8")
+    os.replace(part, box / f"{tag}{inbox.READY}")
+    print(f"The dashboard (pid {server.pid}) holds the store: {len(items)} file(s) handed to its inbox {box}",
+          file=sys.stderr)
+    pending = {it["name"]: it["file_name"] for it in items}
+    status = 0
+    while pending:
+        for name in list(pending):
+            report = _report(box, name)
+            if report is not None:
+                del pending[name]
+                status = max(status, _print_report(report))
+        if not pending:
+            break
+        if not lifeline.alive(server.pid, server.started):
+            print(f"error: the dashboard stopped; {', '.join(pending.values())} stay(s) in its inbox {box} and are "
+                  "imported when it starts again", file=sys.stderr)
+            return 1
+        try:
+            now = serving.ask(server, "inbox", timeout=10)
+        except serving.Unreachable:
+            now = {}
+        if now.get("current") in pending:
+            print_progress(f"{pending[now['current']]}: {now['message']}", min(float(now["fraction"]), 0.99))
+        time.sleep(HANDOVER_POLL)
+    return status
+
+
+def _report(box: Path, name: str) -> dict | None:
+    """The report of a file handed to the inbox, once it is written."""
+    for sub in ("done", "refused"):
+        path = box / sub / f"{name}.report.json"
+        if path.exists():
+            return json.loads(path.read_text(encoding="utf-8"))
+    return None
+
+
+def _print_report(report: dict) -> int:
+    """Print an inbox report as `import` prints a result; the exit code it stands for."""
+    if report["import_id"] is None and report["status"] == "refused":
+        print(f"\nrefused: {report['error']}", file=sys.stderr)
+        return 2
+    if report["status"] == "failed":
+        print(f"\nfailed: {report['file']}: {report['error']}", file=sys.stderr)
+        return 1
+    print_progress(f"{report['file']}: done", 1.0)
+    print(report["summary"])
+    for w in report["warnings"]:
+        print(f"  warning: {w}")
+    if report["rejects"]:
+        print(pd.DataFrame(report["rejects"]).to_string(index=False))
+        if report["reject_entries"] > len(report["rejects"]):
+            print(f"  ... and more: python -m lib.cli rejects {report['import_id']}")
+    print(f"  moved to {report['moved_to']}")
+    return 0
 
 
 def _open_for_reading(db) -> duckdb.DuckDBPyConnection:
@@ -206,21 +289,94 @@ def _open_for_reading(db) -> duckdb.DuckDBPyConnection:
     return store.connect(db, read_only=True)
 
 
-def _figures(args) -> int:
-    import json
+@dataclass
+class Answer:
+    """What a reading command has to say: its output, its exit code and the file it was asked to write (`--csv`),
+    which the command line writes itself, also when a server answered."""
 
+    stdout: str = ""
+    stderr: str = ""
+    code: int = 0
+    file: bytes | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self) | {"file": None if self.file is None else base64.b64encode(self.file).decode()}
+
+    @classmethod
+    def from_json(cls, doc: dict) -> Answer:
+        return cls(doc["stdout"], doc["stderr"], int(doc["code"]),
+                   None if doc["file"] is None else base64.b64decode(doc["file"]))
+
+
+def _log(con, args) -> Answer:
+    return Answer(store.import_log(con).drop(columns=["checksum"]).to_string(index=False))
+
+
+def _rejects(con, args) -> Answer:
+    rej = store.rejected_rows(con, args.import_id)
+    if args.csv:  # formula cells escaped, as the Data page's download
+        return Answer(f"{len(rej)} rejected row entries written to {args.csv}", file=export.csv_bytes(rej))
+    return Answer(rej.to_string(index=False))
+
+
+def _audit(con, args) -> Answer:
+    trail = audit.readable(audit.entries(con))
+    if args.csv:  # the same file as the Data page's download
+        return Answer(f"{len(trail)} audit entries written to {args.csv}", file=export.csv_bytes(trail))
+    return Answer(trail.to_string(index=False) if len(trail) else "nothing recorded yet")
+
+
+def _figures(con, args) -> Answer:
     from lib.views import figures
 
-    con = _open_for_reading(args.db)
     try:
         fig = figures.headline(con, args.as_of, args.region, args.level, with_impact=not args.no_impact)
     except figures.UnknownRegion as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        con.close()
-    print(json.dumps(fig, indent=2, ensure_ascii=False) if args.json else figures.text(fig))
-    return 0
+        return Answer(stderr=f"error: {exc}", code=2)
+    return Answer(json.dumps(fig, indent=2, ensure_ascii=False) if args.json else figures.text(fig))
+
+
+READS = MappingProxyType({"log": _log, "rejects": _rejects, "audit": _audit, "figures": _figures})
+"""The commands that only read the store: while a dashboard holds it, its server answers them (`answer`)."""
+
+
+def answer(con: duckdb.DuckDBPyConnection, argv: list[str]) -> Answer:
+    """Run the reading command `argv` (the command line's words) on `con`: what the server does for a command
+    line that cannot open the store it holds (lib/localapi.py). Any other command is refused."""
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exc:
+        raise ValueError(f"not a command: {argv}") from exc
+    if args.cmd not in READS:
+        raise ValueError(f"{args.cmd} is not a reading command")
+    try:
+        return READS[args.cmd](con, args)
+    except NetzausbauError as exc:
+        return Answer(stderr=f"error: {exc}", code=2)
+
+
+def _read(args) -> int:
+    """A reading command: answered by the dashboard that holds the store, else from the store opened read-only."""
+    out = None
+    server = serving.find(store.db_path(args.db))
+    if server is not None:
+        try:
+            out = Answer.from_json(serving.ask(server, "cli", {"argv": args.argv}))
+        except serving.Unreachable as exc:  # then the store may be free: try it
+            print(f"note: {exc}; reading the store itself", file=sys.stderr)
+    if out is None:
+        con = _open_for_reading(args.db)
+        try:
+            out = READS[args.cmd](con, args)
+        finally:
+            con.close()
+    if out.file is not None and out.code == 0:
+        args.csv.write_bytes(out.file)
+    if out.stdout:
+        print(out.stdout)
+    if out.stderr:
+        print(out.stderr, file=sys.stderr)
+    return out.code
 
 
 if __name__ == "__main__":

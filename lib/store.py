@@ -22,7 +22,7 @@ import pandas as pd
 from lib import audit
 from lib.engine import derive
 from lib.errors import ImportRefused, NetzausbauError, StoreError
-from lib.ingest import bulk, schema
+from lib.ingest import bulk, lifeline, schema
 from lib.ingest.readers import peek_columns, read_file, sniff_format
 from lib.ingest.validation import closest_table, detect_table, validate
 
@@ -186,6 +186,7 @@ def _import_file(con: duckdb.DuckDBPyConnection, source: str | Path | bytes, tab
                  file_name: str | None, progress: Progress | None, today: dt.date | None, by: str) -> ImportResult:
     progress = progress or (lambda msg, frac: None)
     started = time.perf_counter()
+    lifeline.sweep()  # the temporary folders of imports that were killed
     if isinstance(source, (str, Path)):
         path = Path(source)
         file_name = file_name or path.name

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import random
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from lib import store
 from lib.errors import ImportRefused
-from lib.ingest import bulk, csvranges
+from lib.ingest import bulk, csvranges, lifeline
 from tests import worlds
 
 HEADER = "complaint_id;received_at;lat;lon;category;channel;text\n"
@@ -411,3 +412,98 @@ def test_a_windows_1252_byte_late_in_the_file_reads_the_whole_file_as_windows_12
     assert (r2.rows_total, r2.rows_accepted, r2.rows_rejected) == (r1.rows_total, r1.rows_accepted, 0)
     assert table_rows(chunked, CONTENT_SUM) == table_rows(whole, CONTENT_SUM)
     assert table_rows(chunked, "SELECT complaint_id FROM complaints WHERE text = 'Straße'") == [("K1899",)]
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _ended(pid: int) -> bool:
+    """Gone, or a zombie waiting for whoever adopted it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+KILLABLE_IMPORT = """import sys
+from lib.ingest import bulk
+bulk.MIN_BYTES, bulk.CHUNK_BYTES = 0, 400_000  # this file takes the workers' path, in many ranges
+from lib import cli
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_a_killed_import_takes_its_workers_along_and_its_folder_is_swept(tmp_path, monkeypatch):
+    """`kill -9` of a CLI import while its workers validate: they end within seconds (they stayed for minutes,
+    330 MB each), and the next import removes the temporary folder the killed one could not."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    src = tmp_path / "big.csv"
+    src.write_bytes(complaints_csv(150_000))  # about 10 MB
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE_IMPORT, "--db", str(tmp_path / "s.duckdb"), "import",
+                             str(src), "--table", "complaints"], cwd=store.ROOT, env=os.environ | {"TMPDIR": str(tmp)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp.glob("netzausbau-import-*/part-*.parquet")):  # the workers are at work
+            assert proc.poll() is None and time.monotonic() < deadline, "the import ended before it could be killed"
+            time.sleep(0.05)
+        workers = _children(proc.pid)
+        assert len(workers) >= bulk.WORKERS  # the workers (and multiprocessing's resource tracker)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    deadline = time.monotonic() + 5
+    while not all(map(_ended, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = [p for p in workers if not _ended(p)]
+    for pid in alive:  # not left running when this fails
+        os.kill(pid, signal.SIGKILL)
+    assert alive == []
+    left = list(tmp.glob("netzausbau-import-*"))
+    assert len(left) == 1  # the killed import's folder, until the next import
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    mine = lifeline.owned_folder("import")  # a live process's folder stays
+    con = store.connect(tmp_path / "next.duckdb")
+    worlds.import_world(con, tmp_path / "w")
+    con.close()
+    assert list(tmp.glob("netzausbau-import-*")) == [mine]
+
+
+def test_the_sweep_removes_only_folders_whose_owner_is_gone(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)
+    me = os.getpid()
+    folders = {
+        "dead": tmp_path / f"netzausbau-import-{dead_pid}-{lifeline.start_time(me)}-abc",
+        "reused": tmp_path / f"netzausbau-demo-{me}-{lifeline.start_time(me) + 1}-abc",  # my pid, not my start
+        "mine": tmp_path / f"netzausbau-import-{me}-{lifeline.start_time(me)}-abc",
+        "other": tmp_path / "netzausbau-import-abc",  # not named by its owner: never touched
+    }
+    for path in folders.values():
+        path.mkdir()
+    (folders["dead"] / "part-0.parquet").write_bytes(b"x")
+    assert sorted(lifeline.sweep(tmp_path)) == sorted([folders["dead"], folders["reused"]])
+    assert sorted(tmp_path.iterdir()) == sorted([folders["mine"], folders["other"]])

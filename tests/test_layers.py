@@ -34,6 +34,9 @@ ALLOWED = {
     "lib.warmup": [*BASE, "lib.engine*"],
     "lib.cache": ["lib.*"],
     "lib.cli": ["lib.*"],
+    "lib.serving": ["lib.errors", "lib.ingest.lifeline"],
+    "lib.inbox": [*BASE, "lib.store", "lib.ingest*"],
+    "lib.localapi": ["lib.*"],
     "pages.*": ["lib.cache", "lib.signin", "lib.access", "lib.audit", "lib.views*", "lib.public*", "lib.errors",
                 "lib.export", "lib.cells",
                 "lib.engine*", "lib.ingest.schema"],
@@ -42,7 +45,7 @@ ALLOWED = {
 
 OUTSIDE = {"streamlit": ["lib.cache", "lib.signin", "lib.ui", "pages.*", "dashboard", "serve"],
            "duckdb": ["lib.ingest*", "lib.engine*", "lib.store", "lib.audit", "lib.views*", "lib.warmup", "lib.cache",
-                      "lib.cli", "lib.demo*"],
+                      "lib.cli", "lib.demo*", "lib.inbox"],
            "ibis": ["lib.engine*", "lib.views*"]}
 """Outside packages that only some layers may import: only the cache touches streamlit, the public
 path never touches a database, pages never run SQL."""

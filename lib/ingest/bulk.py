@@ -30,7 +30,6 @@ import multiprocessing
 import os
 import shutil
 import sys
-import tempfile
 import types
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -38,14 +37,13 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lib.ingest import schema
+from lib.ingest import lifeline, schema
 from lib.ingest.csvranges import Range, Source, cp1252_to_utf8, data_start, head, on_disk, ranges, read_range
 from lib.ingest.readers import BOM, RawTable, csv_header, decode_csv
 from lib.ingest.validation import Validated, check_columns, duplicate_reason, shift_rows, validate
@@ -134,8 +132,10 @@ def _dictionary_columns(table: schema.Table) -> list[str]:
 
 
 def pool() -> Executor:
-    """Worker processes, started fresh (spawn): the parent holds DuckDB threads that fork would copy."""
-    return ProcessPoolExecutor(max_workers=WORKERS, mp_context=multiprocessing.get_context("spawn"))
+    """Worker processes, started fresh (spawn): the parent holds DuckDB threads that fork would copy. Each
+    ends when this process ends, even when killed (lib/ingest/lifeline.watch_parent)."""
+    return ProcessPoolExecutor(max_workers=WORKERS, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=lifeline.watch_parent, initargs=(os.getpid(),))
 
 
 def _ready() -> None:
@@ -208,7 +208,7 @@ def stage_csv(con: duckdb.DuckDBPyConnection, data: Source, file_name: str, tabl
     utf8, _ = decode_csv(head(data))
     delimiter, names = csv_header(utf8, file_name)
     _, warnings = check_columns(names, table, file_name, "")  # refuses the file before any work
-    tmp = Path(tempfile.mkdtemp(prefix="netzausbau-import-"))
+    tmp = lifeline.owned_folder("import")  # removed below, or by a later import's sweep if this one is killed
     try:
         path = on_disk(data, tmp)
         encoding = "utf-8-sig" if head(data, len(BOM)) == BOM else "utf-8"
