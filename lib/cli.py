@@ -27,7 +27,7 @@ from types import MappingProxyType
 import duckdb
 import pandas as pd
 
-from lib import audit, export, serving, store
+from lib import audit, export, running, store
 from lib.errors import NetzausbauError
 from lib.ingest import lifeline
 from lib.public import snapshot
@@ -170,7 +170,7 @@ def _run(args) -> int:
         return 0
     if args.cmd in READS:
         return _read(args)
-    if args.cmd == "import" and (server := serving.find(store.db_path(args.db))) is not None and server.inbox:
+    if args.cmd == "import" and (server := running.find(store.db_path(args.db))) is not None and server.inbox:
         return _hand_over(args, server)
     con = store.connect(args.db)
     if args.cmd == "import":
@@ -201,7 +201,7 @@ HANDOVER_POLL = 0.3
 """Seconds between looks at the inbox while the dashboard imports files handed to it."""
 
 
-def _hand_over(args, server: serving.Server) -> int:
+def _hand_over(args, server: running.Server) -> int:
     """`import` while a dashboard holds the store: hand the files to its inbox (one marker makes them ready
     together, so they go in table order), show its progress, and print each report as an import here would."""
     from lib import inbox
@@ -243,8 +243,8 @@ def _hand_over(args, server: serving.Server) -> int:
                   "imported when it starts again", file=sys.stderr)
             return 1
         try:
-            now = serving.ask(server, "inbox", timeout=10)
-        except serving.Unreachable:
+            now = running.ask(server, "inbox", timeout=10)
+        except running.Unreachable:
             now = {}
         if now.get("current") in pending:
             print_progress(f"{pending[now['current']]}: {now['message']}", min(float(now["fraction"]), 0.99))
@@ -358,11 +358,11 @@ def answer(con: duckdb.DuckDBPyConnection, argv: list[str]) -> Answer:
 def _read(args) -> int:
     """A reading command: answered by the dashboard that holds the store, else from the store opened read-only."""
     out = None
-    server = serving.find(store.db_path(args.db))
+    server = running.find(store.db_path(args.db))
     if server is not None:
         try:
-            out = Answer.from_json(serving.ask(server, "cli", {"argv": args.argv}))
-        except serving.Unreachable as exc:  # then the store may be free: try it
+            out = Answer.from_json(running.ask(server, "cli", {"argv": args.argv}))
+        except running.Unreachable as exc:  # then the store may be free: try it
             print(f"note: {exc}; reading the store itself", file=sys.stderr)
     if out is None:
         con = _open_for_reading(args.db)

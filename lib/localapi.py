@@ -1,4 +1,4 @@
-"""The server's side of lib/serving.py: routes for commands on this machine, the serving file, the inbox.
+"""The server's side of lib/running.py: routes for commands on this machine, the serving file, the inbox.
 
     POST /_netzausbau/cli     {"argv": [...]}: a reading command of the command line (lib/cli.READS), answered
                               from the store this server holds: {"stdout", "stderr", "code", "file"}
@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from lib import inbox, serving
+from lib import inbox, running
 from lib.errors import NetzausbauError
 from lib.ingest import lifeline
 from lib.public import snapshot
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 class Local:
     """This server as announced, and its inbox watcher."""
 
-    server: serving.Server
+    server: running.Server
     watcher: inbox.Watcher
 
 
@@ -104,8 +104,8 @@ async def inbox_route(request: Request) -> Response:
     return JSONResponse({"inbox": str(me.watcher.inbox)} | me.watcher.status())
 
 
-ROUTES = [Route(f"{serving.PREFIX}/cli", cli_route, methods=["POST"]),
-          Route(f"{serving.PREFIX}/inbox", inbox_route, methods=["GET"])]
+ROUTES = [Route(f"{running.PREFIX}/cli", cli_route, methods=["POST"]),
+          Route(f"{running.PREFIX}/inbox", inbox_route, methods=["GET"])]
 
 
 def start() -> Local | None:
@@ -117,7 +117,7 @@ def start() -> Local | None:
 
     lifeline.sweep()
     path = cache.store_path()
-    if (other := serving.find(path)) is not None:
+    if (other := running.find(path)) is not None:
         log.warning("another server (pid %s) serves the store %s: no inbox or command-line routes here", other.pid,
                     path)
         return None
@@ -126,9 +126,9 @@ def start() -> Local | None:
     except NetzausbauError as exc:
         log.warning("%s", exc)
     watcher = inbox.Watcher(inbox.folder(), lambda: cache.get_store(create=True)).start()
-    me = Local(serving.announce(path, url(*cache.server_address()), watcher.inbox), watcher)
+    me = Local(running.announce(path, url(*cache.server_address()), watcher.inbox), watcher)
     _LOCAL.append(me)
-    atexit.register(serving.withdraw, me.server)
+    atexit.register(running.withdraw, me.server)
     return me
 
 
@@ -138,7 +138,7 @@ def stop(me: Local | None) -> None:
         return
     if me in _LOCAL:
         _LOCAL.remove(me)
-    serving.withdraw(me.server)
+    running.withdraw(me.server)
     me.watcher.stop()
 
 

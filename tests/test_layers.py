@@ -34,7 +34,7 @@ ALLOWED = {
     "lib.warmup": [*BASE, "lib.engine*"],
     "lib.cache": ["lib.*"],
     "lib.cli": ["lib.*"],
-    "lib.serving": ["lib.errors", "lib.ingest.lifeline"],
+    "lib.running": ["lib.errors", "lib.ingest.lifeline"],
     "lib.inbox": [*BASE, "lib.store", "lib.ingest*"],
     "lib.localapi": ["lib.*"],
     "pages.*": ["lib.cache", "lib.signin", "lib.access", "lib.audit", "lib.views*", "lib.public*", "lib.errors",

@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from lib import inbox, serving, store
+from lib import inbox, running, store
 
 READS = [["log"], ["rejects", "7"], ["audit"], ["figures", "--no-impact", "--json"]]
 """Reading commands run without and with the server; their output must be the same (import 7: `served`'s file
@@ -51,12 +51,12 @@ def served(tiny_world, tmp_path_factory):
     try:
         with streamlit_server(env, folder / "server.log", target="serve.py") as url:
             deadline = time.monotonic() + 30
-            while serving.find(db) is None and time.monotonic() < deadline:
+            while running.find(db) is None and time.monotonic() < deadline:
                 time.sleep(0.1)
             yield db, box, url, before
     except ServerFailed as exc:
         pytest.fail(str(exc))
-    assert not serving.serving_file(db).exists()  # withdrawn when the server stopped
+    assert not running.serving_file(db).exists()  # withdrawn when the server stopped
 
 
 def test_reading_commands_answer_the_same_while_the_server_holds_the_store(served, tmp_path):
@@ -76,18 +76,18 @@ def test_reading_commands_answer_the_same_while_the_server_holds_the_store(serve
 
 def test_the_serving_file_is_private_and_the_routes_want_its_token(served):
     db, _, url, _ = served
-    path = serving.serving_file(db)
+    path = running.serving_file(db)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    me = serving.find(db)
+    me = running.find(db)
     assert me.url == url and me.inbox
     for token in ("", "wrong"):
-        req = urllib.request.Request(f"{url}{serving.PREFIX}/cli", data=json.dumps({"argv": ["log"]}).encode(),
+        req = urllib.request.Request(f"{url}{running.PREFIX}/cli", data=json.dumps({"argv": ["log"]}).encode(),
                                      headers={"Authorization": f"Bearer {token}"})
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(req, timeout=10)
         assert err.value.code == 403
-    with pytest.raises(serving.Unreachable, match="400"):  # a writing command is not run
-        serving.ask(me, "cli", {"argv": ["import", "x.csv"]})
+    with pytest.raises(running.Unreachable, match="400"):  # a writing command is not run
+        running.ask(me, "cli", {"argv": ["import", "x.csv"]})
 
 
 def _wait_for(path: Path, seconds: float = 60) -> dict:
