@@ -11,7 +11,8 @@ from lib.views import report, rollout
 from lib.views import rollout_charts as charts
 
 LATE_COLUMNS = {
-    "region": "Region", "upgrade_id": "Upgrade", "site_id": "Site", "kind": "Kind", "problem": "Problem",
+    "region": "Region", "upgrade_id": "Upgrade", "site_id": "Site", "site_name": "Site name", "kind": "Kind",
+    "problem": "Problem",
     "days_late": st.column_config.NumberColumn("Days late", format="%d"), "on_air_planned": "On air planned",
     "link_id": "Transport link", "link_due": "Link due", "upgrade_owner": "Owner", "link_owner": "Link owner",
 }
@@ -140,8 +141,8 @@ mine = late if region == rollout.ALL else late[late["region_id"] == region]
 st.subheader(f"Late and blocked upgrades: {len(mine):,}")
 st.caption("Late: not on air, its planned on-air day has passed (days late count from it). "
            "Blocked: due or installed while its link is late, undated or due after it. Most days late first.")
-st.dataframe(mine, hide_index=True, key="late_list", column_config=LATE_COLUMNS, column_order=list(LATE_COLUMNS),
-             height=min(38 + 35 * len(mine), 400))
+st.dataframe(rollout.readable_late(mine), hide_index=True, key="late_list", column_config=LATE_COLUMNS,
+             column_order=list(LATE_COLUMNS), height=min(38 + 35 * len(mine), 400))
 
 st.subheader("Impact and channels")
 with st.spinner("Measuring complaints before and after relief..."):

@@ -304,3 +304,17 @@ def test_the_report_chart_text_is_as_large_as_the_report_text(world_con):
     sizes = {float(v) for v in re.findall(r"font-size='([\d.]+)'", svg)}
     assert sizes == {report.FONT} and report.FONT / report.SVG_W * 140 >= 3.0  # >= 3 mm (8.5 pt) at 140 mm wide
     assert "plan" in svg and "baseline" in svg and "on air" in svg
+
+
+def test_the_late_list_reads_in_words_and_never_says_none(world_con):
+    world_con.execute("UPDATE sites SET name = 'Rathaus West' WHERE site_id = (SELECT min(site_id) FROM sites)")
+    late = rollout.late_list(world_con, "state", D(2025, 5, 15))
+    shown = rollout.readable_late(late)
+    assert len(shown) == len(late) and list(shown.columns) == list(late.columns)
+    for c in shown.columns:
+        assert not shown[c].isna().any(), c
+        assert "None" not in shown[c].astype(str).tolist() and "NaT" not in shown[c].astype(str).tolist(), c
+    assert (shown["link_id"] == "no link").sum() == late["link_id"].isna().sum()
+    assert not shown["kind"].str.contains("_").any()
+    names = dict(world_con.execute("SELECT site_id, name FROM sites").fetchall())
+    assert shown["site_name"].tolist() == [names.get(s) or "" for s in late["site_id"]]

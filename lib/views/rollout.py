@@ -49,8 +49,8 @@ CHANNELS = schema.CHANNELS
 
 TABLE_COLUMNS = ["region_id", "name", "total", "on_air", "pct_on_air", "pct_change_pp", "late", "due", "blocked",
                  "open_no_plan", "forecast", "forecast_low", "forecast_high", "forecast_note", "last_planned", "trend"]
-LATE_COLUMNS = ["region_id", "region", "upgrade_id", "site_id", "kind", "problem", "days_late", "on_air_planned",
-                "link_id", "link_due", "upgrade_owner", "link_owner"]
+LATE_COLUMNS = ["region_id", "region", "upgrade_id", "site_id", "site_name", "kind", "problem", "days_late",
+                "on_air_planned", "link_id", "link_due", "upgrade_owner", "link_owner"]
 CHANNEL_COLUMNS = ["month", "channel", "n"]
 
 MAX_LOOKBACK_DAYS = 3 * 365
@@ -145,8 +145,22 @@ def late_list(con, level: str = "state", as_of=None) -> pd.DataFrame:
     s["problem"] = np.select([(s["late"] == 1) & (s["blocked"] == 1), s["late"] == 1],
                              [PROBLEM_BOTH, PROBLEM_LATE], PROBLEM_BLOCKED)
     s["days_late"] = _days_late(s, day)
+    sites = engine.backend(con).table("sites").select("site_id", "name").execute()
+    s["site_name"] = s["site_id"].map(sites.set_index("site_id")["name"]).astype(object)
     s = s.sort_values(["days_late", "on_air_planned", "upgrade_id"], ascending=[False, True, True])
     return s[LATE_COLUMNS].reset_index(drop=True)
+
+
+def readable_late(late: pd.DataFrame) -> pd.DataFrame:
+    """The late list as people read it: kinds in words, "no link" for an upgrade without one, and empty text
+    where an owner, a site name or a link's date is unknown (never "None")."""
+    out = late.copy()
+    out["kind"] = out["kind"].astype(object).str.replace("_", " ")
+    out["link_id"] = out["link_id"].astype(object).where(out["link_id"].notna(), "no link")
+    out["link_due"] = [f"{d:%Y-%m-%d}" if pd.notna(d) else "" for d in out["link_due"]]
+    for c in ("site_name", "upgrade_owner", "link_owner"):
+        out[c] = out[c].astype(object).where(out[c].notna(), "")
+    return out
 
 
 NO_PLAN_KINDS = ("capacity", "coverage")
