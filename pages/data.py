@@ -78,7 +78,7 @@ for o in st.session_state.get("outcomes", []):
 def publish_section(con) -> None:
     """The public snapshot: write it from the store, and add a status note for the public page."""
     st.subheader("Public snapshot")
-    st.caption(f"The public page and `/api/public/snapshot.json` read only this file: `{snapshot.snapshot_path()}`. "
+    st.caption(f"The public page and /api/public/snapshot.json read only this file: {snapshot.snapshot_path()}. "
                "It holds aggregates only (see README, Public page); publishing twice from the same store gives the "
                "same file.")
     regions = cache.regions(con) if con is not None else None

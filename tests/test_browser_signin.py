@@ -22,6 +22,7 @@ from streamlit.util import calc_hash
 from lib import store
 from lib.public import snapshot
 from tests.browser import ServerFailed, free_port, settle, streamlit_server
+from tests.test_browser_a11y import violations
 
 USERS = {
     "vera@example.de": {"email": "vera@example.de", "name": "Vera Viewer", "groups": ["netz-viewer"]},
@@ -107,6 +108,7 @@ def test_an_anonymous_visitor_gets_the_sign_in_page_only(browser, signed_server)
         assert page.get_by_role("button", name="Sign in").count() == 1
         assert not any(name in body for name in INTERNAL), body
         assert page.locator("[data-testid='stMetric'], [data-testid='stFileUploader']").count() == 0
+    assert violations(page) == []  # the sign-in page passes WCAG 2.1 AA too
     context.close()
 
 
