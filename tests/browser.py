@@ -37,8 +37,10 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def streamlit_server(env: dict[str, str], log_path: Path, target: str = "dashboard.py",
-                     extra: list[str] | None = None, timeout: float = 60) -> Iterator[str]:
-    """Start `streamlit run <target>` on a free port with `env` added; yield its base URL; stop it."""
+                     extra: list[str] | None = None, timeout: float = 60,
+                     started: list[subprocess.Popen] | None = None) -> Iterator[str]:
+    """Start `streamlit run <target>` on a free port with `env` added; yield its base URL; stop it. The process
+    is appended to `started` when given (to read its memory, say)."""
     port = free_port()
     log = log_path.open("wb")
     proc = subprocess.Popen(
@@ -47,6 +49,8 @@ def streamlit_server(env: dict[str, str], log_path: Path, target: str = "dashboa
          *(extra or [])],
         cwd=ROOT, env=os.environ | env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    if started is not None:
+        started.append(proc)
     try:
         deadline = time.monotonic() + timeout
         while True:
