@@ -362,3 +362,20 @@ def test_plain_text_keeps_its_letters_and_loses_its_markup(text):
     assert re.search(r"(?<!\\)[<>\[\]()*_`$]", out) is None  # every markup character escaped
     for trigger in ("://", "www.", "@e"):  # and no bare address left to be linked
         assert trigger not in out.lower()
+
+
+@pytest.mark.parametrize("configured", [None, "", "https://tiles.example.org/style.json"])
+def test_the_map_has_a_basemap_only_when_one_is_configured(monkeypatch, configured):
+    """No third-party tile server by default (a visitor's IP address is personal data); NETZAUSBAU_BASEMAP_URL
+    names a map style to draw under the areas."""
+    from lib import basemap
+
+    if configured is None:
+        monkeypatch.delenv(basemap.BASEMAP_ENV, raising=False)
+    else:
+        monkeypatch.setenv(basemap.BASEMAP_ENV, configured)
+    a = pd.DataFrame({"cell": ["871f1d489ffffff"], "colour": [[1, 2, 3, 190]], "label": ["x"], "info": ["y"],
+                      "lat": [52.5], "lon": [13.4]})
+    doc = json.loads(regionview.deck(a).to_json())
+    assert doc["mapStyle"] == (configured or basemap.NO_BASEMAP)
+    assert "mapProvider" not in doc

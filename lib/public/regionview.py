@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pydeck as pdk
 
-from lib import export
+from lib import basemap, export
 from lib.public import i18n
 from lib.public.snapshot import ALLOWLIST, LATER, PUBLIC_STATUSES, Snapshot
 
@@ -96,10 +96,6 @@ def areas(p: Prepared, region_id: str, lang: str) -> pd.DataFrame:
                     label=label, info=about + expected).reset_index(drop=True)
 
 
-MAP_STYLE = pdk.map_styles.CARTO_LIGHT
-"""CARTO's light basemap: no token; the hexagons still draw when it cannot load (offline)."""
-
-
 class FrozenDeck(pdk.Deck):
     """A Deck whose JSON is made once: the same map is sent on every rerun of every session."""
 
@@ -116,7 +112,7 @@ def deck(a: pd.DataFrame) -> pdk.Deck:
                       get_fill_color="colour", get_line_color=[255, 255, 255], line_width_min_pixels=1,
                       pickable=True, extruded=False)
     return FrozenDeck(layers=[layer], initial_view_state=pdk.ViewState(latitude=lat, longitude=lon, zoom=zoom),
-                      map_provider="carto", map_style=MAP_STYLE, tooltip={"text": "{label}\n{info}"})
+                      tooltip={"text": "{label}\n{info}"}, **basemap.deck_args())
 
 
 def view(a: pd.DataFrame) -> tuple[float, float, float]:

@@ -13,6 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pydeck as pdk
 
+from lib import basemap
 from lib.views import rollout
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
@@ -135,4 +136,4 @@ def region_map(shapes: dict, table: pd.DataFrame, as_of: dt.date, selected: str 
                       pickable=True, stroked=True, filled=True, get_fill_color="properties.fill",
                       get_line_color="properties.line", get_line_width="properties.width", line_width_min_pixels=1)
     tooltip = {"text": f"{{name}}: {{pct}} on air (as of {as_of:%Y-%m-%d})"}
-    return pdk.Deck(layers=[layer], initial_view_state=MAP_VIEW, map_style=None, tooltip=tooltip)
+    return pdk.Deck(layers=[layer], initial_view_state=MAP_VIEW, tooltip=tooltip, **basemap.deck_args())
