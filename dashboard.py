@@ -1,16 +1,12 @@
 """Netzausbau-Monitor: routing and the shared sidebar only. Run: streamlit run serve.py (or dashboard.py)"""
 
-from pathlib import Path
-
 import streamlit as st
 
-from lib import access, cache
+from lib import access, cache, icon
 from lib.errors import NetzausbauError
 from lib.public import snapshot
 
-ICON = Path(__file__).resolve().parent / "assets" / "favicon.png"  # served by this server: no icon-font CDN request
-
-st.set_page_config(page_title="Netzausbau-Monitor", page_icon=str(ICON), layout="wide")
+st.set_page_config(page_title="Netzausbau-Monitor", page_icon=icon.FAVICON, layout="wide")  # no icon-font CDN
 cache.mark_routed()
 
 if snapshot.public_mode():  # a public server: only the public page, from only the snapshot; no store at all

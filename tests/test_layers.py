@@ -22,6 +22,7 @@ ALLOWED = {
     "lib.export": [],
     "lib.access": [],
     "lib.basemap": [],
+    "lib.icon": [],
     "lib.ingest*": [*BASE, "lib.ingest*"],
     "lib.engine*": [*BASE, "lib.engine*", "lib.ingest.schema"],
     "lib.store": [*BASE, "lib.ingest*", "lib.engine.derive"],
