@@ -18,7 +18,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from lib import cells, engine, export, store
+from lib import basemap, cells, engine, export, store
 from lib.engine import asof, network
 from lib.views import report, rollout
 from lib.views import rollout_charts as charts
@@ -154,7 +154,9 @@ def test_map_colours_and_selection(world_con):
     assert props["W"]["pct"] == "50.0%" and props["E"]["pct"] == "100.0%"
     assert props["W"]["fill"][:3] == list(charts.LOW) and props["E"]["fill"][:3] == list(charts.HIGH)
     assert props["W"]["line"] == charts.SELECTED_LINE and props["E"]["width"] == 0
-    assert deck.get("mapStyle") in (None, "")  # no basemap: nothing to fetch
+    # no basemap, nothing to fetch: pydeck's "no style" value (an empty or missing style makes Streamlit's
+    # frontend fall back to CARTO's basemap)
+    assert deck.get("mapStyle") == basemap.NO_BASEMAP and "mapProvider" not in deck
 
 
 def test_burnup_traces(world_con):
