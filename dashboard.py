@@ -4,11 +4,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from lib import access, cache, signin, ui
+from lib import access, cache, icon, signin, ui
 from lib.errors import NetzausbauError
 from lib.public import snapshot
 
-st.set_page_config(page_title="Netzausbau-Monitor", page_icon=":material/cell_tower:", layout="wide")
+st.set_page_config(page_title="Netzausbau-Monitor", page_icon=icon.FAVICON, layout="wide")  # no icon-font CDN
 
 if snapshot.public_mode():  # a public server: only the public page, from only the snapshot; no store at all
     cache.mark_routed()

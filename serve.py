@@ -4,14 +4,88 @@
     NETZAUSBAU_PUBLIC=1 streamlit run serve.py     # public mode: only the public page + /api/public/...
 
 The internal server also imports from the inbox and answers the command line while it holds the store
-(lib/localapi.py); a public server does neither.
+(lib/localapi.py); a public server does neither. Neither lists Streamlit's pages/ folder, not even in the first
+session after a start: a visitor who is not signed in, and every visitor of a public server, is sent no
+internal page name.
+
+A public server (NETZAUSBAU_PUBLIC=1) is also locked down here, whatever the command line says:
+
+- uploads are refused: any request to /_stcore/upload_file... answers 403 before its body is read (Streamlit's
+  upload endpoint otherwise takes files from any session, even with no upload widget on the page);
+- of the messages a browser sends over the websocket only running the page, stopping it and the heartbeat are
+  passed on: no anonymous "clear cache" (it empties every cache for every visitor), git details or file URLs;
+- `client.showErrorDetails = "none"`: an error shows a generic message, never a traceback, type or path;
+- Streamlit's legacy pages/ folder listing is off from the start (as on the internal server).
 """
 
+from __future__ import annotations
+
+import logging
+import re
+
 import streamlit as st
+from starlette.middleware import Middleware
+from streamlit import config
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.runtime.pages_manager import PagesManager
 
 from lib import localapi
 from lib.public import api, snapshot
 
+LOG = logging.getLogger("netzausbau.serve")
+UPLOAD_PATH = re.compile(r"(^|/)_stcore/upload_file(/|$)")
+PUBLIC_BACKMSGS = frozenset({"rerun_script", "stop_script", "app_heartbeat"})
+"""What a visitor's browser may ask of a public server over the websocket."""
+REFUSED = b"uploads are off on this server"
+
+
+class PublicGuard:
+    """ASGI middleware of a public server: refuses uploads unread, passes on only PUBLIC_BACKMSGS."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and UPLOAD_PATH.search(scope.get("path", "")):
+            await send({"type": "http.response.start", "status": 403,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                                    (b"content-length", str(len(REFUSED)).encode()), (b"connection", b"close"),
+                                    (b"cache-control", b"no-store")]})
+            await send({"type": "http.response.body", "body": REFUSED})
+            return
+        if scope["type"] == "websocket":
+            receive = _allowed_only(receive)
+        await self.app(scope, receive, send)
+
+
+def _allowed_only(receive):
+    async def filtered():
+        while True:
+            message = await receive()
+            data = message.get("bytes") if message["type"] == "websocket.receive" else None
+            if data:
+                msg = BackMsg()
+                try:
+                    msg.ParseFromString(data)
+                except Exception:  # noqa: BLE001 - Streamlit itself refuses a frame it cannot read
+                    return message
+                if msg.WhichOneof("type") not in PUBLIC_BACKMSGS:
+                    LOG.info("public server: dropped a %r message", msg.WhichOneof("type"))
+                    continue
+            return message
+    return filtered
+
+
+def lock_down() -> None:
+    """The settings of a public server (see the module docstring)."""
+    config.set_option("client.showErrorDetails", "none", "serve.py (public mode)")
+
+
+PagesManager.uses_pages_directory = False  # what st.navigation sets on its first call: never list pages/
 PUBLIC = snapshot.public_mode()
+if PUBLIC:
+    lock_down()
+
 app = st.App("dashboard.py", routes=api.ROUTES + ([] if PUBLIC else localapi.ROUTES),
-             lifespan=None if PUBLIC else localapi.lifespan)
+             lifespan=None if PUBLIC else localapi.lifespan,
+             middleware=[Middleware(PublicGuard)] if PUBLIC else None)

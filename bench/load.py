@@ -3,6 +3,7 @@
     .venv/bin/python bench/load.py                                   # N = 10 and 50, 20 s each, GC on and off
     .venv/bin/python bench/load.py --sessions 50 --seconds 30 --gc false
     .venv/bin/python bench/load.py --snapshot data/public/snapshot.json
+    .venv/bin/python bench/load.py --sessions 100 --seconds 30 --gc false --baseline cceea02   # against older code
 
 Each session is a small websocket client speaking Streamlit's own protocol (what the browser
 does): it connects to /_stcore/stream, sends a BackMsg `rerun_script` (with the page's query
@@ -18,6 +19,11 @@ that does not exist, reading only the snapshot; it is started once per `runner.p
 setting, so both settings are measured in the same run. Server RSS is read from /proc. The
 snapshot is published from the demo store (built once into bench/out/, 200k complaints) unless
 --snapshot names one. Prints a table and writes bench/out/load.json; asserts nothing.
+
+`--baseline REF` measures another commit in the same run, served the same way from the same snapshot: a
+`git worktree` of REF in bench/out/baseline-<commit>/ (made once, left for the next run), started from
+there with the same interpreter, one after the other with this checkout (never at once: they share the
+cores). Its rows say `baseline` in the `code` column.
 """
 
 from __future__ import annotations
@@ -81,18 +87,31 @@ def served_snapshot(path: Path | None) -> Path:
         con.close()
 
 
-class Server:
-    """`streamlit run serve.py` in public mode on a free port, with runner.postScriptGC set."""
+def baseline_checkout(ref: str) -> tuple[Path, str]:
+    """(folder, short commit) of a git worktree of `ref` under bench/out/ (made once, then reused)."""
+    commit = subprocess.run(["git", "rev-parse", "--verify", f"{ref}^{{commit}}"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout.strip()
+    folder = OUT / f"baseline-{commit[:10]}"
+    if not (folder / "serve.py").exists():
+        subprocess.run(["git", "worktree", "add", "--detach", str(folder), commit], cwd=ROOT, check=True,
+                       capture_output=True)
+    return folder, commit[:10]
 
-    def __init__(self, snap: Path, gc: bool):
+
+class Server:
+    """`streamlit run serve.py` in public mode on a free port, from `root` (this checkout or a baseline's), with
+    runner.postScriptGC set."""
+
+    def __init__(self, snap: Path, gc: bool, root: Path = ROOT, label: str = "this"):
         self.port = free_port()
-        env = os.environ | {snapshot.PUBLIC_ENV: "1", snapshot.SNAPSHOT_ENV: str(snap),
+        env = os.environ | {snapshot.PUBLIC_ENV: "1", snapshot.SNAPSHOT_ENV: str(snap.resolve()),
                             store.DB_ENV: str(OUT / "no-store" / "none.duckdb")}
-        self.log = (OUT / f"load-server-gc-{gc}.log").open("wb")
+        self.log = (OUT / f"load-server-{label}-gc-{gc}.log").open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "serve.py", "--server.headless", "true", "--server.port",
              str(self.port), "--server.address", "127.0.0.1", "--runner.postScriptGC", str(gc).lower(),
-             "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"], cwd=root, env=env,
+            stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -102,6 +121,10 @@ class Server:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("the server did not start; see " + self.log.name) from None
                 time.sleep(0.3)
+        # the server must serve the snapshot (an older baseline may refuse a newer format)
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/public/snapshot.json", timeout=30) as r:
+            if r.status != 200:
+                raise RuntimeError(f"{label}: the server does not serve the snapshot ({r.status})")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -172,20 +195,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=20.0, help="measuring time per N")
     p.add_argument("--gc", choices=["both", "true", "false"], default="both", help="runner.postScriptGC")
     p.add_argument("--snapshot", type=Path, help="snapshot to serve (default: published from the demo store)")
+    p.add_argument("--baseline", metavar="REF", help="also measure this git commit (a worktree), in the same run")
+    p.add_argument("--rounds", type=int, default=1, help="measure each code this many times, taking turns (the "
+                                                            "machine's other load then falls on both alike)")
     args = p.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     snap = served_snapshot(args.snapshot)
     sizes = args.sessions or [10, 50]
     settings = {"both": [True, False], "true": [True], "false": [False]}[args.gc]
+    codes = [("this", ROOT)]
+    if args.baseline:
+        folder, commit = baseline_checkout(args.baseline)
+        codes.insert(0, (f"base {commit}", folder))
     rows = []
-    for gc in settings:
-        server = Server(snap, gc)
+    for (code, root), gc in [(c, g) for _ in range(args.rounds) for c in codes for g in settings]:
+        server = Server(snap, gc, root, code.replace(" ", "-"))
         try:
             asyncio.run(drive(server.port, 2, 3))  # warm up: imports, first snapshot load
             idle = rss_mb(server.proc.pid)
             for n in sizes:
                 lat, first, errors, wall = asyncio.run(drive(server.port, n, args.seconds))
-                rows.append({"postScriptGC": gc, "sessions": n, "reruns": len(lat) + len(first),
+                rows.append({"code": code, "postScriptGC": gc, "sessions": n, "reruns": len(lat) + len(first),
                              "reruns_per_s": (len(lat) + len(first)) / wall,
                              "first_median_ms": 1000 * statistics.median(first) if first else float("nan"),
                              "median_ms": 1000 * statistics.median(lat) if lat else float("nan"),
@@ -193,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                              "first_error": errors[0] if errors else "", "rss_idle_mb": idle,
                              "rss_after_mb": rss_mb(server.proc.pid)})
                 r = rows[-1]
-                print(f"gc={str(gc):5} N={n:3}  reruns={r['reruns']:5}  {r['reruns_per_s']:6.1f}/s  first run median "
+                print(f"{code:16} gc={str(gc):5} N={n:3}  reruns={r['reruns']:5}  {r['reruns_per_s']:6.1f}/s  "
+                      f"first run median "
                       f"{r['first_median_ms']:6.0f} ms  then median {r['median_ms']:6.0f} ms  p95 {r['p95_ms']:6.0f} ms"
                       f"  errors {r['errors']}  RSS "
                       f"{r['rss_idle_mb']:.0f} -> {r['rss_after_mb']:.0f} MB", flush=True)
@@ -201,12 +232,21 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
     (OUT / "load.json").write_text(json.dumps({"snapshot": str(snap), "seconds": args.seconds, "rows": rows},
                                               indent=1))
-    print(f"\n{'postScriptGC':>12} {'N':>4} {'reruns/s':>9} {'first ms':>9} {'median ms':>10} {'p95 ms':>8} "
-          f"{'errors':>7} {'RSS MB idle->after':>19}")
+    print(f"\n{'code':<16} {'postScriptGC':>12} {'N':>4} {'reruns/s':>9} {'first ms':>9} {'median ms':>10} "
+          f"{'p95 ms':>8} {'errors':>7} {'RSS MB idle->after':>19}")
     for r in rows:
-        print(f"{str(r['postScriptGC']).lower():>12} {r['sessions']:>4} {r['reruns_per_s']:>9.1f} "
+        print(f"{r['code']:<16} {str(r['postScriptGC']).lower():>12} {r['sessions']:>4} {r['reruns_per_s']:>9.1f} "
               f"{r['first_median_ms']:>9.0f} {r['median_ms']:>10.0f} {r['p95_ms']:>8.0f} {r['errors']:>7} "
               f"{r['rss_idle_mb']:>9.0f} -> {r['rss_after_mb']:.0f}")
+    if args.rounds > 1 or len(codes) > 1:
+        print()
+        for code, _ in codes:
+            for gc in settings:
+                for n in sizes:
+                    mine = [r["median_ms"] for r in rows
+                            if (r["code"], r["postScriptGC"], r["sessions"]) == (code, gc, n)]
+                    print(f"{code:<16} gc={str(gc).lower():5} N={n:3}: median of the rounds' medians "
+                          f"{statistics.median(mine):6.0f} ms  ({', '.join(f'{m:.0f}' for m in mine)})")
     return 0
 
 

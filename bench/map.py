@@ -27,6 +27,7 @@ import duckdb  # noqa: E402
 import numpy as np  # noqa: E402
 import pydeck as pdk  # noqa: E402
 
+from lib import basemap  # noqa: E402
 from lib.engine import asof  # noqa: E402
 from lib.views import mapdraw, maps, overview  # noqa: E402
 
@@ -50,7 +51,7 @@ def baseline(con: duckdb.DuckDBPyConnection, p: maps.Params) -> tuple[dict, str]
         pdk.Layer("LineLayer", id="links", data=mapdraw.link_records(links.dropna(subset=["a_lat", "b_lat"])),
                   get_source_position="a", get_target_position="b", get_color="c", pickable=True),
     ]
-    d = pdk.Deck(layers=layers, map_style=maps.MAP_STYLE)
+    d = pdk.Deck(layers=layers, **basemap.deck_args())
     return {"hotspots": len(hot), "sites": len(sites), "links": len(links)}, d.to_json()
 
 

@@ -9,6 +9,7 @@ newest import), so an import through the app, or a store rebuilt on disk, invali
 
 from __future__ import annotations
 
+import os
 import runpy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -220,23 +221,30 @@ def _public_region(path: str, stamp: tuple[int, int, int], region_id: str, lang:
     return regionview.region_view(_prepared(path, stamp), region_id, lang)
 
 
+def _snapshot_version() -> tuple[str, tuple[int, int, int]]:
+    """(absolute path, (inode, mtime, size)) of the snapshot file: one stat, no symlink walk (a page run pays
+    for every system call); OSError when it is missing."""
+    path = os.path.abspath(snapshot.snapshot_path())
+    info = os.stat(path)
+    return path, (info.st_ino, info.st_mtime_ns, info.st_size)
+
+
 def public_region(region_id: str, lang: str) -> regionview.RegionView:
     """The public page's map, charts and notes of a region in a language, cached per snapshot version."""
-    path = snapshot.snapshot_path().resolve()
-    info = path.stat()
-    return _public_region(str(path), (info.st_ino, info.st_mtime_ns, info.st_size), region_id, lang)
+    try:
+        return _public_region(*_snapshot_version(), region_id, lang)
+    except OSError as exc:  # replaced or removed since public_snapshot() read it
+        raise snapshot.SnapshotError("the snapshot went away while the page was drawn") from exc
 
 
 def public_snapshot() -> regionview.Prepared:
     """The published snapshot ($NETZAUSBAU_SNAPSHOT or data/public/snapshot.json), prepared for the public page.
 
     Never touches the store. Raises snapshot.SnapshotError when there is no valid snapshot."""
-    path = snapshot.snapshot_path().resolve()
     try:
-        info = path.stat()
+        return _prepared(*_snapshot_version())
     except OSError:
-        return regionview.prepare(snapshot.load(path))  # raises SnapshotError with the reason
-    return _prepared(str(path), (info.st_ino, info.st_mtime_ns, info.st_size))
+        return regionview.prepare(snapshot.load())  # raises SnapshotError with the reason
 
 
 def publish_snapshot(con: duckdb.DuckDBPyConnection, k: int, by: str) -> publish.Published:

@@ -33,10 +33,12 @@ except SnapshotError as exc:
     LOG.warning("public page without a snapshot: %s", exc)  # the reason, with its path, stays on the server
     st.stop()
 
-top = st.columns([3, 1], vertical_alignment="bottom")
-top[0].title(i18n.t("title", lang))
-top[1].segmented_control(i18n.t("language", lang), i18n.LANGUAGES, format_func=i18n.NAMES.get, default=lang,
-                         required=True, key="lang_pick", on_change=set_param, args=("lang", "lang_pick"))
+# rows are horizontal containers, not columns: one element sent instead of one per column (every element sent
+# costs each page run of every visitor, bench/load.py)
+top = st.container(horizontal=True, vertical_alignment="bottom")
+top.title(i18n.t("title", lang))
+top.segmented_control(i18n.t("language", lang), i18n.LANGUAGES, format_func=i18n.NAMES.get, default=lang,
+                      required=True, key="lang_pick", on_change=set_param, args=("lang", "lang_pick"))
 if bad_lang:
     st.caption(i18n.t("bad_param", lang, name="lang", value=i18n.plain(st.query_params.get("lang")),
                       default=i18n.NAMES[lang]))
@@ -46,11 +48,10 @@ wanted = st.query_params.get("region", regionview.NETWORK)
 region = wanted if wanted in p.regions.index else regionview.NETWORK
 if st.session_state.get("region_pick") not in p.regions.index:
     st.session_state["region_pick"] = region
-cols = st.columns(2)
+cols = st.columns(2)  # columns: on a phone they stack, where a row would squeeze both boxes
 cols[0].selectbox(i18n.t("region", lang), list(p.regions.index), key="region_pick",
-                  format_func=lambda r: regionview.region_label(p, r, lang),
-                  on_change=set_param, args=("region", "region_pick"))
-cols[1].selectbox(i18n.t("place", lang), sorted(p.places), index=None, placeholder=i18n.t("place_hint", lang),
+                  format_func=p.labels[lang].__getitem__, on_change=set_param, args=("region", "region_pick"))
+cols[1].selectbox(i18n.t("place", lang), p.place_names, index=None, placeholder=i18n.t("place_hint", lang),
                   key="place", on_change=go_to_place, args=(p,))
 if wanted != region:
     st.caption(i18n.t("bad_param", lang, name="region", value=i18n.plain(wanted), default=i18n.t("network", lang)))
@@ -62,13 +63,14 @@ if st.session_state.get("place") in p.places:
 st.caption(i18n.t("as_of", lang, date=i18n.date(p.snapshot.data_as_of, lang),
                   k=p.snapshot.k))
 
-row, view = p.regions.loc[region], cache.public_region(region, lang)
+view = cache.public_region(region, lang)  # everything below but the texts is made once per snapshot and region
+row = view.row
 if row["upgrades_total"]:
-    m = st.columns(2)
-    m[0].metric(i18n.t("pct_done", lang), f"{i18n.number(row['pct_on_air'], lang, 1)} %", border=True,
-                help=i18n.t("done_of", lang, done=int(row["upgrades_on_air"]), total=int(row["upgrades_total"])))
-    m[1].metric(i18n.t("late", lang), i18n.number(row["upgrades_late"], lang), border=True,
-                help=i18n.t("late_help", lang))
+    m = st.container(horizontal=True)
+    m.metric(i18n.t("pct_done", lang), f"{i18n.number(row['pct_on_air'], lang, 1)} %", border=True,
+             help=i18n.t("done_of", lang, done=int(row["upgrades_on_air"]), total=int(row["upgrades_total"])))
+    m.metric(i18n.t("late", lang), i18n.number(row["upgrades_late"], lang), border=True,
+             help=i18n.t("late_help", lang))
     st.subheader(i18n.t("planned_title", lang))
     st.plotly_chart(view.planned_fig, key="planned_chart", config={"displayModeBar": False})
 else:
@@ -87,21 +89,20 @@ st.plotly_chart(view.trend_fig, key="trend_chart", config={"displayModeBar": Fal
 st.caption(i18n.t("trend_caption", lang, k=p.snapshot.k))
 
 st.subheader(i18n.t("notes_title", lang))
-if view.notes.empty:
+if not view.notes:
     st.caption(i18n.t("no_notes", lang))
-for note in view.notes.itertuples():
+for head, text in view.notes:
     with st.container(border=True):
-        st.caption(f"{i18n.date(note.published_on, lang)} · "
-                   f"{i18n.plain(regionview.region_label(p, note.region_id, lang))}")
-        st.text(note.text)
+        st.caption(head)
+        st.text(text)
 
 st.subheader(i18n.t("open_data", lang))
 st.caption(i18n.t("open_data_caption", lang))
-d = st.columns(3)
+d = st.container(horizontal=True)
 # the files are made ready when clicked (callables): no 600 kB handed to the media store on every rerun
-d[0].download_button(i18n.t("download_csv", lang), lambda: p.csv_zip, "netzausbau-open-data.zip",
-                     mime="application/zip", icon=":material/download:", on_click="ignore", key="dl_csv")
-d[1].download_button(i18n.t("download_geojson", lang), lambda: p.geojson, "netzausbau-areas.geojson",
-                     mime="application/geo+json", icon=":material/download:", on_click="ignore", key="dl_geojson")
-d[2].download_button(i18n.t("download_json", lang), lambda: p.snapshot.raw, "netzausbau-snapshot.json",
-                     mime="application/json", icon=":material/download:", on_click="ignore", key="dl_json")
+d.download_button(i18n.t("download_csv", lang), lambda: p.csv_zip, "netzausbau-open-data.zip",
+                  mime="application/zip", icon=":material/download:", on_click="ignore", key="dl_csv")
+d.download_button(i18n.t("download_geojson", lang), lambda: p.geojson, "netzausbau-areas.geojson",
+                  mime="application/geo+json", icon=":material/download:", on_click="ignore", key="dl_geojson")
+d.download_button(i18n.t("download_json", lang), lambda: p.snapshot.raw, "netzausbau-snapshot.json",
+                  mime="application/json", icon=":material/download:", on_click="ignore", key="dl_json")

@@ -37,9 +37,10 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def streamlit_server(env: dict[str, str], log_path: Path, target: str = "dashboard.py",
-                     extra: list[str] | None = None, timeout: float = 60, port: int | None = None) -> Iterator[str]:
+                     extra: list[str] | None = None, timeout: float = 60,
+                     started: list[subprocess.Popen] | None = None, port: int | None = None) -> Iterator[str]:
     """Start `streamlit run <target>` on `port` (default: a free one) with `env` added; yield its base URL; stop
-    it."""
+    it. The process is appended to `started` when given (to read its memory, say)."""
     port = port or free_port()
     log = log_path.open("wb")
     proc = subprocess.Popen(
@@ -48,6 +49,8 @@ def streamlit_server(env: dict[str, str], log_path: Path, target: str = "dashboa
          *(extra or [])],
         cwd=ROOT, env=os.environ | env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    if started is not None:
+        started.append(proc)
     try:
         deadline = time.monotonic() + timeout
         while True:

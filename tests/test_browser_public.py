@@ -6,6 +6,7 @@ endpoint, and the internal pages out of reach. Screenshots go to /tmp/shots/publ
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import urllib.error
 import urllib.parse
@@ -148,7 +149,7 @@ def test_the_json_endpoint_serves_the_snapshot(public):
     assert status == 200 and doc["region"]["region_id"] == "C-BER"
     assert all("C-BER" in a["region_ids"] for a in doc["complaint_areas"]) and doc["notes"]
     status, body, _ = _get(f"{url}/api/public/regions/nowhere.json")
-    assert status == 404 and "nowhere" in json.loads(body)["error"]
+    assert status == 404 and json.loads(body)["error"] and b"nowhere" not in body  # nothing the client sent
 
 
 @pytest.mark.parametrize("path", ["data", "overview", ""])
@@ -186,3 +187,31 @@ def test_a_deep_link_to_data_as_the_first_request_shows_only_the_public_page(pub
         finally:
             context.close()
     assert not missing.parent.exists()
+
+
+def test_the_public_page_asks_no_other_host_for_anything(public, browser):
+    """A visitor's IP address goes to no font, icon, map or script host: every request of a whole load and of
+    choosing a region goes to this server (or is a data:/blob: URL made in the page)."""
+    url, _, _ = public
+    context = browser.new_context(viewport={"width": 1280, "height": 1600})
+    context.route(lambda u: not u.startswith(url), lambda route: route.abort())  # offline all the same
+    pg = context.new_page()
+    pg.set_default_timeout(60_000)
+    requests: list[str] = []
+    pg.on("request", lambda r: requests.append(r.url))
+    try:
+        _open(pg, url)
+        pg.wait_for_selector("[data-testid='stDeckGlJsonChart'] canvas")
+        pg.wait_for_timeout(2000)  # deck.gl and a basemap, if there were one, load after the element mounts
+        pg.locator("[data-testid='stSelectbox']").first.click()
+        pg.get_by_role("option", name=re.compile(r"^Berlin")).first.click()
+        pg.wait_for_url("**region=*")
+        settle(pg)
+        pg.wait_for_timeout(2000)
+        icon = pg.locator("link[rel~='icon']").first.get_attribute("href") or ""
+    finally:
+        context.close()
+    foreign = [r for r in requests if not r.startswith((url, "data:", "blob:"))]
+    assert foreign == [], foreign
+    assert len(requests) > 10, requests  # the page, its scripts, styles, fonts and icon were seen
+    assert icon and not icon.startswith(("http:", "https:", "//")) or icon.startswith(url), icon

@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from shapely.geometry import Point, shape
 
-from lib import demo, engine, export
+from lib import basemap, demo, engine, export
 from lib.engine import asof
 from lib.views import mapdraw, maps
 
@@ -240,7 +240,7 @@ def test_deck_layers_records_and_colours(full):
     assert [x["p"] for x in sites[:3]] == [[round(lo, 5), round(la, 5)] for la, lo in
                                            zip(full.layers["sites"]["lat"][:3], full.layers["sites"]["lon"][:3],
                                                strict=True)]
-    assert d["mapStyle"].startswith("https://basemaps.cartocdn.com/")  # CARTO: no token needed
+    assert d["mapStyle"] == basemap.NO_BASEMAP and "mapProvider" not in d  # no third-party basemap by default
     with pytest.raises(ValueError, match="colour"):
         mapdraw.hotspot_records(hot, "rainbow")
 

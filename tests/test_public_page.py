@@ -219,12 +219,16 @@ def test_every_text_has_both_languages():
     assert i18n.number(52.25, "de", 1) == "52,2" or i18n.number(52.25, "de", 1) == "52,3"
 
 
-def _call(endpoint, path_params: dict | None = None) -> tuple[int, dict]:
+def _response(endpoint, path_params: dict | None = None):
     from starlette.requests import Request
 
     scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "path_params": path_params or {},
              "query_string": b""}
-    resp = asyncio.run(endpoint(Request(scope)))
+    return asyncio.run(endpoint(Request(scope)))
+
+
+def _call(endpoint, path_params: dict | None = None) -> tuple[int, dict]:
+    resp = _response(endpoint, path_params)
     return resp.status_code, json.loads(resp.body)
 
 
@@ -241,6 +245,47 @@ def test_api_answers_from_the_snapshot_only(demo_snapshot, monkeypatch, tmp_path
     status, doc = _call(api.snapshot_json)
     assert status == 503 and "no snapshot" in doc["error"]
     assert not (tmp_path / "none.duckdb").exists()
+
+
+@pytest.mark.parametrize("case", ["missing", "refused", "unknown region"])
+def test_api_errors_name_no_path_or_value_and_are_not_cached(demo_snapshot, monkeypatch, tmp_path, case):
+    bait = "<script>x</script>"
+    if case == "missing":
+        target = tmp_path / "secret-folder" / "gone.json"
+    else:
+        target = tmp_path / "secret-folder" / "snapshot.json"
+        target.parent.mkdir()
+        target.write_bytes(demo_snapshot[0].read_bytes() if case == "unknown region" else
+                           json.dumps({"tables": {}, "token": bait}).encode())
+    monkeypatch.setenv(snapshot.SNAPSHOT_ENV, str(target))
+    for endpoint, params in ((api.snapshot_json, None), (api.region_json, {"region_id": bait})):
+        resp = _response(endpoint, params)
+        if case == "unknown region" and endpoint is api.snapshot_json:
+            assert resp.status_code == 200 and resp.headers["Cache-Control"].startswith("public")
+            continue
+        body = resp.body.decode()
+        assert resp.status_code == (404 if case == "unknown region" else 503), body
+        assert resp.headers["Cache-Control"] == "no-store"
+        assert "secret-folder" not in body and str(tmp_path) not in body and "script" not in body, body
+        assert set(json.loads(body)) == {"error"}
+
+
+def test_the_network_answer_is_made_once_per_snapshot_version(demo_snapshot, monkeypatch, tmp_path):
+    """A burst of requests for the whole network (all areas, about half a megabyte of JSON) reuses one answer;
+    a newly published file is answered from its own content."""
+    target = tmp_path / "snapshot.json"
+    target.write_bytes(demo_snapshot[0].read_bytes())
+    monkeypatch.setenv(snapshot.SNAPSHOT_ENV, str(target))
+    built = []
+    real = api.region_document
+    monkeypatch.setattr(api, "region_document", lambda snap, rid: built.append(rid) or real(snap, rid))
+    bodies = {_response(api.region_json, {"region_id": "ALL"}).body for _ in range(20)}
+    assert len(bodies) == 1 and built == ["ALL"]
+    doc = json.loads(target.read_bytes())
+    doc["tables"]["complaint_areas"] = doc["tables"]["complaint_areas"][:3]
+    target.write_bytes(snapshot.dumps(doc))  # published again: another file version
+    status, got = _call(api.region_json, {"region_id": "ALL"})
+    assert status == 200 and len(got["complaint_areas"]) == 3 and built == ["ALL", "ALL"]
 
 
 # -- the Data page: publish button and note form ----------------------------------------------
@@ -317,3 +362,20 @@ def test_plain_text_keeps_its_letters_and_loses_its_markup(text):
     assert re.search(r"(?<!\\)[<>\[\]()*_`$]", out) is None  # every markup character escaped
     for trigger in ("://", "www.", "@e"):  # and no bare address left to be linked
         assert trigger not in out.lower()
+
+
+@pytest.mark.parametrize("configured", [None, "", "https://tiles.example.org/style.json"])
+def test_the_map_has_a_basemap_only_when_one_is_configured(monkeypatch, configured):
+    """No third-party tile server by default (a visitor's IP address is personal data); NETZAUSBAU_BASEMAP_URL
+    names a map style to draw under the areas."""
+    from lib import basemap
+
+    if configured is None:
+        monkeypatch.delenv(basemap.BASEMAP_ENV, raising=False)
+    else:
+        monkeypatch.setenv(basemap.BASEMAP_ENV, configured)
+    a = pd.DataFrame({"cell": ["871f1d489ffffff"], "colour": [[1, 2, 3, 190]], "label": ["x"], "info": ["y"],
+                      "lat": [52.5], "lon": [13.4]})
+    doc = json.loads(regionview.deck(a).to_json())
+    assert doc["mapStyle"] == (configured or basemap.NO_BASEMAP)
+    assert "mapProvider" not in doc

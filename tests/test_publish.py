@@ -110,14 +110,15 @@ def check_areas(doc: dict, db, k: int) -> None:
     counts and the regions their complaint cells lie in."""
     counts = complaint_cells(db, 7)
     k8 = complaint_cells(db, 8)
-    fine = pd.DataFrame({"cell": k8.index, "area": [h3.cell_to_parent(c, 7) for c in k8.index]})
-    touched = fine.merge(region_of_cells(db), on="cell").groupby("area")["region_id"].agg(lambda s: sorted(set(s)))
-    want = {c for c, n in counts.items() if n >= k and c in touched.index}
+    fine = pd.DataFrame({"cell": k8.index, "n": k8.to_numpy(), "area": [h3.cell_to_parent(c, 7) for c in k8.index]})
+    own = fine.merge(region_of_cells(db), on="cell").groupby(["area", "region_id"])["n"].sum()
+    touched = set(own.index.get_level_values("area"))
+    want = {c for c, n in counts.items() if n >= k and c in touched}
     got = {a["cell"]: a for a in doc["tables"]["complaint_areas"]}
     assert set(got) == want
     for cell, area in got.items():
         assert area["complaints"] == expected_round(int(counts[cell]), k)
-        assert area["region_ids"] == touched[cell]
+        assert area["region_ids"] == sorted(r for r, n in own[cell].items() if n >= k)
 
 
 def test_publishing_twice_gives_the_same_bytes(demo_db, published, tmp_path):
@@ -395,3 +396,52 @@ def test_area_status_and_quarter_follow_their_cells(published, demo_db):
             last = max(dates)
             q = f"{last.year}-Q{(last.month - 1) // 3 + 1}"
         assert area["expected_quarter"] == q, area
+
+
+# -- which regions an area names: each region's own complaints there reach k ------------------
+
+def _border_cells(con) -> tuple[str, list[tuple[float, float]], list[tuple[float, float]]]:
+    """A resolution-7 area on the border of tests/worlds.py's West and East (lon 9.5), and the centres of its
+    resolution-9 cells whose resolution-8 parents the store holds in West and in East."""
+    members = dict(con.execute("SELECT cell, region_id FROM region_cells").fetchall())
+    for area in h3.grid_disk(h3.latlng_to_cell(51.25, 9.5, 7), 1):
+        side: dict[str, list] = {"W": [], "E": []}
+        for child in h3.cell_to_children(area, 9):
+            region = members.get(h3.str_to_int(h3.cell_to_parent(child, 8)))
+            if region in side:
+                side[region].append(h3.cell_to_latlng(child))
+        if side["W"] and side["E"]:
+            return area, side["W"], side["E"]
+    raise AssertionError("no area on the border")
+
+
+@pytest.mark.parametrize(("in_west", "in_east", "listed"), [
+    (5, 4, ["W"]),  # k in West names West; k - 1 in East does not name East
+    (5, 5, ["E", "W"]),  # exactly k on each side: both
+    (4, 4, []),  # the area has k (8), no region has: on the whole network's map only
+    (1, 3, None),  # fewer than k in the area: not published at all
+])
+def test_a_region_is_listed_on_an_area_from_k_of_its_own_complaints(tmp_path, in_west, in_east, listed):
+    from tests import worlds
+
+    k = 5
+    con = store.connect(tmp_path / "w.duckdb")
+    try:
+        for table, path in worlds.write_world(tmp_path / "in").items():
+            if table != "complaints":
+                store.import_file(con, path, table=table)
+        area, west, east = _border_cells(con)
+        rows = ["complaint_id,received_at,lat,lon,category,channel"]
+        for side, points, n in (("W", west, in_west), ("E", east, in_east)):
+            rows += [f"{side}{i},2025-01-0{1 + i % 9} 10:00,{points[i % len(points)][0]:.6f},"
+                     f"{points[i % len(points)][1]:.6f},slow_data,app" for i in range(n)]
+        (tmp_path / "k.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+        store.import_file(con, tmp_path / "k.csv", table="complaints")
+        doc = publish.build(con, k=k)
+    finally:
+        con.close()
+    areas = {a["cell"]: a for a in doc["tables"]["complaint_areas"]}
+    assert set(areas) == (set() if listed is None else {area})
+    if listed is not None:
+        assert areas[area]["region_ids"] == listed
+        assert snapshot.parse(snapshot.dumps(doc)).doc == doc  # an empty list is allowed on reading too

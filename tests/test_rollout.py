@@ -19,7 +19,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from lib import cells, engine, export, store
+from lib import basemap, cells, engine, export, store
 from lib.engine import asof, network
 from lib.views import report, rollout
 from lib.views import rollout_charts as charts
@@ -166,7 +166,9 @@ def test_map_colours_and_selection(world_con):
     # the scale is 0 to 100 % whatever the spread: 50 % is the ramp's middle colour, 100 % its last
     assert props["W"]["fill"][:3] == list(charts.RAMP[2]) and props["E"]["fill"][:3] == list(charts.RAMP[-1])
     assert props["W"]["line"] == charts.SELECTED_LINE and props["E"]["width"] == 0
-    assert deck.get("mapStyle") in (None, "")  # no basemap: nothing to fetch
+    # no basemap, nothing to fetch: pydeck's "no style" value (an empty or missing style makes Streamlit's
+    # frontend fall back to CARTO's basemap)
+    assert deck.get("mapStyle") == basemap.NO_BASEMAP and "mapProvider" not in deck
     points = [p for f in rollout.shapes(world_con)["features"] for p in f["geometry"]["coordinates"][0]]
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     view = deck["initialViewState"]  # fitted to the two regions, not to Germany

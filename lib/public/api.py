@@ -4,13 +4,20 @@
     GET /api/public/regions/{region_id}.json   one region: its row, planned quarters, monthly complaints,
                                                notes and the hotspot areas touching it
 
-No streamlit here: plain Starlette routes. A missing or refused snapshot answers 503 with the reason.
+No streamlit here: plain Starlette routes. Answers are made once per snapshot file version (every region's
+document, the whole network's too, is serialised on its first request and then served as the same bytes),
+so a burst of requests costs no page run its time. A missing or refused snapshot answers 503, an unknown
+region 404: each with a fixed message (no server path, nothing the client sent) and `Cache-Control:
+no-store`; the reason is logged on the server.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
+import threading
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -21,22 +28,54 @@ from lib.public import snapshot
 SNAPSHOT_ROUTE = "/api/public/snapshot.json"
 REGION_ROUTE = "/api/public/regions/{region_id}.json"
 HEADERS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=300"}
+ERROR_HEADERS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "no-store"}
+NO_SNAPSHOT = "no snapshot is published"
+UNKNOWN_REGION = "no published region has this id"
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class Served:
+    """One snapshot file version and the region documents made from it so far (region id -> JSON bytes)."""
+
+    snapshot: snapshot.Snapshot
+    regions: dict[str, bytes] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def region(self, region_id: str) -> bytes | None:
+        """The region's document as JSON bytes, made on first use (None: not a published region; not kept)."""
+        body = self.regions.get(region_id)
+        if body is None:
+            with self.lock:
+                body = self.regions.get(region_id)
+                if body is None:
+                    doc = region_document(self.snapshot, region_id)
+                    if doc is None:
+                        return None
+                    body = self.regions[region_id] = json.dumps(doc, ensure_ascii=False, sort_keys=True).encode()
+        return body
 
 
 @functools.lru_cache(maxsize=2)
-def _snapshot(path: str, stamp: tuple[int, int, int]) -> snapshot.Snapshot:
+def _served(path: str, stamp: tuple[int, int, int]) -> Served:
     """The validated snapshot of one file version (read again when the file changes)."""
-    return snapshot.load(path)
+    return Served(snapshot.load(path))
 
 
-def current() -> snapshot.Snapshot:
-    """The snapshot the server publishes now; SnapshotError when there is none or it is refused."""
+def served() -> Served:
+    """The snapshot the server publishes now, with its cached answers; SnapshotError when there is none or it
+    is refused."""
     path = snapshot.snapshot_path().resolve()
     try:
         info = path.stat()
     except OSError:
-        return snapshot.load(path)  # raises SnapshotError with the reason
-    return _snapshot(str(path), (info.st_ino, info.st_mtime_ns, info.st_size))
+        return Served(snapshot.load(path))  # raises SnapshotError with the reason
+    return _served(str(path), (info.st_ino, info.st_mtime_ns, info.st_size))
+
+
+def current() -> snapshot.Snapshot:
+    """The snapshot the server publishes now; SnapshotError when there is none or it is refused."""
+    return served().snapshot
 
 
 def region_document(snap: snapshot.Snapshot, region_id: str) -> dict | None:
@@ -53,8 +92,14 @@ def region_document(snap: snapshot.Snapshot, region_id: str) -> dict | None:
     return meta | {"region": rows[0], **mine, "complaint_areas": areas}
 
 
-def _error(exc: Exception, status: int) -> JSONResponse:
-    return JSONResponse({"error": str(exc)}, status_code=status, headers=HEADERS)
+def _error(message: str, status: int) -> JSONResponse:
+    """An error answer: a fixed message, never cached."""
+    return JSONResponse({"error": message}, status_code=status, headers=ERROR_HEADERS)
+
+
+def _unpublished(exc: snapshot.SnapshotError) -> JSONResponse:
+    LOG.warning("open-data request without a snapshot: %s", exc)  # the reason, with its path, stays here
+    return _error(NO_SNAPSHOT, 503)
 
 
 async def snapshot_json(request: Request) -> Response:
@@ -62,20 +107,18 @@ async def snapshot_json(request: Request) -> Response:
     try:
         snap = current()
     except snapshot.SnapshotError as exc:
-        return _error(exc, 503)
+        return _unpublished(exc)
     return Response(snap.raw, media_type="application/json", headers=HEADERS)
 
 
 async def region_json(request: Request) -> Response:
     """GET one region of the snapshot."""
     try:
-        snap = current()
+        body = served().region(request.path_params["region_id"])
     except snapshot.SnapshotError as exc:
-        return _error(exc, 503)
-    doc = region_document(snap, request.path_params["region_id"])
-    if doc is None:
-        return _error(LookupError(f"no published region {request.path_params['region_id']!r}"), 404)
-    body = json.dumps(doc, ensure_ascii=False, sort_keys=True).encode("utf-8")
+        return _unpublished(exc)
+    if body is None:
+        return _error(UNKNOWN_REGION, 404)
     return Response(body, media_type="application/json", headers=HEADERS)
 
 

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import h3
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 import pydeck as pdk
 
-from lib import export
+from lib import basemap, export
 from lib.public import i18n
 from lib.public.snapshot import ALLOWLIST, LATER, PUBLIC_STATUSES, Snapshot
 
@@ -39,6 +40,10 @@ class Prepared:
     places: dict[str, list[str]]
     csv_zip: bytes
     geojson: bytes
+    labels: dict[str, dict[str, str]]
+    """language -> region id -> `region_label` (the region list is drawn on every page run)"""
+    place_names: tuple[str, ...]
+    """the place search's choices, sorted"""
 
 
 def prepare(snap: Snapshot) -> Prepared:
@@ -51,16 +56,22 @@ def prepare(snap: Snapshot) -> Prepared:
     places: dict[str, list[str]] = {}
     for name, rid in snap.frame("places").itertuples(index=False):
         places.setdefault(name, []).append(rid)
-    return Prepared(snap, regions.drop(columns="_order").set_index("region_id", drop=False), snap.frame("planned"),
-                    areas, snap.frame("complaints_monthly"), snap.frame("notes"), places, csv_zip(snap), geojson(snap))
+    regions = regions.drop(columns="_order").set_index("region_id", drop=False)
+    labels = {lang: {rid: _label(name, level, lang) for rid, name, level in
+                     regions[["region_id", "name", "level"]].itertuples(index=False)} for lang in i18n.LANGUAGES}
+    return Prepared(snap, regions, snap.frame("planned"), areas, snap.frame("complaints_monthly"), snap.frame("notes"),
+                    places, csv_zip(snap), geojson(snap), labels, tuple(sorted(places)))
+
+
+def _label(name: str, level: str, lang: str) -> str:
+    if level == "network":
+        return i18n.t("network", lang)
+    return f"{name} ({i18n.t('level_' + level, lang)})"
 
 
 def region_label(p: Prepared, region_id: str, lang: str) -> str:
     """A region's name with its kind ("Berlin (Stadtgebiet)"), the network as "Deutschland (ganzes Netz)"."""
-    row = p.regions.loc[region_id]
-    if row["level"] == "network":
-        return i18n.t("network", lang)
-    return f"{row['name']} ({i18n.t('level_' + row['level'], lang)})"
+    return p.labels[lang][region_id]
 
 
 def place_region(p: Prepared, place: str) -> str | None:
@@ -96,10 +107,6 @@ def areas(p: Prepared, region_id: str, lang: str) -> pd.DataFrame:
                     label=label, info=about + expected).reset_index(drop=True)
 
 
-MAP_STYLE = pdk.map_styles.CARTO_LIGHT
-"""CARTO's light basemap: no token; the hexagons still draw when it cannot load (offline)."""
-
-
 class FrozenDeck(pdk.Deck):
     """A Deck whose JSON is made once: the same map is sent on every rerun of every session."""
 
@@ -116,7 +123,7 @@ def deck(a: pd.DataFrame) -> pdk.Deck:
                       get_fill_color="colour", get_line_color=[255, 255, 255], line_width_min_pixels=1,
                       pickable=True, extruded=False)
     return FrozenDeck(layers=[layer], initial_view_state=pdk.ViewState(latitude=lat, longitude=lon, zoom=zoom),
-                      map_provider="carto", map_style=MAP_STYLE, tooltip={"text": "{label}\n{info}"})
+                      tooltip={"text": "{label}\n{info}"}, **basemap.deck_args())
 
 
 def view(a: pd.DataFrame) -> tuple[float, float, float]:
@@ -181,9 +188,19 @@ def status_legend(lang: str) -> str:
 CHART_MARGIN = dict(l=10, r=10, t=10, b=10)
 
 
+class FrozenFigure(go.Figure):
+    """A Figure whose dict is made once: st.plotly_chart turns the figure into a dict and that into JSON on every
+    run; the charts of a region never change, so every run of every session shares one dict (read only)."""
+
+    def to_dict(self) -> dict:
+        if "_frozen_dict" not in self.__dict__:  # plain lists, no numpy left to encode
+            self.__dict__["_frozen_dict"] = json.loads(pio.to_json(super().to_dict(), validate=False))
+        return self.__dict__["_frozen_dict"]
+
+
 def planned_figure(plan: pd.DataFrame, lang: str) -> go.Figure:
     """Bars of upgrades planned per quarter."""
-    fig = go.Figure(go.Bar(x=plan["quarter"], y=plan["upgrades"], marker_color="#3f5670", text=plan["upgrades"],
+    fig = FrozenFigure(go.Bar(x=plan["quarter"], y=plan["upgrades"], marker_color="#3f5670", text=plan["upgrades"],
                            hovertemplate="%{x}: %{y}<extra></extra>"))
     fig.update_layout(height=260, margin=CHART_MARGIN, yaxis_title=i18n.t("upgrades", lang))
     return fig
@@ -191,7 +208,7 @@ def planned_figure(plan: pd.DataFrame, lang: str) -> go.Figure:
 
 def trend_figure(t: pd.DataFrame, lang: str) -> go.Figure:
     """Bars of complaints per month (gaps where fewer than k)."""
-    fig = go.Figure(go.Bar(x=t["month"], y=t["complaints"], marker_color="#5b6b7f",
+    fig = FrozenFigure(go.Bar(x=t["month"], y=t["complaints"], marker_color="#5b6b7f",
                            hovertemplate="%{x|%m/%Y}: %{y}<extra></extra>"))
     fig.update_layout(height=260, margin=CHART_MARGIN, yaxis_title=i18n.t("complaints", lang))
     return fig
@@ -202,14 +219,21 @@ class RegionView:
     """Everything the page draws for one region in one language: made once, shared read-only by every session
     (building the charts costs more than the rest of a page run)."""
 
+    row: dict
+    """the region's published row (regions table)"""
     deck: pdk.Deck | None
     planned_fig: go.Figure
     trend_fig: go.Figure
-    notes: pd.DataFrame
+    notes: tuple[tuple[str, str], ...]
+    """(heading "date · region" as plain text, note text) of `notes`, in their order"""
 
 
 def region_view(p: Prepared, region_id: str, lang: str) -> RegionView:
-    """The region's map (None without areas), charts and notes."""
+    """The region's row, map (None without areas), charts and notes."""
     a = areas(p, region_id, lang)
-    return RegionView(deck(a) if len(a) else None, planned_figure(planned(p, region_id, lang), lang),
-                      trend_figure(trend(p, region_id), lang), notes(p, region_id, lang))
+    shown = notes(p, region_id, lang)
+    heads = [f"{i18n.date(d, lang)} · {i18n.plain(region_label(p, r, lang))}"
+             for d, r in zip(shown["published_on"], shown["region_id"], strict=True)]
+    return RegionView(p.regions.loc[region_id].to_dict(), deck(a) if len(a) else None,
+                      planned_figure(planned(p, region_id, lang), lang), trend_figure(trend(p, region_id), lang),
+                      tuple(zip(heads, shown["text"], strict=True)))

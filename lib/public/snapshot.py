@@ -14,9 +14,10 @@ What it holds, and nothing else:
   planned on-air date, from the data date's quarter `QUARTERS_AHEAD` - 1 quarters on,
   then `LATER`;
 - `complaint_areas`: areas with many complaints, not Gi* hotspots: H3 resolution-7 cells (about
-  5 km2) with at least k complaints over all time, their
-  complaints rounded to `ROUND_BASE`, the regions they touch, a public status and the
-  quarter relief is expected in (see `public_status`, `area_status`);
+  5 km2) with at least k complaints over all time, their complaints rounded to `ROUND_BASE`,
+  the regions that have at least k of their own complaints in them (none: only on the whole
+  network's map), a public status and the quarter relief is expected in (see
+  `public_status`, `area_status`);
 - `complaints_monthly`: complaints per region and calendar month, rounded to `ROUND_BASE`,
   and empty ("fewer than k") below k, so that small counts cannot be told apart;
 - `notes`: the operator's status notes (`status_notes` table), text as written;
@@ -119,7 +120,8 @@ def _rounded(v) -> bool:
 
 
 def _ids(v) -> bool:
-    return isinstance(v, list) and len(v) > 0 and all(isinstance(x, str) and _ID.match(x) for x in v) \
+    """Sorted distinct region ids; empty for an area no single region has k complaints in."""
+    return isinstance(v, list) and all(isinstance(x, str) and _ID.match(x) for x in v) \
         and v == sorted(set(v))
 
 

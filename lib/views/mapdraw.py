@@ -18,7 +18,7 @@ import pandas as pd
 import pydeck as pdk
 from pydeck.bindings.json_tools import default_serialize
 
-from lib import cells
+from lib import basemap, cells
 from lib.views import maps
 from lib.views.maps import (
     COLOUR_MODES,
@@ -26,7 +26,6 @@ from lib.views.maps import (
     GERMANY,
     LINK_COLOURS,
     MAP_PIXELS,
-    MAP_STYLE,
     MAX_BYTES,
     REGION_COLOUR,
     RELIEF_COLOURS,
@@ -202,15 +201,14 @@ def fit_view(features: list[dict], pixels: tuple[int, int], min_zoom: float = 4.
 
 
 def deck(v: View, colour: str = "relief", pick: tuple[str, str] | None = None,
-         map_style: str | None = MAP_STYLE, focus: tuple[float, float] | None = None) -> CompactDeck:
+         focus: tuple[float, float] | None = None) -> CompactDeck:
     """The pydeck Deck of a view (layer ids are the `LAYERS` names; `pick` = (layer, id) is outlined;
-    the map is centred on `focus` when given)."""
+    the map is centred on `focus` when given) on the configured basemap (`lib.basemap`: none by default)."""
     with maps.gc_paused():
-        return _deck(v, colour, pick, map_style, focus)
+        return _deck(v, colour, pick, focus)
 
 
-def _deck(v: View, colour: str, pick: tuple[str, str] | None, map_style: str | None,
-          focus: tuple[float, float] | None) -> CompactDeck:
+def _deck(v: View, colour: str, pick: tuple[str, str] | None, focus: tuple[float, float] | None) -> CompactDeck:
     layers = []
     if v.outlines:
         layers.append(pdk.Layer("GeoJsonLayer", id="regions", data={"type": "FeatureCollection",
@@ -235,7 +233,8 @@ def _deck(v: View, colour: str, pick: tuple[str, str] | None, map_style: str | N
                                 filled=False, stroked=True, get_line_color=[0, 0, 0], line_width_min_pixels=3,
                                 extruded=False, pickable=False))
     tooltip = {"html": "<b>{id}</b><br/>{s}", "style": {"fontSize": "12px"}}
-    return CompactDeck(layers=layers, initial_view_state=view_state(v, focus), map_style=map_style, tooltip=tooltip)
+    return CompactDeck(layers=layers, initial_view_state=view_state(v, focus), tooltip=tooltip,
+                       **basemap.deck_args())
 
 
 def picked(selection) -> tuple[str, str] | None:

@@ -73,9 +73,6 @@ SITE_PRIORITY = tuple(SITE_COLOURS)
 LINK_PRIORITY = tuple(LINK_COLOURS)
 """Link states from most to least urgent: a capped links layer keeps the first ones."""
 
-MAP_STYLE = "light"
-"""CARTO's positron basemap: needs no token; the layers draw without it (offline)."""
-
 GERMANY = (51.16, 10.45, 5.2)
 """Centre (lat, lon) and zoom of the whole-Germany view."""
 

@@ -150,7 +150,19 @@ def planned_by_quarter(frame: pd.DataFrame, as_of: dt.date, ahead: int = QUARTER
     return out
 
 
+def region_counts(fine: pd.DataFrame, rc: pd.DataFrame) -> pd.DataFrame:
+    """area, region_id, n: each published region's own complaints in each area, from `fine` (cell at
+    linkage.DEFAULT_RES, area, n) and the regions' cells `rc` (region_id, cell at cells.REGION_RES)."""
+    own = fine[["area", "n"]].assign(cell=cells.parent(fine["cell"].to_numpy(), cells.REGION_RES))
+    own = own.merge(rc, on="cell").astype({"region_id": str})
+    return own.groupby(["area", "region_id"], as_index=False)["n"].sum()
+
+
 def _areas(con, k: int, as_of: dt.date, rc: pd.DataFrame) -> list[dict]:
+    """The published hotspot areas: resolution-AREA_RES cells with at least k complaints that touch a published
+    region. An area lists a region only when that region's own complaints in it reach k (a region with fewer
+    there is not named, so the listing cannot point at a few customers); an area no region reaches k in is shown
+    on the whole network's map only (region_ids empty)."""
     counts = hotspots.cell_counts(con, res=AREA_RES)
     areas = counts[counts["n"] >= k]
     if areas.empty:
@@ -160,8 +172,9 @@ def _areas(con, k: int, as_of: dt.date, rc: pd.DataFrame) -> list[dict]:
     fine = fine[fine["area"].isin(areas["cell"])]
     rel = linkage.relief(con, fine["cell"], as_of=as_of).merge(fine[["cell", "area"]], on="cell")
     rel["public"] = rel["status"].map(STATUS_MAP)
-    fine_region = fine[["cell", "area"]].assign(cell=cells.parent(fine["cell"].to_numpy(), cells.REGION_RES))
-    touched = fine_region.merge(rc, on="cell").groupby("area")["region_id"].agg(lambda s: sorted(set(map(str, s))))
+    own = region_counts(fine, rc)
+    touched = own.groupby("area")["region_id"].agg(lambda s: sorted(set(s)))
+    listed = own[own["n"] >= k].groupby("area")["region_id"].agg(lambda s: sorted(set(s)))
     rows = []
     for area, n in areas[["cell", "n"]].itertuples(index=False):
         mine = rel[rel["area"] == area]
@@ -170,11 +183,10 @@ def _areas(con, k: int, as_of: dt.date, rc: pd.DataFrame) -> list[dict]:
         expected = None
         if status in ("planned", "in_progress") and len(dates) and dates.notna().all():
             expected = quarter(max(dates))
-        regions_ = touched.get(area)
-        if not regions_:
+        if area not in touched.index:
             continue  # outside every published region: nothing on the page could show it
         rows.append({"cell": cells.to_str(area), "complaints": round_count(int(n), k), "status": status,
-                     "expected_quarter": expected, "region_ids": regions_})
+                     "expected_quarter": expected, "region_ids": listed.get(area, [])})
     return rows
 
 

@@ -1,7 +1,7 @@
 """Figures of the rollout page, built from `lib.views.rollout` frames (plotly graph objects, pydeck); no streamlit.
 
 Plotly `go` traces, not plotly express (about 25 times quicker per figure, FIELD-NOTES).
-The map is a pydeck GeoJsonLayer without a basemap: it needs no network at all.
+The map is a pydeck GeoJsonLayer without a basemap unless one is configured (lib/basemap.py): it needs no network.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pydeck as pdk
 
+from lib import basemap
 from lib.views import mapdraw, rollout
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
@@ -167,4 +168,4 @@ def region_map(shapes: dict, table: pd.DataFrame, as_of: dt.date, selected: str 
     tooltip = {"text": f"{{name}}: {{pct}} on air (as of {as_of:%Y-%m-%d})"}
     view = (mapdraw.fit_view(features, (round(MAP_WIDTH * MAP_MARGIN), round(height * MAP_MARGIN))) if features
             else mapdraw.view_state_of_germany())
-    return pdk.Deck(layers=[layer], initial_view_state=view, map_style=None, tooltip=tooltip)
+    return pdk.Deck(layers=[layer], initial_view_state=view, tooltip=tooltip, **basemap.deck_args())
