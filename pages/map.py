@@ -7,7 +7,7 @@ import streamlit as st
 from lib import cache, cells, export
 from lib.engine import asof, hotspots, linkage
 from lib.ingest import schema
-from lib.views import mapdraw, maps, mapurl, story
+from lib.views import mapdraw, maps, mapurl, places, story
 
 PLAY_SECONDS = 2.0
 TABLE_ROWS = 500
@@ -32,7 +32,9 @@ UPGRADE_COLUMNS = {c: st.column_config.DateColumn(c.replace("_", " ")) for c in 
                                                 "still open: days since the planned date"),
     "share": st.column_config.ProgressColumn("carries", format="percent", min_value=0, max_value=1,
                                              help="The site's share of the hotspot's complaints")}
-TABLE_COLUMNS = {"n": st.column_config.NumberColumn("complaints", format="localized"),
+TABLE_COLUMNS = {"rank": st.column_config.NumberColumn("rank"),
+                 "place": st.column_config.TextColumn("near", help="The nearest town of 5,000 or more"),
+                 "n": st.column_config.NumberColumn("complaints", format="localized"),
                  "status": st.column_config.TextColumn("relief status"),
                  "relief_share": st.column_config.ProgressColumn(
                      "relieved", format="percent", min_value=0, max_value=1,
@@ -141,7 +143,8 @@ with right:
         else:
             s = cache.query(con, "hotspot_story", cell, res, p.as_of, p.kind, p.channels)
             row = view.hotspots[view.hotspots["cell"] == cell]
-            st.subheader(f"Hotspot {pick[1]}")
+            st.subheader(f"Hotspot near {places.nearest_town(*cells.cells_to_latlng([cell]))[0]}")
+            st.caption(f"H3 cell {pick[1]} (resolution {res})")
             m1, m2 = st.columns(2)
             m1.metric("Complaints", f"{int(row['n'].iloc[0]):,}" if len(row) else "-", border=True,
                       help=f"{p.kind} complaints in the {p.window_days} days up to {p.as_of}")
@@ -204,8 +207,11 @@ st.caption(f"Pain = complaints in the window x days until relief (relieved: 0; r
            f"{maps.OVERDUE_DAYS} days; no relief date: {maps.NO_DATE_DAYS} days or more, the worst case). "
            f"{len(view.hotspots):,} hotspots in this view" + (f", the top {TABLE_ROWS} listed." if len(
                view.hotspots) > TABLE_ROWS else "."))
-st.dataframe(ranked, hide_index=True, key="map_table", on_select="rerun", selection_mode="single-row", height=300,
-             column_config=TABLE_COLUMNS)
+shown = ranked.assign(status=ranked["status"].map(mapdraw.LABELS).fillna(ranked["status"]),
+                      blocking_link_id=ranked["blocking_link_id"].astype(object).where(
+                          ranked["blocking_link_id"].notna(), ""))  # words, never "None"
+st.dataframe(shown, hide_index=True, key="map_table", on_select="rerun", selection_mode="single-row", height=300,
+             column_config=TABLE_COLUMNS, column_order=list(TABLE_COLUMNS))
 d1, d2, _ = st.columns([1, 1, 3])
 stem = f"hotspots-{p.as_of}-{p.region or 'DE'}"
 hot = view.hotspots  # the exports are built when clicked

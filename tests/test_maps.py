@@ -343,3 +343,39 @@ def test_the_view_of_the_held_network_equals_the_queried_one(con):
         for name in held.layers:
             pd.testing.assert_frame_equal(held.layers[name], queried.layers[name], check_dtype=False)
         pd.testing.assert_frame_equal(held.hotspots, queried.hotspots, check_dtype=False)
+
+
+def test_the_nearest_town_is_the_one_a_plain_search_finds():
+    from lib.views import places
+
+    towns = places.german_places(places.TOWN_POPULATION)
+    towns = towns.assign(german=places.labels(towns))  # the names people read
+    rng = np.random.default_rng(7)
+    lat, lon = rng.uniform(47.5, 54.8, 300), rng.uniform(6.0, 14.9, 300)
+    got = places.nearest_town(lat, lon)
+    for la, lo, name in zip(lat, lon, got, strict=True):  # great-circle distance to every town
+        d = np.arccos(np.clip(np.sin(np.radians(la)) * np.sin(np.radians(towns["lat"])) + np.cos(np.radians(la))
+                              * np.cos(np.radians(towns["lat"])) * np.cos(np.radians(towns["lon"] - lo)), -1, 1))
+        best = towns["german"].iloc[int(np.argmin(d))]
+        second = np.partition(d, 1)[1] - d.min()
+        assert name == best or second * 6371 < 0.5, (la, lo, name, best)  # a tie within 500 m may go either way
+    assert places.nearest_town(52.517, 13.389).tolist() == ["Berlin-Mitte"]  # a district, as geonames knows it
+    assert places.nearest_town(48.137, 11.575).tolist() == ["München"]  # the German name
+    assert places.nearest_town(52.3746, 9.7379).tolist() == ["Mitte (Hannover)"]  # a shared name, told apart
+
+
+def test_tooltips_say_where_how_many_what_and_when_in_words(full):
+    hot = full.layers["hotspots"]
+    records = mapdraw.hotspot_records(hot)
+    for rec, row in zip(records, hot.itertuples(index=False), strict=True):
+        assert rec["t"].startswith("<b>near ") and f"{int(row.n):,} complaints" in rec["t"]
+        assert mapdraw.LABELS[row.status] in rec["t"] and "_" not in rec["t"] and "None" not in rec["t"]
+        due = row.status != "relieved" and pd.notna(row.relief_date)
+        assert ("relieved from" in rec["t"]) == due
+        if due:
+            assert f"relieved from {pd.Timestamp(row.relief_date):%Y-%m-%d}" in rec["t"]
+    for rec in mapdraw.site_records(full.layers["sites"]):
+        assert rec["t"] == f"Site {rec['id']}: {mapdraw.LABELS[rec['s']]}"
+    for rec in mapdraw.link_records(full.layers["links"]):
+        assert rec["t"] == f"Transport link {rec['id']}: {mapdraw.LABELS[rec['s']]}"
+    assert mapdraw.deck(full)._tooltip["html"] == "{t}"

@@ -7,6 +7,7 @@ into what the browser receives. No streamlit here.
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from dataclasses import replace
@@ -19,7 +20,7 @@ import pydeck as pdk
 from pydeck.bindings.json_tools import default_serialize
 
 from lib import basemap, cells
-from lib.views import maps
+from lib.views import maps, places
 from lib.views.maps import (
     COLOUR_MODES,
     COORD_DIGITS,
@@ -38,9 +39,9 @@ from lib.views.maps import (
     view,
 )
 
-RECORD_BYTES = MappingProxyType({"hotspots": 130, "sites": 90, "links": 130})
-"""Most bytes one record of each layer takes in the Deck JSON besides its text ids (keys, a 15-hex H3 id,
-numbers, rounded coordinates, status words and colours), over-counted."""
+RECORD_BYTES = MappingProxyType({"hotspots": 130, "sites": 130, "links": 180})
+"""Most bytes one record of each layer takes in the Deck JSON besides its text ids and a hotspot's tooltip
+(keys, a 15-hex H3 id, numbers, rounded coordinates, status codes and words, colours), over-counted."""
 DECK_BYTES = 4096
 """Bytes of the Deck JSON besides the layers' records and the outlines (view state, layer settings, tooltip)."""
 
@@ -52,7 +53,9 @@ def upper_bytes(v: View) -> int:
     total = DECK_BYTES + shapes
     for layer, frame in v.layers.items():
         ids = {"sites": ["site_id"], "links": ["link_id"]}.get(layer, [])
-        text = sum(int(frame[c].astype("str").str.len().sum()) + 2 * len(frame) for c in ids)
+        text = 2 * sum(int(frame[c].astype("str").str.len().sum()) + 2 * len(frame) for c in ids)  # id, tooltip
+        if layer == "hotspots":  # the tooltips as written (they name a town)
+            text += sum(len(json.dumps(t)) for t in _hotspot_tips(frame))
         total += len(frame) * RECORD_BYTES[layer] + text
     return total
 
@@ -115,29 +118,50 @@ def _colours(values: list, palette) -> list:
 
 
 def hotspot_records(hot: pd.DataFrame, colour: str = "relief") -> list[dict]:
-    """Hexagon records: id (H3 hex), n, s (relief status), g (significance), c (colour)."""
+    """Hexagon records: id (H3 hex), n, s (relief status), g (significance), c (colour), t (tooltip: the
+    nearest town, complaints, status in words and the relief date)."""
     if colour not in COLOUR_MODES:
         raise ValueError(f"unknown colour mode {colour!r} (choose one of {list(COLOUR_MODES)})")
     palette, col = (RELIEF_COLOURS, "status") if colour == "relief" else (SIGNIFICANCE_COLOURS, "significance")
     ids = [h3.int_to_str(c) for c in _s(hot, "cell")]
-    return [{"id": i, "n": int(n), "s": s, "g": g, "c": c} for i, n, s, g, c in zip(
-        ids, _s(hot, "n"), _s(hot, "status"), _s(hot, "significance"), _colours(_s(hot, col), palette), strict=True)]
+    return [{"id": i, "n": int(n), "s": s, "g": g, "c": c, "t": t} for i, n, s, g, c, t in zip(
+        ids, _s(hot, "n"), _s(hot, "status"), _s(hot, "significance"), _colours(_s(hot, col), palette),
+        _hotspot_tips(hot), strict=True)]
+
+
+def _hotspot_tips(hot: pd.DataFrame) -> list[str]:
+    """Each hotspot's tooltip: the nearest town, its complaints, its status in words and, when it is not yet
+    relieved, the day it will be (HTML, escaped)."""
+    cell = _s(hot, "cell")
+    lat, lon = cells.cells_to_latlng(np.asarray(cell, dtype="uint64")) if len(cell) else ([], [])
+    when = _s(hot, "relief_date") if "relief_date" in hot else [None] * len(cell)
+    out = []
+    for town, n, status, relief in zip(places.nearest_town(lat, lon), _s(hot, "n"), _s(hot, "status"), when,
+                                       strict=True):
+        due = ("" if status == "relieved" or relief is None or pd.isna(relief)
+               else f"<br/>relieved from {pd.Timestamp(relief):%Y-%m-%d}")
+        out.append(f"<b>near {html.escape(str(town))}</b><br/>{int(n):,} complaints<br/>"
+                   f"{html.escape(LABELS.get(status, str(status)))}{due}")
+    return out
 
 
 def site_records(sites: pd.DataFrame) -> list[dict]:
-    """Point records: id (site_id), p ([lon, lat]), s (status), c (colour)."""
+    """Point records: id (site_id), p ([lon, lat]), s (status), c (colour), t (tooltip: site and status)."""
     status = _s(sites, "status")
-    return [{"id": i, "p": [lo, la], "s": s, "c": c} for i, lo, la, s, c in zip(
-        _s(sites, "site_id"), _c(sites, "lon"), _c(sites, "lat"), status, _colours(status, SITE_COLOURS),
-        strict=True)]
+    return [{"id": i, "p": [lo, la], "s": s, "c": c,
+             "t": f"Site {html.escape(str(i))}: {LABELS.get(s, s)}"}
+            for i, lo, la, s, c in zip(_s(sites, "site_id"), _c(sites, "lon"), _c(sites, "lat"), status,
+                                       _colours(status, SITE_COLOURS), strict=True)]
 
 
 def link_records(links: pd.DataFrame) -> list[dict]:
-    """Line records: id (link_id), a and b ([lon, lat]), s (state), c (colour)."""
+    """Line records: id (link_id), a and b ([lon, lat]), s (state), c (colour), t (tooltip: link and state)."""
     state = _s(links, "state")
-    return [{"id": i, "a": [alo, ala], "b": [blo, bla], "s": s, "c": c} for i, alo, ala, blo, bla, s, c in zip(
-        _s(links, "link_id"), _c(links, "a_lon"), _c(links, "a_lat"), _c(links, "b_lon"), _c(links, "b_lat"),
-        state, _colours(state, LINK_COLOURS), strict=True)]
+    return [{"id": i, "a": [alo, ala], "b": [blo, bla], "s": s, "c": c,
+             "t": f"Transport link {html.escape(str(i))}: {LABELS.get(s, s)}"}
+            for i, alo, ala, blo, bla, s, c in zip(
+                _s(links, "link_id"), _c(links, "a_lon"), _c(links, "a_lat"), _c(links, "b_lon"), _c(links, "b_lat"),
+                state, _colours(state, LINK_COLOURS), strict=True)]
 
 
 FOCUS_ZOOM = 10.5
@@ -232,7 +256,7 @@ def _deck(v: View, colour: str, pick: tuple[str, str] | None, focus: tuple[float
         layers.append(pdk.Layer("H3HexagonLayer", id="picked", data=[{"id": pick[1]}], get_hexagon="id",
                                 filled=False, stroked=True, get_line_color=[0, 0, 0], line_width_min_pixels=3,
                                 extruded=False, pickable=False))
-    tooltip = {"html": "<b>{id}</b><br/>{s}", "style": {"fontSize": "12px"}}
+    tooltip = {"html": "{t}", "style": {"fontSize": "13px", "maxWidth": "240px", "whiteSpace": "normal"}}
     return CompactDeck(layers=layers, initial_view_state=view_state(v, focus), tooltip=tooltip,
                        **basemap.deck_args())
 
@@ -249,13 +273,14 @@ def picked(selection) -> tuple[str, str] | None:
 
 # -- exports ------------------------------------------------------------------------------
 
-TABLE_COLUMNS = ["rank", "cell", "n", "status", "relief_share", "relief_date", "days_open", "pain", "z",
+TABLE_COLUMNS = ["rank", "cell", "place", "n", "status", "relief_share", "relief_date", "days_open", "pain", "z",
                  "significance", "n_sites", "n_upgrades", "blocking_link_id"]
 
 
 def table(hot: pd.DataFrame) -> pd.DataFrame:
-    """The ranked hotspot table (and CSV export): cells as H3 hex text."""
-    out = hot[TABLE_COLUMNS].copy()
+    """The ranked hotspot table (and CSV export): cells as H3 hex text, each named by its nearest town."""
+    lat, lon = cells.cells_to_latlng(hot["cell"].to_numpy(dtype="uint64")) if len(hot) else ([], [])
+    out = hot.assign(place=places.nearest_town(lat, lon))[TABLE_COLUMNS].copy()
     out["cell"] = [h3.int_to_str(int(c)) for c in out["cell"]]
     out["z"] = out["z"].round(2)
     out["relief_share"] = out["relief_share"].round(3)

