@@ -23,7 +23,7 @@ import streamlit as st
 from lib import audit, export, store, warmup
 from lib.errors import NetzausbauError, StoreError
 from lib.public import regionview, snapshot
-from lib.views import bottlenecks, mapdraw, maps, overview, publish, rollout, story
+from lib.views import bottlenecks, mapdraw, maps, overview, places, publish, rollout, story
 
 TTL = "1h"
 MAX_ENTRIES = 64
@@ -60,7 +60,7 @@ def _open(path: str, identity: int) -> duckdb.DuckDBPyConnection:
     """One connection per store file; `identity` (the inode) reopens a file replaced on disk. What the pages
     hold in memory is read ahead in the background (lib/warmup)."""
     con = store.connect(path)
-    warmup.start(con)
+    warmup.start(con, also=(places.warm,))  # the towns that name hotspots: geonames is read once, about 1 s
     return con
 
 

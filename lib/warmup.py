@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 import duckdb
 
@@ -23,9 +24,9 @@ RESOLUTIONS = (7, cells.REGION_RES)
 """Grids built ahead: the map's whole-Germany resolution and the rollout's (regions') resolution."""
 
 
-def warm(con: duckdb.DuckDBPyConnection) -> None:
+def warm(con: duckdb.DuckDBPyConnection, also: tuple[Callable[[], object], ...] = ()) -> None:
     """Hold the network, the complaints, their grids at `RESOLUTIONS` and their serving sites for the store
-    behind `con`."""
+    behind `con`; then call each of `also` (what the pages read besides the store, such as the towns)."""
     cur = con.cursor()
     try:
         net = network.held(cur)
@@ -34,18 +35,20 @@ def warm(con: duckdb.DuckDBPyConnection) -> None:
         serving.served_load(cur, net)
     finally:
         cur.close()
+    for f in also:
+        f()
 
 
 _RUNNING: set[threading.Thread] = set()  # warm-ups not yet finished (`wait`)
 _RUNNING_LOCK = threading.Lock()
 
 
-def start(con: duckdb.DuckDBPyConnection) -> threading.Thread:
+def start(con: duckdb.DuckDBPyConnection, also: tuple[Callable[[], object], ...] = ()) -> threading.Thread:
     """`warm` in a daemon thread; a failure is logged, never raised (the first view then builds it)."""
 
     def run() -> None:
         try:
-            warm(con)
+            warm(con, also)
         except Exception:  # noqa: BLE001 - a warm-up must not take the app down; the view reports real errors
             log.warning("warm-up of the held store data failed", exc_info=True)
         finally:

@@ -81,3 +81,8 @@ def nearest_town(lat, lon) -> np.ndarray:
     tree, names = _towns()
     _, at = tree.query(_xy(lat, lon))
     return names[at]
+
+
+def warm() -> None:
+    """Read the towns ahead (the app's warm-up), so that the first map view does not wait for geonames."""
+    _towns()
