@@ -95,10 +95,17 @@ def test_english_and_a_region_from_the_url(public_env, demo_snapshot):
     shown = {h["cell"] for h in spec["layers"][0]["data"]}
     doc = json.loads(demo_snapshot[0].read_bytes())
     assert shown == {a["cell"] for a in doc["tables"]["complaint_areas"] if "C-BER" in a["region_ids"]} != set()
-    notes = [as_read(c.value) for c in at.caption if "Berlin (city area)" in as_read(c.value)]
-    assert notes == ["2026-10-15 · Berlin (city area)"]  # the English note; the German one is on the German page
-    assert [t.value for t in at.text] == ["Berlin: new-generation hardware is being installed at sites in the city; "
-                                          "the transport network is expanded section by section."]
+    texts = [as_read(m.value) for m in at.markdown if "Notes from the operator" in m.value]
+    assert len(texts) == 1  # the trend's caption, the notes and the open data's heading: one element
+    shown = texts[0].split("\n\n")
+    assert shown[:2] == [":small[Rounded to tens; months with fewer than 10 complaints are left empty.]",
+                         "### Notes from the operator"]
+    # the English note only (the German one is on the German page): its heading, then its text
+    assert shown[2:4] == [":small[2026-10-15 · Berlin (city area)]",
+                          "Berlin: new-generation hardware is being installed at sites in the city; "
+                          "the transport network is expanded section by section."]
+    assert shown[4:] == ["### Open data", ":small[The whole published snapshot, free to reuse. Also as JSON at "
+                                          "`/api/public/snapshot.json`.]"]
 
 
 def test_notes_newest_first_in_the_page_language_else_all():
