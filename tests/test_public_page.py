@@ -386,3 +386,23 @@ def test_the_map_has_a_basemap_only_when_one_is_configured(monkeypatch, configur
     doc = json.loads(regionview.deck(a).to_json())
     assert doc["mapStyle"] == (configured or basemap.NO_BASEMAP)
     assert "mapProvider" not in doc
+
+
+@pytest.mark.parametrize("text", ["[x](https://evil.example)", "<script>alert(1)</script>", "**bold** :red[x] $y$",
+                                  "two\nlines"])
+def test_notes_in_the_text_block_are_shown_as_written(text):
+    """The notes share one markdown element with the headings around them: a note's text and heading read as
+    written, with no link, HTML, emphasis or directive, and cannot end the heading's small-text span early."""
+    block = regionview.after_trend((("01.01.2026 · " + i18n.plain("Stadt ] [x]"), text),), 10, "de")
+    parts = block.split("\n\n")
+    assert parts[1] == "### Meldungen des Netzbetreibers" and parts[-2] == "### Offene Daten"
+    head, shown = parts[2], parts[3]
+    assert head.startswith(":small[") and as_read(head[len(":small["):-1]) == "01.01.2026 · Stadt ] [x]"
+    assert as_read(shown.replace("  \n", "\n")).replace(i18n.ZWSP, "") == text
+    assert re.search(r"(?<!\\)[<>\[\]()*_`$:]", shown.replace("  \n", "")) is None
+
+
+def test_the_map_text_block_without_areas_says_so():
+    block = regionview.after_map(False, 10, "en")
+    assert block == (":small[There is no area with at least 10 complaints here.]\n\n### Complaints per month")
+    assert "rgb(" in regionview.after_map(True, 10, "en")  # the legend
