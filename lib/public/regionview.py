@@ -108,11 +108,12 @@ def areas(p: Prepared, region_id: str, lang: str) -> pd.DataFrame:
 
 
 class FrozenDeck(pdk.Deck):
-    """A Deck whose JSON is made once: the same map is sent on every rerun of every session."""
+    """A Deck whose JSON is made once, without pydeck's indentation (about half the bytes): the same map is sent
+    on every rerun of every session, and Streamlit copies, serialises and hashes it on each."""
 
     def to_json(self) -> str:
         if not hasattr(self, "_frozen_json"):
-            self._frozen_json = super().to_json()
+            self._frozen_json = json.dumps(json.loads(super().to_json()), separators=(",", ":"), ensure_ascii=False)
         return self._frozen_json
 
 
