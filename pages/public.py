@@ -42,7 +42,7 @@ top.segmented_control(i18n.t("language", lang), i18n.LANGUAGES, format_func=i18n
 if bad_lang:
     st.caption(i18n.t("bad_param", lang, name="lang", value=i18n.plain(st.query_params.get("lang")),
                       default=i18n.NAMES[lang]))
-st.write(i18n.t("intro", lang))
+st.markdown(i18n.t("intro", lang))
 
 wanted = st.query_params.get("region", regionview.NETWORK)
 region = wanted if wanted in p.regions.index else regionview.NETWORK
@@ -77,27 +77,13 @@ else:
     st.info(i18n.t("no_upgrades", lang))
 
 st.subheader(i18n.t("map_title", lang))
-if view.deck is None:
-    st.caption(i18n.t("no_areas", lang, k=p.snapshot.k))
-else:
+if view.deck is not None:
     st.pydeck_chart(view.deck, height=420, key="areas_map")
-    st.caption(i18n.t("map_caption", lang, k=p.snapshot.k))
-    st.markdown(regionview.status_legend(lang), unsafe_allow_html=True)
-
-st.subheader(i18n.t("trend_title", lang))
+# the texts between the charts are one markdown element each, made once per snapshot, region and language
+# (every element sent costs each page run of every visitor, bench/load.py); HTML only in the map's legend
+st.markdown(view.after_map, unsafe_allow_html=True)
 st.plotly_chart(view.trend_fig, key="trend_chart", config={"displayModeBar": False})
-st.caption(i18n.t("trend_caption", lang, k=p.snapshot.k))
-
-st.subheader(i18n.t("notes_title", lang))
-if not view.notes:
-    st.caption(i18n.t("no_notes", lang))
-for head, text in view.notes:
-    with st.container(border=True):
-        st.caption(head)
-        st.text(text)
-
-st.subheader(i18n.t("open_data", lang))
-st.caption(i18n.t("open_data_caption", lang))
+st.markdown(view.after_trend)
 d = st.container(horizontal=True)
 # the files are made ready when clicked (callables): no 600 kB handed to the media store on every rerun
 d.download_button(i18n.t("download_csv", lang), lambda: p.csv_zip, "netzausbau-open-data.zip",

@@ -95,10 +95,17 @@ def test_english_and_a_region_from_the_url(public_env, demo_snapshot):
     shown = {h["cell"] for h in spec["layers"][0]["data"]}
     doc = json.loads(demo_snapshot[0].read_bytes())
     assert shown == {a["cell"] for a in doc["tables"]["complaint_areas"] if "C-BER" in a["region_ids"]} != set()
-    notes = [as_read(c.value) for c in at.caption if "Berlin (city area)" in as_read(c.value)]
-    assert notes == ["2026-10-15 · Berlin (city area)"]  # the English note; the German one is on the German page
-    assert [t.value for t in at.text] == ["Berlin: new-generation hardware is being installed at sites in the city; "
-                                          "the transport network is expanded section by section."]
+    texts = [as_read(m.value) for m in at.markdown if "Notes from the operator" in m.value]
+    assert len(texts) == 1  # the trend's caption, the notes and the open data's heading: one element
+    shown = texts[0].split("\n\n")
+    assert shown[:2] == [":small[Rounded to tens; months with fewer than 10 complaints are left empty.]",
+                         "### Notes from the operator"]
+    # the English note only (the German one is on the German page): its heading, then its text
+    assert shown[2:4] == [":small[2026-10-15 · Berlin (city area)]",
+                          "Berlin: new-generation hardware is being installed at sites in the city; "
+                          "the transport network is expanded section by section."]
+    assert shown[4:] == ["### Open data", ":small[The whole published snapshot, free to reuse. Also as JSON at "
+                                          "`/api/public/snapshot.json`.]"]
 
 
 def test_notes_newest_first_in_the_page_language_else_all():
@@ -379,3 +386,23 @@ def test_the_map_has_a_basemap_only_when_one_is_configured(monkeypatch, configur
     doc = json.loads(regionview.deck(a).to_json())
     assert doc["mapStyle"] == (configured or basemap.NO_BASEMAP)
     assert "mapProvider" not in doc
+
+
+@pytest.mark.parametrize("text", ["[x](https://evil.example)", "<script>alert(1)</script>", "**bold** :red[x] $y$",
+                                  "two\nlines"])
+def test_notes_in_the_text_block_are_shown_as_written(text):
+    """The notes share one markdown element with the headings around them: a note's text and heading read as
+    written, with no link, HTML, emphasis or directive, and cannot end the heading's small-text span early."""
+    block = regionview.after_trend((("01.01.2026 · " + i18n.plain("Stadt ] [x]"), text),), 10, "de")
+    parts = block.split("\n\n")
+    assert parts[1] == "### Meldungen des Netzbetreibers" and parts[-2] == "### Offene Daten"
+    head, shown = parts[2], parts[3]
+    assert head.startswith(":small[") and as_read(head[len(":small["):-1]) == "01.01.2026 · Stadt ] [x]"
+    assert as_read(shown.replace("  \n", "\n")).replace(i18n.ZWSP, "") == text
+    assert re.search(r"(?<!\\)[<>\[\]()*_`$:]", shown.replace("  \n", "")) is None
+
+
+def test_the_map_text_block_without_areas_says_so():
+    block = regionview.after_map(False, 10, "en")
+    assert block == (":small[There is no area with at least 10 complaints here.]\n\n### Complaints per month")
+    assert "rgb(" in regionview.after_map(True, 10, "en")  # the legend

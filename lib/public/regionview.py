@@ -108,11 +108,12 @@ def areas(p: Prepared, region_id: str, lang: str) -> pd.DataFrame:
 
 
 class FrozenDeck(pdk.Deck):
-    """A Deck whose JSON is made once: the same map is sent on every rerun of every session."""
+    """A Deck whose JSON is made once, without pydeck's indentation (about half the bytes): the same map is sent
+    on every rerun of every session, and Streamlit copies, serialises and hashes it on each."""
 
     def to_json(self) -> str:
         if not hasattr(self, "_frozen_json"):
-            self._frozen_json = super().to_json()
+            self._frozen_json = json.dumps(json.loads(super().to_json()), separators=(",", ":"), ensure_ascii=False)
         return self._frozen_json
 
 
@@ -226,6 +227,11 @@ class RegionView:
     trend_fig: go.Figure
     notes: tuple[tuple[str, str], ...]
     """(heading "date · region" as plain text, note text) of `notes`, in their order"""
+    after_map: str
+    """markdown (HTML only in the legend) under the map: its caption and legend, then the trend's heading"""
+    after_trend: str
+    """markdown under the trend chart: its caption, the notes' heading and notes, the open data's heading and
+    caption (every page run sends it as one element; every value from the data goes in through `i18n.plain`)"""
 
 
 def region_view(p: Prepared, region_id: str, lang: str) -> RegionView:
@@ -234,6 +240,40 @@ def region_view(p: Prepared, region_id: str, lang: str) -> RegionView:
     shown = notes(p, region_id, lang)
     heads = [f"{i18n.date(d, lang)} · {i18n.plain(region_label(p, r, lang))}"
              for d, r in zip(shown["published_on"], shown["region_id"], strict=True)]
+    notes_ = tuple(zip(heads, shown["text"], strict=True))
     return RegionView(p.regions.loc[region_id].to_dict(), deck(a) if len(a) else None,
                       planned_figure(planned(p, region_id, lang), lang), trend_figure(trend(p, region_id), lang),
-                      tuple(zip(heads, shown["text"], strict=True)))
+                      notes_, after_map(len(a) > 0, p.snapshot.k, lang), after_trend(notes_, p.snapshot.k, lang))
+
+
+def small(text: str) -> str:
+    """Markdown for a caption-sized line (`text` already markdown)."""
+    return f":small[{text}]"
+
+
+def note_text(text: str) -> str:
+    """A note's text as markdown that reads as written, its line breaks kept (no paragraph breaks inside)."""
+    return "  \n".join(i18n.plain(line) for line in str(text).splitlines() if line.strip()) or ZWSP_LINE
+
+
+ZWSP_LINE = i18n.ZWSP
+"""What stands for an empty note text (a paragraph must hold something)."""
+
+
+def after_map(has_areas: bool, k: int, lang: str) -> str:
+    """The text between the map and the trend chart, as one markdown block (see `RegionView.after_map`)."""
+    if has_areas:
+        parts = [small(i18n.t("map_caption", lang, k=k)), status_legend(lang)]
+    else:
+        parts = [small(i18n.t("no_areas", lang, k=k))]
+    return "\n\n".join([*parts, "### " + i18n.t("trend_title", lang)])
+
+
+def after_trend(notes_: tuple[tuple[str, str], ...], k: int, lang: str) -> str:
+    """The text under the trend chart, as one markdown block (see `RegionView.after_trend`)."""
+    parts = [small(i18n.t("trend_caption", lang, k=k)), "### " + i18n.t("notes_title", lang)]
+    if not notes_:
+        parts.append(small(i18n.t("no_notes", lang)))
+    for head, text in notes_:
+        parts += [small(head), note_text(text)]
+    return "\n\n".join([*parts, "### " + i18n.t("open_data", lang), small(i18n.t("open_data_caption", lang))])
