@@ -2,6 +2,7 @@
 
 import time
 
+import pandas as pd
 import streamlit as st
 
 from lib import cache, cells, export
@@ -40,7 +41,8 @@ TABLE_COLUMNS = {"rank": st.column_config.NumberColumn("rank"),
                      "relieved", format="percent", min_value=0, max_value=1,
                      help="Share of the hotspot's complaints whose serving sites are upgraded and on air with "
                           "their transport in place"),
-                 "relief_date": st.column_config.DateColumn("relief date"),
+                 "relief_date": st.column_config.TextColumn("relief date", help="The day 80 % of the hotspot's "
+                                                            "complaints lie on relieved sites; empty: no date yet"),
                  "days_open": st.column_config.NumberColumn("days until relief"),
                  "pain": st.column_config.NumberColumn("pain", format="localized"),
                  "n_sites": st.column_config.NumberColumn("sites"), "n_upgrades": st.column_config.NumberColumn(
@@ -208,6 +210,7 @@ st.caption(f"Pain = complaints in the window x days until relief (relieved: 0; r
            f"{len(view.hotspots):,} hotspots in this view" + (f", the top {TABLE_ROWS} listed." if len(
                view.hotspots) > TABLE_ROWS else "."))
 shown = ranked.assign(status=ranked["status"].map(mapdraw.LABELS).fillna(ranked["status"]),
+                      relief_date=[f"{pd.Timestamp(d):%Y-%m-%d}" if pd.notna(d) else "" for d in ranked["relief_date"]],
                       blocking_link_id=ranked["blocking_link_id"].astype(object).where(
                           ranked["blocking_link_id"].notna(), ""))  # words, never "None"
 st.dataframe(shown, hide_index=True, key="map_table", on_select="rerun", selection_mode="single-row", height=300,

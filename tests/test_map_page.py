@@ -84,13 +84,16 @@ def test_the_ranked_table_orders_hotspots_by_pain(db):
     assert table["rank"].tolist() == list(range(1, len(table) + 1))
     assert (table["pain"] == table["n"] * table["days_open"]).all()
     assert table["pain"].is_monotonic_decreasing
+    assert set(table["status"]) <= set(mapdraw.LABELS.values())  # statuses in words
     for _, row in table.iterrows():  # days until relief by the documented rule
+        assert row["relief_date"] == "" or dt.date.fromisoformat(row["relief_date"])  # a day, or nothing
+        relief = dt.date.fromisoformat(row["relief_date"]) if row["relief_date"] else None
         if row["status"] == "relieved":
             assert row["days_open"] == 0
-        elif row["relief_date"] is None or row["relief_date"] != row["relief_date"]:
+        elif relief is None:
             assert row["days_open"] >= maps.NO_DATE_DAYS
-        elif row["relief_date"] > AS_OF:
-            assert row["days_open"] == (row["relief_date"] - AS_OF).days
+        elif relief > AS_OF:
+            assert row["days_open"] == (relief - AS_OF).days
         else:
             assert row["days_open"] == maps.OVERDUE_DAYS
     counts = window_counts(db, 7, AS_OF)
