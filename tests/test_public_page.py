@@ -152,6 +152,30 @@ def test_place_search_picks_the_city_area_and_puts_it_into_the_url(public_env):
                for c in at.caption)
 
 
+def test_places_of_one_name_in_two_states_are_told_apart(public_env):
+    at = public_app(lang="en")
+    options = at.selectbox(key="place").options
+    assert "Münster (Nordrhein-Westfalen)" in options and "Münster (Hessen)" in options and "Münster" not in options
+    at.selectbox(key="place").set_value("Münster (Hessen)").run()
+    assert not at.exception and at.selectbox(key="region_pick").value == "06"
+    shown = [as_read(c.value) for c in at.caption if "lies in" in as_read(c.value)]
+    assert shown and "Nordrhein-Westfalen" not in shown[0] and "Hessen" in shown[0]
+    at.selectbox(key="place").set_value("Münster (Nordrhein-Westfalen)").run()
+    assert at.selectbox(key="region_pick").value == "C-MST"  # its city area, before its state
+
+
+def test_a_name_in_one_state_keeps_its_plain_name():
+    from lib.public import regionview
+
+    regions = pd.DataFrame({"region_id": ["05", "06", "C-MST", "C-X"], "name": ["NRW", "Hessen", "Münster", "X"],
+                            "level": ["state", "state", "cluster", "cluster"],
+                            "parent_id": [None, None, "05", None]}).set_index("region_id", drop=False)
+    rows = pd.DataFrame({"name": ["Münster", "Münster", "Münster", "Essen", "Essen", "Orphan"],
+                         "region_id": ["05", "C-MST", "06", "05", "05", "C-X"]})
+    assert regionview._places(rows, regions) == {"Münster (NRW)": ["05", "C-MST"], "Münster (Hessen)": ["06"],
+                                                 "Essen": ["05", "05"], "Orphan": ["C-X"]}
+
+
 def test_switching_the_language(public_env):
     at = public_app()
     at.segmented_control(key="lang_pick").set_value("en").run()

@@ -53,14 +53,33 @@ def prepare(snap: Snapshot) -> Prepared:
     areas = snap.frame("complaint_areas")
     centres = [h3.cell_to_latlng(c) for c in areas["cell"]]
     areas = areas.assign(lat=[c[0] for c in centres], lon=[c[1] for c in centres])
-    places: dict[str, list[str]] = {}
-    for name, rid in snap.frame("places").itertuples(index=False):
-        places.setdefault(name, []).append(rid)
     regions = regions.drop(columns="_order").set_index("region_id", drop=False)
+    places = _places(snap.frame("places"), regions)
     labels = {lang: {rid: _label(name, level, lang) for rid, name, level in
                      regions[["region_id", "name", "level"]].itertuples(index=False)} for lang in i18n.LANGUAGES}
     return Prepared(snap, regions, snap.frame("planned"), areas, snap.frame("complaints_monthly"), snap.frame("notes"),
                     places, csv_zip(snap), geojson(snap), labels, tuple(sorted(places)))
+
+
+def _places(rows: pd.DataFrame, regions: pd.DataFrame) -> dict[str, list[str]]:
+    """Place name -> the published regions it lies in. Places of one name in several states are told apart
+    by their state ("Münster (Nordrhein-Westfalen)", "Münster (Hessen)"), each with its own regions."""
+    state_of = {rid: (rid if level == "state" else parent) for rid, level, parent in
+                regions[["region_id", "level", "parent_id"]].itertuples(index=False)}
+    by_name: dict[str, dict[str | None, list[str]]] = {}
+    for name, rid in rows.itertuples(index=False):
+        state = state_of.get(rid)
+        by_name.setdefault(name, {}).setdefault(state if isinstance(state, str) else None, []).append(rid)
+    places: dict[str, list[str]] = {}
+    for name, per_state in by_name.items():
+        states = [s for s in per_state if s is not None]
+        if len(states) <= 1:
+            places[name] = [rid for rids in per_state.values() for rid in rids]
+            continue
+        for state, rids in per_state.items():
+            key = name if state is None else f"{name} ({regions.at[state, 'name']})"
+            places.setdefault(key, []).extend(rids)
+    return places
 
 
 def _label(name: str, level: str, lang: str) -> str:
