@@ -89,7 +89,8 @@ f3.segmented_control("Colour hotspots by", list(maps.COLOUR_MODES), key="map_col
 f4.selectbox("H3 res.", ["auto", *hotspots.RESOLUTIONS], key="map_res", help="auto: 7 for Germany, 8 for a region")
 with st.expander("Filters: channels, upgrades, statuses"):
     g1, g2, g3 = st.columns(3)
-    g1.multiselect("Channels", schema.CHANNELS, key="map_ch")
+    g1.multiselect("Channels", schema.CHANNELS, key="map_ch", placeholder="All channels",
+                   help="Choose one or more to see only their complaints")
     g1.toggle("Significant hotspots only", key="map_sig", help="Gi* hot or cold spots after FDR control")
     g1.segmented_control("Compare each place with", list(hotspots.STUDY_AREAS), key="map_study", required=True,
                          format_func=STUDY_LABELS.get,
@@ -97,7 +98,7 @@ with st.expander("Filters: channels, upgrades, statuses"):
                               "and their neighbours, so a place stands out against the populated places around "
                               "it (the default). Whole country: every cell of Germany, empty countryside included, "
                               "so any busy place stands out; at H3 resolution 7 and 8 only."),
-    g2.multiselect("Upgrade kinds (sites)", schema.UPGRADE_KINDS, key="map_uk")
+    g2.multiselect("Upgrade kinds (sites)", schema.UPGRADE_KINDS, key="map_uk", placeholder="All kinds")
     g2.multiselect("Site status", asof.SITE_STATUSES, key="map_ss", format_func=LABEL)
     g3.multiselect("Hotspot relief status", linkage.STATUSES, key="map_rs", format_func=LABEL)
     g3.multiselect("Link state", asof.LINK_STATES, key="map_ls", format_func=LABEL)

@@ -117,6 +117,15 @@ def test_widgets_for_every_channel_mean_no_channel_filter():
     assert mapurl.params_from(values).channels == ("app", "social")
 
 
+def test_the_channel_and_kind_filters_start_empty_and_empty_means_all():
+    values = mapurl.widget_values(parse())
+    assert values["map_ch"] == [] and values["map_uk"] == []  # picking one is one click, not removing three
+    assert mapurl.params_from(values).channels is None and mapurl.params_from(values).upgrade_kinds is None
+    values["map_ch"] = ["hotline"]
+    assert mapurl.params_from(values).channels == ("hotline",)
+    assert mapurl.widget_values(parse(ch="hotline"))["map_ch"] == ["hotline"]
+
+
 def test_the_newest_selection_wins():
     memory: dict = {}
     ranked = ["871f15375ffffff", "871f1d4d2ffffff"]

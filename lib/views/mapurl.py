@@ -177,23 +177,26 @@ WIDGETS = {"map_date": "as_of", "map_region": "region", "map_kind": "kind", "map
 
 
 def widget_values(state: State) -> dict:
-    """The widget values that show `state` (lists for multiselects, "" for all of Germany, "auto" resolution)."""
+    """The widget values that show `state` (lists for multiselects, "" for all of Germany, "auto" resolution;
+    no channel or upgrade kind chosen: all of them)."""
     p = state.params
     out = {key: getattr(p, name) for key, name in WIDGETS.items()}
     out.update(map_region=p.region or "", map_res=p.res or "auto", map_colour=state.colour, map_pick=state.pick,
-               map_ch=list(p.channels or schema.CHANNELS), map_uk=list(p.upgrade_kinds or schema.UPGRADE_KINDS))
+               map_ch=list(p.channels or []), map_uk=list(p.upgrade_kinds or []))
     for key in ("map_layers", "map_ss", "map_ls", "map_rs"):
         out[key] = list(out[key])
     return out
 
 
 def params_from(values: Mapping) -> maps.Params:
-    """The Params the widget `values` (keys of `WIDGETS`) select; every channel or kind chosen means no filter."""
+    """The Params the widget `values` (keys of `WIDGETS`) select; no channel or kind chosen, or every one, means
+    no filter."""
     kw = {name: values[key] for key, name in WIDGETS.items()}
     kw["region"] = kw["region"] or None
     kw["res"] = None if kw["res"] == "auto" else int(kw["res"])
     for name, every in (("channels", schema.CHANNELS), ("upgrade_kinds", schema.UPGRADE_KINDS)):
-        kw[name] = None if set(kw[name]) == set(every) else tuple(v for v in every if v in kw[name])
+        chosen = set(kw[name] or ())
+        kw[name] = None if not chosen or chosen == set(every) else tuple(v for v in every if v in chosen)
     for name, every in (("layers", maps.LAYERS), ("site_statuses", asof.SITE_STATUSES),
                         ("link_states", asof.LINK_STATES), ("relief_statuses", linkage.STATUSES)):
         kw[name] = tuple(v for v in every if v in (kw[name] or ()))
