@@ -4,7 +4,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from lib import access, cache, icon, signin, ui
+import shell
+from lib import access, cache, icon
 from lib.errors import NetzausbauError
 from lib.public import snapshot
 
@@ -16,17 +17,17 @@ if snapshot.public_mode():  # a public server: only the public page, from only t
                   position="hidden").run()
     st.stop()
 
-if why := access.refusal(st.get_option("server.address"), False, access.open_to_network() or signin.configured()):
+if why := access.refusal(st.get_option("server.address"), False, access.open_to_network() or shell.configured()):
     st.error(why, icon=":material/lock:")
     st.stop()
 
 try:
-    user = signin.current()
+    user = shell.current()
 except access.AccessConfigError as exc:
     st.error(str(exc), icon=":material/lock:")
     st.stop()
 if user is None or user.role is None:  # nobody signed in, or a person without a role: no page names, no data
-    page = signin.sign_in_page if user is None else lambda: signin.no_role_page(user)
+    page = shell.sign_in_page if user is None else lambda: shell.no_role_page(user)
     st.navigation([st.Page(page, title="Sign in", icon=":material/login:", default=True)], position="hidden").run()
     st.stop()
 
@@ -50,8 +51,8 @@ with st.sidebar:
     as_of = cache.summary(con).data_as_of if con is not None else None
     st.caption(f"Data as of **{as_of:%Y-%m-%d}**" if as_of else "No data yet")
     st.caption(f"Store: `{cache.store_path()}`")
-    signin.sidebar(user)
-    ui.enter_applies_dates()  # on every internal page: a typed date applies on Enter
+    shell.sidebar(user)
+    shell.enter_applies_dates()  # on every internal page: a typed date applies on Enter
 
 cache.mark_routed()  # only a page this person may see runs with the mark (cache.ensure_routed)
 page.run()

@@ -1,5 +1,4 @@
-"""The app's handle on the store and its cached queries (with lib/signin.py, the only modules in lib/ that
-import streamlit).
+"""The app's handle on the store and its cached queries: the only module in lib/ that imports streamlit.
 
 One DuckDB connection per store file is held in `st.cache_resource`; every query runs on
 its own `con.cursor()` (a connection is not safe across Streamlit's session threads).

@@ -5,7 +5,8 @@ import datetime as dt
 
 import streamlit as st
 
-from lib import audit, cache, signin
+import shell
+from lib import audit, cache
 from lib.errors import NetzausbauError
 from lib.ingest import schema
 from lib.public import snapshot
@@ -42,7 +43,7 @@ def show_rejects(con, import_id: int, key: str) -> None:
 
 
 cache.ensure_routed()
-user = signin.require("data")
+user = shell.require("data")
 st.title("Data")
 st.caption("Each file is imported in one transaction: a file that cannot be read changes nothing, and every "
            "rejected row is kept with its reason. Files uploaded together are imported in table order "
@@ -53,7 +54,7 @@ files = st.file_uploader("Files to import", type=["csv", "xlsx", "parquet", "geo
 table = st.selectbox("Table", [AUTO, *schema.TABLES], key="import_table",
                      help="Which table the files hold; by default it is detected from their column names.")
 if st.button("Import", type="primary", icon=":material/upload:", disabled=not files, key="import"):
-    signin.require("import")
+    shell.require("import")
     con = cache.get_store(create=True)
     with st.status(f"Importing {len(files)} file(s)...", expanded=True):
         bar = st.progress(0.0)
@@ -97,7 +98,7 @@ def publish_section(con) -> None:
         text = st.text_area("Note", max_chars=snapshot.MAX_TEXT, key="note_text",
                             placeholder="Berlin: new-generation hardware at 40 sites, transport expansion in Q3")
         if st.form_submit_button("Save note", icon=":material/add_comment:"):
-            signin.require("note")
+            shell.require("note")
             if not text.strip():
                 st.error("The note is empty: nothing was saved.")
             else:
@@ -108,7 +109,7 @@ def publish_section(con) -> None:
     k = cache.public_k(con)
     st.caption(f"Every published figure counts at least k = {k} complaints (an admin's setting, under Settings).")
     if st.button("Publish snapshot", icon=":material/public:", key="publish"):
-        signin.require("publish")
+        shell.require("publish")
         try:
             st.success(cache.publish_snapshot(con, k, by=user.who).summary())
         except NetzausbauError as exc:
@@ -123,7 +124,7 @@ def settings_section(con) -> None:
                             value=cache.public_k(con), step=1, key="setting_k",
                             help="A region, quarter or area with fewer complaints is left out of the public snapshot.")
         if st.form_submit_button("Save settings", icon=":material/save:"):
-            signin.require("settings")
+            shell.require("settings")
             if int(k) != cache.public_k(con):
                 cache.set_public_k(con, int(k), by=user.who)
                 st.success(f"k is now {int(k)}; the next published snapshot uses it.")

@@ -92,10 +92,15 @@ ZWSP = "\u200b"
 """A zero-width space: put where a bare web or mail address begins, it keeps markdown from making a link of it."""
 
 
+def escaped(text: str) -> str:
+    """`text` with every markdown special character escaped (no link syntax, emphasis or HTML)."""
+    return "".join("\\" + c if c in MARKDOWN_SPECIALS else c for c in str(text))
+
+
 def plain(text: str) -> str:
-    """`text` as written, for a markdown line: every special character escaped (no link, emphasis or HTML),
-    and web and mail addresses broken by a zero-width space (GitHub markdown links bare addresses)."""
-    out = "".join("\\" + c if c in MARKDOWN_SPECIALS else c for c in str(text))
+    """`text` as written, for a markdown line: `escaped`, and web and mail addresses broken by a zero-width
+    space (GitHub markdown links bare addresses)."""
+    out = escaped(text)
     out = out.replace("\\://", "\\:" + ZWSP + "//")
     out = re.sub(r"(?i)(www)(?=\\\.)", "\\1" + ZWSP, out)
     return out.replace("@", "@" + ZWSP)

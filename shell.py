@@ -1,11 +1,12 @@
-"""Sign-in for the internal dashboard: Streamlit's st.login (OpenID Connect, through Authlib) and the
-person's role (`access.RoleMap`), read on the server on every page run.
+"""The internal dashboard's shell around its pages: sign-in and the page guard, who is signed in, and Enter
+in date fields. With lib/cache.py the only Streamlit glue outside pages/; the rules are lib/access.py.
 
-Sign-in is on when .streamlit/secrets.toml has an `[auth]` section (.streamlit/secrets.example.toml shows
-Keycloak, Microsoft Entra ID and Google Workspace). Then a visitor who is not signed in gets the sign-in
-page only, a signed-in person without a role gets only who they are and a sign-out, and every page and
-action checks the right it needs (`require`), whatever the browser sends. Without `[auth]`, everyone is
-`access.LOCAL` and the dashboard serves this machine only (`access.refusal`).
+Sign-in uses Streamlit's st.login (OpenID Connect, through Authlib) and is on when .streamlit/secrets.toml
+has an `[auth]` section (.streamlit/secrets.example.toml shows Keycloak, Microsoft Entra ID and Google
+Workspace). A visitor who is not signed in gets the sign-in page only, a signed-in person without a role
+gets only who they are and a sign-out, and every page and action checks the right it needs (`require`) on
+the server, whatever the browser sends. Without `[auth]`, everyone is `access.LOCAL` and the dashboard
+serves this machine only (`access.refusal`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 import streamlit as st
 
 from lib import access
+from lib.public import i18n
 
 
 def configured() -> bool:
@@ -52,8 +54,8 @@ def sign_in_page() -> None:
 def no_role_page(user: access.User) -> None:
     """What a signed-in person without a role sees."""
     st.title("Netzausbau-Monitor")
-    st.warning(f"You are signed in as {_plain(user.who)}, but have no role for this dashboard. Ask an administrator to "
-               "add you to one of its groups.", icon=":material/lock:")
+    st.warning(f"You are signed in as {i18n.escaped(user.who)}, but have no role for this dashboard. Ask an "
+               "administrator to add you to one of its groups.", icon=":material/lock:")
     if st.button("Sign out", icon=":material/logout:", key="logout_norole"):
         st.logout()
 
@@ -63,7 +65,7 @@ def sidebar(user: access.User) -> None:
     if user is access.LOCAL:
         st.caption("No sign-in: this machine only")
         return
-    st.caption(f"Signed in as **{_plain(user.name or user.email)}** ({user.role_label})")
+    st.caption(f"Signed in as **{i18n.escaped(user.name or user.email)}** ({user.role_label})")
     if st.button("Sign out", icon=":material/logout:", key="logout", type="tertiary"):
         st.logout()
 
@@ -77,12 +79,32 @@ def require(right: str) -> access.User:
         st.error(str(exc), icon=":material/lock:")
         st.stop()
     if user is None or not user.may(right):
-        who = "Nobody is signed in" if user is None else f"{_plain(user.who)} ({user.role_label})"
+        who = "Nobody is signed in" if user is None else f"{i18n.escaped(user.who)} ({user.role_label})"
         st.error(f"{who}: this needs the {access.ROLE_LABELS[access.RIGHTS[right]]} role.", icon=":material/lock:")
         st.stop()
     return user
 
 
-def _plain(text: str) -> str:
-    """`text` shown as written inside markdown (a name from the provider is not ours to format)."""
-    return "".join("\\" + c if c in "\\`*_{}[]()#+-.!<>|~$:" else c for c in text)
+ENTER_APPLIES_DATES = """<script>
+(() => {
+  if (window.__netzausbauEnterDates) return;
+  window.__netzausbauEnterDates = true;
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter" || event.isComposing) return;
+    const field = event.target.closest && event.target.closest("[data-testid='stDateInputField']");
+    if (!field) return;
+    event.preventDefault();
+    const target = event.target;
+    target.dispatchEvent(new KeyboardEvent("keydown", {key: "Escape", code: "Escape", bubbles: true}));
+    setTimeout(() => { if (field.contains(document.activeElement)) document.activeElement.blur(); }, 0);
+  }, true);
+})();
+</script>"""
+
+
+def enter_applies_dates() -> None:
+    """Make Enter apply a typed date in every date field of this page: Streamlit's date field applies a typed
+    date only when the field loses focus (or on Escape while its calendar is open); this script, our own and
+    served with the page (no request elsewhere), turns Enter inside a date field into Escape and then leaves
+    the field. Installed once per browser tab."""
+    st.html(ENTER_APPLIES_DATES, unsafe_allow_javascript=True, width="content")
