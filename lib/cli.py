@@ -27,7 +27,7 @@ from types import MappingProxyType
 import duckdb
 import pandas as pd
 
-from lib import audit, export, running, store
+from lib import audit, export, inbox, running, store
 from lib.errors import NetzausbauError
 from lib.ingest import lifeline
 from lib.public import snapshot
@@ -186,13 +186,8 @@ def _run(args) -> int:
                 print(f"failed: {f}: {type(exc).__name__}: {exc}; nothing of it was stored", file=sys.stderr)
                 status = 1
                 continue
-            print(res.summary())
-            for w in res.warnings:
-                print(f"  warning: {w}")
-            if res.rejects is not None and len(res.rejects):
-                print(res.rejects.drop(columns="record").head(20).to_string(index=False))
-                if len(res.rejects) > 20:
-                    print(f"  ... and more: python -m lib.cli rejects {res.import_id}")
+            rejects = res.rejects.drop(columns="record") if res.rejects is not None else pd.DataFrame()
+            _print_outcome(res.summary(), res.warnings, rejects.head(inbox.SHOWN_REJECTS), len(rejects), res.import_id)
         return status
     return 1
 
@@ -204,8 +199,6 @@ HANDOVER_POLL = 0.3
 def _hand_over(args, server: running.Server) -> int:
     """`import` while a dashboard holds the store: hand the files to its inbox (one marker makes them ready
     together, so they go in table order), show its progress, and print each report as an import here would."""
-    from lib import inbox
-
     box = Path(server.inbox)
     tag = f"cli-{os.getpid()}-{secrets.token_hex(3)}"
     items = []
@@ -270,15 +263,21 @@ def _print_report(report: dict) -> int:
         print(f"\nfailed: {report['file']}: {report['error']}", file=sys.stderr)
         return 1
     print_progress(f"{report['file']}: done", 1.0)
-    print(report["summary"])
-    for w in report["warnings"]:
-        print(f"  warning: {w}")
-    if report["rejects"]:
-        print(pd.DataFrame(report["rejects"]).to_string(index=False))
-        if report["reject_entries"] > len(report["rejects"]):
-            print(f"  ... and more: python -m lib.cli rejects {report['import_id']}")
+    _print_outcome(report["summary"], report["warnings"], pd.DataFrame(report["rejects"]), report["reject_entries"],
+                   report["import_id"])
     print(f"  moved to {report['moved_to']}")
     return 0
+
+
+def _print_outcome(summary: str, warnings: list[str], shown: pd.DataFrame, entries: int, import_id) -> None:
+    """What an import prints, here or through the inbox: its summary, warnings and the first rejected rows."""
+    print(summary)
+    for w in warnings:
+        print(f"  warning: {w}")
+    if len(shown):
+        print(shown.to_string(index=False))
+        if entries > len(shown):
+            print(f"  ... and more: python -m lib.cli rejects {import_id}")
 
 
 def _open_for_reading(db) -> duckdb.DuckDBPyConnection:
