@@ -2,7 +2,6 @@
 
 import time
 
-import pandas as pd
 import streamlit as st
 
 from lib import cache, cells, export
@@ -210,11 +209,8 @@ st.caption(f"Pain = complaints in the window x days until relief (relieved: 0; r
            f"{maps.OVERDUE_DAYS} days; no relief date: {maps.NO_DATE_DAYS} days or more, the worst case). "
            f"{len(view.hotspots):,} hotspots in this view" + (f", the top {TABLE_ROWS} listed." if len(
                view.hotspots) > TABLE_ROWS else "."))
-shown = ranked.assign(status=ranked["status"].map(mapdraw.LABELS).fillna(ranked["status"]),
-                      relief_date=[f"{pd.Timestamp(d):%Y-%m-%d}" if pd.notna(d) else "" for d in ranked["relief_date"]],
-                      blocking_link_id=ranked["blocking_link_id"].astype(object).where(
-                          ranked["blocking_link_id"].notna(), ""))  # words, never "None"
-st.dataframe(shown, hide_index=True, key="map_table", on_select="rerun", selection_mode="single-row", height=300,
+st.dataframe(mapdraw.readable_table(ranked), hide_index=True, key="map_table", on_select="rerun",
+             selection_mode="single-row", height=300,
              column_config=TABLE_COLUMNS, column_order=list(TABLE_COLUMNS))
 d1, d2, _ = st.columns([1, 1, 3])
 stem = f"hotspots-{p.as_of}-{p.region or 'DE'}"

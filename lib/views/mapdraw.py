@@ -296,6 +296,15 @@ def table(hot: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def readable_table(ranked: pd.DataFrame) -> pd.DataFrame:
+    """The ranked table (`table`) as people read it: statuses in words, the relief date as a day or empty, no
+    link as empty text (never "None")."""
+    return ranked.assign(
+        status=ranked["status"].map(LABELS).fillna(ranked["status"]),
+        relief_date=[f"{pd.Timestamp(d):%Y-%m-%d}" if pd.notna(d) else "" for d in ranked["relief_date"]],
+        blocking_link_id=ranked["blocking_link_id"].astype(object).where(ranked["blocking_link_id"].notna(), ""))
+
+
 def geojson(hot: pd.DataFrame) -> dict:
     """The hotspots as a GeoJSON FeatureCollection of hexagon polygons (lon, lat; ring closed)."""
     features = []
