@@ -95,6 +95,11 @@ def test_clicking_a_hotspot_shows_its_story(server, page):
     page.wait_for_url(re.compile(rf"sel=hotspots%3A{first}"))
     settle(page)
     expect(heading).to_be_visible()
+    page.mouse.move(box["x"] + box["width"] / 2 + 1, box["y"] + box["height"] / 2)  # the tooltip, as shown
+    tip = page.locator(".deck-tooltip")
+    expect(tip).to_contain_text(f"near {place}")
+    text = tip.inner_text()
+    assert "complaints" in text and "<" not in text and "_" not in text, text
     expect(page.get_by_text("Serving sites and their upgrades")).to_be_visible()
     expect(page.locator("[data-testid='stPlotlyChart']")).to_be_visible()
     assert_no_errors(page)

