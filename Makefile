@@ -18,10 +18,10 @@ run: $(VENV)/.runtime
 publish: $(VENV)/.runtime
 	$(PY) -m lib.cli publish
 
-## public: serve only the public page and /api/public/ from the snapshot alone (no store needed)
+## public: serve only the public page and /api/public/ from the snapshot alone (no store needed), in one
+##         process per core (WORKERS=n to choose)
 public: $(VENV)/.runtime
-	NETZAUSBAU_PUBLIC=1 $(PY) -m streamlit run serve.py --server.port $(PORT) --server.headless true \
-		--runner.postScriptGC false
+	NETZAUSBAU_PUBLIC=1 $(PY) serve.py --port $(PORT) $(if $(WORKERS),--workers $(WORKERS))
 
 ## test: install (incl. Debian chromium for the browser tests), lint, run the whole suite
 test: $(VENV)/.dev

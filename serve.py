@@ -1,7 +1,15 @@
 """The server entry: the dashboard (dashboard.py) plus the open-data JSON endpoint (lib/public/api.py) as one ASGI app.
 
-    streamlit run serve.py                         # internal dashboard + /api/public/... + the inbox
-    NETZAUSBAU_PUBLIC=1 streamlit run serve.py     # public mode: only the public page + /api/public/...
+    streamlit run serve.py                                        # internal dashboard + /api/public/... + the inbox
+    NETZAUSBAU_PUBLIC=1 streamlit run serve.py                    # public mode: only the public page + /api/public/...
+    NETZAUSBAU_PUBLIC=1 python serve.py --workers 2 --port 8502   # the same in several processes on one port
+
+A public server can run in several processes (`python serve.py --workers N`, N defaults to the number of
+cores): one Python process runs one page at a time (the interpreter lock), so a second process on a second
+core serves about twice the visitors. It keeps nothing between requests that another process would need: a
+visitor's view lives in the page's link, and the open-data files are served by /api/public/files/ from any
+process, not from Streamlit's per-process media store. The internal server stays one process: it holds the
+store's only writer.
 
 The internal server also imports from the inbox and answers the command line while it holds the store
 (lib/localapi.py); a public server does neither. Neither lists Streamlit's pages/ folder, not even in the first
@@ -15,6 +23,7 @@ A public server (NETZAUSBAU_PUBLIC=1) is also locked down here, whatever the com
 - of the messages a browser sends over the websocket only running the page, stopping it and the heartbeat are
   passed on: no anonymous "clear cache" (it empties every cache for every visitor), git details or file URLs;
 - `client.showErrorDetails = "none"`: an error shows a generic message, never a traceback, type or path;
+- `runner.postScriptGC = false`: no full garbage collection after every page run;
 - Streamlit's legacy pages/ folder listing is off from the start (as on the internal server).
 """
 
@@ -22,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 
 import streamlit as st
 from starlette.middleware import Middleware
@@ -79,6 +89,9 @@ def _allowed_only(receive):
 def lock_down() -> None:
     """The settings of a public server (see the module docstring)."""
     config.set_option("client.showErrorDetails", "none", "serve.py (public mode)")
+    # a full garbage collection after every page run costs a public server a third of its page runs
+    # (bench/load.py); its memory stays flat without it
+    config.set_option("runner.postScriptGC", False, "serve.py (public mode)")
 
 
 PagesManager.uses_pages_directory = False  # what st.navigation sets on its first call: never list pages/
@@ -86,6 +99,40 @@ PUBLIC = snapshot.public_mode()
 if PUBLIC:
     lock_down()
 
-app = st.App("dashboard.py", routes=api.ROUTES + ([] if PUBLIC else localapi.ROUTES),
+ROOT = Path(__file__).resolve().parent
+app = st.App(str(ROOT / "dashboard.py"), routes=api.ROUTES + ([] if PUBLIC else localapi.ROUTES),
              lifespan=None if PUBLIC else localapi.lifespan,
              middleware=[Middleware(PublicGuard)] if PUBLIC else None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python serve.py`: serve the app with uvicorn, a public server in several processes if asked."""
+    import argparse
+    import os
+
+    import uvicorn
+
+    p = argparse.ArgumentParser(description="Serve Netzausbau-Monitor (NETZAUSBAU_PUBLIC=1: the public server).")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8502 if PUBLIC else 8501)
+    p.add_argument("--workers", type=int, help="processes (public server only; default: one per core)")
+    args = p.parse_args(argv)
+    if not PUBLIC:
+        if args.workers not in (None, 1):
+            p.error("only a public server (NETZAUSBAU_PUBLIC=1) runs in several processes: the internal "
+                    "dashboard holds the store's only writer")
+        p.error("python serve.py serves a public server (NETZAUSBAU_PUBLIC=1); start the internal dashboard "
+                "with `streamlit run serve.py` (make run): it checks its sign-in and address there")
+    workers = args.workers or os.cpu_count() or 1
+    if workers < 1:
+        p.error("--workers must be at least 1")
+    print(f"Netzausbau-Monitor public server on http://{args.host}:{args.port} ({workers} "
+          f"process{'es' if workers > 1 else ''})", flush=True)
+    # Streamlit's own choices for its server: no websocket compression, no access log
+    uvicorn.run("serve:app", host=args.host, port=args.port, workers=workers, ws_per_message_deflate=False,
+                access_log=False, app_dir=str(ROOT))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -4,6 +4,7 @@
     .venv/bin/python bench/load.py --sessions 50 --seconds 30 --gc false
     .venv/bin/python bench/load.py --snapshot data/public/snapshot.json
     .venv/bin/python bench/load.py --sessions 100 --seconds 30 --gc false --baseline cceea02   # against older code
+    .venv/bin/python bench/load.py --sessions 100 --seconds 30 --gc false --workers 2 --baseline cceea02
 
 Each session is a small websocket client speaking Streamlit's own protocol (what the browser
 does): it connects to /_stcore/stream, sends a BackMsg `rerun_script` (with the page's query
@@ -16,7 +17,10 @@ a script that did not finish successfully, a closed connection or a rerun over 3
 
 The server is `streamlit run serve.py` in public mode (NETZAUSBAU_PUBLIC=1) with a store path
 that does not exist, reading only the snapshot; it is started once per `runner.postScriptGC`
-setting, so both settings are measured in the same run. Server RSS is read from /proc. The
+setting, so both settings are measured in the same run. `--workers N` serves it in N processes
+instead, as `python serve.py --workers N` does: `uvicorn --workers N` on the checkout's `serve:app`
+(through bench/asgi/loadserve.py, which sets runner.postScriptGC), so a baseline is served by the same
+command. Server RSS is read from /proc. The
 snapshot is published from the demo store (built once into bench/out/, 200k complaints) unless
 --snapshot names one. Prints a table and writes bench/out/load.json; asserts nothing.
 
@@ -64,11 +68,21 @@ def free_port() -> int:
 
 
 def rss_mb(pid: int) -> float:
-    """Resident memory of a process in MB (from /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident memory of a process and its worker processes in MB (from /proc)."""
+    total = 0.0
+    for p in [pid, *children(pid)]:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+    return total
+
+
+def children(pid: int) -> list[int]:
+    """The direct child processes of `pid` (from /proc)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
 
 
 def served_snapshot(path: Path | None) -> Path:
@@ -100,18 +114,23 @@ def baseline_checkout(ref: str) -> tuple[Path, str]:
 
 class Server:
     """`streamlit run serve.py` in public mode on a free port, from `root` (this checkout or a baseline's), with
-    runner.postScriptGC set."""
+    runner.postScriptGC set; with workers > 1, `uvicorn --workers` on its `serve:app` instead."""
 
-    def __init__(self, snap: Path, gc: bool, root: Path = ROOT, label: str = "this"):
+    def __init__(self, snap: Path, gc: bool, root: Path = ROOT, label: str = "this", workers: int = 1):
         self.port = free_port()
         env = os.environ | {snapshot.PUBLIC_ENV: "1", snapshot.SNAPSHOT_ENV: str(snap.resolve()),
-                            store.DB_ENV: str(OUT / "no-store" / "none.duckdb")}
-        self.log = (OUT / f"load-server-{label}-gc-{gc}.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "serve.py", "--server.headless", "true", "--server.port",
-             str(self.port), "--server.address", "127.0.0.1", "--runner.postScriptGC", str(gc).lower(),
-             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"], cwd=root, env=env,
-            stdout=self.log, stderr=subprocess.STDOUT)
+                            store.DB_ENV: str(OUT / "no-store" / "none.duckdb"), "NETZAUSBAU_LOAD_GC": str(gc).lower()}
+        self.log = (OUT / f"load-server-{label}-gc-{gc}-w{workers}.log").open("wb")
+        if workers > 1:  # the settings of `python serve.py --workers N`
+            command = ["-m", "uvicorn", "loadserve:app", "--app-dir", str(ROOT / "bench" / "asgi"), "--workers",
+                       str(workers), "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
+                       "--ws-per-message-deflate", "false"]
+        else:
+            command = ["-m", "streamlit", "run", "serve.py", "--server.headless", "true", "--server.port",
+                       str(self.port), "--server.address", "127.0.0.1", "--runner.postScriptGC", str(gc).lower(),
+                       "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+        self.proc = subprocess.Popen([sys.executable, *command], cwd=root, env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -196,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gc", choices=["both", "true", "false"], default="both", help="runner.postScriptGC")
     p.add_argument("--snapshot", type=Path, help="snapshot to serve (default: published from the demo store)")
     p.add_argument("--baseline", metavar="REF", help="also measure this git commit (a worktree), in the same run")
+    p.add_argument("--workers", type=int, default=1, help="server processes (as `python serve.py --workers N`)")
     p.add_argument("--rounds", type=int, default=1, help="measure each code this many times, taking turns (the "
                                                             "machine's other load then falls on both alike)")
     args = p.parse_args(argv)
@@ -209,13 +229,14 @@ def main(argv: list[str] | None = None) -> int:
         codes.insert(0, (f"base {commit}", folder))
     rows = []
     for (code, root), gc in [(c, g) for _ in range(args.rounds) for c in codes for g in settings]:
-        server = Server(snap, gc, root, code.replace(" ", "-"))
+        server = Server(snap, gc, root, code.replace(" ", "-"), args.workers)
         try:
             asyncio.run(drive(server.port, 2, 3))  # warm up: imports, first snapshot load
             idle = rss_mb(server.proc.pid)
             for n in sizes:
                 lat, first, errors, wall = asyncio.run(drive(server.port, n, args.seconds))
-                rows.append({"code": code, "postScriptGC": gc, "sessions": n, "reruns": len(lat) + len(first),
+                rows.append({"code": code, "postScriptGC": gc, "workers": args.workers, "sessions": n,
+                             "reruns": len(lat) + len(first),
                              "reruns_per_s": (len(lat) + len(first)) / wall,
                              "first_median_ms": 1000 * statistics.median(first) if first else float("nan"),
                              "median_ms": 1000 * statistics.median(lat) if lat else float("nan"),
@@ -223,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
                              "first_error": errors[0] if errors else "", "rss_idle_mb": idle,
                              "rss_after_mb": rss_mb(server.proc.pid)})
                 r = rows[-1]
-                print(f"{code:16} gc={str(gc):5} N={n:3}  reruns={r['reruns']:5}  {r['reruns_per_s']:6.1f}/s  "
+                print(f"{code:16} gc={str(gc):5} workers={args.workers} N={n:3}  reruns={r['reruns']:5}  "
+                      f"{r['reruns_per_s']:6.1f}/s  "
                       f"first run median "
                       f"{r['first_median_ms']:6.0f} ms  then median {r['median_ms']:6.0f} ms  p95 {r['p95_ms']:6.0f} ms"
                       f"  errors {r['errors']}  RSS "

@@ -80,15 +80,8 @@ st.subheader(i18n.t("map_title", lang))
 if view.deck is not None:
     st.pydeck_chart(view.deck, height=420, key="areas_map")
 # the texts between the charts are one markdown element each, made once per snapshot, region and language
-# (every element sent costs each page run of every visitor, bench/load.py); HTML only in the map's legend
+# (every element sent costs each page run of every visitor, bench/load.py); HTML only in the map's legend; the
+# open-data files are links in the last one
 st.markdown(view.after_map, unsafe_allow_html=True)
 st.plotly_chart(view.trend_fig, key="trend_chart", config={"displayModeBar": False})
 st.markdown(view.after_trend)
-d = st.container(horizontal=True)
-# the files are made ready when clicked (callables): no 600 kB handed to the media store on every rerun
-d.download_button(i18n.t("download_csv", lang), lambda: p.csv_zip, "netzausbau-open-data.zip",
-                  mime="application/zip", icon=":material/download:", on_click="ignore", key="dl_csv")
-d.download_button(i18n.t("download_geojson", lang), lambda: p.geojson, "netzausbau-areas.geojson",
-                  mime="application/geo+json", icon=":material/download:", on_click="ignore", key="dl_geojson")
-d.download_button(i18n.t("download_json", lang), lambda: p.snapshot.raw, "netzausbau-snapshot.json",
-                  mime="application/json", icon=":material/download:", on_click="ignore", key="dl_json")

@@ -215,3 +215,29 @@ def test_the_public_page_asks_no_other_host_for_anything(public, browser):
     assert foreign == [], foreign
     assert len(requests) > 10, requests  # the page, its scripts, styles, fonts and icon were seen
     assert icon and not icon.startswith(("http:", "https:", "//")) or icon.startswith(url), icon
+
+
+@pytest.mark.parametrize("text, name", [("CSV (ZIP)", "netzausbau-open-data.zip"),
+                                        ("GeoJSON", "netzausbau-areas.geojson"),
+                                        ("JSON", "netzausbau-snapshot.json")])
+def test_a_click_on_an_open_data_link_downloads_the_file(public, browser, tmp_path, text, name):
+    """The downloads are links to /api/public/files/: a click saves the file under its name, with the bytes the
+    open-data module makes from the published snapshot."""
+    from lib.public import files
+
+    url, snap, _ = public
+    context = browser.new_context(viewport={"width": 1280, "height": 1600}, accept_downloads=True)
+    pg = context.new_page()
+    pg.set_default_timeout(60_000)
+    try:
+        _open(pg, url)
+        link = pg.get_by_role("link", name=text, exact=True)
+        expect(link).to_have_attribute("href", files.url(name))
+        with context.expect_event("download") as got:
+            link.click()
+        download = got.value
+        assert download.suggested_filename == name
+        download.save_as(tmp_path / name)
+    finally:
+        context.close()
+    assert (tmp_path / name).read_bytes() == files.FILES[name][2](snapshot.load(snap))

@@ -17,7 +17,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from lib import store
-from lib.public import api, i18n, regionview, snapshot
+from lib.public import api, files, i18n, regionview, snapshot
 from lib.views import publish
 
 APP = "../dashboard.py"
@@ -82,7 +82,9 @@ def test_public_mode_shows_only_the_public_page_in_german(public_env, demo_snaps
     assert any(c.value.startswith("Datenstand 01.11.2026") for c in at.caption)
     assert not any("Store:" in c.value for c in at.sidebar.caption)
     assert len(at.get("deck_gl_json_chart")) == 1
-    assert len(at.get("download_button")) == 3
+    assert not at.get("download_button")  # the open-data files are links to the endpoint, not media files
+    links = at.markdown[-1].value
+    assert [link for link in files.FILES if f"]({files.url(link)})" in links] == list(files.FILES)
     assert not public_env.exists() and not public_env.parent.exists()
 
 
@@ -105,7 +107,10 @@ def test_english_and_a_region_from_the_url(public_env, demo_snapshot):
                           "Berlin: new-generation hardware is being installed at sites in the city; "
                           "the transport network is expanded section by section."]
     assert shown[4:] == ["### Open data", ":small[The whole published snapshot, free to reuse. Also as JSON at "
-                                          "`/api/public/snapshot.json`.]"]
+                                          "`/api/public/snapshot.json`.]",
+                         "[CSV (ZIP)](/api/public/files/netzausbau-open-data.zip) · "
+                         "[GeoJSON](/api/public/files/netzausbau-areas.geojson) · "
+                         "[JSON](/api/public/files/netzausbau-snapshot.json)"]
 
 
 def test_notes_newest_first_in_the_page_language_else_all():
@@ -215,13 +220,13 @@ def test_public_page_in_the_internal_app(demo_snapshot, tiny_db, monkeypatch):
 
 def test_downloads_hold_the_whole_snapshot(demo_snapshot):
     snap = snapshot.load(demo_snapshot[0])
-    with zipfile.ZipFile(io.BytesIO(regionview.csv_zip(snap))) as z:
+    with zipfile.ZipFile(io.BytesIO(files.csv_zip(snap))) as z:
         assert set(z.namelist()) == {f"{t}.csv" for t in snapshot.ALLOWLIST} | {"README.txt"}
         for name, rows in snap.doc["tables"].items():
             frame = pd.read_csv(io.BytesIO(z.read(f"{name}.csv")), encoding="utf-8-sig")
             assert len(frame) == len(rows) and list(frame.columns) == list(snapshot.ALLOWLIST[name])
-    assert regionview.csv_zip(snap) == regionview.csv_zip(snap)  # same snapshot, same bytes
-    geo = json.loads(regionview.geojson(snap))
+    assert files.csv_zip(snap) == files.csv_zip(snap)  # same snapshot, same bytes
+    geo = json.loads(files.geojson(snap))
     assert len(geo["features"]) == len(snap.doc["tables"]["complaint_areas"])
     ring = geo["features"][0]["geometry"]["coordinates"][0]
     assert len(ring) == 7 and ring[0] == ring[-1]
@@ -233,7 +238,7 @@ def test_csv_download_escapes_formula_text():
     doc["tables"]["notes"] = [{"note_id": "n1", "region_id": "R", "published_on": "2026-01-01",
                                "text": "=HYPERLINK(\"x\")", "language": "de"}]
     snap = snapshot.Snapshot(doc, b"")
-    with zipfile.ZipFile(io.BytesIO(regionview.csv_zip(snap))) as z:
+    with zipfile.ZipFile(io.BytesIO(files.csv_zip(snap))) as z:
         assert "'=HYPERLINK" in z.read("notes.csv").decode("utf-8-sig")
 
 
@@ -278,6 +283,27 @@ def test_api_answers_from_the_snapshot_only(demo_snapshot, monkeypatch, tmp_path
     assert not (tmp_path / "none.duckdb").exists()
 
 
+def test_api_serves_each_open_data_file_as_a_download_made_once(demo_snapshot, monkeypatch, tmp_path):
+    target = tmp_path / "snapshot.json"
+    target.write_bytes(demo_snapshot[0].read_bytes())
+    monkeypatch.setenv(snapshot.SNAPSHOT_ENV, str(target))
+    snap = snapshot.load(target)
+    want = {name: make(snap) for name, (_, _, make) in files.FILES.items()}
+    assert want["netzausbau-snapshot.json"] == target.read_bytes()
+    made = []
+    for name, (text, kind, make) in list(files.FILES.items()):
+        monkeypatch.setitem(files.FILES, name, (text, kind, lambda s, make=make: made.append(1) or make(s)))
+    for name, (_, kind, _) in files.FILES.items():
+        for _ in range(3):
+            resp = _response(api.file_download, {"name": name})
+            assert resp.status_code == 200 and resp.body == want[name], name
+            assert resp.headers["Content-Disposition"] == f'attachment; filename="{name}"'
+            assert resp.headers["content-type"].startswith(kind)
+    assert len(made) == len(files.FILES)  # each file made once for nine requests
+    assert _response(api.file_download, {"name": "snapshot.json"}).status_code == 404
+    assert _response(api.file_download, {"name": "../store.duckdb"}).status_code == 404
+
+
 @pytest.mark.parametrize("case", ["missing", "refused", "unknown region"])
 def test_api_errors_name_no_path_or_value_and_are_not_cached(demo_snapshot, monkeypatch, tmp_path, case):
     bait = "<script>x</script>"
@@ -289,7 +315,8 @@ def test_api_errors_name_no_path_or_value_and_are_not_cached(demo_snapshot, monk
         target.write_bytes(demo_snapshot[0].read_bytes() if case == "unknown region" else
                            json.dumps({"tables": {}, "token": bait}).encode())
     monkeypatch.setenv(snapshot.SNAPSHOT_ENV, str(target))
-    for endpoint, params in ((api.snapshot_json, None), (api.region_json, {"region_id": bait})):
+    for endpoint, params in ((api.snapshot_json, None), (api.region_json, {"region_id": bait}),
+                             (api.file_download, {"name": bait})):
         resp = _response(endpoint, params)
         if case == "unknown region" and endpoint is api.snapshot_json:
             assert resp.status_code == 200 and resp.headers["Cache-Control"].startswith("public")
@@ -419,7 +446,8 @@ def test_notes_in_the_text_block_are_shown_as_written(text):
     written, with no link, HTML, emphasis or directive, and cannot end the heading's small-text span early."""
     block = regionview.after_trend((("01.01.2026 · " + i18n.plain("Stadt ] [x]"), text),), 10, "de")
     parts = block.split("\n\n")
-    assert parts[1] == "### Meldungen des Netzbetreibers" and parts[-2] == "### Offene Daten"
+    assert parts[1] == "### Meldungen des Netzbetreibers" and parts[-3] == "### Offene Daten"
+    assert parts[-1] == regionview.download_links("de")
     head, shown = parts[2], parts[3]
     assert head.startswith(":small[") and as_read(head[len(":small["):-1]) == "01.01.2026 · Stadt ] [x]"
     assert as_read(shown.replace("  \n", "\n")).replace(i18n.ZWSP, "") == text

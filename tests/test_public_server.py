@@ -1,5 +1,6 @@
 """The public server as a stranger on the internet meets it: a real `NETZAUSBAU_PUBLIC=1 streamlit run serve.py`
-(no store, only a snapshot), spoken to over HTTP and Streamlit's websocket protocol (tests/streamclient.py).
+(no store, only a snapshot), and the same in two processes (`python serve.py --workers 2`), spoken to over HTTP
+and Streamlit's websocket protocol (tests/streamclient.py).
 
 No uploads, no tracebacks, no internal page names, nothing but running the page over the websocket.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import os
 import time
 import urllib.parse
 import urllib.request
@@ -211,3 +213,102 @@ def test_public_clients_are_sent_no_internal_page_names(snap, tmp_path):
             assert word == asked.encode() or word not in raw, word  # new_session repeats the name asked for
     for word in INTERNAL:
         assert word not in html, word
+
+
+def _workers(pid: int) -> list[int]:
+    """The worker processes of a server started as `python serve.py --workers N` (its spawned children)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(int(child))
+    return found
+
+
+_workers_seen: list[int] = []
+"""The worker processes the test below found (the fixture checks at its end that none outlived the server)."""
+
+
+@pytest.fixture(scope="module")
+def two_processes(snap, tmp_path_factory):
+    """(base URL, server process) of `python serve.py --workers 2`, as `make public` starts it."""
+    import subprocess
+    import sys
+
+    from tests.browser import ROOT, free_port
+
+    folder = tmp_path_factory.mktemp("pubserver-two")
+    port = free_port()
+    with (folder / "server.log").open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "serve.py", "--workers", "2", "--port", str(port)], cwd=ROOT,
+                                env=os.environ | _env(snap, folder), stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    with urllib.request.urlopen(url + "/_stcore/health", timeout=2):
+                        break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        pytest.fail((folder / "server.log").read_text()[-2000:])
+                    time.sleep(0.3)
+            yield url, proc
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+    assert not any(Path(f"/proc/{p}").exists() for p in _workers_seen), "a worker outlived the server"
+
+
+def test_a_public_server_in_two_processes_serves_every_visitor(two_processes, snap):
+    """Two processes on one port: every visitor's page runs to the end, the downloads come whole from whichever
+    process answers (they are not per-process media files), and every process refuses uploads."""
+    from lib.public import files
+
+    url, proc = two_processes
+    workers = _workers(proc.pid)
+    _workers_seen.extend(workers)
+    assert len(workers) == 2, workers
+
+    async def visitors():
+        return await asyncio.gather(*(_visit(url, f"region={r}") for r in ("ALL", "C-BER", "09", "05") * 5))
+
+    for msgs in asyncio.run(visitors()):
+        assert msgs[-1].script_finished == msgs[-1].FINISHED_SUCCESSFULLY
+        assert not elements(msgs, "exception")
+        assert not elements(msgs, "download_button")
+    loaded = snapshot.load(snap)
+    for name, (_, kind, make) in files.FILES.items():
+        for _ in range(6):  # new connections: the kernel hands them to either process
+            with urllib.request.urlopen(url + files.url(name), timeout=30) as r:
+                assert r.status == 200 and r.headers["Content-Type"].startswith(kind)
+                assert r.headers["Content-Disposition"] == f'attachment; filename="{name}"'
+                assert r.read() == make(loaded), name
+    token = _xsrf(url)
+    for _ in range(8):
+        status, _ = _put(url, "any-session", token, 1 << 20, True)
+        assert status == CLOSED or status == 403, status
+
+
+async def _visit(url: str, query: str):
+    async with Session(url) as s:
+        await s.run(query)
+        return await s.run(query)  # a second run of the same session, as a reload of the view does
+
+
+def test_only_a_public_server_runs_in_several_processes(tmp_path):
+    """The internal dashboard holds the store's only writer: `python serve.py` refuses to serve it at all (it is
+    started with `streamlit run serve.py`, where its sign-in and address are checked)."""
+    import subprocess
+    import sys
+
+    from tests.browser import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k != snapshot.PUBLIC_ENV}
+    env[store.DB_ENV] = str(tmp_path / "store.duckdb")
+    for args in (["--workers", "2"], []):
+        done = subprocess.run([sys.executable, "serve.py", *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 2, done
+        assert ("only a public server" if args else "streamlit run serve.py") in done.stderr, done.stderr
+    assert not (tmp_path / "store.duckdb").exists()

@@ -3,11 +3,13 @@
     GET /api/public/snapshot.json              the whole published snapshot (exactly the file's bytes)
     GET /api/public/regions/{region_id}.json   one region: its row, planned quarters, monthly complaints,
                                                notes and the hotspot areas touching it
+    GET /api/public/files/{name}               an open-data file as a download (lib/public/files.py: the
+                                               tables as CSVs in a ZIP, the areas as GeoJSON, the snapshot)
 
 No streamlit here: plain Starlette routes. Answers are made once per snapshot file version (every region's
 document, the whole network's too, is serialised on its first request and then served as the same bytes),
 so a burst of requests costs no page run its time. A missing or refused snapshot answers 503, an unknown
-region 404: each with a fixed message (no server path, nothing the client sent) and `Cache-Control:
+region or file 404: each with a fixed message (no server path, nothing the client sent) and `Cache-Control:
 no-store`; the reason is logged on the server.
 """
 
@@ -23,14 +25,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from lib.public import snapshot
+from lib.public import files, snapshot
 
 SNAPSHOT_ROUTE = "/api/public/snapshot.json"
 REGION_ROUTE = "/api/public/regions/{region_id}.json"
+FILES_ROUTE = files.ROUTE_PREFIX + "{name}"
 HEADERS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=300"}
 ERROR_HEADERS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "no-store"}
 NO_SNAPSHOT = "no snapshot is published"
 UNKNOWN_REGION = "no published region has this id"
+UNKNOWN_FILE = "no open-data file has this name"
 LOG = logging.getLogger(__name__)
 
 
@@ -40,6 +44,7 @@ class Served:
 
     snapshot: snapshot.Snapshot
     regions: dict[str, bytes] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def region(self, region_id: str) -> bytes | None:
@@ -53,6 +58,18 @@ class Served:
                     if doc is None:
                         return None
                     body = self.regions[region_id] = json.dumps(doc, ensure_ascii=False, sort_keys=True).encode()
+        return body
+
+    def file(self, name: str) -> bytes | None:
+        """The open-data file `name` (lib/public/files.py), made on first use (None: no such file)."""
+        if name not in files.FILES:
+            return None
+        body = self.files.get(name)
+        if body is None:
+            with self.lock:
+                body = self.files.get(name)
+                if body is None:
+                    body = self.files[name] = files.FILES[name][2](self.snapshot)
         return body
 
 
@@ -122,4 +139,18 @@ async def region_json(request: Request) -> Response:
     return Response(body, media_type="application/json", headers=HEADERS)
 
 
-ROUTES = [Route(SNAPSHOT_ROUTE, snapshot_json, methods=["GET"]), Route(REGION_ROUTE, region_json, methods=["GET"])]
+async def file_download(request: Request) -> Response:
+    """GET an open-data file, as a download under its own name."""
+    name = request.path_params["name"]
+    try:
+        body = served().file(name)
+    except snapshot.SnapshotError as exc:
+        return _unpublished(exc)
+    if body is None:
+        return _error(UNKNOWN_FILE, 404)
+    return Response(body, media_type=files.FILES[name][1],
+                    headers=HEADERS | {"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+ROUTES = [Route(SNAPSHOT_ROUTE, snapshot_json, methods=["GET"]), Route(REGION_ROUTE, region_json, methods=["GET"]),
+          Route(FILES_ROUTE, file_download, methods=["GET"])]

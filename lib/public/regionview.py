@@ -1,11 +1,9 @@
 """What the public page shows, cut from a published snapshot (no store, no streamlit): one region's figures,
-its hotspot areas for the map, the complaint trend, the notes, and the open-data files."""
+its hotspot areas for the map, the complaint trend, the notes, and the links to the open-data files."""
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from dataclasses import dataclass
 
 import h3
@@ -14,9 +12,9 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import pydeck as pdk
 
-from lib import basemap, export
-from lib.public import i18n
-from lib.public.snapshot import ALLOWLIST, LATER, PUBLIC_STATUSES, Snapshot
+from lib import basemap
+from lib.public import files, i18n
+from lib.public.snapshot import LATER, PUBLIC_STATUSES, Snapshot
 
 NETWORK = "ALL"
 STATUS_COLOURS = {"relieved": (46, 139, 87), "in_progress": (230, 159, 0), "planned": (86, 140, 200),
@@ -38,8 +36,6 @@ class Prepared:
     monthly: pd.DataFrame
     notes: pd.DataFrame
     places: dict[str, list[str]]
-    csv_zip: bytes
-    geojson: bytes
     labels: dict[str, dict[str, str]]
     """language -> region id -> `region_label` (the region list is drawn on every page run)"""
     place_names: tuple[str, ...]
@@ -58,7 +54,7 @@ def prepare(snap: Snapshot) -> Prepared:
     labels = {lang: {rid: _label(name, level, lang) for rid, name, level in
                      regions[["region_id", "name", "level"]].itertuples(index=False)} for lang in i18n.LANGUAGES}
     return Prepared(snap, regions, snap.frame("planned"), areas, snap.frame("complaints_monthly"), snap.frame("notes"),
-                    places, csv_zip(snap), geojson(snap), labels, tuple(sorted(places)))
+                    places, labels, tuple(sorted(places)))
 
 
 def _places(rows: pd.DataFrame, regions: pd.DataFrame) -> dict[str, list[str]]:
@@ -171,32 +167,6 @@ def notes(p: Prepared, region_id: str, lang: str) -> pd.DataFrame:
     return n.sort_values(["published_on", "note_id"], ascending=[False, True]).reset_index(drop=True)
 
 
-def csv_zip(snap: Snapshot) -> bytes:
-    """Every table of the snapshot as a CSV (formula cells escaped) in one ZIP, with a short README."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for name in ALLOWLIST:
-            frame = snap.frame(name)
-            if "region_ids" in frame:
-                frame = frame.assign(region_ids=frame["region_ids"].map(" ".join))
-            z.writestr(zipfile.ZipInfo(f"{name}.csv", (2000, 1, 1, 0, 0, 0)), export.csv_bytes(frame))
-        readme = (f"Netzausbau-Monitor open data, data as of {snap.doc['data_as_of']}; counts of complaints "
-                  f"rounded to {snap.doc['round_base']}, empty below {snap.k}. One CSV per table.\n")
-        z.writestr(zipfile.ZipInfo("README.txt", (2000, 1, 1, 0, 0, 0)), readme)
-    return buf.getvalue()
-
-
-def geojson(snap: Snapshot) -> bytes:
-    """The hotspot areas as a GeoJSON FeatureCollection of hexagons (properties as published)."""
-    features = []
-    for row in snap.doc["tables"]["complaint_areas"]:
-        ring = [[lng, lat] for lat, lng in h3.cell_to_boundary(row["cell"])]
-        features.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[*ring, ring[0]]]},
-                         "properties": dict(row)})
-    doc = {"type": "FeatureCollection", "data_as_of": snap.doc["data_as_of"], "k": snap.k, "features": features}
-    return json.dumps(doc, ensure_ascii=False, sort_keys=True).encode("utf-8")
-
-
 def status_legend(lang: str) -> str:
     """A one-line legend of the map's colours (markdown with coloured squares)."""
     def sq(rgb) -> str:
@@ -295,4 +265,13 @@ def after_trend(notes_: tuple[tuple[str, str], ...], k: int, lang: str) -> str:
         parts.append(small(i18n.t("no_notes", lang)))
     for head, text in notes_:
         parts += [small(head), note_text(text)]
-    return "\n\n".join([*parts, "### " + i18n.t("open_data", lang), small(i18n.t("open_data_caption", lang))])
+    return "\n\n".join([*parts, "### " + i18n.t("open_data", lang), small(i18n.t("open_data_caption", lang)),
+                        download_links(lang)])
+
+
+def download_links(lang: str) -> str:
+    """The open-data files as one line of links to the open-data endpoint (the server sends them as downloads):
+    plain links, so that no page run hands a file to Streamlit's media store, and a server of several
+    processes serves them from any of its processes."""
+    return " · ".join(f"[{i18n.t(text, lang)}]({files.url(name)})"
+                           for name, (text, _, _) in files.FILES.items())
