@@ -64,7 +64,7 @@ def window_counts(path, res: int, day: dt.date, kind=("slow_data", "dropped_call
 def test_the_page_draws_every_layer_and_the_legend(db):
     at = app()
     assert [t.value for t in at.title] == ["Planner map"]
-    assert [x["id"] for x in deck(at)["layers"]] == ["regions", "links", "sites", "hotspots"]
+    assert [x["id"] for x in deck(at)["layers"]] == ["regions", "links", "sites", "hotspots", "towns"]
     counts = window_counts(db, 7, AS_OF)
     hexes = layer(at, "hotspots")
     assert hexes and all(x["n"] == counts.get(x["id"], 0) for x in hexes)  # a hot cell may have none itself
@@ -151,7 +151,7 @@ def test_a_hotspot_picked_on_the_map_shows_its_story(db):
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert spec["layout"]["yaxis"]["title"]["text"] == "complaints a week"
     view = deck(at)
-    assert [x["id"] for x in view["layers"]][-1] == "picked"
+    assert [x["id"] for x in view["layers"]][-2:] == ["picked", "towns"]
     lat, lon = h3.cell_to_latlng(top["id"])
     assert view["initialViewState"]["latitude"] == pytest.approx(lat, abs=1e-4)
     assert view["initialViewState"]["zoom"] == mapdraw.FOCUS_ZOOM

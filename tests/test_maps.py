@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from shapely.geometry import Point, shape
 
-from lib import basemap, demo, engine, export
+from lib import basemap, demo, engine, export, geonames
 from lib.engine import asof
 from lib.views import mapdraw, maps
 
@@ -226,7 +226,7 @@ def test_no_relief_date_waits_longer_than_any_dated_plan():
 def test_deck_layers_records_and_colours(full):
     d = json.loads(mapdraw.deck(full, "relief", ("hotspots", "871f15375ffffff")).to_json())
     ids = [layer["id"] for layer in d["layers"]]
-    assert ids == ["regions", "links", "sites", "hotspots", "picked"]
+    assert ids == ["regions", "links", "sites", "hotspots", "picked", "towns"]  # town names on top
     hexes = d["layers"][3]["data"]
     hot = full.layers["hotspots"]
     assert [x["id"] for x in hexes] == [h3.int_to_str(int(c)) for c in hot["cell"]]
@@ -348,7 +348,7 @@ def test_the_view_of_the_held_network_equals_the_queried_one(con):
 def test_the_nearest_town_is_the_one_a_plain_search_finds():
     from lib.views import places
 
-    towns = places.german_places(places.TOWN_POPULATION)
+    towns = geonames.german_places(geonames.TOWN_POPULATION)
     towns = towns.assign(german=places.labels(towns))  # the names people read
     rng = np.random.default_rng(7)
     lat, lon = rng.uniform(47.5, 54.8, 300), rng.uniform(6.0, 14.9, 300)

@@ -20,6 +20,7 @@ from h3.api import basic_int as h3int
 from scipy.spatial import cKDTree
 
 from lib import cells
+from lib.geonames import GERMAN_NAMES
 from lib.ingest import schema
 
 STATES_CSV = Path(__file__).resolve().parents[2] / "data" / "reference" / "de_states.csv"
@@ -32,8 +33,6 @@ KM_PER_DEGREE = 111.2
 DISTRICT_CITY_MIN = 100_000  # cities this big may come with their districts listed as places
 CLUSTER_KM = (12.0, 20.0)  # cluster radius from the smallest to the biggest city
 COORD_DIGITS = 5  # about 1 m
-GERMAN_NAMES = {"Munich": "München", "Nuremberg": "Nürnberg", "Cologne": "Köln", "Hanover": "Hannover",
-                "Brunswick": "Braunschweig", "Freiburg": "Freiburg im Breisgau"}
 CLUSTERS = (  # region_id, name, centre lat, lon
     ("C-BER", "Berlin", 52.5200, 13.4050), ("C-HAM", "Hamburg", 53.5511, 9.9937),
     ("C-MUC", "München", 48.1372, 11.5756), ("C-CGN", "Köln", 50.9375, 6.9603),

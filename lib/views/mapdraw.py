@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 from dataclasses import replace
 from types import MappingProxyType
 
@@ -19,7 +18,7 @@ import pandas as pd
 import pydeck as pdk
 from pydeck.bindings.json_tools import default_serialize
 
-from lib import basemap, cells
+from lib import baselayer, basemap, cells
 from lib.views import maps, places
 from lib.views.maps import (
     COLOUR_MODES,
@@ -50,7 +49,7 @@ def upper_bytes(v: View) -> int:
     """An upper bound of the Deck JSON's size: the outlines as written, and each record at its most."""
     shapes = v.outlines.json_bytes if isinstance(v.outlines, Outlines) else len(
         json.dumps(v.outlines, separators=(",", ":")))
-    total = DECK_BYTES + shapes
+    total = DECK_BYTES + shapes + baselayer.MAX_TOWN_BYTES
     for layer, frame in v.layers.items():
         ids = {"sites": ["site_id"], "links": ["link_id"]}.get(layer, [])
         text = 2 * sum(int(frame[c].astype("str").str.len().sum()) + 2 * len(frame) for c in ids)  # id, tooltip
@@ -201,34 +200,18 @@ def view_state(v: View, focus: tuple[float, float] | None = None) -> pdk.ViewSta
         return pdk.ViewState(latitude=round(focus[0], COORD_DIGITS), longitude=round(focus[1], COORD_DIGITS),
                              zoom=FOCUS_ZOOM)
     if v.params.region and v.outlines:
-        return fit_view(v.outlines, MAP_PIXELS)
+        return baselayer.fit_view(baselayer.bounds(v.outlines), MAP_PIXELS)
     return view_state_of_germany()
+
+
+def view_bounds(v: View) -> tuple[float, float, float, float]:
+    """West, south, east, north of what the view shows first: the region's outline, else Germany."""
+    return baselayer.bounds(v.outlines) if v.params.region and v.outlines else baselayer.GERMANY_BOUNDS
 
 
 def view_state_of_germany() -> pdk.ViewState:
     lat, lon, zoom = GERMANY
     return pdk.ViewState(latitude=lat, longitude=lon, zoom=zoom)
-
-
-def fit_view(features: list[dict], pixels: tuple[int, int], min_zoom: float = 4.0,
-             max_zoom: float = 12.0) -> pdk.ViewState:
-    """The view that fits every coordinate of GeoJSON `features` into a map of `pixels` (width, height)."""
-    xs, ys = [], []
-
-    def walk(x) -> None:
-        if isinstance(x[0], (int, float)):
-            xs.append(x[0])
-            ys.append(x[1])
-        else:
-            for y in x:
-                walk(y)
-
-    for f in features:
-        walk(f["geometry"]["coordinates"])
-    lon, lat = (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2
-    stretch = 1 / math.cos(math.radians(lat))  # Web Mercator stretches latitude
-    fit = min(pixels[0] / max(max(xs) - min(xs), 0.01), pixels[1] / max((max(ys) - min(ys)) * stretch, 0.01))
-    return pdk.ViewState(latitude=lat, longitude=lon, zoom=max(min_zoom, min(max_zoom, math.log2(fit * 360 / 512))))
 
 
 def deck(v: View, colour: str = "relief", pick: tuple[str, str] | None = None,
@@ -263,6 +246,8 @@ def _deck(v: View, colour: str, pick: tuple[str, str] | None, focus: tuple[float
         layers.append(pdk.Layer("H3HexagonLayer", id="picked", data=[{"id": pick[1]}], get_hexagon="id",
                                 filled=False, stroked=True, get_line_color=[0, 0, 0], line_width_min_pixels=3,
                                 extruded=False, pickable=False))
+    # the biggest towns of the view on top, read over any layer (no tile server needed)
+    layers.append(baselayer.town_layer(baselayer.towns(view_bounds(v))))
     # plain text: the chart shows a record's values as text (an "html" template would show tags literally)
     tooltip = {"text": "{t}", "style": {"fontSize": "13px", "maxWidth": "260px", "whiteSpace": "pre-line"}}
     return CompactDeck(layers=layers, initial_view_state=view_state(v, focus), tooltip=tooltip,

