@@ -24,10 +24,11 @@ command. Server RSS is read from /proc. The
 snapshot is published from the demo store (built once into bench/out/, 200k complaints) unless
 --snapshot names one. Prints a table and writes bench/out/load.json; asserts nothing.
 
-`--baseline REF` measures another commit in the same run, served the same way from the same snapshot: a
+`--baseline REF` measures another commit in the same run, served the same way from the same data: a
 `git worktree` of REF in bench/out/baseline-<commit>/ (made once, left for the next run), started from
 there with the same interpreter, one after the other with this checkout (never at once: they share the
-cores). Its rows say `baseline` in the `code` column.
+cores). It serves the same demo store's snapshot as its own code publishes it (an older server refuses a
+newer snapshot format), unless --snapshot names one for both. Its rows say `baseline` in the `code` column.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -99,6 +101,19 @@ def served_snapshot(path: Path | None) -> Path:
         return publish.publish(con, OUT / "load-snapshot.json").path
     finally:
         con.close()
+
+
+def baseline_snapshot(folder: Path) -> Path:
+    """The demo store's snapshot as the baseline's own code publishes it (in its own format, which an older
+    server needs): `lib.cli publish` run in the baseline's folder on a copy of the same store (made once)."""
+    out = folder / "bench-load-snapshot.json"
+    if not out.exists():
+        served_snapshot(None)  # the store, built once
+        db = folder / "bench-load-store.duckdb"
+        shutil.copy(OUT / "load-store.duckdb", db)
+        subprocess.run([sys.executable, "-m", "lib.cli", "publish", "--out", str(out)], cwd=folder, check=True,
+                       env=os.environ | {store.DB_ENV: str(db)}, capture_output=True)
+    return out
 
 
 def baseline_checkout(ref: str) -> tuple[Path, str]:
@@ -223,13 +238,13 @@ def main(argv: list[str] | None = None) -> int:
     snap = served_snapshot(args.snapshot)
     sizes = args.sessions or [10, 50]
     settings = {"both": [True, False], "true": [True], "false": [False]}[args.gc]
-    codes = [("this", ROOT)]
+    codes = [("this", ROOT, snap)]
     if args.baseline:
         folder, commit = baseline_checkout(args.baseline)
-        codes.insert(0, (f"base {commit}", folder))
+        codes.insert(0, (f"base {commit}", folder, args.snapshot or baseline_snapshot(folder)))
     rows = []
-    for (code, root), gc in [(c, g) for _ in range(args.rounds) for c in codes for g in settings]:
-        server = Server(snap, gc, root, code.replace(" ", "-"), args.workers)
+    for (code, root, served), gc in [(c, g) for _ in range(args.rounds) for c in codes for g in settings]:
+        server = Server(served, gc, root, code.replace(" ", "-"), args.workers)
         try:
             asyncio.run(drive(server.port, 2, 3))  # warm up: imports, first snapshot load
             idle = rss_mb(server.proc.pid)

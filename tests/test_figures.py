@@ -63,6 +63,10 @@ def test_figures_equal_the_public_snapshot(con):
         assert (u["total"], u["on_air"], u["late"]) == (pub["upgrades_total"], pub["upgrades_on_air"],
                                                          pub["upgrades_late"])
         assert round(u["pct_on_air"], 1) == pub["pct_on_air"]
+        f = figures.headline(con, region_id=rid, with_impact=False)["forecast"]
+        assert (f["date"], f["earliest_90"], f["latest_90"]) == (pub["forecast"], pub["forecast_earliest"],
+                                                                 pub["forecast_latest"])
+        assert pub["forecast"] is not None
 
 
 def test_hotspots_by_status_are_the_relief_of_the_hot_cells(con):

@@ -94,7 +94,9 @@ def test_english_and_a_region_from_the_url(public_env, demo_snapshot):
     assert at.selectbox(key="region_pick").value == "C-BER"
     assert at.metric[0].value == f"{pct_on_air(demo_snapshot[1], '2026-11-01', 'C-BER'):.1f} %"
     spec = json.loads(at.get("deck_gl_json_chart")[0].proto.json)
-    shown = {h["cell"] for h in spec["layers"][0]["data"]}
+    assert [layer["id"] for layer in spec["layers"]] == ["outlines", "region", "areas", "towns"]
+    assert spec["layers"][2]["@@type"] == "H3HexagonLayer" and spec["initialViewState"]["zoom"] >= regionview.HEX_ZOOM
+    shown = {h["cell"] for h in spec["layers"][2]["data"]}
     doc = json.loads(demo_snapshot[0].read_bytes())
     assert shown == {a["cell"] for a in doc["tables"]["complaint_areas"] if "C-BER" in a["region_ids"]} != set()
     texts = [as_read(m.value) for m in at.markdown if "Notes from the operator" in m.value]
@@ -434,7 +436,7 @@ def test_the_map_has_a_basemap_only_when_one_is_configured(monkeypatch, configur
         monkeypatch.setenv(basemap.BASEMAP_ENV, configured)
     a = pd.DataFrame({"cell": ["871f1d489ffffff"], "colour": [[1, 2, 3, 190]], "label": ["x"], "info": ["y"],
                       "lat": [52.5], "lon": [13.4]})
-    doc = json.loads(regionview.deck(a).to_json())
+    doc = json.loads(regionview.deck(a, [], None, network=False).to_json())
     assert doc["mapStyle"] == (configured or basemap.NO_BASEMAP)
     assert "mapProvider" not in doc
 
@@ -458,3 +460,78 @@ def test_the_map_text_block_without_areas_says_so():
     block = regionview.after_map(False, 10, "en")
     assert block == (":small[There is no area with at least 10 complaints here.]\n\n### Complaints per month")
     assert "rgb(" in regionview.after_map(True, 10, "en")  # the legend
+
+
+# -- the map's base layer and the quarter chart ------------------------------------------------
+
+def _layers(at: AppTest) -> dict[str, dict]:
+    return {layer["id"]: layer for layer in json.loads(at.get("deck_gl_json_chart")[0].proto.json)["layers"]}
+
+
+def test_the_network_map_shows_every_state_outline_town_names_and_areas_as_dots(public_env, demo_snapshot):
+    doc = json.loads(demo_snapshot[0].read_bytes())
+    at = public_app()
+    layers = _layers(at)
+    assert list(layers) == ["outlines", "areas", "towns"]  # no region chosen: no dark outline
+    states = {r["region_id"] for r in doc["tables"]["regions"] if r["level"] == "state"}
+    assert len(layers["outlines"]["data"]["features"]) == len(states) == 16
+    assert layers["areas"]["@@type"] == "ScatterplotLayer"  # readable at country scale
+    assert len(layers["areas"]["data"]) == len(doc["tables"]["complaint_areas"])
+    names = [t["name"] for t in layers["towns"]["data"]]
+    assert names[:3] == ["Berlin", "Hamburg", "München"]
+
+
+def test_a_state_map_is_fitted_to_its_outline(public_env, demo_snapshot):
+    from lib import baselayer
+
+    doc = json.loads(demo_snapshot[0].read_bytes())
+    outline = next(r["geometry"] for r in doc["tables"]["region_outlines"] if r["region_id"] == "09")
+    at = public_app(region="09")
+    spec = json.loads(at.get("deck_gl_json_chart")[0].proto.json)
+    layers = {layer["id"]: layer for layer in spec["layers"]}
+    assert layers["region"]["data"]["features"][0]["geometry"] == outline
+    assert layers["areas"]["@@type"] == "ScatterplotLayer"  # a state's scale: dots, hexagons would be specks
+    west, south, east, north = baselayer.bounds([{"geometry": outline}])
+    view = spec["initialViewState"]
+    assert view["longitude"] == pytest.approx((west + east) / 2) and view["latitude"] == pytest.approx(
+        (south + north) / 2)
+    assert view["zoom"] == pytest.approx(baselayer.fit_view((west, south, east, north), regionview.MAP_PIXELS).zoom)
+    assert "München" in [t["name"] for t in layers["towns"]["data"]]
+
+
+def test_the_quarter_chart_shows_the_late_upgrades_first_and_the_forecast(public_env, demo_snapshot):
+    doc = json.loads(demo_snapshot[0].read_bytes())
+    row = next(r for r in doc["tables"]["regions"] if r["region_id"] == "C-BER")
+    plan = [r for r in doc["tables"]["planned"] if r["region_id"] == "C-BER"]
+    at = public_app(lang="en", region="C-BER")
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    bar = fig["data"][0]
+    assert bar["x"][0] == "late" and bar["y"][0] == row["upgrades_late"] > 0
+    assert bar["y"][1:] == [r["upgrades"] for r in sorted(plan, key=lambda r: (r["quarter"] == "later",
+                                                                                 r["quarter"]))]
+    assert sum(bar["y"]) == row["upgrades_total"] - row["upgrades_on_air"]  # every upgrade still to come
+    line = fig["layout"]["shapes"][0]
+    quarter = f"{pd.Timestamp(row['forecast']).year}-Q{pd.Timestamp(row['forecast']).quarter}"
+    assert bar["x"][line["x0"]] == (quarter if quarter in bar["x"] else "later")
+    assert fig["layout"]["annotations"][0]["text"] == "forecast: " + pd.Timestamp(row["forecast"]).strftime("%b %Y")
+    tile = [m for m in at.metric if m.label == "Forecast: all on air"]
+    assert tile and tile[0].value == pd.Timestamp(row["forecast"]).strftime("%b %Y")
+
+
+@pytest.mark.parametrize("forecast, want", [
+    ("2026-10-01", 0), ("2026-12-31", 0), ("2027-01-01", 1), ("2027-09-30", 3), ("2027-10-01", 4),
+    ("2031-05-05", 4), (None, None)])
+def test_the_forecast_line_stands_at_its_quarter_or_at_later(forecast, want):
+    plan = pd.DataFrame({"quarter": ["2026-Q4", "2027-Q1", "2027-Q2", "2027-Q3", "später"], "upgrades": [1] * 5})
+    assert regionview.forecast_bar(plan, forecast, "de") == want
+
+
+def test_the_quarter_chart_without_a_forecast_has_no_line():
+    plan = pd.DataFrame({"quarter": ["2026-Q4", "later"], "upgrades": [3, 1]})
+    fig = regionview.planned_figure(plan, {"upgrades_late": 2, "forecast": None}, "en")
+    assert fig.to_dict()["data"][0]["y"] == [2, 3, 1] and not fig.to_dict()["layout"].get("shapes")
+
+
+def test_months_in_both_languages():
+    assert i18n.month("2027-10-14", "de") == "Okt. 2027" and i18n.month("2027-10-14", "en") == "Oct 2027"
+    assert i18n.month("2027-03-01", "de") == "März 2027"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 import shutil
 
 import duckdb
@@ -22,12 +23,13 @@ from lib.views import publish
 # The allowlist as this test knows it: widening what is published needs an edit here too.
 EXPECTED = {
     "regions": {"region_id", "name", "level", "parent_id", "upgrades_total", "upgrades_on_air", "upgrades_late",
-                "pct_on_air"},
+                "pct_on_air", "forecast", "forecast_earliest", "forecast_latest"},
     "planned": {"region_id", "quarter", "upgrades"},
     "complaint_areas": {"cell", "complaints", "status", "expected_quarter", "region_ids"},
     "complaints_monthly": {"region_id", "month", "complaints"},
     "notes": {"note_id", "region_id", "published_on", "text", "language"},
     "places": {"name", "region_id"},
+    "region_outlines": {"region_id", "geometry"},
 }
 TOP = {"schema_version", "data_as_of", "k", "round_base", "area_res", "tables"}
 STATUSES = {"relieved", "in_progress", "planned", "no_plan"}
@@ -62,6 +64,10 @@ def check_privacy(path, db, k: int) -> dict:
     for name, rows in doc["tables"].items():
         for row in rows:
             assert set(row) == EXPECTED[name], (name, row)
+    published = {r["region_id"]: r["level"] for r in doc["tables"]["regions"]}
+    for row in doc["tables"]["region_outlines"]:  # a region's own outline, nothing finer than 4 decimals
+        assert published[row["region_id"]] in ("state", "cluster"), row["region_id"]
+        assert re.search(r"\.\d{5,}", json.dumps(row["geometry"])) is None, row["region_id"]
     base = doc["round_base"]
     counts = complaint_cells(db, 7)
     for area in doc["tables"]["complaint_areas"]:
@@ -255,7 +261,25 @@ TAMPERED = {
     "an unknown status": (lambda d: d["tables"]["complaint_areas"][0].update(status="late"), "status"),
     "a note in French": (lambda d: d["tables"]["notes"][0].update(language="fr"), "language"),
     "a duplicate cell": (lambda d: d["tables"]["complaint_areas"].append(d["tables"]["complaint_areas"][0]), "twice"),
+    "a forecast that is no date": (lambda d: d["tables"]["regions"][0].update(forecast="soon"), "forecast"),
+    "an outline of points": (lambda d: d["tables"]["region_outlines"][0].update(
+        geometry={"type": "MultiPoint", "coordinates": [[13.4, 52.5]]}), "geometry"),
+    "an outline point off the globe": (lambda d: d["tables"]["region_outlines"][0].update(geometry={
+        "type": "Polygon", "coordinates": [[[200.0, 52.5], [10.0, 50.0], [11.0, 50.0], [200.0, 52.5]]]}), "geometry"),
+    "an outline with a property": (lambda d: d["tables"]["region_outlines"][0]["geometry"].update(name="x"),
+                                   "geometry"),
+    "an outline of too many points": (lambda d: d["tables"]["region_outlines"][0].update(geometry={
+        "type": "Polygon", "coordinates": [[[10.0, 50.0]] * (snapshot.MAX_OUTLINE_POINTS + 1)]}), "geometry"),
 }
+
+
+def test_an_outline_of_exactly_the_most_points_is_allowed():
+    ring = [[10.0 + i / 1e5, 50.0] for i in range(snapshot.MAX_OUTLINE_POINTS)]
+    assert snapshot._outline({"type": "Polygon", "coordinates": [ring]})
+    assert snapshot._outline({"type": "MultiPolygon", "coordinates": [[ring[:10]], [ring[10:]]]})
+    assert not snapshot._outline({"type": "MultiPolygon", "coordinates": [[ring], [ring[:1]]]})
+    assert not snapshot._outline({"type": "Polygon", "coordinates": [[[10.0, True]]]})
+    assert not snapshot._outline({"type": "Polygon", "coordinates": []})
 
 
 @pytest.mark.parametrize("what", list(TAMPERED))

@@ -29,6 +29,14 @@ TEXTS = MappingProxyType({
     "no_upgrades": ("In dieser Region ist keine Modernisierung geplant.", "No upgrade is planned in this region."),
     "planned_title": ("Geplante Modernisierungen je Quartal", "Planned upgrades per quarter"),
     "later": ("später", "later"),
+    "late_bar": ("verspätet", "late"),
+    "forecast_line": ("Prognose: {month}", "forecast: {month}"),
+    "forecast": ("Prognose: alle in Betrieb", "Forecast: all on air"),
+    "forecast_help": ("Wenn es im Tempo der letzten 90 Tage weitergeht. Spanne (90 %): {low} bis {high}.",
+                      "If the pace of the last 90 days holds. Range (90 %): {low} to {high}."),
+    "no_forecast": ("keine", "none"),
+    "no_forecast_help": ("Alle Modernisierungen sind in Betrieb, oder in den letzten 90 Tagen ging keine in "
+                         "Betrieb.", "Every upgrade is on air, or none went on air in the last 90 days."),
     "upgrades": ("Modernisierungen", "Upgrades"),
     "map_title": ("Gebiete mit vielen Beschwerden", "Areas with many complaints"),
     "map_caption": ("Sechsecke von etwa 5 km² mit mindestens {k} Beschwerden; die Farbe zeigt den Stand der "
@@ -117,6 +125,17 @@ def number(value: float, lang: str, decimals: int = 0) -> str:
     """A number as `lang` writes it (German: 1.234,5; English: 1,234.5)."""
     text = f"{value:,.{decimals}f}"
     return text.translate(str.maketrans(",.", ".,")) if lang == "de" else text
+
+
+MONTHS_DE = ("Jan.", "Feb.", "März", "Apr.", "Mai", "Juni", "Juli", "Aug.", "Sept.", "Okt.", "Nov.", "Dez.")
+
+
+def month(value, lang: str) -> str:
+    """A date's month as `lang` writes it (German: Okt. 2027; English: Oct 2027)."""
+    import datetime as dt
+
+    d = dt.date.fromisoformat(value) if isinstance(value, str) else value
+    return f"{MONTHS_DE[d.month - 1]} {d.year}" if lang == "de" else d.strftime("%b %Y")
 
 
 def date(value, lang: str) -> str:

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import pydeck as pdk
 
-from lib import basemap
+from lib import baselayer, basemap
 from lib.public import files, i18n
 from lib.public.snapshot import LATER, PUBLIC_STATUSES, Snapshot
 
@@ -21,8 +21,6 @@ STATUS_COLOURS = {"relieved": (46, 139, 87), "in_progress": (230, 159, 0), "plan
                   "no_plan": (180, 60, 60)}
 """Status -> RGB on the map (colour-blind safe: green, amber, blue, red)."""
 LEVEL_ORDER = {"network": 0, "state": 1, "cluster": 2}
-GERMANY_VIEW = (51.2, 10.4, 4.6)
-"""Centre (lat, lon) and zoom of the map when it shows all of Germany."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +38,8 @@ class Prepared:
     """language -> region id -> `region_label` (the region list is drawn on every page run)"""
     place_names: tuple[str, ...]
     """the place search's choices, sorted"""
+    outlines: dict[str, dict]
+    """region id -> its outline as a GeoJSON Feature (states and city areas)"""
 
 
 def prepare(snap: Snapshot) -> Prepared:
@@ -53,8 +53,10 @@ def prepare(snap: Snapshot) -> Prepared:
     places = _places(snap.frame("places"), regions)
     labels = {lang: {rid: _label(name, level, lang) for rid, name, level in
                      regions[["region_id", "name", "level"]].itertuples(index=False)} for lang in i18n.LANGUAGES}
+    outlines = {str(r["region_id"]): {"type": "Feature", "geometry": r["geometry"], "properties": {}}
+                for r in snap.doc["tables"]["region_outlines"]}
     return Prepared(snap, regions, snap.frame("planned"), areas, snap.frame("complaints_monthly"), snap.frame("notes"),
-                    places, labels, tuple(sorted(places)))
+                    places, labels, tuple(sorted(places)), outlines)
 
 
 def _places(rows: pd.DataFrame, regions: pd.DataFrame) -> dict[str, list[str]]:
@@ -132,23 +134,44 @@ class FrozenDeck(pdk.Deck):
         return self._frozen_json
 
 
-def deck(a: pd.DataFrame) -> pdk.Deck:
-    """The hotspot-area map: an H3HexagonLayer at the published resolution, coloured by status, with tooltips."""
-    lat, lon, zoom = view(a)
-    layer = pdk.Layer("H3HexagonLayer", a[["cell", "colour", "label", "info"]], get_hexagon="cell",
-                      get_fill_color="colour", get_line_color=[255, 255, 255], line_width_min_pixels=1,
-                      pickable=True, extruded=False)
-    return FrozenDeck(layers=[layer], initial_view_state=pdk.ViewState(latitude=lat, longitude=lon, zoom=zoom),
+MAP_HEIGHT = 500
+MAP_PIXELS = (360, MAP_HEIGHT - 40)
+"""The map's size the view is fitted to: a phone's width (a wider screen shows more around it)."""
+HEX_ZOOM = 8.5
+"""From this zoom on the areas are drawn as hexagons; below it as dots of AREA_DOT_METRES, at least
+AREA_DOT_PIXELS wide (a hexagon of 5 km² would be a speck)."""
+AREA_DOT_METRES = 2500
+AREA_DOT_PIXELS = 2.5
+
+
+def deck(a: pd.DataFrame, states: list[dict], chosen: dict | None, network: bool) -> pdk.Deck:
+    """The hotspot-area map on its base layer (lib/baselayer.py): the `states`' outlines, the `chosen`
+    region's in dark, the areas `a` coloured by status (hexagons for a city; dots from a state's scale up)
+    and the biggest towns' names; fitted to the chosen region (its outline, else its areas; the states for
+    the network)."""
+    if chosen is not None:
+        box = baselayer.bounds([chosen])
+    elif not network and len(a):
+        box = (float(a["lon"].min()), float(a["lat"].min()), float(a["lon"].max()), float(a["lat"].max()))
+    else:
+        box = baselayer.bounds(states)
+    layers = [baselayer.outline_layer(states)] if states else []
+    if chosen is not None:
+        layers.append(baselayer.outline_layer([chosen], "region", baselayer.CHOSEN_COLOUR, 2))
+    columns = a[["cell", "colour", "label", "info"]]
+    view = baselayer.fit_view(box, MAP_PIXELS)
+    if view.zoom < HEX_ZOOM:
+        dots = columns.assign(p=[[round(lo, 4), round(la, 4)] for lo, la in zip(a["lon"], a["lat"], strict=True)])
+        layers.append(pdk.Layer("ScatterplotLayer", dots.drop(columns="cell"), id="areas", get_position="p",
+                                get_fill_color="colour", get_radius=AREA_DOT_METRES,
+                                radius_min_pixels=AREA_DOT_PIXELS, pickable=True))
+    else:
+        layers.append(pdk.Layer("H3HexagonLayer", columns, id="areas", get_hexagon="cell", get_fill_color="colour",
+                                get_line_color=[255, 255, 255], line_width_min_pixels=1, pickable=True,
+                                extruded=False))
+    layers.append(baselayer.town_layer(baselayer.towns(box, MAP_PIXELS)))
+    return FrozenDeck(layers=layers, initial_view_state=view,
                       tooltip={"text": "{label}\n{info}"}, **basemap.deck_args())
-
-
-def view(a: pd.DataFrame) -> tuple[float, float, float]:
-    """Centre (lat, lon) and zoom that show the areas (all of Germany when there are none or they spread wide)."""
-    if a.empty:
-        return GERMANY_VIEW
-    span = max(a["lat"].max() - a["lat"].min(), (a["lon"].max() - a["lon"].min()) * 0.6)
-    zoom = 10.0 if span < 0.1 else 8.5 if span < 0.5 else 7.0 if span < 1.5 else GERMANY_VIEW[2]
-    return float(a["lat"].mean()), float(a["lon"].mean()), zoom
 
 
 def trend(p: Prepared, region_id: str) -> pd.DataFrame:
@@ -188,12 +211,46 @@ class FrozenFigure(go.Figure):
         return self.__dict__["_frozen_dict"]
 
 
-def planned_figure(plan: pd.DataFrame, lang: str) -> go.Figure:
-    """Bars of upgrades planned per quarter."""
-    fig = FrozenFigure(go.Bar(x=plan["quarter"], y=plan["upgrades"], marker_color="#3f5670", text=plan["upgrades"],
-                           hovertemplate="%{x}: %{y}<extra></extra>"))
-    fig.update_layout(height=260, margin=CHART_MARGIN, yaxis_title=i18n.t("upgrades", lang))
+LATE_COLOUR = "#c0392b"
+PLANNED_COLOUR = "#3f5670"
+FORECAST_COLOUR = "#1b1b1b"
+
+
+def planned_figure(plan: pd.DataFrame, row: dict, lang: str) -> go.Figure:
+    """Bars of the upgrades still to come: first those late (planned date passed, not on air), then those
+    planned per quarter; a dashed line at the quarter the forecast says the last one goes on air in."""
+    late = int(row["upgrades_late"])
+    x = [i18n.t("late_bar", lang), *plan["quarter"]]
+    y = [late, *plan["upgrades"].astype(int)]
+    colours = [LATE_COLOUR, *[PLANNED_COLOUR] * len(plan)]
+    fig = FrozenFigure(go.Bar(x=x, y=y, marker_color=colours, text=y, hovertemplate="%{x}: %{y}<extra></extra>"))
+    fig.update_layout(height=280, margin=dict(CHART_MARGIN, t=34), yaxis_title=i18n.t("upgrades", lang),
+                      xaxis_type="category")
+    at = forecast_bar(plan, row.get("forecast"), lang)
+    if at is not None:
+        fig.add_vline(x=at + 1, line_dash="dash", line_color=FORECAST_COLOUR, line_width=2,
+                      annotation_text=i18n.t("forecast_line", lang, month=i18n.month(row["forecast"], lang)),
+                      annotation_position="top", annotation_font_color=FORECAST_COLOUR)
     return fig
+
+
+def forecast_bar(plan: pd.DataFrame, forecast: str | None, lang: str) -> int | None:
+    """Index in `plan` of the bar of the forecast's quarter (the "later" bar when it lies beyond), or None
+    when there is no forecast."""
+    if not forecast:
+        return None
+    label = quarter_label(forecast)
+    quarters = list(plan["quarter"])
+    if label in quarters:
+        return quarters.index(label)
+    later = i18n.t("later", lang)
+    return quarters.index(later) if later in quarters and label > max(q for q in quarters if q != later) else None
+
+
+def quarter_label(day: str) -> str:
+    """"2027-Q4" for a date in that quarter (the snapshot's quarter labels)."""
+    d = pd.Timestamp(day)
+    return f"{d.year}-Q{d.quarter}"
 
 
 def trend_figure(t: pd.DataFrame, lang: str) -> go.Figure:
@@ -230,8 +287,11 @@ def region_view(p: Prepared, region_id: str, lang: str) -> RegionView:
     heads = [f"{i18n.date(d, lang)} · {i18n.plain(region_label(p, r, lang))}"
              for d, r in zip(shown["published_on"], shown["region_id"], strict=True)]
     notes_ = tuple(zip(heads, shown["text"], strict=True))
-    return RegionView(p.regions.loc[region_id].to_dict(), deck(a) if len(a) else None,
-                      planned_figure(planned(p, region_id, lang), lang), trend_figure(trend(p, region_id), lang),
+    row = p.regions.loc[region_id].to_dict()
+    states = [f for rid, f in p.outlines.items() if p.regions.loc[rid, "level"] == "state"]
+    the_map = deck(a, states, p.outlines.get(region_id), region_id == NETWORK) if len(a) else None
+    return RegionView(row, the_map,
+                      planned_figure(planned(p, region_id, lang), row, lang), trend_figure(trend(p, region_id), lang),
                       notes_, after_map(len(a) > 0, p.snapshot.k, lang), after_trend(notes_, p.snapshot.k, lang))
 
 

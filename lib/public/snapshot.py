@@ -9,7 +9,10 @@ What it holds, and nothing else:
 
 - `regions`: per region (states, city clusters and the network `ALL`): upgrades (not
   cancelled) in total, on air and late as of the data date, and percent on air
-  (`lib.engine.progress.cumulative`, the Overview's and manager view's source);
+  (`lib.engine.progress.cumulative`, the Overview's and manager view's source), and the
+  forecast of completion with its 90% band (`progress.headline_of`, the Rollout page's);
+- `region_outlines`: each state's and city cluster's outline, simplified to about 1 km
+  (`lib.views.rollout.shapes`), for the public map's base layer;
 - `planned`: per region, upgrades not on air by the data date by the quarter of their
   planned on-air date, from the data date's quarter `QUARTERS_AHEAD` - 1 quarters on,
   then `LATER`;
@@ -45,7 +48,7 @@ import pandas as pd
 
 from lib.errors import NetzausbauError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_K = 10
 """Minimum complaints a published area or monthly figure stands for."""
 MIN_K = 5
@@ -125,11 +128,33 @@ def _ids(v) -> bool:
         and v == sorted(set(v))
 
 
+MAX_OUTLINE_POINTS = 20_000
+"""Most points a published region outline may have."""
+
+
+def _outline(v) -> bool:
+    """A GeoJSON Polygon or MultiPolygon geometry of at most MAX_OUTLINE_POINTS points in longitude, latitude."""
+    if not isinstance(v, dict) or set(v) != {"type", "coordinates"} or v["type"] not in ("Polygon", "MultiPolygon"):
+        return False
+    polygons = [v["coordinates"]] if v["type"] == "Polygon" else v["coordinates"]
+    points = [pt for polygon in polygons if isinstance(polygon, list) for ring in polygon if isinstance(ring, list)
+              for pt in ring]
+    return (isinstance(polygons, list) and 0 < len(points) <= MAX_OUTLINE_POINTS
+            and all(isinstance(pt, list) and len(pt) == 2 and all(_number(x) for x in pt)
+                    and -180 <= pt[0] <= 180 and -90 <= pt[1] <= 90 for pt in points))
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 _REGION_ID = _str(64)
 ALLOWLIST = MappingProxyType({
     "regions": {"region_id": _REGION_ID, "name": _str(200), "level": _choice(*LEVELS, NETWORK_LEVEL),
                 "parent_id": _optional(_REGION_ID), "upgrades_total": _int, "upgrades_on_air": _int,
-                "upgrades_late": _int, "pct_on_air": _optional(_pct)},
+                "upgrades_late": _int, "pct_on_air": _optional(_pct), "forecast": _optional(_date),
+                "forecast_earliest": _optional(_date), "forecast_latest": _optional(_date)},
+    "region_outlines": {"region_id": _REGION_ID, "geometry": _outline},
     "planned": {"region_id": _REGION_ID, "quarter": lambda v: v == LATER or bool(_QUARTER.match(str(v))),
                 "upgrades": _int},
     "complaint_areas": {"cell": _cell, "complaints": _rounded, "status": _choice(*PUBLIC_STATUSES),

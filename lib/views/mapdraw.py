@@ -247,7 +247,7 @@ def _deck(v: View, colour: str, pick: tuple[str, str] | None, focus: tuple[float
                                 filled=False, stroked=True, get_line_color=[0, 0, 0], line_width_min_pixels=3,
                                 extruded=False, pickable=False))
     # the biggest towns of the view on top, read over any layer (no tile server needed)
-    layers.append(baselayer.town_layer(baselayer.towns(view_bounds(v))))
+    layers.append(baselayer.town_layer(baselayer.towns(view_bounds(v), MAP_PIXELS)))
     # plain text: the chart shows a record's values as text (an "html" template would show tags literally)
     tooltip = {"text": "{t}", "style": {"fontSize": "13px", "maxWidth": "260px", "whiteSpace": "pre-line"}}
     return CompactDeck(layers=layers, initial_view_state=view_state(v, focus), tooltip=tooltip,

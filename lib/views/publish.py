@@ -41,7 +41,7 @@ from lib.public.snapshot import (
     snapshot_path,
     validate,
 )
-from lib.views import overview
+from lib.views import overview, rollout
 
 PLACE_POPULATION = 5000
 """Places of at least this many inhabitants go into the place search."""
@@ -127,11 +127,24 @@ def _region_rows(regions: pd.DataFrame, ups: dict[str, pd.DataFrame], as_of: dt.
         frame = ups.get(rid, empty)
         now = progress.cumulative(frame, [pd.Timestamp(as_of)], rid).iloc[0]
         pct = None if pd.isna(now["pct_on_air"]) else round(float(now["pct_on_air"]), 1)
+        f = progress.headline_of(frame, as_of, rid)["forecast"]
         rows.append({"region_id": str(rid), "name": str(name), "level": str(level),
                      "parent_id": None if pd.isna(parent) else str(parent), "upgrades_total": int(now["total"]),
                      "upgrades_on_air": int(now["on_air_cum"]), "upgrades_late": int(now["late"]),
-                     "pct_on_air": pct})
+                     "pct_on_air": pct, "forecast": _iso(f.date), "forecast_earliest": _iso(f.low),
+                     "forecast_latest": _iso(f.high)})
     return rows
+
+
+def _iso(day: dt.date | None) -> str | None:
+    return None if day is None else day.isoformat()
+
+
+def _outlines(region_ids: set[str], con) -> list[dict]:
+    """The published regions' outlines, simplified (the Rollout map's shapes)."""
+    return [{"region_id": f["properties"]["region_id"], "geometry": f["geometry"]}
+            for level in LEVELS for f in rollout.shapes(con, level)["features"]
+            if f["properties"]["region_id"] in region_ids and f["geometry"]["type"] in ("Polygon", "MultiPolygon")]
 
 
 def planned_by_quarter(frame: pd.DataFrame, as_of: dt.date, ahead: int = QUARTERS_AHEAD) -> dict[str, int]:
@@ -271,6 +284,7 @@ def build(con: duckdb.DuckDBPyConnection, k: int = DEFAULT_K, as_of=None) -> dic
         "complaints_monthly": _sorted(_monthly(con, k, as_of, rc, region_ids), "region_id", "month"),
         "notes": _sorted(_notes(con, {progress.ALL, *region_ids}), "region_id", "published_on", "note_id"),
         "places": _sorted(_places(rc), "name", "region_id"),
+        "region_outlines": _sorted(_outlines(set(region_ids), con), "region_id"),
     }
     doc = {"schema_version": SCHEMA_VERSION, "data_as_of": as_of.isoformat(), "k": k, "round_base": ROUND_BASE,
            "area_res": AREA_RES, "tables": tables}
