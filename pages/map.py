@@ -124,7 +124,7 @@ with left:
         st.caption(f":material/filter_alt: {layer}: the {drawn:,} most {most} of {total:,} drawn (at most "
                    f"{maps.MAX_FEATURES:,} features and {maps.MAX_BYTES / 1e6:.0f} MB a view); "
                    "choose a region or filters to see the rest.")
-    st.pydeck_chart(mapdraw.deck(view, ss["map_colour"], pick, focus=focus), on_select="rerun",
+    st.pydeck_chart(cache.map_deck(con, p, ss["map_colour"], pick, focus), on_select="rerun",
                     selection_mode="single-object", key="map", height=620)
     with st.container(key="map_legend"):
         st.html(mapdraw.legend_html(ss["map_colour"], p.layers))

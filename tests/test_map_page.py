@@ -278,3 +278,24 @@ def story_of(at) -> str | None:
     town = places.nearest_town(*cells.cells_to_latlng([cells.parse_cell(ids[0])]))[0]
     assert heads[0] == f"Hotspot near {town}"
     return ids[0]
+
+
+def test_a_page_run_that_changes_nothing_on_the_map_builds_no_deck(db, monkeypatch):
+    """The deck of a view is built and written once and shared: reruns (another session, a table click that
+    selects nothing new) send the same bytes without building them; a new colour is a new deck."""
+    import streamlit as st
+
+    from lib.views import mapdraw
+
+    st.cache_resource.clear()
+    built = []
+    real = mapdraw.deck
+    monkeypatch.setattr(mapdraw, "deck", lambda *a, **k: built.append(a[1]) or real(*a, **k))
+    at = app(region="11")
+    first = at.get("deck_gl_json_chart")[0].proto.json
+    at.run()
+    app(region="11")  # another session, the same view
+    assert built == ["relief"]
+    assert at.get("deck_gl_json_chart")[0].proto.json == first
+    at.segmented_control(key="map_colour").set_value("significance").run()
+    assert built == ["relief", "significance"]

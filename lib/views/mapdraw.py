@@ -97,11 +97,15 @@ def fitted(con, p: Params) -> View:
 # -- drawing ------------------------------------------------------------------------------
 
 class CompactDeck(pdk.Deck):
-    """A Deck whose JSON has no indentation: pydeck indents by 2, which for tens of thousands
-    of features more than doubles what the browser receives."""
+    """A Deck whose JSON has no indentation (pydeck indents by 2, which for tens of thousands of features more
+    than doubles what the browser receives), written once: a deck is not changed after it is built, and the
+    app hands the same deck to every page run that shows the same view (`lib.cache.map_deck`)."""
 
     def to_json(self) -> str:
-        return json.dumps(self, sort_keys=True, default=default_serialize, separators=(",", ":"))
+        if "_json" not in self.__dict__:
+            self.__dict__["_json"] = json.dumps(self, sort_keys=True, default=default_serialize,
+                                                separators=(",", ":"))
+        return self.__dict__["_json"]
 
 
 def payload_bytes(d: pdk.Deck) -> int:
