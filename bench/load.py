@@ -1,10 +1,15 @@
-"""Load on the public page: N concurrent sessions asking a public-mode server to rerun the page.
+"""Load on the public page (or the Planner map): N concurrent sessions asking a server to rerun the page.
 
     .venv/bin/python bench/load.py                                   # N = 10 and 50, 20 s each, GC on and off
     .venv/bin/python bench/load.py --sessions 50 --seconds 30 --gc false
     .venv/bin/python bench/load.py --snapshot data/public/snapshot.json
     .venv/bin/python bench/load.py --sessions 100 --seconds 30 --gc false --baseline cceea02   # against older code
     .venv/bin/python bench/load.py --sessions 100 --seconds 30 --gc false --workers 2 --baseline cceea02
+    .venv/bin/python bench/load.py --page map --sessions 20 --seconds 30 --gc true --baseline bbf9848 --rounds 2
+
+`--page map` measures planners instead: the internal dashboard (`streamlit run serve.py`, no sign-in) on a copy
+of the demo store per code, each session rerunning the Planner map of one view (Germany or a state) with
+nothing changed, as a planner's browser does when another widget of the page or a second tab asks.
 
 Each session is a small websocket client speaking Streamlit's own protocol (what the browser
 does): it connects to /_stcore/stream, sends a BackMsg `rerun_script` (with the page's query
@@ -59,6 +64,8 @@ from lib.views import publish  # noqa: E402
 OUT = ROOT / "bench" / "out"
 TIMEOUT = 30.0
 REGIONS = ("ALL", "C-BER", "C-HAM", "09", "05", "11", "C-MST", "03")
+MAP_VIEWS = ("", "region=11", "region=09", "region=05", "region=02", "region=14")
+"""The Planner map views the sessions of --page map keep rerunning (Germany and states)."""
 
 
 def free_port() -> int:
@@ -131,10 +138,15 @@ class Server:
     """`streamlit run serve.py` in public mode on a free port, from `root` (this checkout or a baseline's), with
     runner.postScriptGC set; with workers > 1, `uvicorn --workers` on its `serve:app` instead."""
 
-    def __init__(self, snap: Path, gc: bool, root: Path = ROOT, label: str = "this", workers: int = 1):
+    def __init__(self, snap: Path, gc: bool, root: Path = ROOT, label: str = "this", workers: int = 1,
+                 db: Path | None = None):
         self.port = free_port()
-        env = os.environ | {snapshot.PUBLIC_ENV: "1", snapshot.SNAPSHOT_ENV: str(snap.resolve()),
-                            store.DB_ENV: str(OUT / "no-store" / "none.duckdb"), "NETZAUSBAU_LOAD_GC": str(gc).lower()}
+        if db is None:  # the public server: the snapshot only
+            env = os.environ | {snapshot.PUBLIC_ENV: "1", snapshot.SNAPSHOT_ENV: str(snap.resolve()),
+                                store.DB_ENV: str(OUT / "no-store" / "none.duckdb")}
+        else:  # the internal dashboard on its own copy of the store
+            env = {k: v for k, v in os.environ.items() if k != snapshot.PUBLIC_ENV} | {store.DB_ENV: str(db)}
+        env["NETZAUSBAU_LOAD_GC"] = str(gc).lower()
         self.log = (OUT / f"load-server-{label}-gc-{gc}-w{workers}.log").open("wb")
         if workers > 1:  # the settings of `python serve.py --workers N`
             command = ["-m", "uvicorn", "loadserve:app", "--app-dir", str(ROOT / "bench" / "asgi"), "--workers",
@@ -155,6 +167,8 @@ class Server:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("the server did not start; see " + self.log.name) from None
                 time.sleep(0.3)
+        if db is not None:
+            return
         # the server must serve the snapshot (an older baseline may refuse a newer format)
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/public/snapshot.json", timeout=30) as r:
             if r.status != 200:
@@ -167,7 +181,7 @@ class Server:
 
 
 async def session(port: int, query: str, until: float, lat: list[float], first: list[float],
-                  errors: list[str]) -> None:
+                  errors: list[str], page: str = "") -> None:
     """One browser-like session: rerun the page again and again until `until`."""
     try:
         async with websockets.connect(f"ws://127.0.0.1:{port}/_stcore/stream", subprotocols=["streamlit"],
@@ -178,6 +192,7 @@ async def session(port: int, query: str, until: float, lat: list[float], first: 
                 msg = BackMsg()
                 msg.rerun_script.query_string = query
                 msg.rerun_script.page_script_hash = ""
+                msg.rerun_script.page_name = page
                 msg.rerun_script.cached_message_hashes.extend(sorted(cached))
                 started = time.monotonic()
                 await ws.send(msg.SerializeToString())
@@ -204,14 +219,17 @@ async def session(port: int, query: str, until: float, lat: list[float], first: 
         errors.append(f"{type(exc).__name__}: {exc}")
 
 
-async def drive(port: int, n: int, seconds: float) -> tuple[list[float], list[float], list[str], float]:
+async def drive(port: int, n: int, seconds: float, page: str = "public") -> tuple[list[float], list[float],
+                                                                                list[str], float]:
     """(latencies of later reruns, of each session's first run, errors, wall seconds) of n sessions."""
     lat: list[float] = []
     first: list[float] = []
     errors: list[str] = []
     started = time.monotonic()
     until = started + seconds
-    await asyncio.gather(*(session(port, f"region={REGIONS[i % len(REGIONS)]}", until, lat, first, errors)
+    queries = [MAP_VIEWS[i % len(MAP_VIEWS)] if page == "map" else f"region={REGIONS[i % len(REGIONS)]}"
+               for i in range(n)]
+    await asyncio.gather(*(session(port, queries[i], until, lat, first, errors, "" if page == "public" else page)
                            for i in range(n)))
     return lat, first, errors, time.monotonic() - started
 
@@ -233,7 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1, help="server processes (as `python serve.py --workers N`)")
     p.add_argument("--rounds", type=int, default=1, help="measure each code this many times, taking turns (the "
                                                             "machine's other load then falls on both alike)")
+    p.add_argument("--page", choices=["public", "map"], default="public",
+                   help="public: the public server's page; map: the internal dashboard's Planner map (planners "
+                        "rerunning their views, on a copy of the demo store per code)")
     args = p.parse_args(argv)
+    if args.page != "public" and args.workers != 1:
+        p.error("the internal dashboard runs in one process (it holds the store's only writer)")
     OUT.mkdir(parents=True, exist_ok=True)
     snap = served_snapshot(args.snapshot)
     sizes = args.sessions or [10, 50]
@@ -244,13 +267,21 @@ def main(argv: list[str] | None = None) -> int:
         codes.insert(0, (f"base {commit}", folder, args.snapshot or baseline_snapshot(folder)))
     rows = []
     for (code, root, served), gc in [(c, g) for _ in range(args.rounds) for c in codes for g in settings]:
-        server = Server(served, gc, root, code.replace(" ", "-"), args.workers)
+        label = code.replace(" ", "-")
+        db = None
+        if args.page != "public":
+            db = OUT / f"load-store-{label}.duckdb"
+            if not db.exists():
+                shutil.copy(OUT / "load-store.duckdb", db)
+        server = Server(served, gc, root, label, args.workers, db)
         try:
-            asyncio.run(drive(server.port, 2, 3))  # warm up: imports, first snapshot load
+            # warm up: imports, the snapshot or every view once
+            asyncio.run(drive(server.port, len(MAP_VIEWS) if db else 2, 3, args.page))
             idle = rss_mb(server.proc.pid)
             for n in sizes:
-                lat, first, errors, wall = asyncio.run(drive(server.port, n, args.seconds))
-                rows.append({"code": code, "postScriptGC": gc, "workers": args.workers, "sessions": n,
+                lat, first, errors, wall = asyncio.run(drive(server.port, n, args.seconds, args.page))
+                rows.append({"code": code, "page": args.page, "postScriptGC": gc, "workers": args.workers,
+                             "sessions": n,
                              "reruns": len(lat) + len(first),
                              "reruns_per_s": (len(lat) + len(first)) / wall,
                              "first_median_ms": 1000 * statistics.median(first) if first else float("nan"),
@@ -277,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['rss_idle_mb']:>9.0f} -> {r['rss_after_mb']:.0f}")
     if args.rounds > 1 or len(codes) > 1:
         print()
-        for code, _ in codes:
+        for code, _, _ in codes:
             for gc in settings:
                 for n in sizes:
                     mine = [r["median_ms"] for r in rows

@@ -17,6 +17,7 @@ from types import MappingProxyType
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import streamlit as st
 
 from lib import audit, export, store, warmup
@@ -127,10 +128,37 @@ def query(con: duckdb.DuckDBPyConnection, name: str, *args):
     return _query(con, version(con), name, *args)
 
 
+@st.cache_resource(ttl=TTL, max_entries=16, show_spinner=False)
+def _shared(_con: duckdb.DuckDBPyConnection, token: str, name: str, *args):
+    with _con.cursor() as cur:
+        return QUERIES[name](cur, *args)
+
+
+def shared(con: duckdb.DuckDBPyConnection, name: str, *args):
+    """QUERIES[name] as `query` runs it, but one result shared by every session and page run instead of a copy
+    for each (a Germany map view is 1.9 MB to copy on every run): for the large results a page reads on every
+    run. Read only: nothing may change what it returns."""
+    return _shared(con, version(con), name, *args)
+
+
+@st.cache_resource(ttl=TTL, max_entries=16, show_spinner=False)
+def _map_table(_con: duckdb.DuckDBPyConnection, token: str, p: maps.Params, rows: int) -> tuple[pd.DataFrame,
+                                                                                                 pa.Table]:
+    ranked = mapdraw.table(_shared(_con, token, "map_view", p).hotspots.head(rows))
+    return ranked, pa.Table.from_pandas(mapdraw.readable_table(ranked), preserve_index=False)
+
+
+def map_table(con: duckdb.DuckDBPyConnection, p: maps.Params, rows: int) -> tuple[pd.DataFrame, pa.Table]:
+    """(ranked, readable) of the Planner map's table of a view's first `rows` hotspots (`mapdraw.table`;
+    `readable_table` as an Arrow table, what st.dataframe sends: converting a frame cost every page run 15 % of
+    its time), made once per store version and view and shared read-only."""
+    return _map_table(con, version(con), p, rows)
+
+
 @st.cache_resource(max_entries=16, show_spinner=False)
 def _map_deck(_con: duckdb.DuckDBPyConnection, token: str, p: maps.Params, colour: str,
               pick: tuple[str, str] | None, focus: tuple[float, float] | None) -> mapdraw.CompactDeck:
-    d = mapdraw.deck(_query(_con, token, "map_view", p), colour, pick, focus=focus)
+    d = mapdraw.deck(_shared(_con, token, "map_view", p), colour, pick, focus=focus)
     d.to_json()  # written once, here: every page run that shows this view sends these bytes
     return d
 

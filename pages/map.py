@@ -104,8 +104,8 @@ with st.expander("Filters: channels, upgrades, statuses"):
 
 p = mapurl.params_from(ss)
 with st.spinner("Building the map..."):
-    view = cache.query(con, "map_view", p)
-ranked = mapdraw.table(view.hotspots.head(TABLE_ROWS))
+    view = cache.shared(con, "map_view", p)  # read only: shared by every session
+ranked, readable = cache.map_table(con, p, TABLE_ROWS)
 
 # the newest selection wins: a click on the map, or a row of the ranked table
 pick = mapurl.choose(ss, (ss.get("map") or {}).get("selection"),
@@ -209,7 +209,7 @@ st.caption(f"Pain = complaints in the window x days until relief (relieved: 0; r
            f"{maps.OVERDUE_DAYS} days; no relief date: {maps.NO_DATE_DAYS} days or more, the worst case). "
            f"{len(view.hotspots):,} hotspots in this view" + (f", the top {TABLE_ROWS} listed." if len(
                view.hotspots) > TABLE_ROWS else "."))
-st.dataframe(mapdraw.readable_table(ranked), hide_index=True, key="map_table", on_select="rerun",
+st.dataframe(readable, hide_index=True, key="map_table", on_select="rerun",
              selection_mode="single-row", height=300,
              column_config=TABLE_COLUMNS, column_order=list(TABLE_COLUMNS))
 d1, d2, _ = st.columns([1, 1, 3])
