@@ -25,6 +25,7 @@ from lib.views.maps import (
     COORD_DIGITS,
     GERMANY,
     LINK_COLOURS,
+    LINK_WIDTHS,
     MAP_PIXELS,
     MAX_BYTES,
     REGION_COLOUR,
@@ -38,11 +39,15 @@ from lib.views.maps import (
     view,
 )
 
-RECORD_BYTES = MappingProxyType({"hotspots": 130, "sites": 130, "links": 180})
+RECORD_BYTES = MappingProxyType({"hotspots": 160, "sites": 130, "links": 190})
 """Most bytes one record of each layer takes in the Deck JSON besides its text ids and a hotspot's tooltip
 (keys, a 15-hex H3 id, numbers, rounded coordinates, status codes and words, colours), over-counted."""
 DECK_BYTES = 4096
 """Bytes of the Deck JSON besides the layers' records and the outlines (view state, layer settings, tooltip)."""
+HOTSPOT_DOT_PIXELS = 3.5
+"""Radius in pixels a hotspot keeps at least on the map of all of Germany."""
+SITE_FILL = (250, 250, 250, 220)
+"""A site's dot: light, so that its ring says its status and the hotspots above it stand out."""
 
 
 def upper_bytes(v: View) -> int:
@@ -165,9 +170,10 @@ def site_records(sites: pd.DataFrame) -> list[dict]:
 
 
 def link_records(links: pd.DataFrame) -> list[dict]:
-    """Line records: id (link_id), a and b ([lon, lat]), s (state), c (colour), t (tooltip: link and state)."""
+    """Line records: id (link_id), a and b ([lon, lat]), s (state), c (colour), w (width in pixels), t (tooltip:
+    link and state)."""
     state = _s(links, "state")
-    return [{"id": i, "a": [alo, ala], "b": [blo, bla], "s": s, "c": c,
+    return [{"id": i, "a": [alo, ala], "b": [blo, bla], "s": s, "c": c, "w": LINK_WIDTHS[s],
              "t": f"Transport link {i}: {LABELS.get(s, s)}"}
             for i, alo, ala, blo, bla, s, c in zip(
                 _s(links, "link_id"), _c(links, "a_lon"), _c(links, "a_lat"), _c(links, "b_lon"), _c(links, "b_lat"),
@@ -236,12 +242,26 @@ def _deck(v: View, colour: str, pick: tuple[str, str] | None, focus: tuple[float
     if "links" in v.layers:
         layers.append(pdk.Layer("LineLayer", id="links", data=link_records(v.layers["links"]),
                                 get_source_position="a", get_target_position="b", get_color="c",
-                                get_width=1, pickable=True, auto_highlight=True))
-    if "sites" in v.layers:
+                                get_width="w", pickable=True, auto_highlight=True))
+    if "sites" in v.layers:  # a light dot with a ring in the status colour, under the hotspots
         layers.append(pdk.Layer("ScatterplotLayer", id="sites", data=site_records(v.layers["sites"]),
-                                get_position="p", get_fill_color="c", get_radius=200, radius_min_pixels=1.5,
-                                radius_max_pixels=8, pickable=True, auto_highlight=True))
-    if "hotspots" in v.layers:
+                                get_position="p", get_fill_color=list(SITE_FILL), get_line_color="c",
+                                stroked=True, filled=True, line_width_min_pixels=1, get_radius=150,
+                                radius_min_pixels=1.6, radius_max_pixels=7, opacity=0.7, pickable=True,
+                                auto_highlight=True))
+    if "hotspots" in v.layers and not v.params.region and focus is None:
+        # all of Germany: a hexagon of a few km² would be a speck, so each hotspot is a dot of its hexagon's
+        # size, at least HOTSPOT_DOT_PIXELS wide, above the sites
+        hot = v.layers["hotspots"]
+        lat, lon = cells.cells_to_latlng(hot["cell"].to_numpy(dtype="uint64")) if len(hot) else ([], [])
+        records = [r | {"p": [round(float(lo), COORD_DIGITS), round(float(la), COORD_DIGITS)]}
+                   for r, la, lo in zip(hotspot_records(hot, colour), lat, lon, strict=True)]
+        layers.append(pdk.Layer("ScatterplotLayer", id="hotspots", data=records, get_position="p",
+                                get_fill_color="c", get_radius=h3.average_hexagon_edge_length(v.params.resolution,
+                                                                                               "m"),
+                                radius_min_pixels=HOTSPOT_DOT_PIXELS, opacity=0.85, pickable=True,
+                                auto_highlight=True))
+    elif "hotspots" in v.layers:
         layers.append(pdk.Layer("H3HexagonLayer", id="hotspots", data=hotspot_records(v.layers["hotspots"], colour),
                                 get_hexagon="id", get_fill_color="c", get_line_color="c", opacity=0.8,
                                 extruded=False, stroked=True, line_width_min_pixels=1, pickable=True,
@@ -328,9 +348,9 @@ def legend(colour: str, layers) -> list[tuple[str, list[tuple[str, tuple[int, in
         palette = RELIEF_COLOURS if colour == "relief" else SIGNIFICANCE_COLOURS
         out.append((f"Hotspots by {colour}", [(LABELS[k], v) for k, v in palette.items()]))
     if "sites" in layers:
-        out.append(("Sites by upgrade status", [(LABELS[k], v) for k, v in SITE_COLOURS.items()]))
+        out.append(("Sites by upgrade status (ring)", [(LABELS[k], v) for k, v in SITE_COLOURS.items()]))
     if "links" in layers:
-        out.append(("Transport links", [(LABELS[k], v) for k, v in LINK_COLOURS.items()]))
+        out.append(("Transport links (heavier: still to do)", [(LABELS[k], v) for k, v in LINK_COLOURS.items()]))
     if "regions" in layers:
         out.append(("Regions", [("outline", REGION_COLOUR)]))
     return out

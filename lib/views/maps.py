@@ -61,10 +61,16 @@ RELIEF_COLOURS = MappingProxyType({
 SIGNIFICANCE_COLOURS = MappingProxyType({
     "hot": (202, 0, 32), "cold": (5, 113, 176), "not_significant": (170, 170, 170)})
 SITE_COLOURS = MappingProxyType({
-    "late": (227, 26, 28), "installed": (255, 127, 0), "permit": (106, 61, 154), "planned": (31, 120, 180),
-    "on_air": (51, 160, 44), "no_upgrade": (140, 140, 140)})
+    "late": (0, 0, 0), "installed": (230, 97, 1), "permit": (118, 42, 131), "planned": (33, 102, 172),
+    "on_air": (130, 130, 130), "no_upgrade": (200, 200, 200)})
+"""A site's ring by its upgrade status (the mark itself is a small light dot: sites are where the network is,
+hotspots are what the map is about): black for late, no red or green, which the hotspots' relief uses."""
 LINK_COLOURS = MappingProxyType({
-    "late": (227, 26, 28), "planned": (31, 120, 180), "done": (51, 160, 44), "no_expansion": (175, 175, 175)})
+    "late": (215, 25, 28), "planned": (33, 102, 172), "done": (150, 150, 150), "no_expansion": (210, 210, 210)})
+"""A transport link's colour by state: red only for a late link (a hotspot blocked by transport is red too:
+red on this map is transport holding relief back)."""
+LINK_WIDTHS = MappingProxyType({"late": 3, "planned": 2, "done": 1, "no_expansion": 1})
+"""A transport link's width in pixels by state: what still has to happen is drawn heavier."""
 REGION_COLOUR = (60, 60, 60)
 
 SITE_PRIORITY = tuple(SITE_COLOURS)
