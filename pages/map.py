@@ -220,7 +220,9 @@ d1.download_button("Download CSV", lambda: export.csv_bytes(mapdraw.table(hot)),
 d2.download_button("Download GeoJSON", lambda: mapdraw.geojson_bytes(hot), f"{stem}.geojson", "application/geo+json",
                    icon=":material/download:", key="dl_geojson", on_click="ignore")
 
-with st.expander("What holds these hotspots back, and what if a date moved", icon=":material/call_split:"):
+
+def what_holds_back(p: maps.Params) -> None:
+    """The links and upgrades this view's hotspots wait on, and a what-if of moving one planned date."""
     links, ups = cache.query(con, "map_bottlenecks", p)
     st.caption("The transport links and upgrades that the hotspots of this view wait on (those not yet on air, or "
                "whose transport is not in place, at the sites their relief needs), by the pain that waits on them: "
@@ -234,7 +236,7 @@ with st.expander("What holds these hotspots back, and what if a date moved", ico
     if items:
         with st.form("what_if"):
             w1, w2, w3 = st.columns([2, 1, 1])
-            item = w1.selectbox("Move the planned date of", items, key="wi_item")
+            w1.selectbox("Move the planned date of", items, key="wi_item")
             when = w2.date_input("to", value=p.as_of, key="wi_date", format="YYYY-MM-DD")
             asked = w3.form_submit_button("Show what changes", icon=":material/science:")
         if asked:
@@ -249,3 +251,12 @@ with st.expander("What holds these hotspots back, and what if a date moved", ico
                                     status_before=changes["status_before"].map(LABEL),
                                     status_after=changes["status_after"].map(LABEL)),
                      hide_index=True, height=220, column_config=CHANGE_COLUMNS)
+
+
+# lazy: the rankings are queried and drawn only while the expander is open (every page run pays for what
+# it draws)
+holds = st.expander("What holds these hotspots back, and what if a date moved", icon=":material/call_split:",
+                    key="map_holds", on_change="rerun")
+if holds.open:
+    with holds:
+        what_holds_back(p)

@@ -136,3 +136,15 @@ def test_the_exports_hold_every_hotspot_of_the_view(server, page):
     assert [r["cell"] for r in rows] == [f["properties"]["cell"] for f in features]
     assert all(f["geometry"]["type"] == "Polygon" for f in features)
     assert_no_errors(page)
+
+
+def test_what_holds_hotspots_back_is_drawn_when_opened(server, page):
+    """The expander runs its queries only when opened: closed, its tables are not on the page; a click opens
+    it and they come."""
+    open_map(page, server)
+    expect(page.get_by_text("Transport links", exact=True)).to_have_count(0)
+    page.get_by_text("What holds these hotspots back", exact=False).click()
+    expect(page.get_by_text("Transport links", exact=True)).to_be_visible(timeout=30_000)
+    expect(page.get_by_role("button", name="Show what changes")).to_be_visible()
+    settle(page)
+    assert_no_errors(page)

@@ -249,6 +249,9 @@ def test_empty_store_explains_how_to_get_data(empty_db):
 
 def test_the_bottlenecks_and_a_what_if_on_the_page(db):
     at = app(res="8")
+    assert not [d for d in at.dataframe if "link_id" in d.value.columns]  # closed: nothing queried or drawn
+    at.session_state["map_holds"] = True  # the expander opened
+    at.run()
     frames = [d.value for d in at.dataframe]
     links = next(f for f in frames if "link_id" in f.columns and "pain" in f.columns)
     ups = next(f for f in frames if "upgrade_id" in f.columns and "pain" in f.columns)
