@@ -31,6 +31,9 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import streamlit as st
@@ -39,7 +42,7 @@ from streamlit import config
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.runtime.pages_manager import PagesManager
 
-from lib import localapi
+from lib import cache, localapi
 from lib.public import api, snapshot
 
 LOG = logging.getLogger("netzausbau.serve")
@@ -86,6 +89,14 @@ def _allowed_only(receive):
     return filtered
 
 
+@asynccontextmanager
+async def warm_up(app) -> AsyncIterator[None]:
+    """A public server's lifespan: every region's view is made ahead in the background when a server process
+    starts (`lib.cache.warm_public`), so that the first visitors after a start do not wait for it."""
+    threading.Thread(target=cache.warm_public, name="public-warm-up", daemon=True).start()
+    yield
+
+
 def lock_down() -> None:
     """The settings of a public server (see the module docstring)."""
     config.set_option("client.showErrorDetails", "none", "serve.py (public mode)")
@@ -101,7 +112,7 @@ if PUBLIC:
 
 ROOT = Path(__file__).resolve().parent
 app = st.App(str(ROOT / "dashboard.py"), routes=api.ROUTES + ([] if PUBLIC else localapi.ROUTES),
-             lifespan=None if PUBLIC else localapi.lifespan,
+             lifespan=warm_up if PUBLIC else localapi.lifespan,
              middleware=[Middleware(PublicGuard)] if PUBLIC else None)
 
 

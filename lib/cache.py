@@ -8,6 +8,7 @@ newest import), so an import through the app, or a store rebuilt on disk, invali
 
 from __future__ import annotations
 
+import logging
 import os
 import runpy
 from collections.abc import Callable, Iterable
@@ -22,9 +23,10 @@ import streamlit as st
 
 from lib import audit, export, store, warmup
 from lib.errors import NetzausbauError, StoreError
-from lib.public import regionview, snapshot
+from lib.public import i18n, regionview, snapshot
 from lib.views import bottlenecks, mapdraw, maps, overview, places, publish, rollout, story
 
+LOG = logging.getLogger(__name__)
 TTL = "1h"
 MAX_ENTRIES = 64
 ROUTER = Path(__file__).resolve().parent.parent / "dashboard.py"
@@ -278,6 +280,19 @@ def public_region(region_id: str, lang: str) -> regionview.RegionView:
         return _public_region(*_snapshot_version(), region_id, lang)
     except OSError as exc:  # replaced or removed since public_snapshot() read it
         raise snapshot.SnapshotError("the snapshot went away while the page was drawn") from exc
+
+
+def warm_public() -> None:
+    """Make the public page's view of every published region in both languages ahead (a public server's start,
+    in the background), so that the first visitors of a region do not wait for its charts and map. Without a
+    snapshot there is nothing to make; the page says so."""
+    try:
+        p = public_snapshot()
+        for region_id in p.regions.index:
+            for lang in i18n.LANGUAGES:
+                public_region(region_id, lang)
+    except snapshot.SnapshotError as exc:
+        LOG.info("public warm-up: %s", exc)
 
 
 def public_snapshot() -> regionview.Prepared:

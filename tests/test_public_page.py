@@ -535,3 +535,41 @@ def test_the_quarter_chart_without_a_forecast_has_no_line():
 def test_months_in_both_languages():
     assert i18n.month("2027-10-14", "de") == "Okt. 2027" and i18n.month("2027-10-14", "en") == "Oct 2027"
     assert i18n.month("2027-03-01", "de") == "März 2027"
+
+
+def test_the_warm_up_makes_every_region_view_ahead(demo_snapshot, monkeypatch, tmp_path):
+    """A public server process makes every published region's view in both languages when it starts: a visitor
+    afterwards gets a made one. Without a snapshot the warm-up does nothing and raises nothing."""
+    import streamlit as st
+
+    from lib import cache
+
+    st.cache_resource.clear()
+    target = tmp_path / "snapshot.json"
+    target.write_bytes(demo_snapshot[0].read_bytes())
+    monkeypatch.setenv(snapshot.SNAPSHOT_ENV, str(target))
+    made = []
+    real = regionview.region_view
+    monkeypatch.setattr(regionview, "region_view", lambda p, rid, lang: made.append((rid, lang)) or real(p, rid, lang))
+    cache.warm_public()
+    regions = [r["region_id"] for r in json.loads(target.read_bytes())["tables"]["regions"]]
+    assert sorted(made) == sorted((r, lang) for r in regions for lang in i18n.LANGUAGES)
+    cache.public_region("C-BER", "en")
+    assert len(made) == len(regions) * 2  # made ahead, not again
+    monkeypatch.setenv(snapshot.SNAPSHOT_ENV, str(tmp_path / "none.json"))
+    cache.warm_public()
+
+
+def test_every_published_region_renders_and_one_without_a_forecast_says_so(public_env, demo_snapshot):
+    """Regions without a hotspot area or without a forecast too (an empty date in the snapshot)."""
+    doc = json.loads(demo_snapshot[0].read_bytes())
+    rows = doc["tables"]["regions"]
+    areas = {rid for a in doc["tables"]["complaint_areas"] for rid in a["region_ids"]}
+    assert any(r["forecast"] is None for r in rows) and any(r["region_id"] not in areas for r in rows[1:])
+    for r in rows:
+        at = public_app(region=r["region_id"])  # fails on any exception on the page
+        tile = next(m for m in at.metric if m.label == "Prognose: alle in Betrieb") if r["upgrades_total"] else None
+        if tile is not None and r["forecast"] is None:
+            assert tile.value == "keine"
+        elif tile is not None:
+            assert tile.value == i18n.month(r["forecast"], "de")

@@ -117,11 +117,11 @@ def planned(p: Prepared, region_id: str, lang: str) -> pd.DataFrame:
 def areas(p: Prepared, region_id: str, lang: str) -> pd.DataFrame:
     """The hotspot areas touching the region, with map colour and a tooltip text in `lang`."""
     a = p.areas if region_id == NETWORK else p.areas[p.areas["region_ids"].map(lambda ids: region_id in ids)]
-    label = a["status"].map(lambda s: i18n.t("status_" + s, lang))
-    about = a["complaints"].map(lambda n: i18n.t("about", lang, n=int(n)))
-    expected = a["expected_quarter"].map(lambda q: f"; {i18n.t('expected', lang, q=q)}" if isinstance(q, str) else "")
-    return a.assign(colour=a["status"].map(lambda s: [*STATUS_COLOURS[s], 190]),
-                    label=label, info=about + expected).reset_index(drop=True)
+    label = [i18n.t("status_" + s, lang) for s in a["status"]]
+    info = [i18n.t("about", lang, n=int(n)) + (f"; {i18n.t('expected', lang, q=q)}" if isinstance(q, str) else "")
+            for n, q in zip(a["complaints"], a["expected_quarter"], strict=True)]  # lists: also for no area
+    return a.assign(colour=[[*STATUS_COLOURS[s], 190] for s in a["status"]], label=label,
+                    info=info).reset_index(drop=True)
 
 
 class FrozenDeck(pdk.Deck):
@@ -211,6 +211,7 @@ class FrozenFigure(go.Figure):
         return self.__dict__["_frozen_dict"]
 
 
+FORECAST_KEYS = ("forecast", "forecast_earliest", "forecast_latest")
 LATE_COLOUR = "#c0392b"
 PLANNED_COLOUR = "#3f5670"
 FORECAST_COLOUR = "#1b1b1b"
@@ -288,6 +289,8 @@ def region_view(p: Prepared, region_id: str, lang: str) -> RegionView:
              for d, r in zip(shown["published_on"], shown["region_id"], strict=True)]
     notes_ = tuple(zip(heads, shown["text"], strict=True))
     row = p.regions.loc[region_id].to_dict()
+    for key in FORECAST_KEYS:  # an empty date is NaN in the frame: None, as published
+        row[key] = row[key] if isinstance(row[key], str) else None
     states = [f for rid, f in p.outlines.items() if p.regions.loc[rid, "level"] == "state"]
     the_map = deck(a, states, p.outlines.get(region_id), region_id == NETWORK) if len(a) else None
     return RegionView(row, the_map,
