@@ -457,9 +457,30 @@ def test_notes_in_the_text_block_are_shown_as_written(text):
 
 
 def test_the_map_text_block_without_areas_says_so():
-    block = regionview.after_map(False, 10, "en")
+    none = pd.DataFrame({"status": [], "complaints": []})
+    block = regionview.after_map(none, 10, "en")
     assert block == (":small[There is no area with at least 10 complaints here.]\n\n### Complaints per month")
-    assert "rgb(" in regionview.after_map(True, 10, "en")  # the legend
+    some = pd.DataFrame({"status": ["planned"], "complaints": [20]})
+    assert "rgb(" in regionview.after_map(some, 10, "en")  # the legend
+
+
+def test_a_table_beside_the_map_says_what_it_shows(public_env, demo_snapshot):
+    """For a screen reader: the region's areas by status, how many and their complaints, in the map's block."""
+    doc = json.loads(demo_snapshot[0].read_bytes())
+    mine = [a for a in doc["tables"]["complaint_areas"] if "09" in a["region_ids"]]
+    at = public_app(lang="en", region="09")
+    block = next(m.value for m in at.markdown if "State of relief" in m.value)
+    rows = [line for line in block.splitlines() if line.startswith("| ") and "State of relief" not in line]
+    got = {cells[0]: (int(cells[1].replace(",", "")), int(cells[2].replace(",", ""))) for cells in
+           ([c.strip() for c in r.strip("|").split("|")] for r in rows)}
+    want = {}
+    for a in mine:
+        label = i18n.t("status_" + a["status"], "en")
+        n, c = want.get(label, (0, 0))
+        want[label] = (n + 1, c + a["complaints"])
+    assert got == want and sum(n for n, _ in got.values()) == len(mine) > 0
+    assert [r.split("|")[1].strip() for r in rows] == [i18n.t("status_" + s, "en") for s in snapshot.PUBLIC_STATUSES
+                                                       if i18n.t("status_" + s, "en") in want]
 
 
 # -- the map's base layer and the quarter chart ------------------------------------------------

@@ -40,12 +40,16 @@ TEXTS = MappingProxyType({
                          "Betrieb.", "Every upgrade is on air, or none went on air in the last 90 days."),
     "upgrades": ("Modernisierungen", "Upgrades"),
     "map_title": ("Gebiete mit vielen Beschwerden", "Areas with many complaints"),
-    "map_caption": ("Sechsecke von etwa 5 km² mit mindestens {k} Beschwerden; die Farbe zeigt den Stand der "
-                    "Abhilfe.", "Hexagons of about 5 km² with at least {k} complaints; the colour shows the state "
-                    "of relief."),
+    "map_caption": ("Gebiete von etwa 5 km² (Sechsecke; Punkte, wo die Karte ein Land oder mehr zeigt) mit "
+                    "mindestens {k} Beschwerden; die Farbe zeigt den Stand der Abhilfe.",
+                    "Areas of about 5 km² (hexagons; dots where the map shows a state or more) with at least {k} "
+                    "complaints; the colour shows the state of relief."),
     "no_areas": ("Hier gibt es kein Gebiet mit mindestens {k} Beschwerden.",
                  "There is no area with at least {k} complaints here."),
     "about": ("etwa {n:,} Beschwerden", "about {n:,} complaints"),
+    "map_table_status": ("Stand der Abhilfe", "State of relief"),
+    "map_table_areas": ("Gebiete", "Areas"),
+    "map_table_complaints": ("Beschwerden (gerundet)", "Complaints (rounded)"),
     "expected": ("Abhilfe erwartet {q}", "relief expected {q}"),
     "trend_title": ("Beschwerden je Monat", "Complaints per month"),
     "trend_caption": ("Auf Zehner gerundet; Monate mit weniger als {k} Beschwerden bleiben leer.",

@@ -275,7 +275,8 @@ class RegionView:
     notes: tuple[tuple[str, str], ...]
     """(heading "date · region" as plain text, note text) of `notes`, in their order"""
     after_map: str
-    """markdown (HTML only in the legend) under the map: its caption and legend, then the trend's heading"""
+    """markdown (HTML only in the legend) under the map: its caption, legend and a table of what it shows, then
+    the trend's heading"""
     after_trend: str
     """markdown under the trend chart: its caption, the notes' heading and notes, the open data's heading and
     caption (every page run sends it as one element; every value from the data goes in through `i18n.plain`)"""
@@ -295,7 +296,7 @@ def region_view(p: Prepared, region_id: str, lang: str) -> RegionView:
     the_map = deck(a, states, p.outlines.get(region_id), region_id == NETWORK) if len(a) else None
     return RegionView(row, the_map,
                       planned_figure(planned(p, region_id, lang), row, lang), trend_figure(trend(p, region_id), lang),
-                      notes_, after_map(len(a) > 0, p.snapshot.k, lang), after_trend(notes_, p.snapshot.k, lang))
+                      notes_, after_map(a, p.snapshot.k, lang), after_trend(notes_, p.snapshot.k, lang))
 
 
 def small(text: str) -> str:
@@ -312,13 +313,28 @@ ZWSP_LINE = i18n.ZWSP
 """What stands for an empty note text (a paragraph must hold something)."""
 
 
-def after_map(has_areas: bool, k: int, lang: str) -> str:
-    """The text between the map and the trend chart, as one markdown block (see `RegionView.after_map`)."""
-    if has_areas:
-        parts = [small(i18n.t("map_caption", lang, k=k)), status_legend(lang)]
+def after_map(a: pd.DataFrame, k: int, lang: str) -> str:
+    """The text between the map and the trend chart, as one markdown block (see `RegionView.after_map`): the
+    map's caption and legend, and a table of what the map shows (the areas `a` by status: how many, about how
+    many complaints), which a screen reader reads where it cannot read the map."""
+    if len(a):
+        parts = [small(i18n.t("map_caption", lang, k=k)), status_legend(lang), map_table(a, lang)]
     else:
         parts = [small(i18n.t("no_areas", lang, k=k))]
     return "\n\n".join([*parts, "### " + i18n.t("trend_title", lang)])
+
+
+def map_table(a: pd.DataFrame, lang: str) -> str:
+    """The areas `a` by public status, most advanced first, as a markdown table: areas, complaints (the sum of
+    their published, rounded counts)."""
+    rows = [f"| {i18n.t('map_table_status', lang)} | {i18n.t('map_table_areas', lang)} | "
+            f"{i18n.t('map_table_complaints', lang)} |", "|---|---:|---:|"]
+    for status in PUBLIC_STATUSES:
+        mine = a[a["status"] == status]
+        if len(mine):
+            rows.append(f"| {i18n.t('status_' + status, lang)} | {i18n.number(len(mine), lang)} | "
+                        f"{i18n.number(int(mine['complaints'].sum()), lang)} |")
+    return "\n".join(rows)
 
 
 def after_trend(notes_: tuple[tuple[str, str], ...], k: int, lang: str) -> str:
