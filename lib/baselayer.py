@@ -9,9 +9,11 @@ scale and the ones a reader knows come first.
 
 from __future__ import annotations
 
+import json
 import math
 
 import pydeck as pdk
+from pydeck.bindings.json_tools import default_serialize
 
 from lib import geonames
 
@@ -31,6 +33,19 @@ MAX_TOWN_BYTES = MAX_TOWNS * 90
 """An upper bound of the town names' records in a map's JSON."""
 GERMANY_BOUNDS = (5.87, 47.27, 15.04, 55.06)
 """West, south, east, north of Germany."""
+
+
+class CompactDeck(pdk.Deck):
+    """A Deck whose JSON has no indentation (pydeck indents by 2, which for tens of thousands of features more
+    than doubles what the browser receives), written once: a deck is not changed after it is built, and the
+    app hands the same deck to every page run that shows the same map (`lib.cache.map_deck`, the public
+    page's region views)."""
+
+    def to_json(self) -> str:
+        if "_json" not in self.__dict__:
+            self.__dict__["_json"] = json.dumps(self, sort_keys=True, default=default_serialize,
+                                                separators=(",", ":"), ensure_ascii=False)
+        return self.__dict__["_json"]
 
 
 def coordinates(features: list[dict]) -> tuple[list[float], list[float]]:

@@ -9,7 +9,6 @@ newest import), so an import through the app, or a store rebuilt on disk, invali
 from __future__ import annotations
 
 import logging
-import os
 import runpy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import streamlit as st
 
-from lib import audit, export, store, warmup
+from lib import audit, baselayer, export, store, warmup
 from lib.errors import NetzausbauError, StoreError
 from lib.public import i18n, regionview, snapshot
 from lib.views import bottlenecks, mapdraw, maps, overview, places, publish, rollout, story
@@ -159,14 +158,14 @@ def map_table(con: duckdb.DuckDBPyConnection, p: maps.Params, rows: int) -> tupl
 
 @st.cache_resource(max_entries=16, show_spinner=False)
 def _map_deck(_con: duckdb.DuckDBPyConnection, token: str, p: maps.Params, colour: str,
-              pick: tuple[str, str] | None, focus: tuple[float, float] | None) -> mapdraw.CompactDeck:
+              pick: tuple[str, str] | None, focus: tuple[float, float] | None) -> baselayer.CompactDeck:
     d = mapdraw.deck(_shared(_con, token, "map_view", p), colour, pick, focus=focus)
     d.to_json()  # written once, here: every page run that shows this view sends these bytes
     return d
 
 
 def map_deck(con: duckdb.DuckDBPyConnection, p: maps.Params, colour: str, pick: tuple[str, str] | None,
-             focus: tuple[float, float] | None) -> mapdraw.CompactDeck:
+             focus: tuple[float, float] | None) -> baselayer.CompactDeck:
     """The Planner map's deck of a view, built and written as JSON once per store version and view, and shared
     read-only by every session: a page run that changes nothing on the map builds nothing (a Germany view is
     about 3 MB of JSON and 0.1 s to build)."""
@@ -266,18 +265,10 @@ def _public_region(path: str, stamp: tuple[int, int, int], region_id: str, lang:
     return regionview.region_view(_prepared(path, stamp), region_id, lang)
 
 
-def _snapshot_version() -> tuple[str, tuple[int, int, int]]:
-    """(absolute path, (inode, mtime, size)) of the snapshot file: one stat, no symlink walk (a page run pays
-    for every system call); OSError when it is missing."""
-    path = os.path.abspath(snapshot.snapshot_path())
-    info = os.stat(path)
-    return path, (info.st_ino, info.st_mtime_ns, info.st_size)
-
-
 def public_region(region_id: str, lang: str) -> regionview.RegionView:
     """The public page's map, charts and notes of a region in a language, cached per snapshot version."""
     try:
-        return _public_region(*_snapshot_version(), region_id, lang)
+        return _public_region(*snapshot.file_version(), region_id, lang)
     except OSError as exc:  # replaced or removed since public_snapshot() read it
         raise snapshot.SnapshotError("the snapshot went away while the page was drawn") from exc
 
@@ -300,7 +291,7 @@ def public_snapshot() -> regionview.Prepared:
 
     Never touches the store. Raises snapshot.SnapshotError when there is no valid snapshot."""
     try:
-        return _prepared(*_snapshot_version())
+        return _prepared(*snapshot.file_version())
     except OSError:
         return regionview.prepare(snapshot.load())  # raises SnapshotError with the reason
 

@@ -19,6 +19,7 @@ import functools
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
@@ -49,27 +50,29 @@ class Served:
 
     def region(self, region_id: str) -> bytes | None:
         """The region's document as JSON bytes, made on first use (None: not a published region; not kept)."""
-        body = self.regions.get(region_id)
-        if body is None:
-            with self.lock:
-                body = self.regions.get(region_id)
-                if body is None:
-                    doc = region_document(self.snapshot, region_id)
-                    if doc is None:
-                        return None
-                    body = self.regions[region_id] = json.dumps(doc, ensure_ascii=False, sort_keys=True).encode()
-        return body
+        def make() -> bytes | None:
+            doc = region_document(self.snapshot, region_id)
+            return None if doc is None else json.dumps(doc, ensure_ascii=False, sort_keys=True).encode()
+
+        return self._once(self.regions, region_id, make)
 
     def file(self, name: str) -> bytes | None:
         """The open-data file `name` (lib/public/files.py), made on first use (None: no such file)."""
         if name not in files.FILES:
             return None
-        body = self.files.get(name)
+        return self._once(self.files, name, lambda: files.FILES[name][2](self.snapshot))
+
+    def _once(self, made: dict[str, bytes], key: str, make: Callable[[], bytes | None]) -> bytes | None:
+        """made[key], made by `make` on its first request only, also when requests come at once (None is not
+        kept)."""
+        body = made.get(key)
         if body is None:
             with self.lock:
-                body = self.files.get(name)
+                body = made.get(key)
                 if body is None:
-                    body = self.files[name] = files.FILES[name][2](self.snapshot)
+                    body = make()
+                    if body is not None:
+                        made[key] = body
         return body
 
 
@@ -82,12 +85,11 @@ def _served(path: str, stamp: tuple[int, int, int]) -> Served:
 def served() -> Served:
     """The snapshot the server publishes now, with its cached answers; SnapshotError when there is none or it
     is refused."""
-    path = snapshot.snapshot_path().resolve()
     try:
-        info = path.stat()
+        path, stamp = snapshot.file_version()
     except OSError:
-        return Served(snapshot.load(path))  # raises SnapshotError with the reason
-    return _served(str(path), (info.st_ino, info.st_mtime_ns, info.st_size))
+        return Served(snapshot.load())  # raises SnapshotError with the reason
+    return _served(path, stamp)
 
 
 def current() -> snapshot.Snapshot:

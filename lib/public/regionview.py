@@ -14,7 +14,7 @@ import pydeck as pdk
 
 from lib import baselayer, basemap
 from lib.public import files, i18n
-from lib.public.snapshot import LATER, PUBLIC_STATUSES, Snapshot
+from lib.public.snapshot import LATER, PUBLIC_STATUSES, Snapshot, quarter
 
 NETWORK = "ALL"
 STATUS_COLOURS = {"relieved": (46, 139, 87), "in_progress": (230, 159, 0), "planned": (86, 140, 200),
@@ -124,16 +124,6 @@ def areas(p: Prepared, region_id: str, lang: str) -> pd.DataFrame:
                     info=info).reset_index(drop=True)
 
 
-class FrozenDeck(pdk.Deck):
-    """A Deck whose JSON is made once, without pydeck's indentation (about half the bytes): the same map is sent
-    on every rerun of every session, and Streamlit copies, serialises and hashes it on each."""
-
-    def to_json(self) -> str:
-        if not hasattr(self, "_frozen_json"):
-            self._frozen_json = json.dumps(json.loads(super().to_json()), separators=(",", ":"), ensure_ascii=False)
-        return self._frozen_json
-
-
 MAP_HEIGHT = 500
 MAP_PIXELS = (360, MAP_HEIGHT - 40)
 """The map's size the view is fitted to: a phone's width (a wider screen shows more around it)."""
@@ -170,7 +160,7 @@ def deck(a: pd.DataFrame, states: list[dict], chosen: dict | None, network: bool
                                 get_line_color=[255, 255, 255], line_width_min_pixels=1, pickable=True,
                                 extruded=False))
     layers.append(baselayer.town_layer(baselayer.towns(box, MAP_PIXELS)))
-    return FrozenDeck(layers=layers, initial_view_state=view,
+    return baselayer.CompactDeck(layers=layers, initial_view_state=view,
                       tooltip={"text": "{label}\n{info}"}, **basemap.deck_args())
 
 
@@ -240,18 +230,12 @@ def forecast_bar(plan: pd.DataFrame, forecast: str | None, lang: str) -> int | N
     when there is no forecast."""
     if not forecast:
         return None
-    label = quarter_label(forecast)
+    label = quarter(forecast)
     quarters = list(plan["quarter"])
     if label in quarters:
         return quarters.index(label)
     later = i18n.t("later", lang)
     return quarters.index(later) if later in quarters and label > max(q for q in quarters if q != later) else None
-
-
-def quarter_label(day: str) -> str:
-    """"2027-Q4" for a date in that quarter (the snapshot's quarter labels)."""
-    d = pd.Timestamp(day)
-    return f"{d.year}-Q{d.quarter}"
 
 
 def trend_figure(t: pd.DataFrame, lang: str) -> go.Figure:

@@ -128,6 +128,12 @@ def _ids(v) -> bool:
         and v == sorted(set(v))
 
 
+def quarter(day) -> str:
+    """'YYYY-Qn', the label of a date's quarter in the snapshot (planned quarters, expected quarters)."""
+    ts = pd.Timestamp(day)
+    return f"{ts.year}-Q{(ts.month - 1) // 3 + 1}"
+
+
 MAX_OUTLINE_POINTS = 20_000
 """Most points a published region outline may have."""
 
@@ -216,6 +222,14 @@ def dumps(doc: dict) -> bytes:
 def snapshot_path(path: str | Path | None = None) -> Path:
     """The snapshot file: the argument, else $NETZAUSBAU_SNAPSHOT, else data/public/snapshot.json."""
     return Path(path or os.environ.get(SNAPSHOT_ENV) or DEFAULT_PATH)
+
+
+def file_version(path: str | Path | None = None) -> tuple[str, tuple[int, int, int]]:
+    """(absolute path, (inode, mtime, size)) of the snapshot file, which tells one published version from the
+    next: one stat, no symlink walk (a page run pays for every system call); OSError when it is missing."""
+    absolute = os.path.abspath(snapshot_path(path))
+    info = os.stat(absolute)
+    return absolute, (info.st_ino, info.st_mtime_ns, info.st_size)
 
 
 def public_mode() -> bool:

@@ -16,7 +16,6 @@ import h3
 import numpy as np
 import pandas as pd
 import pydeck as pdk
-from pydeck.bindings.json_tools import default_serialize
 
 from lib import baselayer, basemap, cells
 from lib.views import maps, places
@@ -101,18 +100,6 @@ def fitted(con, p: Params) -> View:
 
 # -- drawing ------------------------------------------------------------------------------
 
-class CompactDeck(pdk.Deck):
-    """A Deck whose JSON has no indentation (pydeck indents by 2, which for tens of thousands of features more
-    than doubles what the browser receives), written once: a deck is not changed after it is built, and the
-    app hands the same deck to every page run that shows the same view (`lib.cache.map_deck`)."""
-
-    def to_json(self) -> str:
-        if "_json" not in self.__dict__:
-            self.__dict__["_json"] = json.dumps(self, sort_keys=True, default=default_serialize,
-                                                separators=(",", ":"))
-        return self.__dict__["_json"]
-
-
 def payload_bytes(d: pdk.Deck) -> int:
     """Bytes of the Deck JSON the browser receives."""
     return len(d.to_json().encode())
@@ -132,24 +119,28 @@ def _colours(values: list, palette) -> list:
     return [rgb[v] for v in values]
 
 
-def hotspot_records(hot: pd.DataFrame, colour: str = "relief") -> list[dict]:
+def hotspot_records(hot: pd.DataFrame, colour: str = "relief", positions: bool = False) -> list[dict]:
     """Hexagon records: id (H3 hex), n, s (relief status), g (significance), c (colour), t (tooltip: the
-    nearest town, complaints, status in words and the relief date)."""
+    nearest town, complaints, status in words and the relief date), and with `positions` p ([lon, lat] of the
+    cell's centre, for drawing it as a dot)."""
     if colour not in COLOUR_MODES:
         raise ValueError(f"unknown colour mode {colour!r} (choose one of {list(COLOUR_MODES)})")
     palette, col = (RELIEF_COLOURS, "status") if colour == "relief" else (SIGNIFICANCE_COLOURS, "significance")
-    ids = [h3.int_to_str(c) for c in _s(hot, "cell")]
-    return [{"id": i, "n": int(n), "s": s, "g": g, "c": c, "t": t} for i, n, s, g, c, t in zip(
-        ids, _s(hot, "n"), _s(hot, "status"), _s(hot, "significance"), _colours(_s(hot, col), palette),
-        _hotspot_tips(hot), strict=True)]
-
-
-def _hotspot_tips(hot: pd.DataFrame) -> list[str]:
-    """Each hotspot's tooltip: the nearest town, its complaints, its status in words and, when it is not yet
-    relieved, the day it will be (plain text, one line each)."""
     cell = _s(hot, "cell")
     lat, lon = cells.cells_to_latlng(np.asarray(cell, dtype="uint64")) if len(cell) else ([], [])
-    when = _s(hot, "relief_date") if "relief_date" in hot else [None] * len(cell)
+    records = [{"id": h3.int_to_str(i), "n": int(n), "s": s, "g": g, "c": c, "t": t} for i, n, s, g, c, t in zip(
+        cell, _s(hot, "n"), _s(hot, "status"), _s(hot, "significance"), _colours(_s(hot, col), palette),
+        _hotspot_tips(hot, lat, lon), strict=True)]
+    if positions:
+        for r, la, lo in zip(records, lat, lon, strict=True):
+            r["p"] = [round(float(lo), COORD_DIGITS), round(float(la), COORD_DIGITS)]
+    return records
+
+
+def _hotspot_tips(hot: pd.DataFrame, lat, lon) -> list[str]:
+    """Each hotspot's tooltip: the nearest town to its centre (`lat`, `lon`), its complaints, its status in words
+    and, when it is not yet relieved, the day it will be (plain text, one line each)."""
+    when = _s(hot, "relief_date") if "relief_date" in hot else [None] * len(hot)
     return [_hotspot_tip(town, n, status, relief) for town, n, status, relief in
             zip(places.nearest_town(lat, lon), _s(hot, "n"), _s(hot, "status"), when, strict=True)]
 
@@ -225,14 +216,15 @@ def view_state_of_germany() -> pdk.ViewState:
 
 
 def deck(v: View, colour: str = "relief", pick: tuple[str, str] | None = None,
-         focus: tuple[float, float] | None = None) -> CompactDeck:
+         focus: tuple[float, float] | None = None) -> baselayer.CompactDeck:
     """The pydeck Deck of a view (layer ids are the `LAYERS` names; `pick` = (layer, id) is outlined;
     the map is centred on `focus` when given) on the configured basemap (`lib.basemap`: none by default)."""
     with maps.gc_paused():
         return _deck(v, colour, pick, focus)
 
 
-def _deck(v: View, colour: str, pick: tuple[str, str] | None, focus: tuple[float, float] | None) -> CompactDeck:
+def _deck(v: View, colour: str, pick: tuple[str, str] | None,
+          focus: tuple[float, float] | None) -> baselayer.CompactDeck:
     layers = []
     if v.outlines:
         layers.append(pdk.Layer("GeoJsonLayer", id="regions", data={"type": "FeatureCollection",
@@ -252,11 +244,8 @@ def _deck(v: View, colour: str, pick: tuple[str, str] | None, focus: tuple[float
     if "hotspots" in v.layers and not v.params.region and focus is None:
         # all of Germany: a hexagon of a few km² would be a speck, so each hotspot is a dot of its hexagon's
         # size, at least HOTSPOT_DOT_PIXELS wide, above the sites
-        hot = v.layers["hotspots"]
-        lat, lon = cells.cells_to_latlng(hot["cell"].to_numpy(dtype="uint64")) if len(hot) else ([], [])
-        records = [r | {"p": [round(float(lo), COORD_DIGITS), round(float(la), COORD_DIGITS)]}
-                   for r, la, lo in zip(hotspot_records(hot, colour), lat, lon, strict=True)]
-        layers.append(pdk.Layer("ScatterplotLayer", id="hotspots", data=records, get_position="p",
+        layers.append(pdk.Layer("ScatterplotLayer", id="hotspots",
+                                data=hotspot_records(v.layers["hotspots"], colour, positions=True), get_position="p",
                                 get_fill_color="c", get_radius=h3.average_hexagon_edge_length(v.params.resolution,
                                                                                                "m"),
                                 radius_min_pixels=HOTSPOT_DOT_PIXELS, opacity=0.85, pickable=True,
@@ -274,7 +263,7 @@ def _deck(v: View, colour: str, pick: tuple[str, str] | None, focus: tuple[float
     layers.append(baselayer.town_layer(baselayer.towns(view_bounds(v), MAP_PIXELS)))
     # plain text: the chart shows a record's values as text (an "html" template would show tags literally)
     tooltip = {"text": "{t}", "style": {"fontSize": "13px", "maxWidth": "260px", "whiteSpace": "pre-line"}}
-    return CompactDeck(layers=layers, initial_view_state=view_state(v, focus), tooltip=tooltip,
+    return baselayer.CompactDeck(layers=layers, initial_view_state=view_state(v, focus), tooltip=tooltip,
                        **basemap.deck_args())
 
 

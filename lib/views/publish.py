@@ -38,6 +38,7 @@ from lib.public.snapshot import (
     SCHEMA_VERSION,
     SnapshotError,
     dumps,
+    quarter,
     snapshot_path,
     validate,
 )
@@ -74,12 +75,6 @@ def round_count(n: int, k: int) -> int | None:
     if n < k:
         return None
     return max(ROUND_BASE, int(math.floor(n / ROUND_BASE + 0.5)) * ROUND_BASE)
-
-
-def quarter(day) -> str:
-    """'YYYY-Qn' of a date."""
-    ts = pd.Timestamp(day)
-    return f"{ts.year}-Q{(ts.month - 1) // 3 + 1}"
 
 
 def public_status(status: str) -> str:
