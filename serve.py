@@ -105,6 +105,19 @@ def lock_down() -> None:
     config.set_option("runner.postScriptGC", False, "serve.py (public mode)")
 
 
+def log_to_console() -> None:
+    """The app's own messages (lib's loggers, from INFO: the warm-up's end, an inbox retry) on the server's console,
+    in Streamlit's format."""
+    logger = logging.getLogger("lib")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+log_to_console()
 PagesManager.uses_pages_directory = False  # what st.navigation sets on its first call: never list pages/
 PUBLIC = snapshot.public_mode()
 if PUBLIC:

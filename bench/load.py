@@ -138,9 +138,9 @@ class Server:
     """`streamlit run serve.py` in public mode on a free port, from `root` (this checkout or a baseline's), with
     runner.postScriptGC set; with workers > 1, `uvicorn --workers` on its `serve:app` instead."""
 
-    def __init__(self, snap: Path, gc: bool, root: Path = ROOT, label: str = "this", workers: int = 1,
-                 db: Path | None = None):
-        self.port = free_port()
+    def __init__(self, snap: Path | None, gc: bool, root: Path = ROOT, label: str = "this", workers: int = 1,
+                 db: Path | None = None, port: int | None = None):
+        self.port = port or free_port()
         if db is None:  # the public server: the snapshot only
             env = os.environ | {snapshot.PUBLIC_ENV: "1", snapshot.SNAPSHOT_ENV: str(snap.resolve()),
                                 store.DB_ENV: str(OUT / "no-store" / "none.duckdb")}

@@ -3,14 +3,16 @@
 At 10M complaints the first map view after a start reads the complaints (lib/engine/heldcounts, about 1.5-3 s),
 builds the Gi* grids (0.1 s at resolution 7, 0.4-0.8 s at 8), reads the network (lib/engine/network) and finds
 the serving sites of every place with complaints (lib/engine/serving, about 6 s at 10M complaints). The app
-starts this when it opens the store (lib/cache), so a planner who opens the map a few seconds later finds
-them held; one who comes sooner waits for the same build (lib/engine/kept), not for a second one.
+starts this when it opens the store (lib/cache), and then makes the view each page opens with
+(`cache.warm_pages`), so a planner who opens a page once the warm-up is done (the server logs "warm-up done")
+finds them held; one who comes sooner waits for the same build (lib/engine/kept), not for a second one.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import duckdb
@@ -47,8 +49,10 @@ def start(con: duckdb.DuckDBPyConnection, also: tuple[Callable[[], object], ...]
     """`warm` in a daemon thread; a failure is logged, never raised (the first view then builds it)."""
 
     def run() -> None:
+        began = time.monotonic()
         try:
             warm(con, also)
+            log.info("warm-up done in %.1f s", time.monotonic() - began)
         except Exception:  # noqa: BLE001 - a warm-up must not take the app down; the view reports real errors
             log.warning("warm-up of the held store data failed", exc_info=True)
         finally:

@@ -10,7 +10,7 @@ from lib.ingest import schema
 from lib.views import mapdraw, maps, mapurl, places, story
 
 PLAY_SECONDS = 2.0
-TABLE_ROWS = 500
+TABLE_ROWS = mapdraw.TABLE_ROWS
 ss = st.session_state
 LABEL = mapdraw.LABELS.get
 WAIT_COLUMNS = {"link_id": "link", "upgrade_id": "upgrade", "site_id": "site",
@@ -68,8 +68,12 @@ if ss.pop("map_step", False):
     ss["map_date"] = mapurl.next_month(ss["map_date"], first, last)
     ss["map_play"] = ss["map_play"] and ss["map_date"] < last
 
-c_date, c_play = st.columns([8, 1], vertical_alignment="bottom")
+c_date, c_sig, c_play = st.columns([7, 2, 1], vertical_alignment="bottom")
 c_date.slider("Network as of", min_value=first, max_value=last, key="map_date", format="YYYY-MM-DD")
+c_sig.toggle("Significant hotspots only", key="map_sig",
+             help="On: only places that stand out (Gi* hot or cold spots after FDR control). A place whose "
+                  "complaints fell after its relief drops out of them: switch this off to see every place with "
+                  "complaints, relieved ones included.")
 c_play.toggle("Play", key="map_play", help="Step through the months")
 
 
@@ -90,7 +94,6 @@ with st.expander("Filters: channels, upgrades, statuses"):
     g1, g2, g3 = st.columns(3)
     g1.multiselect("Channels", schema.CHANNELS, key="map_ch", placeholder="All channels",
                    help="Choose one or more to see only their complaints")
-    g1.toggle("Significant hotspots only", key="map_sig", help="Gi* hot or cold spots after FDR control")
     g1.segmented_control("Compare each place with", list(hotspots.STUDY_AREAS), key="map_study", required=True,
                          format_func=STUDY_LABELS.get,
                          help="Gi*'s study area. Places with complaints: the cells with a complaint in the window "
@@ -119,11 +122,8 @@ st.query_params.from_dict(mapurl.query(mapurl.State(p, ss["map_colour"], pick), 
 left, right = st.columns([3, 2])
 with left:
     st.pills("Layers", list(maps.LAYERS), key="map_layers", selection_mode="multi", label_visibility="collapsed")
-    for layer, (drawn, total) in view.capped.items():
-        most = "complained-about" if layer == "hotspots" else "urgent"
-        st.caption(f":material/filter_alt: {layer}: the {drawn:,} most {most} of {total:,} drawn (at most "
-                   f"{maps.MAX_FEATURES:,} features and {maps.MAX_BYTES / 1e6:.0f} MB a view); "
-                   "choose a region or filters to see the rest.")
+    for note in view.capped_notes():
+        st.caption(f":material/filter_alt: {note}")
     st.pydeck_chart(cache.map_deck(con, p, ss["map_colour"], pick, focus), on_select="rerun",
                     selection_mode="single-object", key="map", height=620)
     with st.container(key="map_legend"):
@@ -131,7 +131,9 @@ with left:
     st.caption(f"Hotspots: Gi* over the {p.window_days} days up to {p.as_of} ({p.kind} complaints), "
                f"H3 resolution {p.resolution}, compared with {STUDY_TEXT[p.study_area]}"
                + (" (the whole country is studied at resolution 7 and 8 only)" if p.study_area != p.study else "")
-               + ". Click a hotspot, site or link for its story.")
+               + ". Click a hotspot, site or link for its story."
+               + (" Only significant hotspots are drawn: places relieved since, whose complaints fell, are not among "
+                  "them (switch off *Significant hotspots only* to see them)." if p.significant_only else ""))
 
 with right:
     if pick is None:

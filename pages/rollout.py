@@ -140,9 +140,11 @@ late = cache.query(con, "rollout_late", level, as_of)
 mine = late if region == rollout.ALL else late[late["region_id"] == region]
 st.subheader(f"Late and blocked upgrades: {len(mine):,}")
 st.caption("Late: not on air, its planned on-air day has passed (days late count from it). "
-           "Blocked: due or installed while its link is late, undated or due after it. Most days late first.")
-st.dataframe(rollout.readable_late(mine), hide_index=True, key="late_list", column_config=LATE_COLUMNS,
-             column_order=list(LATE_COLUMNS), height=min(38 + 35 * len(mine), 400))
+           "Blocked: due or installed while its link is late, undated or due after it. Most days late first"
+           + (f"; the {rollout.LATE_SHOWN:,} most late are shown here, every one is in the exports below."
+              if len(mine) > rollout.LATE_SHOWN else "."))
+st.dataframe(rollout.readable_late(mine.head(rollout.LATE_SHOWN)), hide_index=True, key="late_list",
+             column_config=LATE_COLUMNS, column_order=list(LATE_COLUMNS), height=min(38 + 35 * len(mine), 400))
 
 st.subheader("Impact and channels")
 with st.spinner("Measuring complaints before and after relief..."):

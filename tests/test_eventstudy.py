@@ -138,3 +138,15 @@ def test_the_demo_worlds_set_effect_lies_in_the_interval(tmp_path, seed):
     assert cov["pct_low"] <= 0 <= cov["pct_high"], cov.to_dict()
     assert cap["n_treated"] >= 100 and cap["pct_high"] < 0  # a real effect, told apart from none
     assert set(out.columns) == set(eventstudy.COLUMNS) and isinstance(out, pd.DataFrame)
+
+
+def test_the_bootstrap_weights_are_the_seeded_poisson_draws_kept_by_size():
+    n = 257
+    w = eventstudy.bootstrap_weights(n)
+    drawn = np.random.default_rng(eventstudy.SEED).poisson(1.0, (eventstudy.DRAWS, n))
+    assert w.shape == (eventstudy.DRAWS + 1, n)
+    assert (w[0] == 1).all() and (w[1:] == drawn).all()  # the estimate's own row, then the draws as drawn
+    assert eventstudy.bootstrap_weights(n) is w  # drawn once per size
+    assert not w.flags.writeable  # shared: nobody may change them
+    other = eventstudy.bootstrap_weights(n, seed=eventstudy.SEED + 1)
+    assert other is not w and not (other == w).all()

@@ -36,10 +36,13 @@ def con(demo_db):
 
 @pytest.fixture(scope="module")
 def full(con):
-    """The whole-Germany view with every hotspot that has complaints, all sites and links (no cap in effect)."""
+    """The whole-Germany view with every hotspot that has complaints, all sites and links (no cap in effect: not
+    even the country map's cap on sites)."""
     p = maps.Params(as_of=AS_OF, significant_only=False, site_statuses=maps.asof.SITE_STATUSES,
                     link_states=maps.asof.LINK_STATES)
-    return maps.view(con, p)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(maps, "COUNTRY_SITES", 10**9)
+        return maps.view(con, p)
 
 
 # -- the budget -----------------------------------------------------------------------------
@@ -86,6 +89,35 @@ def test_a_capped_view_keeps_the_most_complained_hotspots_and_the_most_urgent_si
     assert small.layers["sites"]["site_id"].tolist() == want["site_id"].tolist()
     assert small.capped["hotspots"] == (budget["hotspots"], len(full.hotspots))
     assert len(small.hotspots) == len(full.hotspots)  # the table and the exports keep every hotspot
+
+
+def test_the_map_of_germany_draws_the_most_urgent_sites_only_and_says_so(con, full, monkeypatch):
+    p = full.params
+    sites = full.layers["sites"]
+    monkeypatch.setattr(maps, "COUNTRY_SITES", 100)
+    assert len(sites) == full.totals["sites"] > maps.COUNTRY_SITES
+    v = maps.view(con, p)
+    order = {s: i for i, s in enumerate(["late", "installed", "permit", "planned", "on_air", "no_upgrade"])}
+    want = sites.assign(o=sites["status"].map(order)).sort_values(["o", "site_id"]).head(maps.COUNTRY_SITES)
+    assert v.layers["sites"]["site_id"].tolist() == want["site_id"].tolist()  # late first, then by urgency
+    assert v.capped["sites"] == (maps.COUNTRY_SITES, len(sites))
+    assert len(v.layers["hotspots"]) == len(full.layers["hotspots"])  # the hotspots are not touched
+    assert [n for n in v.capped_notes() if n.startswith("sites")] == [
+        f"sites: the {maps.COUNTRY_SITES:,} most urgent of {len(sites):,} drawn on the map of Germany (late first); "
+        "choose a region to see all of its sites."]
+
+
+def test_a_region_map_draws_every_site_of_the_region(con, monkeypatch):
+    monkeypatch.setattr(maps, "COUNTRY_SITES", 10)
+    v = maps.view(con, maps.Params(as_of=AS_OF, region="11", site_statuses=maps.asof.SITE_STATUSES))
+    assert len(v.layers["sites"]) == v.totals["sites"] > 10 and "sites" not in v.capped
+
+
+def test_a_map_of_germany_with_exactly_the_cap_of_sites_draws_them_all(con, full, monkeypatch):
+    monkeypatch.setattr(maps, "COUNTRY_SITES", full.totals["sites"])
+    v = maps.view(con, full.params)
+    assert len(v.layers["sites"]) == full.totals["sites"] and "sites" not in v.capped and not [
+        n for n in v.capped_notes() if n.startswith("sites")]
 
 
 def test_the_default_germany_view_is_within_both_budgets(con):

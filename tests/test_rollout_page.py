@@ -313,3 +313,47 @@ def test_another_level_drops_the_region_from_the_view_and_the_link(demo_copy, ta
     at.segmented_control(key="level").set_value(other).run()
     assert not at.exception and at.selectbox(key="region").value == rollout.ALL
     assert "region" not in at.query_params
+
+
+def test_a_long_late_list_shows_its_most_late_rows_and_says_so(demo_copy, tables, monkeypatch):
+    monkeypatch.setattr(rollout, "LATE_SHOWN", 7)
+    at = app(demo_copy, monkeypatch)  # the whole network: far more than 7 late or blocked upgrades
+    exp = expected(tables, data_date(tables), None)["late_list"]
+    assert len(exp) > 7
+    late = next(d.value for d in at.dataframe if "days_late" in d.value.columns)
+    assert len(late) == 7
+    assert sorted(late["days_late"].astype(int), reverse=True) == sorted(exp.values(), reverse=True)[:7]
+    assert f"Late and blocked upgrades: {len(exp):,}" in [s.value for s in at.subheader]  # the count is of all
+    assert any("the 7 most late are shown here, every one is in the exports below" in c.value for c in at.caption)
+
+
+def test_a_late_list_of_exactly_the_rows_shown_is_shown_whole(demo_copy, tables, monkeypatch):
+    exp = expected(tables, data_date(tables), None)["late_list"]
+    monkeypatch.setattr(rollout, "LATE_SHOWN", len(exp))
+    at = app(demo_copy, monkeypatch)
+    late = next(d.value for d in at.dataframe if "days_late" in d.value.columns)
+    assert len(late) == len(exp)
+    assert not any("most late are shown here" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("offset", [0, 1, 2, 31])
+def test_channel_mix_on_month_boundaries_matches_a_plain_count(demo_copy, tables, offset):
+    """The months before the as-of month are counted once per store content and the as-of month anew: on the
+    first and the last day of a month, and the day after, each equals a plain count of the complaints."""
+    last = data_date(tables)
+    first_of_month = (last - pd.DateOffset(months=2)).replace(day=1)
+    days = [first_of_month - pd.Timedelta(days=1), first_of_month, first_of_month + pd.Timedelta(days=offset)]
+    con = store.connect(demo_copy, read_only=True)
+    try:
+        region = tables["regions"].sort_values("region_id")["region_id"].iloc[0]
+        k = tables["complaints"].assign(cell=lambda d: cells.parent(d["cell"].to_numpy(), cells.REGION_RES))
+        inside = k.merge(tables["region_cells"][tables["region_cells"]["region_id"] == region], on="cell")
+        for day in days:
+            for rid, frame in (("ALL", tables["complaints"]), (region, inside)):
+                mix = rollout.channel_mix(con, "state", rid, day.date())
+                got = {(m.to_period("M"), c): n for m, c, n in mix.itertuples(index=False) if n}
+                upto = frame[frame["received_at"] < day + pd.Timedelta(days=1)]
+                want = upto.groupby([upto["received_at"].dt.to_period("M"), "channel"]).size()
+                assert got == want.to_dict(), (rid, day)
+    finally:
+        con.close()

@@ -43,6 +43,8 @@ RECORD_BYTES = MappingProxyType({"hotspots": 160, "sites": 130, "links": 190})
 (keys, a 15-hex H3 id, numbers, rounded coordinates, status codes and words, colours), over-counted."""
 DECK_BYTES = 4096
 """Bytes of the Deck JSON besides the layers' records and the outlines (view state, layer settings, tooltip)."""
+TABLE_ROWS = 500
+"""Hotspots the map's ranked table lists (the most complained-about of a view); the exports hold every one."""
 HOTSPOT_DOT_PIXELS = 3.5
 """Radius in pixels a hotspot keeps at least on the map of all of Germany."""
 SITE_FILL = (250, 250, 250, 220)

@@ -37,6 +37,11 @@ from lib.ingest import schema
 MAX_FEATURES = 50_000
 """Most features (hexagons, points, lines, outlines) one map view ships to the browser."""
 
+COUNTRY_SITES = 3_000
+"""Sites drawn at most on the map of all of Germany, the most urgent first (late, installed, permit, planned, on
+air): its 26,000 site dots buried the hotspots there and were 2.8 MB of the view's 3.2 MB. A region's map draws
+every site of the region (within `MAX_FEATURES`)."""
+
 MAX_BYTES = 5_000_000
 """Largest Deck JSON one view ships, in bytes."""
 
@@ -135,6 +140,19 @@ class View:
     def capped(self) -> dict[str, tuple[int, int]]:
         """Layers that lost rows to the budget: name -> (drawn, total)."""
         return {k: (len(self.layers[k]), n) for k, n in self.totals.items() if len(self.layers[k]) < n}
+
+    def capped_notes(self) -> list[str]:
+        """What a person reads about each layer that lost rows: how many of how many are drawn, and why."""
+        notes = []
+        for layer, (drawn, total) in self.capped.items():
+            if layer == "sites" and not self.params.region and drawn == COUNTRY_SITES:
+                notes.append(f"sites: the {drawn:,} most urgent of {total:,} drawn on the map of Germany (late "
+                             "first); choose a region to see all of its sites.")
+                continue
+            most = "complained-about" if layer == "hotspots" else "urgent"
+            notes.append(f"{layer}: the {drawn:,} most {most} of {total:,} drawn (at most {MAX_FEATURES:,} features "
+                         f"and {MAX_BYTES / 1e6:.0f} MB a view); choose a region or filters to see the rest.")
+        return notes
 
     @property
     def features(self) -> int:
@@ -368,7 +386,8 @@ def view(con, p: Params, max_features: int | None = None) -> View:
     frames = {"hotspots": hot, "sites": sites, "links": links}
     frames = {k: v for k, v in frames.items() if k in p.layers}
     totals = {k: len(v) for k, v in frames.items()}
-    budget = allot(totals, max(0, max_features - len(shapes) - 1))  # one left for the outline of a picked hexagon
+    wanted = totals | ({"sites": min(totals["sites"], COUNTRY_SITES)} if "sites" in totals and not p.region else {})
+    budget = allot(wanted, max(0, max_features - len(shapes) - 1))  # one left for the outline of a picked hexagon
     layers = {}
     if "hotspots" in frames:
         layers["hotspots"] = cap(hot, budget["hotspots"], ["n", "cell"], [False, True])

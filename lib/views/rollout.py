@@ -151,6 +151,11 @@ def late_list(con, level: str = "state", as_of=None) -> pd.DataFrame:
     return s[LATE_COLUMNS].reset_index(drop=True)
 
 
+LATE_SHOWN = 500
+"""Rows of the late list the page shows (the most days late first); the exports hold every row. A whole network's
+list is 7,000 rows at 10M complaints: 1.2 MB on every page run, and more than anyone reads on a screen."""
+
+
 def readable_late(late: pd.DataFrame) -> pd.DataFrame:
     """The late list as people read it: kinds in words, "no link" for an upgrade without one, and empty text
     where an owner, a site name or a link's date is unknown (never "None")."""
@@ -309,12 +314,16 @@ def series(con, region_ids: tuple[str, ...], level: str = "state") -> pd.DataFra
     return progress.progress_series(con, list(region_ids), level, "week")
 
 
-def channel_mix_expr(con, region_id: str = ALL, as_of=None) -> ir.Table:
-    """Complaints per month and channel (no zero rows): month, channel, n; unexecuted (see `channel_mix`)."""
+def channel_mix_expr(con, region_id: str = ALL, as_of=None, since=None) -> ir.Table:
+    """Complaints per month and channel (no zero rows): month, channel, n; received up to `as_of` (inclusive;
+    None: every one) and from `since` on (None: from the first); unexecuted (see `channel_mix`)."""
     b = engine.backend(con)
     c = b.table("complaints")
-    end = pd.Timestamp(as_date(as_of)) + pd.Timedelta(days=1)
-    c = c.filter(c.received_at < ibis.literal(end.to_pydatetime(), type="timestamp"))
+    if as_of is not None:
+        end = pd.Timestamp(as_date(as_of)) + pd.Timedelta(days=1)
+        c = c.filter(c.received_at < ibis.literal(end.to_pydatetime(), type="timestamp"))
+    if since is not None:
+        c = c.filter(c.received_at >= ibis.literal(pd.Timestamp(since).to_pydatetime(), type="timestamp"))
     if region_id != ALL:
         rc = b.table("region_cells")
         rc = rc.filter(rc.region_id == region_id)
@@ -323,16 +332,30 @@ def channel_mix_expr(con, region_id: str = ALL, as_of=None) -> ir.Table:
     return t.group_by(["month", "channel"]).agg(n=ibis._.count())
 
 
+def _channel_counts(con, region_id: str, as_of) -> pd.DataFrame:
+    """month, channel, n of `channel_mix_expr` up to `as_of`: the months before as_of's month counted once per
+    store content (on DuckDB, where the network is held: `Network.once`), the month of as_of counted anew. A
+    new date then counts one month, not every complaint (at 10M complaints 7 ms against 120 ms)."""
+    if not isinstance(con, duckdb.DuckDBPyConnection):
+        return channel_mix_expr(con, region_id, as_of).execute()
+    month = pd.Timestamp(as_date(as_of)).replace(day=1)
+    every = network.held(con).once(("rollout.channel_months", region_id),
+                                   lambda: channel_mix_expr(con, region_id).execute())
+    earlier = every[pd.to_datetime(every["month"]) < month]
+    this = channel_mix_expr(con, region_id, as_of, since=month).execute()
+    return pd.concat([earlier, this], ignore_index=True) if len(this) else earlier
+
+
 def channel_mix(con, level: str = "state", region_id: str = ALL, as_of=None) -> pd.DataFrame:
     """Complaints per calendar month (first day) and channel received up to `as_of` (inclusive), in
     region `region_id` (ALL: every complaint, also outside every region): month, channel, n, one
     row per month from the first to the last with a complaint and channel (n = 0 when none).
     `level` only keys the cache (a region id names its level)."""
-    counts = channel_mix_expr(con, region_id, as_of).execute()
+    counts = _channel_counts(con, region_id, as_of)
     if counts.empty:
         return pd.DataFrame({"month": pd.Series(dtype="datetime64[us]"), "channel": pd.Series(dtype="str"),
                              "n": pd.Series(dtype="int64")})
-    counts["month"] = pd.to_datetime(counts["month"]).astype("datetime64[us]")
+    counts = counts.assign(month=pd.to_datetime(counts["month"]).astype("datetime64[us]"))
     months = pd.date_range(counts["month"].min(), counts["month"].max(), freq="MS").astype("datetime64[us]")
     grid = pd.MultiIndex.from_product([months, list(CHANNELS)], names=["month", "channel"])
     out = counts.set_index(["month", "channel"])["n"].reindex(grid, fill_value=0).astype("int64").reset_index()
