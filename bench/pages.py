@@ -58,7 +58,8 @@ ARM = """() => {
   for (const kind of ["keydown", "pointerdown"]) {
     document.addEventListener(kind, () => { window.__inputAt = performance.now(); }, {capture: true});
   }
-  window.__answer = new Promise(resolve => {
+  window.__answer = new Promise((resolve, reject) => {
+    setTimeout(() => reject(new Error("no page run within 120 s of the input")), 120000);
     let ran = false;
     const seen = new MutationObserver(() => {
       const state = app.getAttribute("data-test-script-state");
@@ -166,7 +167,7 @@ def answer(page: Page, act) -> float:
 def _type_date(day: str):
     def act(page: Page) -> None:
         page.get_by_role("spinbutton", name="month, As of").click()
-        page.keyboard.type(day[5:7] + day[8:10] + day[:4])
+        page.keyboard.type(day[5:7] + day[8:10])  # month and day; the year stays
         page.keyboard.press("Enter")
     return act
 
@@ -195,8 +196,10 @@ def inputs(page_name: str, n: int, data_day: str) -> list[tuple[str, object]]:
 
     day = dt.date.fromisoformat(data_day)
     states = ["Bayern", "Berlin", "Hessen", "Sachsen", "Bremen", "Saarland"]
-    if page_name == "rollout":
+    if page_name == "rollout":  # within the data's year: a person types the month and the day
         dates = [(day - dt.timedelta(days=17 * (i + 1))).isoformat() for i in range(n)]
+        if any(d[:4] != data_day[:4] for d in dates):
+            raise ValueError("--inputs too large: the dates typed must lie in the data's year")
         return ([("date", _type_date(d)) for d in dates]
                 + [("region", _pick("Region", states[i % len(states)])) for i in range(n)])
     if page_name == "map":
@@ -205,7 +208,7 @@ def inputs(page_name: str, n: int, data_day: str) -> list[tuple[str, object]]:
     return [("level", _level(["cluster", "state"][i % 2])) for i in range(n)]
 
 
-def measure(root: Path, label: str, db: Path, n_inputs: int, data_day: str) -> dict:
+def measure(root: Path, label: str, db: Path, n_inputs: int, data_day: str, pages: list[str]) -> dict:
     """Every figure of one code: per page, the first views and the answers to inputs."""
     out: dict = {}
     port = load.free_port()  # one address for every start: the browser keeps the app's files as a returning user's does
@@ -223,7 +226,7 @@ def measure(root: Path, label: str, db: Path, n_inputs: int, data_day: str) -> d
             print(f"{label:>18} floor     first view of a tiny page with a table, a chart and a map: "
                   + ", ".join(f"{v:.2f}" for v in out["floor"]) + " s", flush=True)
             copy = OUT / f"pages-store-{label}.duckdb"
-            for name in PAGES:
+            for name in pages:
                 shutil.copy(db, copy)
                 server = load.Server(None, gc=False, root=root, label=f"pages-{label}", db=copy, port=port)
                 url = f"http://127.0.0.1:{port}"
@@ -253,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--db", type=Path, required=True, help="the store to serve (a copy per code and page)")
     p.add_argument("--baseline", metavar="REF", help="also measure this git commit (a worktree), in the same run")
     p.add_argument("--inputs", type=int, default=3, help="inputs of each kind per page (default 3)")
+    p.add_argument("--page", action="append", choices=list(PAGES), help="only these pages (repeatable; default all)")
     args = p.parse_args(argv)
     import duckdb
 
@@ -267,14 +271,15 @@ def main(argv: list[str] | None = None) -> int:
         folder, commit = load.baseline_checkout(args.baseline)
         codes.append((folder, f"baseline {commit}"))
     print(f"{complaints:,} complaints, data as of {data_day}; {args.inputs} inputs of each kind", flush=True)
-    results = {label: measure(root, label.replace(" ", "-"), args.db, args.inputs, data_day)
+    pages = args.page or list(PAGES)
+    results = {label: measure(root, label.replace(" ", "-"), args.db, args.inputs, data_day, pages)
                for root, label in codes}
     (OUT / "pages.json").write_text(json.dumps({"db": str(args.db), "complaints": complaints, "results": results},
                                                indent=1))
     print(f"\n{'page':9} {'figure':34} " + " ".join(f"{label:>20}" for _, label in codes))
     print(f"{'floor':9} {'first view of a tiny page: median':34} "
           + " ".join(f"{sorted(results[label]['floor'])[1]:>18.2f} s" for _, label in codes))
-    for name in PAGES:
+    for name in pages:
         rows = [("first view right after a start", lambda r: r["first_view_at_start_s"]),
                 ("server busy after start (warm-up)", lambda r: r["warm_up_s"]),
                 ("first view after the warm-up", lambda r: r["first_view_after_warm_up_s"])]

@@ -90,7 +90,7 @@ as_of = c3.date_input("As of", value=data_day, max_value=data_day, min_value=fir
 table = cache.query(con, "rollout_table", level, as_of)
 row = table.set_index("region_id").loc[region].to_dict() | {"region_id": region}
 st.caption(f"Every figure on this page is as of **{as_of:%Y-%m-%d}** (data as of {data_day:%Y-%m-%d}).")
-m = st.columns([1.1, 0.7, 1.3, 1.1, 1.5])  # wide enough for each label in full
+m = st.columns([1.1, 0.9, 1.3, 1.1, 1.5])  # wide enough for each label and value in full
 some = row["total"] > 0
 m[0].metric("Upgrades on air", f"{row['pct_on_air']:.1f}%" if some else "-",
             f"{row['pct_change_pp']:+.1f} pp in 30 days" if some else None, border=True,
@@ -146,21 +146,33 @@ st.caption("Late: not on air, its planned on-air day has passed (days late count
 st.dataframe(rollout.readable_late(mine.head(rollout.LATE_SHOWN)), hide_index=True, key="late_list",
              column_config=LATE_COLUMNS, column_order=list(LATE_COLUMNS), height=min(38 + 35 * len(mine), 400))
 
+
+
+def impact_and_channels() -> None:
+    with st.spinner("Measuring complaints before and after relief..."):
+        effects = cache.query(con, "rollout_impact", level, as_of)
+    if effects["pct"].isna().all():
+        st.info("Too few relieved areas with 8 weeks after relief yet: no effect to measure.")
+    else:
+        st.plotly_chart(charts.impact(effects, as_of), key="impact_chart")
+        st.caption("Each site's serving area, 8 weeks before and after the site was relieved (its upgrades on air "
+                   "with their transport), against the areas not yet relieved over the same weeks; capacity and "
+                   "coverage complaints apart (an upgrade adds capacity: coverage complaints should not move). 95% "
+                   "intervals from a bootstrap over the areas. Method: docs/figures.md.")
+    st.dataframe(effects, hide_index=True, key="impact_table", column_config=IMPACT_COLUMNS,
+                 column_order=list(IMPACT_COLUMNS))
+    mix = cache.query(con, "rollout_channels", level, region, as_of)
+    st.plotly_chart(charts.channel_mix(mix, names[region], as_of), key="channels")
+
+
+# lazy: measured and drawn only while open (every page run pays for what it draws: 0.3 s and three charts and
+# tables at 10M complaints); open or shut in the link
 st.subheader("Impact and channels")
-with st.spinner("Measuring complaints before and after relief..."):
-    effects = cache.query(con, "rollout_impact", level, as_of)
-if effects["pct"].isna().all():
-    st.info("Too few relieved areas with 8 weeks after relief yet: no effect to measure.")
-else:
-    st.plotly_chart(charts.impact(effects, as_of), key="impact")
-    st.caption("Each site's serving area, 8 weeks before and after the site was relieved (its upgrades on air with "
-               "their transport), against the areas not yet relieved over the same weeks; capacity and coverage "
-               "complaints apart (an upgrade adds capacity: coverage complaints should not move). 95% intervals "
-               "from a bootstrap over the areas. Method: docs/figures.md.")
-st.dataframe(effects, hide_index=True, key="impact_table", column_config=IMPACT_COLUMNS,
-             column_order=list(IMPACT_COLUMNS))
-mix = cache.query(con, "rollout_channels", level, region, as_of)
-st.plotly_chart(charts.channel_mix(mix, names[region], as_of), key="channels")
+section = st.expander("Impact of relief on complaints, and complaints by channel", icon=":material/trending_down:",
+                      key="impact", on_change="rerun", bind="query-params")
+if section.open:
+    with section:
+        impact_and_channels()
 
 st.subheader("Exports")
 sheets = rollout.export_sheets(table, mine, as_of)  # files are written only when a button is clicked

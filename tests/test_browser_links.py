@@ -28,6 +28,10 @@ STATE = """() => {
   for (const el of document.querySelectorAll("input[role='combobox'], input[type='text'], input[type='number']")) {
     out.push(`${el.getAttribute("aria-label")}:${el.value}`);
   }
+  for (const el of document.querySelectorAll("[class*='st-key-'] details")) {  // keyed expanders: their state counts
+    const title = el.querySelector("summary [data-testid='stMarkdownContainer']").textContent.trim();
+    out.push(`expander ${title}=${el.open}`);
+  }
   for (const el of document.querySelectorAll("[data-tag]")) out.push(`tag ${el.getAttribute("aria-label")}`);
   for (const el of document.querySelectorAll("[data-testid='stCaptionContainer']")) {
     out.push(`caption ${el.textContent.trim()}`);
@@ -121,6 +125,8 @@ ROLLOUT = [
     ("region", pick("Region", "Bayern"), "region=Bayern"),
     ("as of", type_date("As of", "0901"), "as_of="),
     ("burn-up scale", radio("Counts"), "burnup=Counts"),
+    ("impact section", lambda page: page.get_by_text("Impact of relief on complaints, and complaints by channel")
+     .click(), "impact=true"),
 ]
 
 OVERVIEW = [("level", radio("cluster"), "level=cluster")]

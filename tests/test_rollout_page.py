@@ -173,9 +173,25 @@ def test_a_date_in_the_link(demo_copy, tables, monkeypatch):
     assert f"as of **{day:%Y-%m-%d}**" in at.caption[0].value
 
 
+def test_the_impact_section_is_drawn_only_while_open_and_its_state_is_in_the_link(demo_copy, monkeypatch):
+    at = app(demo_copy, monkeypatch)
+    assert [e.label for e in at.expander] == ["Impact of relief on complaints, and complaints by channel"]
+    assert len(at.get("plotly_chart")) == 1 and "impact" not in at.query_params  # shut: the burn-up only
+    at.session_state["impact"] = True  # as a click on the expander does
+    at.run()
+    assert not at.exception  # (the link follows in a browser: tests/test_browser_links.py)
+    specs = [c.proto.spec for c in at.get("plotly_chart")]
+    measured = any("relief" in s and "by channel" not in s and "Burn-up" not in s for s in specs[1:])
+    assert len(specs) == 2 + measured and any("by channel" in s for s in specs)  # the channels, the impact if any
+    assert measured or any("Too few relieved areas" in i.value for i in at.info)
+    assert any("pct_low" in d.value.columns for d in at.dataframe)  # the impact table
+    opened = app(demo_copy, monkeypatch, impact="true")  # the link opens it
+    assert len(opened.get("plotly_chart")) == len(specs)
+
+
 def test_channel_mix_matches_the_complaints(demo_copy, tables, monkeypatch):
     region = tables["regions"].sort_values("region_id")["region_id"].iloc[0]
-    at = app(demo_copy, monkeypatch)
+    at = app(demo_copy, monkeypatch, impact="true")
     at.selectbox(key="region").select(region).run()
     spec = next(c.proto.spec for c in at.get("plotly_chart") if "by channel" in c.proto.spec)
 
