@@ -68,10 +68,10 @@ if ss.pop("map_step", False):
     ss["map_date"] = mapurl.next_month(ss["map_date"], first, last)
     ss["map_play"] = ss["map_play"] and ss["map_date"] < last
 
-c_date, c_sig, c_play = st.columns([7, 2, 1], vertical_alignment="bottom")
+c_date, c_sig, c_play = st.columns([6, 2, 1], vertical_alignment="bottom")
 c_date.slider("Network as of", min_value=first, max_value=last, key="map_date", format="YYYY-MM-DD")
-c_sig.toggle("Significant hotspots only", key="map_sig",
-             help="On: only places that stand out (Gi* hot or cold spots after FDR control). A place whose "
+c_sig.toggle("Significant only", key="map_sig",
+             help="On: only hotspots that stand out (Gi* hot or cold spots after FDR control). A place whose "
                   "complaints fell after its relief drops out of them: switch this off to see every place with "
                   "complaints, relieved ones included.")
 c_play.toggle("Play", key="map_play", help="Step through the months")
@@ -133,7 +133,7 @@ with left:
                + (" (the whole country is studied at resolution 7 and 8 only)" if p.study_area != p.study else "")
                + ". Click a hotspot, site or link for its story."
                + (" Only significant hotspots are drawn: places relieved since, whose complaints fell, are not among "
-                  "them (switch off *Significant hotspots only* to see them)." if p.significant_only else ""))
+                  "them (switch off *Significant only* to see them)." if p.significant_only else ""))
 
 with right:
     if pick is None:

@@ -20,11 +20,10 @@ LATE_COLUMNS = {
 IMPACT_COLUMNS = {
     "name": st.column_config.TextColumn("Region"),
     "kind": st.column_config.TextColumn("Complaints"),
-    "pct": st.column_config.NumberColumn("Change", format="%+.0f%%",
-                                         help="Complaints after relief against those expected without it"),
-    "pct_low": st.column_config.NumberColumn("95% from", format="%+.0f%%"),
-    "pct_high": st.column_config.NumberColumn("95% to", format="%+.0f%%"),
-    "effect": st.column_config.NumberColumn("Per area and week", format="%+.3f"),
+    "pct": st.column_config.TextColumn("Change", help="Complaints after relief against those expected without it"),
+    "pct_low": st.column_config.TextColumn("95% from"),
+    "pct_high": st.column_config.TextColumn("95% to"),
+    "effect": st.column_config.TextColumn("Per area and week", help="Complaints per relieved area and week"),
     "n_treated": st.column_config.NumberColumn("Relieved areas"),
     "n_control": st.column_config.NumberColumn("Areas not yet relieved"),
     "note": st.column_config.TextColumn("No figure because"),
@@ -159,7 +158,7 @@ def impact_and_channels() -> None:
                    "with their transport), against the areas not yet relieved over the same weeks; capacity and "
                    "coverage complaints apart (an upgrade adds capacity: coverage complaints should not move). 95% "
                    "intervals from a bootstrap over the areas. Method: docs/figures.md.")
-    st.dataframe(effects, hide_index=True, key="impact_table", column_config=IMPACT_COLUMNS,
+    st.dataframe(rollout.readable_impact(effects), hide_index=True, key="impact_table", column_config=IMPACT_COLUMNS,
                  column_order=list(IMPACT_COLUMNS))
     mix = cache.query(con, "rollout_channels", level, region, as_of)
     st.plotly_chart(charts.channel_mix(mix, names[region], as_of), key="channels")

@@ -28,7 +28,7 @@ PLOT, TABLE = "[data-testid='stPlotlyChart']", "[data-testid='stDataFrame']"
 PAGES: dict[str, tuple[str, tuple[str, ...]]] = {  # file name -> (URL path, the elements to wait for)
     "overview": ("", ("[data-testid='stMetricValue']", TABLE, PLOT)),  # the default page lives at /
     "map": ("map", (DECK, TABLE)),
-    "rollout": ("rollout", (PLOT, DECK, TABLE)),
+    "rollout": ("rollout?impact=true", (PLOT, DECK, TABLE)),  # with its impact section open
     "data": ("data", ("[data-testid='stFileUploader']", TABLE)),
     # Berlin: at whole-network zoom the public map's small hexagons hardly show
     "public": ("public?region=C-BER", ("[data-testid='stMetricValue']", PLOT, DECK)),

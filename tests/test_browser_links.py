@@ -106,7 +106,7 @@ def type_date(name: str, month_day: str):
 
 MAP = [
     ("date slider", slider_left("Network as of"), "date="),
-    ("significant only", toggle("Significant hotspots only"), "sig=0"),
+    ("significant only", toggle("Significant only"), "sig=0"),
     ("region", pick("Region", "Bayern (state)"), "region=09"),
     ("complaints", radio("coverage"), "kind=coverage"),
     ("colour", radio("significance"), "colour=significance"),

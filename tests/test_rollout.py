@@ -320,3 +320,14 @@ def test_the_late_list_reads_in_words_and_never_says_none(world_con):
     assert not shown["kind"].str.contains("_").any()
     names = dict(world_con.execute("SELECT site_id, name FROM sites").fetchall())
     assert shown["site_name"].tolist() == [names.get(s) or "" for s in late["site_id"]]
+
+
+def test_the_impact_table_reads_in_words_and_never_says_none():
+    effects = pd.DataFrame({"name": ["Whole network", "Bremen"], "kind": ["capacity", "capacity"],
+                            "pct": [-47.4, None], "pct_low": [-51.0, None], "pct_high": [-43.6, None],
+                            "effect": [-0.0334, None], "n_treated": [5544, 18], "n_control": [25988, 0],
+                            "note": ["", None]})
+    shown = rollout.readable_impact(effects)
+    assert shown.iloc[0][["pct", "pct_low", "pct_high", "effect"]].tolist() == ["-47%", "-51%", "-44%", "-0.033"]
+    assert shown.iloc[1][["pct", "pct_low", "pct_high", "effect", "note"]].tolist() == [""] * 5
+    assert "None" not in shown.astype(str).to_string() and "nan" not in shown.astype(str).to_string()

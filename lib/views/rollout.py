@@ -371,6 +371,20 @@ def impact_table(con, level: str = "state", as_of=None) -> pd.DataFrame:
     return out.assign(name=out["region_id"].map(names))[["name", *eventstudy.COLUMNS]]
 
 
+IMPACT_SHOWN = {"pct": "{:+.0f}%", "pct_low": "{:+.0f}%", "pct_high": "{:+.0f}%", "effect": "{:+.3f}"}
+"""How the impact table shows its figures (a region without a figure: empty, and "No figure because" says why)."""
+
+
+def readable_impact(effects: pd.DataFrame) -> pd.DataFrame:
+    """The impact table as people read it: its figures as `IMPACT_SHOWN` writes them, empty where there is no
+    figure, never "None"."""
+    out = effects.copy()
+    for column, shown in IMPACT_SHOWN.items():
+        out[column] = [shown.format(v) if v is not None and pd.notna(v) else "" for v in out[column]]
+    out["note"] = out["note"].astype(object).where(out["note"].notna(), "")
+    return out
+
+
 SHOWN_DECIMALS = {"pct_on_air": 1, "pct_change_pp": 1}
 """Decimals of the region table's fractional figures as the page shows them, and so as the exports hold them."""
 
