@@ -134,6 +134,20 @@ def baseline_checkout(ref: str) -> tuple[Path, str]:
     return folder, commit[:10]
 
 
+def healthy(url: str, proc: subprocess.Popen, log: str, timeout: float = 60) -> None:
+    """Wait until the Streamlit server `proc` at `url` answers its health check; raise, naming its `log`, when
+    it stops or does not answer within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
+                return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start; see " + log) from None
+            time.sleep(0.3)
+
+
 class Server:
     """`streamlit run serve.py` in public mode on a free port, from `root` (this checkout or a baseline's), with
     runner.postScriptGC set; with workers > 1, `uvicorn --workers` on its `serve:app` instead."""
@@ -158,15 +172,7 @@ class Server:
                        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
         self.proc = subprocess.Popen([sys.executable, *command], cwd=root, env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the server did not start; see " + self.log.name) from None
-                time.sleep(0.3)
+        healthy(f"http://127.0.0.1:{self.port}", self.proc, self.log.name)
         if db is not None:
             return
         # the server must serve the snapshot (an older baseline may refuse a newer format)

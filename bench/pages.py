@@ -81,7 +81,6 @@ class Floor:
 
     def __init__(self, port: int):
         import subprocess
-        import urllib.request
 
         self.url = f"http://127.0.0.1:{port}"
         self.log = (OUT / "pages-floor.log").open("wb")
@@ -89,15 +88,7 @@ class Floor:
             [sys.executable, "-m", "streamlit", "run", str(ROOT / "bench" / "asgi" / "floor.py"), "--server.headless",
              "true", "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats",
              "false", "--server.fileWatcherType", "none"], cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the floor page did not start; see " + self.log.name) from None
-                time.sleep(0.3)
+        load.healthy(self.url, self.proc, self.log.name)
 
     def stop(self) -> None:
         self.proc.terminate()
