@@ -295,7 +295,7 @@ def warm_pages(con: duckdb.DuckDBPyConnection) -> None:
         query(con, "rollout_regions", level)
         query(con, "rollout_series", (rollout.ALL,), level)
         query(con, "rollout_shapes", level)
-        for name in ("rollout_table", "rollout_late", "rollout_impact"):
+        for name in ("rollout_table", "rollout_late", "rollout_impact"):  # the impact: for its section, when opened
             query(con, name, level, day)
         query(con, "rollout_channels", level, rollout.ALL, day)
 

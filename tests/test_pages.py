@@ -198,3 +198,42 @@ def test_demo_store_pages(demo_db, monkeypatch):
         r: counted.get(r, 0) for r in table["region_id"]}
     at.switch_page("pages/data.py").run()
     assert not at.exception and not at.error
+
+
+@pytest.mark.parametrize("page", ["pages/overview.py", "pages/map.py", "pages/rollout.py"])
+def test_the_warm_up_makes_each_pages_first_view(demo_db, tmp_path, monkeypatch, page):
+    """After the warm-up of a store opened by the server, a page opened with a link without parameters runs no
+    query of its own: every one was made ahead, with the arguments the page asks for."""
+    import shutil
+    import types
+
+    import streamlit as st
+
+    from lib import warmup
+
+    db = tmp_path / "store.duckdb"
+    shutil.copy(demo_db, db)
+    monkeypatch.setenv(store.DB_ENV, str(db))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    cache.get_store()  # as the server does when it starts (lib/localapi)
+    warmup.wait()
+    asked: list[str] = []
+
+    def counted(name: str, run):
+        return lambda *a: asked.append(name) or run(*a)
+
+    monkeypatch.setattr(cache, "QUERIES", types.MappingProxyType(
+        {name: counted(name, run) for name, run in cache.QUERIES.items()}))
+    built: list[str] = []
+    real_deck = cache.mapdraw.deck
+    monkeypatch.setattr(cache.mapdraw, "deck", lambda *a, **k: built.append("deck") or real_deck(*a, **k))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert asked == [] and built == []
+    other = AppTest.from_file(APP, default_timeout=120)  # a link to another view: made anew (the check can fail)
+    other.query_params["region"] = "11" if page == "pages/map.py" else "Berlin"
+    other.switch_page(page).run()
+    assert not other.exception
+    assert page == "pages/overview.py" or asked or built
