@@ -249,13 +249,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inputs", type=int, default=3, help="inputs of each kind per page (default 3)")
     p.add_argument("--page", action="append", choices=list(PAGES), help="only these pages (repeatable; default all)")
     args = p.parse_args(argv)
-    import duckdb
+    from lib import store
+    from lib.views import overview
 
-    with duckdb.connect(str(args.db), read_only=True) as con:
-        data_day = str(con.execute("SELECT greatest((SELECT max(received_at)::DATE FROM complaints), "
-                                   "(SELECT max(on_air_actual) FROM upgrades), "
-                                   "(SELECT max(completion_actual) FROM transport_links))").fetchone()[0])
-        complaints = con.execute("SELECT count(*) FROM complaints").fetchone()[0]
+    con = store.connect(args.db, read_only=True)
+    try:  # the data's date and size as the app reads them
+        info = overview.summary(con)
+    finally:
+        con.close()
+    data_day, complaints = info.data_as_of.date().isoformat(), info.counts["complaints"]
     OUT.mkdir(parents=True, exist_ok=True)
     codes = [(ROOT, "this")]
     if args.baseline:

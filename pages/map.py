@@ -10,7 +10,6 @@ from lib.ingest import schema
 from lib.views import mapdraw, maps, mapurl, places, story
 
 PLAY_SECONDS = 2.0
-TABLE_ROWS = mapdraw.TABLE_ROWS
 ss = st.session_state
 LABEL = mapdraw.LABELS.get
 WAIT_COLUMNS = {"link_id": "link", "upgrade_id": "upgrade", "site_id": "site",
@@ -108,7 +107,7 @@ with st.expander("Filters: channels, upgrades, statuses"):
 p = mapurl.params_from(ss)
 with st.spinner("Building the map..."):
     view = cache.shared(con, "map_view", p)  # read only: shared by every session
-ranked, readable = cache.map_table(con, p, TABLE_ROWS)
+ranked, readable = cache.map_table(con, p, mapdraw.TABLE_ROWS)
 
 # the newest selection wins: a click on the map, or a row of the ranked table
 pick = mapurl.choose(ss, (ss.get("map") or {}).get("selection"),
@@ -209,8 +208,8 @@ with right:
 st.subheader("Hotspots by unrelieved pain")
 st.caption(f"Pain = complaints in the window x days until relief (relieved: 0; relief date passed: "
            f"{maps.OVERDUE_DAYS} days; no relief date: {maps.NO_DATE_DAYS} days or more, the worst case). "
-           f"{len(view.hotspots):,} hotspots in this view" + (f", the top {TABLE_ROWS} listed." if len(
-               view.hotspots) > TABLE_ROWS else "."))
+           f"{len(view.hotspots):,} hotspots in this view" + (f", the top {mapdraw.TABLE_ROWS} listed." if len(
+               view.hotspots) > mapdraw.TABLE_ROWS else "."))
 st.dataframe(readable, hide_index=True, key="map_table", on_select="rerun",
              selection_mode="single-row", height=300,
              column_config=TABLE_COLUMNS, column_order=list(TABLE_COLUMNS))

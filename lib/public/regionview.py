@@ -40,6 +40,8 @@ class Prepared:
     """the place search's choices, sorted"""
     outlines: dict[str, dict]
     """region id -> its outline as a GeoJSON Feature (states and city areas)"""
+    state_outlines: list[dict]
+    """the states' outlines (every public map draws them)"""
 
 
 def prepare(snap: Snapshot) -> Prepared:
@@ -55,8 +57,9 @@ def prepare(snap: Snapshot) -> Prepared:
                      regions[["region_id", "name", "level"]].itertuples(index=False)} for lang in i18n.LANGUAGES}
     outlines = {str(r["region_id"]): {"type": "Feature", "geometry": r["geometry"], "properties": {}}
                 for r in snap.doc["tables"]["region_outlines"]}
+    states = [f for rid, f in outlines.items() if regions.loc[rid, "level"] == "state"]
     return Prepared(snap, regions, snap.frame("planned"), areas, snap.frame("complaints_monthly"), snap.frame("notes"),
-                    places, labels, tuple(sorted(places)), outlines)
+                    places, labels, tuple(sorted(places)), outlines, states)
 
 
 def _places(rows: pd.DataFrame, regions: pd.DataFrame) -> dict[str, list[str]]:
@@ -276,8 +279,7 @@ def region_view(p: Prepared, region_id: str, lang: str) -> RegionView:
     row = p.regions.loc[region_id].to_dict()
     for key in FORECAST_KEYS:  # an empty date is NaN in the frame: None, as published
         row[key] = row[key] if isinstance(row[key], str) else None
-    states = [f for rid, f in p.outlines.items() if p.regions.loc[rid, "level"] == "state"]
-    the_map = deck(a, states, p.outlines.get(region_id), region_id == NETWORK) if len(a) else None
+    the_map = deck(a, p.state_outlines, p.outlines.get(region_id), region_id == NETWORK) if len(a) else None
     return RegionView(row, the_map,
                       planned_figure(planned(p, region_id, lang), row, lang), trend_figure(trend(p, region_id), lang),
                       notes_, after_map(a, p.snapshot.k, lang), after_trend(notes_, p.snapshot.k, lang))

@@ -156,15 +156,20 @@ LATE_SHOWN = 500
 list is 7,000 rows at 10M complaints: 1.2 MB on every page run, and more than anyone reads on a screen."""
 
 
+def _or(values: pd.Series, instead: str = "") -> pd.Series:
+    """`values` with `instead` where a value is missing: what a table people read shows there (never "None")."""
+    return values.astype(object).where(values.notna(), instead)
+
+
 def readable_late(late: pd.DataFrame) -> pd.DataFrame:
     """The late list as people read it: kinds in words, "no link" for an upgrade without one, and empty text
     where an owner, a site name or a link's date is unknown (never "None")."""
     out = late.copy()
     out["kind"] = out["kind"].astype(object).str.replace("_", " ")
-    out["link_id"] = out["link_id"].astype(object).where(out["link_id"].notna(), "no link")
+    out["link_id"] = _or(out["link_id"], "no link")
     out["link_due"] = [f"{d:%Y-%m-%d}" if pd.notna(d) else "" for d in out["link_due"]]
     for c in ("site_name", "upgrade_owner", "link_owner"):
-        out[c] = out[c].astype(object).where(out[c].notna(), "")
+        out[c] = _or(out[c])
     return out
 
 
@@ -339,11 +344,16 @@ def _channel_counts(con, region_id: str, as_of) -> pd.DataFrame:
     if not isinstance(con, duckdb.DuckDBPyConnection):
         return channel_mix_expr(con, region_id, as_of).execute()
     month = pd.Timestamp(as_date(as_of)).replace(day=1)
-    every = network.held(con).once(("rollout.channel_months", region_id),
-                                   lambda: channel_mix_expr(con, region_id).execute())
-    earlier = every[pd.to_datetime(every["month"]) < month]
-    this = channel_mix_expr(con, region_id, as_of, since=month).execute()
+    every = network.held(con).once(("rollout.channel_months", region_id), lambda: _months_as_dates(
+        channel_mix_expr(con, region_id).execute()))
+    earlier = every[every["month"] < month]
+    this = _months_as_dates(channel_mix_expr(con, region_id, as_of, since=month).execute())
     return pd.concat([earlier, this], ignore_index=True) if len(this) else earlier
+
+
+def _months_as_dates(counts: pd.DataFrame) -> pd.DataFrame:
+    """`counts` with its months as datetime64[us] (the first day of each)."""
+    return counts.assign(month=pd.to_datetime(counts["month"]).astype("datetime64[us]"))
 
 
 def channel_mix(con, level: str = "state", region_id: str = ALL, as_of=None) -> pd.DataFrame:
@@ -355,7 +365,7 @@ def channel_mix(con, level: str = "state", region_id: str = ALL, as_of=None) -> 
     if counts.empty:
         return pd.DataFrame({"month": pd.Series(dtype="datetime64[us]"), "channel": pd.Series(dtype="str"),
                              "n": pd.Series(dtype="int64")})
-    counts = counts.assign(month=pd.to_datetime(counts["month"]).astype("datetime64[us]"))
+    counts = _months_as_dates(counts)
     months = pd.date_range(counts["month"].min(), counts["month"].max(), freq="MS").astype("datetime64[us]")
     grid = pd.MultiIndex.from_product([months, list(CHANNELS)], names=["month", "channel"])
     out = counts.set_index(["month", "channel"])["n"].reindex(grid, fill_value=0).astype("int64").reset_index()
@@ -381,7 +391,7 @@ def readable_impact(effects: pd.DataFrame) -> pd.DataFrame:
     out = effects.copy()
     for column, shown in IMPACT_SHOWN.items():
         out[column] = [shown.format(v) if v is not None and pd.notna(v) else "" for v in out[column]]
-    out["note"] = out["note"].astype(object).where(out["note"].notna(), "")
+    out["note"] = _or(out["note"])
     return out
 
 
