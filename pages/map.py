@@ -110,7 +110,7 @@ with st.spinner("Building the map..."):
 ranked, readable = cache.map_table(con, p, mapdraw.TABLE_ROWS)
 
 # the newest selection wins: a click on the map, or a row of the ranked table
-pick = mapurl.choose(ss, (ss.get("map") or {}).get("selection"),
+pick = mapurl.choose(ss, (ss.get(mapurl.chart_key(ss)) or {}).get("selection"),
                      ((ss.get("map_table") or {}).get("selection") or {}).get("rows"), ranked["cell"].tolist())
 if pick and pick != ss.get("map_focus_pick"):  # a new selection: centre the map on it, until the area changes
     ss["map_focus_pick"], ss["map_focus"] = pick, (p.region, mapdraw.focus_of(pick, view))
@@ -124,9 +124,10 @@ with left:
     for note in view.capped_notes():
         st.caption(f":material/filter_alt: {note}")
     st.pydeck_chart(cache.map_deck(con, p, ss["map_colour"], pick, focus), on_select="rerun",
-                    selection_mode="single-object", key="map", height=620)
+                    selection_mode="single-object", key=mapurl.chart_key(ss), height=620)
     with st.container(key="map_legend"):
         st.html(mapdraw.legend_html(ss["map_colour"], p.layers))
+        st.html(mapdraw.CLICK_TIMING, unsafe_allow_javascript=True)
     st.caption(f"Hotspots: Gi* over the {p.window_days} days up to {p.as_of} ({p.kind} complaints), "
                f"H3 resolution {p.resolution}, compared with {STUDY_TEXT[p.study_area]}"
                + (" (the whole country is studied at resolution 7 and 8 only)" if p.study_area != p.study else "")
@@ -203,7 +204,7 @@ with right:
         st.subheader(f"Transport link {pick[1]}")
         st.dataframe(cache.query(con, "link_story", pick[1], p.as_of), hide_index=True)
     if pick is not None:
-        st.button("Clear selection", icon=":material/close:", on_click=ss.update, kwargs={"map_pick": None})
+        st.button("Clear selection", icon=":material/close:", on_click=mapurl.clear, args=(ss,))
 
 st.subheader("Hotspots by unrelieved pain")
 st.caption(f"Pain = complaints in the window x days until relief (relieved: 0; relief date passed: "

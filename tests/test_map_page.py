@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from lib import demo, store
-from lib.views import mapdraw, maps
+from lib.views import mapdraw, maps, mapurl
 
 APP = "../dashboard.py"
 PAGE = "pages/map.py"
@@ -140,7 +140,8 @@ def test_a_widget_change_goes_into_the_url(db):
 def test_a_hotspot_picked_on_the_map_shows_its_story(db):
     at = app()
     top = layer(at, "hotspots")[0]
-    at.session_state["map"] = {"selection": {"indices": {"hotspots": [0]}, "objects": {"hotspots": [top]}}}
+    at.session_state[mapurl.chart_key({})] = {"selection": {"indices": {"hotspots": [0]},
+                                                            "objects": {"hotspots": [top]}}}
     at.run()
     assert not at.exception
     assert story_of(at) == top["id"]
@@ -200,7 +201,7 @@ def served_by(db, site_id: str) -> set[str]:
 def test_a_site_picked_on_the_map_lists_its_upgrades(db):
     at = app()
     site = layer(at, "sites")[0]
-    at.session_state["map"] = {"selection": {"indices": {"sites": [0]}, "objects": {"sites": [site]}}}
+    at.session_state[mapurl.chart_key({})] = {"selection": {"indices": {"sites": [0]}, "objects": {"sites": [site]}}}
     at.run()
     assert f"Site {site['id']}" in [h.value for h in at.subheader]
     n = sql(db, "SELECT count(*) FROM upgrades WHERE site_id = ? AND (status IS NULL OR status <> 'cancelled')",

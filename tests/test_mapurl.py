@@ -131,14 +131,21 @@ def test_the_newest_selection_wins():
     ranked = ["871f15375ffffff", "871f1d4d2ffffff"]
     hex_a = {"objects": {"hotspots": [{"id": "88aaaaaaaaaaaaa"}]}}
     assert mapurl.choose(memory, None, [], ranked) is None
+    assert mapurl.chart_key(memory) == "map_chart_0"
     assert mapurl.choose(memory, hex_a, [], ranked) == ("hotspots", "88aaaaaaaaaaaaa")  # a map click
     assert mapurl.choose(memory, hex_a, [1], ranked) == ("hotspots", ranked[1])  # then a table row
-    assert mapurl.choose(memory, hex_a, [1], ranked) == ("hotspots", ranked[1])  # nothing new: kept
+    assert mapurl.chart_key(memory) == "map_chart_1"  # ... starts the chart afresh: nothing selected in it
+    assert mapurl.choose(memory, None, [1], ranked) == ("hotspots", ranked[1])  # nothing new: kept
+    assert mapurl.choose(memory, hex_a, [1], ranked) == ("hotspots", "88aaaaaaaaaaaaa")  # the same place clicked
     site = {"objects": {"sites": [{"id": "S1"}]}}
     assert mapurl.choose(memory, site, [1], ranked) == ("sites", "S1")  # a new click
     assert mapurl.choose(memory, None, [1], ranked) == ("sites", "S1")  # the click undone: kept
-    memory["map_pick"] = None  # "Clear selection"
+    assert mapurl.chart_key(memory) == "map_chart_1"  # clicks keep the chart
+    mapurl.clear(memory)  # "Clear selection"
+    assert mapurl.chart_key(memory) == "map_chart_2"
     assert mapurl.choose(memory, None, [1], ranked) is None
+    assert mapurl.choose(memory, site, [1], ranked) == ("sites", "S1")  # the same site again, in the new chart
+    mapurl.clear(memory)
     assert mapurl.choose(memory, None, [5], ranked) is None  # a row that is no longer listed
 
 

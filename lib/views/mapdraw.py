@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import replace
+from pathlib import Path
 from types import MappingProxyType
 
 import h3
@@ -267,6 +268,11 @@ def _deck(v: View, colour: str, pick: tuple[str, str] | None,
     tooltip = {"text": "{t}", "style": {"fontSize": "13px", "maxWidth": "260px", "whiteSpace": "pre-line"}}
     return baselayer.CompactDeck(layers=layers, initial_view_state=view_state(v, focus), tooltip=tooltip,
                        **basemap.deck_args())
+
+
+CLICK_TIMING = f"<script>{(Path(__file__).resolve().parents[2] / 'assets' / 'click-timing.js').read_text()}</script>"
+"""Judges a click on a map by how long the button was held, not by when the page got round to the release
+(assets/click-timing.js says why); the page adds it with st.html(..., unsafe_allow_javascript=True)."""
 
 
 def picked(selection) -> tuple[str, str] | None:

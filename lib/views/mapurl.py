@@ -204,8 +204,10 @@ def params_from(values: Mapping) -> maps.Params:
 
 
 def choose(memory: dict, selection, rows, ranked_cells) -> tuple[str, str] | None:
-    """The selected object: the newest of a map click (`selection`, the chart's event) and a ranked-table
-    row (`rows`, indices into `ranked_cells`); `memory` (the session) keeps what was seen before."""
+    """The selected object: the newest of a map click (`selection`, the event of the chart `chart_key` names)
+    and a ranked-table row (`rows`, indices into `ranked_cells`); `memory` (the session) keeps what was seen
+    before. A row starts the chart afresh (`renew_chart`), so that a click on the object the map last selected
+    selects it again rather than undoing that selection."""
     clicked = mapdraw.picked(selection)
     if clicked != memory.get("map_clicked"):
         memory["map_clicked"] = clicked
@@ -215,4 +217,24 @@ def choose(memory: dict, selection, rows, ranked_cells) -> tuple[str, str] | Non
         memory["map_rows"] = rows
         if rows and rows[0] < len(ranked_cells):
             memory["map_pick"] = ("hotspots", str(ranked_cells[rows[0]]))
+            renew_chart(memory)
     return memory.get("map_pick")
+
+
+def chart_key(memory: dict) -> str:
+    """The map chart's widget key. A new key is a new chart: nothing selected in it."""
+    return f"map_chart_{memory.get('map_chart', 0)}"
+
+
+def renew_chart(memory: dict) -> None:
+    """Start the map chart afresh. The chart toggles: a click on the object it holds selected undoes that
+    selection. Once the page shows another selection (a table row) or none ("Clear selection"), a click on
+    that object must select it."""
+    memory["map_chart"] = memory.get("map_chart", 0) + 1
+    memory["map_clicked"] = None
+
+
+def clear(memory: dict) -> None:
+    """"Clear selection": no object selected, on the map or the page."""
+    memory["map_pick"] = None
+    renew_chart(memory)
