@@ -23,9 +23,10 @@ publish: $(VENV)/.runtime
 public: $(VENV)/.runtime
 	NETZAUSBAU_PUBLIC=1 $(PY) serve.py --port $(PORT) $(if $(WORKERS),--workers $(WORKERS))
 
-## test: install (incl. Debian chromium for the browser tests), lint, run the whole suite
+## test: install (incl. Debian chromium, postgresql and a Java runtime for the browser, PostgreSQL and Spark
+##       tests), lint, run the whole suite
 test: $(VENV)/.dev
-	scripts/ensure-chromium
+	scripts/ensure-debian chromium postgresql java
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
@@ -51,7 +52,7 @@ bench: $(VENV)/.dev
 
 ## screenshots: the README's screenshots of the running demo (docs/img/*.png), offline, in headless Chromium
 screenshots: $(VENV)/.dev
-	scripts/ensure-chromium
+	scripts/ensure-debian chromium
 	$(PY) scripts/screenshots.py
 
 ## docs: regenerate docs/data-formats.md from the input schema (lib/ingest/schema.py)

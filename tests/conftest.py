@@ -231,13 +231,13 @@ def server(demo_db, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    """Headless system Chromium driven by Playwright (scripts/ensure-chromium installs it)."""
+    """Headless system Chromium driven by Playwright (scripts/ensure-debian chromium installs it)."""
     from playwright.sync_api import sync_playwright
 
     from tests.browser import ARGS, CHROMIUM
 
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"the browser tests need Chromium at {CHROMIUM}: run scripts/ensure-chromium "
+        pytest.fail(f"the browser tests need Chromium at {CHROMIUM}: run scripts/ensure-debian chromium "
                     "(apt-get install chromium) or set CHROMIUM=/path/to/chromium")
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)

@@ -1,0 +1,138 @@
+"""The store's queries on other engines: every expression of `PORTABLE_QUERIES` (the page and derivation
+queries of lib/), run on an engine holding the same tables as the DuckDB test world, gives the same rows as
+on DuckDB.
+
+- PostgreSQL: a real server started by the tests (tests/pgserver.py, from Debian's postgresql package); the
+  world's tables are copied into it through Ibis, column types as they are.
+- Spark: pyspark in local mode (two threads, on Java 17); the world's tables are handed over as Arrow tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import decimal
+import math
+import shutil
+
+import ibis
+import numpy as np
+import pandas as pd
+import pytest
+
+from lib import engine, store
+from lib.engine import derive
+from tests.pgserver import postgres_server
+from tests.test_portability import PORTABLE_QUERIES
+
+
+@pytest.fixture(scope="module")
+def duck(tiny_world, tmp_path_factory):
+    path = tmp_path_factory.mktemp("pg-parity") / "store.duckdb"
+    shutil.copy(tiny_world.template, path)
+    c = store.connect(path)
+    if not derive.current(c):
+        derive.rebuild(c)
+    yield c
+    c.close()
+
+
+def base_tables(con) -> list[str]:
+    return [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = "
+                                      "'main' AND table_type = 'BASE TABLE' ORDER BY table_name").fetchall()]
+
+
+@contextlib.contextmanager
+def postgres(duck):
+    """A PostgreSQL server holding every table of the DuckDB world, as an Ibis backend."""
+    with postgres_server() as url:
+        b = ibis.connect(url)
+        source = engine.backend(duck.cursor())
+        for name in base_tables(duck):
+            b.create_table(name, source.table(name).to_pyarrow())
+        yield b
+        b.disconnect()
+
+
+@contextlib.contextmanager
+def spark(duck, tmp):
+    """Spark in local mode holding every table of the DuckDB world (as views), as an Ibis backend."""
+    from pyspark.sql import SparkSession
+
+    session = (SparkSession.builder.master("local[2]").appName("netzausbau-tests")
+               .config("spark.ui.enabled", "false").config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.shuffle.partitions", "2").config("spark.sql.warehouse.dir", str(tmp / "warehouse"))
+               .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={tmp}").getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    try:
+        source = engine.backend(duck.cursor())
+        for name in base_tables(duck):  # Arrow in: nulls stay nulls, types stay as they are
+            session.createDataFrame(source.table(name).to_pyarrow()).createOrReplaceTempView(name)
+        yield ibis.pyspark.connect(session)
+    finally:
+        session.stop()
+
+
+@pytest.fixture(scope="module", params=["postgres", "pyspark"])
+def other(request, duck, tmp_path_factory):
+    """Another engine holding the DuckDB world's tables."""
+    if request.param == "postgres":
+        with postgres(duck) as b:
+            yield b
+    else:
+        with spark(duck, tmp_path_factory.mktemp("spark")) as b:
+            yield b
+
+
+def canonical(value):
+    """One spelling per value, whichever engine and driver gave it: numbers as floats rounded to 9 significant
+    digits, dates and times in ISO form, missing as None."""
+    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, decimal.Decimal, np.integer, np.floating)):
+        x = float(value)
+        return 0.0 if x == 0 else float(f"{x:.9g}")
+    if isinstance(value, (pd.Timestamp, dt.datetime, np.datetime64)):
+        ts = pd.Timestamp(value)
+        return ts.date().isoformat() if ts == ts.normalize() else ts.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def rows(frame: pd.DataFrame) -> list[tuple]:
+    """The frame's rows in canonical values, sorted (engines order ties differently)."""
+    out = [tuple(canonical(v) for v in r) for r in frame.astype(object).itertuples(index=False, name=None)]
+    return sorted(out, key=lambda r: [(v is None, str(v)) for v in r])
+
+
+def test_the_engine_holds_the_same_tables(duck, other):
+    for name in base_tables(duck):
+        want = duck.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+        assert other.table(name).count().execute() == want, name
+    assert duck.execute("SELECT count(*) FROM complaints").fetchone()[0] > 0
+
+
+@pytest.mark.parametrize(("name", "build"), PORTABLE_QUERIES, ids=[n for n, _ in PORTABLE_QUERIES])
+def test_gives_what_duckdb_gives(duck, other, name, build):
+    want = engine.backend(duck.cursor()).execute(build(duck))
+    got = other.execute(build(other))
+    assert list(got.columns) == list(want.columns)
+    assert rows(got) == rows(want), name
+
+
+def test_a_difference_is_seen(duck, other):
+    """The comparison is not blind: with one complaint taken off the map on DuckDB (in a transaction rolled
+    back after), the engine's counts differ from DuckDB's."""
+    build = dict(PORTABLE_QUERIES)["hotspots.cell_counts res 8"]
+    got = rows(other.execute(build(other)))
+    duck.execute("BEGIN TRANSACTION")
+    try:
+        duck.execute("UPDATE complaints SET cell = -cell WHERE complaint_id = "
+                     "(SELECT min(complaint_id) FROM complaints WHERE cell > 0)")
+        assert got != rows(engine.backend(duck).execute(build(duck)))  # the transaction's own connection
+    finally:
+        duck.execute("ROLLBACK")
+    assert got == rows(engine.backend(duck.cursor()).execute(build(duck)))
