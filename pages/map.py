@@ -126,7 +126,7 @@ with left:
     st.pydeck_chart(cache.map_deck(con, p, ss["map_colour"], pick, focus), on_select="rerun",
                     selection_mode="single-object", key=mapurl.chart_key(ss), height=620)
     with st.container(key="map_legend"):
-        st.html(mapdraw.legend_html(ss["map_colour"], p.layers))
+        st.html(mapdraw.legend_html(ss["map_colour"], p.layers, bool(p.region)))
         st.html(mapdraw.CLICK_TIMING, unsafe_allow_javascript=True)
     st.caption(f"Hotspots: Gi* over the {p.window_days} days up to {p.as_of} ({p.kind} complaints), "
                f"H3 resolution {p.resolution}, compared with {STUDY_TEXT[p.study_area]}"

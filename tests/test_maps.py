@@ -189,7 +189,11 @@ def test_a_region_view_holds_exactly_what_lies_in_the_region(con):
         k for k, a, b, c, d in links if inside(a, b) or inside(c, d))
     want = {c: n for c, n in _capacity_counts(con, 8, AS_OF).items() if c in area}
     assert dict(zip(v.hotspots["cell"], v.hotspots["n"], strict=True)) == want
-    assert [f["properties"]["id"] for f in v.outlines] == [region]
+    within = [r for (r,) in con.execute("SELECT region_id FROM regions WHERE parent_id = ? AND geometry IS NOT NULL "
+                                         "ORDER BY name, region_id", [region]).fetchall()]
+    assert within  # this state holds city areas: drawn inside its outline, thinner
+    assert [f["properties"]["id"] for f in v.outlines] == [region, *within]
+    assert [f["properties"]["inner"] for f in v.outlines] == [False] + [True] * len(within)
 
 
 @pytest.mark.parametrize("res", [7, 8, 9])
@@ -330,12 +334,24 @@ def test_csv_export_is_the_table_with_formulas_escaped(full):
 
 def test_outlines_are_the_states_simplified(con, full):
     n = con.execute("SELECT count(*) FROM regions WHERE level = 'state'").fetchall()[0][0]
-    assert len(full.outlines) == n
+    assert len(full.outlines) == n and not any(f["properties"]["inner"] for f in full.outlines)
     raw = {r: shape(json.loads(g)) for r, g in con.execute("SELECT region_id, geometry FROM regions").fetchall()}
     for f in full.outlines:
         simple = shape(f["geometry"])
         exact = raw[f["properties"]["id"]]  # simplifying moves the boundary by at most the tolerance
         assert simple.is_valid and simple.symmetric_difference(exact).area <= exact.length * maps.SIMPLIFY_DEGREES
+
+
+def test_the_regions_within_a_region_are_drawn_thinner_and_lighter(con):
+    region = con.execute("SELECT min(parent_id) FROM regions").fetchone()[0]
+    deck = json.loads(mapdraw.deck(maps.view(con, maps.Params(as_of=AS_OF, region=region))).to_json())
+    layer = next(x for x in deck["layers"] if x["id"] == "regions")
+    assert layer["lineWidthUnits"] == "pixels"
+    assert layer["getLineWidth"] == "@@=properties.inner ? 1 : 1.5"
+    inner, outer = list(maps.INNER_REGION_COLOUR), list(maps.REGION_COLOUR)
+    assert layer["getLineColor"] == f"@@=properties.inner ? {inner} : {outer}"
+    assert "regions within it" in mapdraw.legend_html("relief", maps.LAYERS, region=True)
+    assert "regions within it" not in mapdraw.legend_html("relief", maps.LAYERS)  # Germany: states only
 
 
 def test_legend_names_every_colour_drawn():

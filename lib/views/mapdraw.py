@@ -24,6 +24,7 @@ from lib.views.maps import (
     COLOUR_MODES,
     COORD_DIGITS,
     GERMANY,
+    INNER_REGION_COLOUR,
     LINK_COLOURS,
     LINK_WIDTHS,
     MAP_PIXELS,
@@ -232,8 +233,10 @@ def _deck(v: View, colour: str, pick: tuple[str, str] | None,
     if v.outlines:
         layers.append(pdk.Layer("GeoJsonLayer", id="regions", data={"type": "FeatureCollection",
                                                                       "features": v.outlines},
-                                stroked=True, filled=False, get_line_color=list(REGION_COLOUR),
-                                line_width_min_pixels=1, pickable=False))
+                                stroked=True, filled=False, line_width_units="'pixels'",
+                                get_line_color=f"properties.inner ? {list(INNER_REGION_COLOUR)} : "
+                                               f"{list(REGION_COLOUR)}",
+                                get_line_width="properties.inner ? 1 : 1.5", pickable=False))
     if "links" in v.layers:
         layers.append(pdk.Layer("LineLayer", id="links", data=link_records(v.layers["links"]),
                                 get_source_position="a", get_target_position="b", get_color="c",
@@ -338,8 +341,9 @@ LABELS = MappingProxyType({
 """How a status reads on the page."""
 
 
-def legend(colour: str, layers) -> list[tuple[str, list[tuple[str, tuple[int, int, int]]]]]:
-    """The legend of the drawn layers: (layer title, [(label, rgb), ...])."""
+def legend(colour: str, layers, region: bool = False) -> list[tuple[str, list[tuple[str, tuple[int, int, int]]]]]:
+    """The legend of the drawn layers (`region`: one region is shown, with the regions within it): (layer
+    title, [(label, rgb), ...])."""
     out = []
     if "hotspots" in layers:
         palette = RELIEF_COLOURS if colour == "relief" else SIGNIFICANCE_COLOURS
@@ -349,14 +353,15 @@ def legend(colour: str, layers) -> list[tuple[str, list[tuple[str, tuple[int, in
     if "links" in layers:
         out.append(("Transport links (heavier: still to do)", [(LABELS[k], v) for k, v in LINK_COLOURS.items()]))
     if "regions" in layers:
-        out.append(("Regions", [("outline", REGION_COLOUR)]))
+        out.append(("Regions", [("outline", REGION_COLOUR)]
+                    + ([("regions within it, where the data has them", INNER_REGION_COLOUR)] if region else [])))
     return out
 
 
-def legend_html(colour: str, layers) -> str:
+def legend_html(colour: str, layers, region: bool = False) -> str:
     """`legend` as small HTML: a coloured square before each label."""
     rows = []
-    for title, items in legend(colour, layers):
+    for title, items in legend(colour, layers, region):
         swatches = " ".join(
             f'<span style="white-space:nowrap;margin-right:10px"><span style="display:inline-block;width:11px;'
             f'height:11px;background:rgb{rgb};margin-right:4px;vertical-align:middle"></span>{label}</span>'

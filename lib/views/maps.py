@@ -77,6 +77,8 @@ red on this map is transport holding relief back)."""
 LINK_WIDTHS = MappingProxyType({"late": 3, "planned": 2, "done": 1, "no_expansion": 1})
 """A transport link's width in pixels by state: what still has to happen is drawn heavier."""
 REGION_COLOUR = (60, 60, 60)
+INNER_REGION_COLOUR = (115, 115, 115)
+"""The outlines of the regions within the chosen one (its districts or city areas), drawn thinner."""
 
 SITE_PRIORITY = tuple(SITE_COLOURS)
 """Site statuses from most to least urgent: a capped sites layer keeps the first ones."""
@@ -244,10 +246,17 @@ def site_kinds(con) -> pd.DataFrame:
 
 
 def outlines_expr(con, region: str | None) -> ir.Table:
-    """region_id, name, geometry of the states (region None) or of one region; unexecuted."""
+    """region_id, name, geometry, inner of the states (region None), or of one region and the regions within it
+    (whose parent it is: its districts or city areas, when the store has them; `inner` true for those), the
+    region first; unexecuted."""
     r = engine.backend(con).table("regions")
-    r = r.filter(r.region_id == ibis.literal(region)) if region else r.filter(r.level == "state")
-    return r.select("region_id", "name", "geometry")
+    if region:
+        r = r.filter((r.region_id == ibis.literal(region)) | (r.parent_id == ibis.literal(region)))
+        inner = r.region_id != ibis.literal(region)
+    else:
+        r = r.filter(r.level == "state")
+        inner = ibis.literal(False)
+    return r.select("region_id", "name", "geometry", inner=inner).order_by(["inner", "name", "region_id"])
 
 
 class Outlines(list):
@@ -257,33 +266,37 @@ class Outlines(list):
 
 
 def outlines(con, region: str | None) -> Outlines:
-    """GeoJSON features of the state outlines (whole country) or of one region, simplified."""
+    """GeoJSON features of the state outlines (whole country), or of one region and the regions within it,
+    simplified; a feature's `inner` property says it lies within the chosen region (drawn thinner)."""
     rows = engine.run_query(con, ("maps.outlines", region), lambda: outlines_expr(con, region)).itertuples(
         index=False)
     with gc_paused():
-        kept = [row for row in rows if _outline(*row) is not None]
+        kept = [(rid, name, geom, bool(inner)) for rid, name, geom, inner in rows
+                if _outline(rid, name, geom, bool(inner)) is not None]
         out = Outlines(_outline(*row) for row in kept)
     out.json_bytes = 2 + max(0, len(kept) - 1) + sum(_outline_bytes(*row) for row in kept)
     return out
 
 
 @functools.lru_cache(maxsize=256)
-def _outline_bytes(rid, name, geom) -> int:
+def _outline_bytes(rid, name, geom, inner: bool) -> int:
     """Bytes of one outline feature's compact JSON (what `upper_bytes` counts), kept like `_outline`."""
-    return len(json.dumps(_outline(rid, name, geom), separators=(",", ":")))
+    return len(json.dumps(_outline(rid, name, geom, inner), separators=(",", ":")))
 
 
 @functools.lru_cache(maxsize=256)
-def _outline(rid, name, geom) -> dict | None:
+def _outline(rid, name, geom, inner: bool) -> dict | None:
     """One region's simplified outline feature; None when it has no geometry, or one that is not GeoJSON text.
-    Kept per (id, name, geometry text): a pure function of them, shared read-only by every view that draws it."""
+    Kept per (id, name, geometry text, inner): a pure function of them, shared read-only by every view that
+    draws it."""
     if not geom:
         return None
     try:
         g = shape(json.loads(geom)).simplify(SIMPLIFY_DEGREES, preserve_topology=True)
     except (ValueError, TypeError, AttributeError):
         return None
-    return {"type": "Feature", "properties": {"id": str(rid), "name": str(name)}, "geometry": _rounded(mapping(g))}
+    return {"type": "Feature", "properties": {"id": str(rid), "name": str(name), "inner": inner},
+            "geometry": _rounded(mapping(g))}
 
 
 def _rounded(geom: dict) -> dict:
