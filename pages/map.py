@@ -78,7 +78,8 @@ c_play.toggle("Play", key="map_play", help="Step through the months")
 
 @st.fragment(run_every=PLAY_SECONDS if ss.get("map_play") else None)
 def ticker() -> None:
-    if ss.get("map_play") and time.monotonic() - ss.get("map_stepped", 0.0) >= PLAY_SECONDS * 0.9:
+    if ss.get("map_play") and mapurl.play_due(time.monotonic(), ss.get("map_stepped", 0.0), ss.get("map_ran", 0.0),
+                                              PLAY_SECONDS):
         ss["map_stepped"], ss["map_step"] = time.monotonic(), True
         st.rerun(scope="app")
 
@@ -262,3 +263,4 @@ holds = st.expander("What holds these hotspots back, and what if a date moved", 
 if holds.open:
     with holds:
         what_holds_back(p)
+ss["map_ran"] = time.monotonic()  # the page run ended: Play's next step waits its interval from here

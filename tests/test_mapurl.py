@@ -154,3 +154,13 @@ def test_the_whole_country_is_studied_at_resolution_7_and_8_only():
     assert parse(study="country", region="09").params.study_area == "country"  # a region: 8
     assert parse(study="country", res="9").params.study_area == "near"
     assert parse(res="8").params.study_area == "near"
+
+
+def test_play_steps_only_after_a_pause_since_its_last_step_and_the_last_page_run():
+    seconds = 2.5  # a step is due 2.25 s (the interval less 10 %) after the later of the two
+    assert mapurl.play_due(now=102.25, stepped=100.0, ran=0.0, seconds=seconds)  # exactly then
+    assert not mapurl.play_due(now=102.24, stepped=100.0, ran=0.0, seconds=seconds)
+    # a page run that ended at 104 (a slow one, or a person's edit): the next step waits from its end
+    assert not mapurl.play_due(now=105.0, stepped=100.0, ran=104.0, seconds=seconds)
+    assert mapurl.play_due(now=106.25, stepped=100.0, ran=104.0, seconds=seconds)
+    assert mapurl.play_due(now=2.25, stepped=0.0, ran=0.0, seconds=seconds)  # a new session

@@ -162,6 +162,13 @@ def next_month(day: dt.date, first: dt.date, last: dt.date) -> dt.date:
     return min(last, (pd.Timestamp(day) + pd.DateOffset(months=1)).date())
 
 
+def play_due(now: float, stepped: float, ran: float, seconds: float) -> bool:
+    """Whether the play control steps a month now (monotonic seconds): once `seconds` (less a tenth, the
+    timer's slack) have passed since its last step and since the last page run ended. A slow page run thus
+    gets a pause after it: steps never queue behind one another or behind a person's own edits."""
+    return now - max(stepped, ran) >= seconds * 0.9
+
+
 def date_range(summary) -> tuple[dt.date, dt.date]:
     """The slider's range: the first day with a complaint (else the earliest date held) to the data's as-of day."""
     last = summary.data_as_of.date() if summary.data_as_of else dt.date.today()
