@@ -73,7 +73,8 @@ c_sig.toggle("Significant only", key="map_sig",
              help="On: only hotspots that stand out (Gi* hot or cold spots after FDR control). A place whose "
                   "complaints fell after its relief drops out of them: switch this off to see every place with "
                   "complaints, relieved ones included.")
-c_play.toggle("Play", key="map_play", help="Step through the months")
+c_play.toggle("Play", key="map_play", help="Step through the months",
+              on_change=ss.update, kwargs={"map_ran": 0.0, "map_stepped": 0.0})  # pressed: the first step now
 
 
 @st.fragment(run_every=PLAY_SECONDS if ss.get("map_play") else None)
