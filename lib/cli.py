@@ -106,6 +106,11 @@ def parser() -> argparse.ArgumentParser:
     pub.add_argument("--as-of", type=datetime.date.fromisoformat, help="data date (default: the store's)")
     pub.add_argument("--if-missing", action="store_true",
                      help="do nothing if the snapshot file exists (one of an older format is written again)")
+    dv = sub.add_parser("derive", help="compute the derived tables again (the complaint cube, the regions' cells), "
+                                       "here or on Spark")
+    dv.add_argument("--spark", metavar="MASTER", nargs="?", const="local[2]",
+                    help="compute them on Spark at MASTER (spark://host:7077, or local[2] when left out) from the "
+                         "same expressions; needs pyspark and Java 17")
     fig = sub.add_parser("figures", help="print the headline figures the pages show, for one region")
     fig.add_argument("--as-of", type=datetime.date.fromisoformat, help="date of the figures (default: the data's)")
     fig.add_argument("--region", default="ALL", help="region id (default: ALL, the whole network)")
@@ -173,6 +178,8 @@ def _run(args) -> int:
     if args.cmd == "import" and (server := running.find(store.db_path(args.db))) is not None and server.inbox:
         return _hand_over(args, server)
     con = store.connect(args.db)
+    if args.cmd == "derive":
+        return _derive(con, args.spark)
     if args.cmd == "import":
         status = 0
         for f in args.files:
@@ -190,6 +197,27 @@ def _run(args) -> int:
             _print_outcome(res.summary(), res.warnings, rejects.head(inbox.SHOWN_REJECTS), len(rejects), res.import_id)
         return status
     return 1
+
+
+def _derive(con: duckdb.DuckDBPyConnection, master: str | None) -> int:
+    """`derive`: the derived tables computed again, in the store or on Spark at `master`, and stored."""
+    from lib.engine import derive, spark
+
+    started = time.perf_counter()
+    try:
+        if master:
+            written = spark.derive_on_spark(con, master, progress=lambda m: print(f"{m}...", file=sys.stderr))
+        else:
+            derive.rebuild(con)
+            written = {name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for name in derive.TABLES}
+        where = f"on Spark at {master}" if master else "in the store"
+        print(f"derived {where} in {time.perf_counter() - started:.1f} s: "
+              + ", ".join(f"{name} {n:,} rows" for name, n in written.items())
+              + ("" if derive.current(con) else " (not current: the store changed meanwhile; the pages read the "
+                                                "raw tables until the next derivation)"))
+        return 0
+    finally:
+        con.close()
 
 
 HANDOVER_POLL = 0.3

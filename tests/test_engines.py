@@ -14,13 +14,15 @@ import datetime as dt
 import decimal
 import math
 import shutil
+import sys
 
 import ibis
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
-from lib import engine, store
+from lib import cli, engine, store
 from lib.engine import derive
 from tests.pgserver import postgres_server
 from tests.test_portability import PORTABLE_QUERIES
@@ -136,3 +138,72 @@ def test_a_difference_is_seen(duck, other):
     finally:
         duck.execute("ROLLBACK")
     assert got == rows(engine.backend(duck.cursor()).execute(build(duck)))
+
+
+def table_rows(con, name: str) -> list[tuple]:
+    return rows(con.execute(f"SELECT * FROM {name}").df())
+
+
+def test_the_derived_tables_computed_on_spark_are_duckdbs(duck, tmp_path, capsys):
+    """The batch derivations on Spark (local mode, `python -m lib.cli derive --spark local[2]`), from the same
+    expressions, written into a copy of the store: the same complaint cube and region membership as DuckDB
+    derives, and current."""
+    copy = tmp_path / "store.duckdb"
+    duck.execute("CHECKPOINT")
+    shutil.copy(duck.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()")
+                .fetchone()[0], copy)
+    con = store.connect(copy)
+    try:
+        con.execute("DROP TABLE complaint_cube")  # nothing of DuckDB's own derivation is left to find
+        con.execute("DELETE FROM meta WHERE key = ?", [derive.VERSION_KEY])
+        assert not derive.current(con)
+    finally:
+        con.close()
+    assert cli.main(["--db", str(copy), "derive", "--spark", "local[2]"]) == 0
+    said = capsys.readouterr().out
+    con = store.connect(copy)
+    try:
+        assert derive.current(con)
+        for name in derive.TABLES:
+            assert table_rows(con, name) == table_rows(duck, name), name
+            n = duck.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+            assert f"{name} {n:,} rows" in said and n > 0
+        assert said.startswith("derived on Spark at local[2] in ")
+    finally:
+        con.close()
+
+
+def test_derive_on_spark_without_pyspark_says_so_and_changes_nothing(duck, tmp_path, monkeypatch, capsys):
+    copy = tmp_path / "store.duckdb"
+    duck.execute("CHECKPOINT")
+    shutil.copy(duck.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()")
+                .fetchone()[0], copy)
+    before = table_rows(duck, "complaint_cube")
+    monkeypatch.setitem(sys.modules, "pyspark.sql", None)  # import pyspark.sql fails, as when it is not installed
+    assert cli.main(["--db", str(copy), "derive", "--spark"]) == 2
+    assert "pip install pyspark" in capsys.readouterr().err
+    con = store.connect(copy)
+    try:
+        assert derive.current(con) and table_rows(con, "complaint_cube") == before
+    finally:
+        con.close()
+
+
+def test_derived_tables_from_an_older_copy_are_not_current(duck, tmp_path):
+    """An engine holding an older copy of the store (an import since): its tables are stored, not current."""
+    copy = tmp_path / "store.duckdb"
+    duck.execute("CHECKPOINT")
+    shutil.copy(duck.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()")
+                .fetchone()[0], copy)
+    con = store.connect(copy)
+    try:
+        b = engine.backend(con.cursor())
+        computed = derive.compute(b)
+        newest = con.execute("SELECT max(import_id) FROM import_log").fetchone()[0]
+        computed["version"] = computed["version"].set_column(
+            1, "value", pa.array([str(newest - 1)]))  # as if computed before the newest import
+        derive.store_computed(con, computed)
+        assert not derive.current(con)
+        assert table_rows(con, "cell_regions") == table_rows(duck, "cell_regions")
+    finally:
+        con.close()

@@ -31,6 +31,7 @@ from types import MappingProxyType
 import duckdb
 import ibis
 import ibis.expr.types as ir
+import pyarrow as pa
 
 from lib import cells, engine
 
@@ -73,21 +74,22 @@ def cube_base_expr(con=None) -> ir.Table:
                       n=agg.n.cast("int64"))
 
 
-def cube_rollup_expr(res: int, con=None) -> ir.Table:
-    """The cube's rows at `res`, rolled up from its resolution-9 rows: res, cell, category, n; unexecuted."""
+def cube_rollup_expr(res: int, con=None, cube: ir.Table | None = None) -> ir.Table:
+    """The cube's rows at `res`, rolled up from its resolution-9 rows (of `cube` when given, else the store's
+    complaint_cube): res, cell, category, n; unexecuted."""
     if res >= cells.CELL_RES:
         raise ValueError(f"roll-up needs a resolution below {cells.CELL_RES}, not {res}")
-    k = _table(con, "complaint_cube")
+    k = _table(con, "complaint_cube") if cube is None else cube
     fine = k.filter(k.res == cells.CELL_RES).select(cell=engine.parent(k.cell, res), category=k.category, n=k.n)
     agg = fine.group_by(["cell", "category"]).agg(n=ibis._.n.sum())
     return agg.select(res=ibis.literal(res, type="int64"), cell=agg.cell, category=agg.category,
                       n=agg.n.cast("int64"))
 
 
-def cell_regions_expr(con=None) -> ir.Table:
+def cell_regions_expr(con=None, cube: ir.Table | None = None) -> ir.Table:
     """Region membership of each res-REGION_RES cell holding a complaint, site or link end A:
-    cell, level, region_id; unexecuted. Reads complaint_cube (build that first)."""
-    k = _table(con, "complaint_cube")
+    cell, level, region_id; unexecuted. Reads complaint_cube, or `cube` when given (build that first)."""
+    k = _table(con, "complaint_cube") if cube is None else cube
     s, t = _table(con, "sites"), _table(con, "transport_links")
     used = ibis.union(
         k.filter(k.res == cells.REGION_RES).select(cell=k.cell),
@@ -158,6 +160,56 @@ def rebuild(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("BEGIN TRANSACTION")
     try:
         refresh(con)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+SOURCES = MappingProxyType({name: tuple(cols) for name, cols in _SOURCES.items() if name not in (*TABLES, "meta")})
+"""The store's tables and columns the derivations read (what an engine computing them must hold)."""
+
+
+def compute(b) -> dict[str, pa.Table]:
+    """The derived tables and the version row, computed on the engine `b` (an Ibis backend holding the store's
+    `SOURCES`: Spark, say) from the same expressions `refresh` runs: name -> Arrow table (complaint_cube,
+    cell_regions, version). The resolution-9 cube stays on the engine for the roll-ups and the regions."""
+    base = _held(b, "complaint_cube", cube_base_expr(b))
+    parts = [b.to_pyarrow(base)]
+    parts += [b.to_pyarrow(cube_rollup_expr(r, cube=base)) for r in sorted(RESOLUTIONS, reverse=True)
+              if r < cells.CELL_RES]
+    regional = cube_rollup_expr(cells.REGION_RES, cube=base)  # the cube's rows cell_regions reads
+    return {"complaint_cube": pa.concat_tables([p.cast(parts[0].schema) for p in parts]),
+            "cell_regions": b.to_pyarrow(cell_regions_expr(b, cube=regional)),
+            "version": b.to_pyarrow(version_expr(b))}
+
+
+def _held(b, name: str, expr: ir.Table) -> ir.Table:
+    """`expr` kept on the engine for the expressions that read it: a temporary table, or on Spark (which has
+    none) a cached temporary view."""
+    try:
+        b.create_table(name, expr, temp=True, overwrite=True)
+    except NotImplementedError:
+        b.create_view(name, expr, overwrite=True)
+        b.raw_sql(f"CACHE TABLE {name}")
+    return b.table(name)
+
+
+def store_computed(con: duckdb.DuckDBPyConnection, computed: dict[str, pa.Table]) -> None:
+    """Replace the store's derived tables with `computed` (from `compute`) in one transaction. They count as
+    current only if the version they were computed from is the store's (`current`): an engine that held an
+    older copy of the store leaves them not current, and the queries read the raw tables."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"DELETE FROM meta WHERE key = '{VERSION_KEY}'")
+        for name in TABLES:
+            con.register("computed", computed[name])
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+            con.execute(f"CREATE TABLE {name} AS SELECT * FROM computed")
+            con.unregister("computed")
+        con.register("computed", computed["version"])
+        con.execute("INSERT INTO meta SELECT key, value FROM computed")
+        con.unregister("computed")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -1,0 +1,75 @@
+"""Spark for the batch derivations (lib/engine/derive): a session on a master URL (`local[2]` on this machine,
+`spark://host:7077` or another cluster's URL in production) that holds the store's tables the derivations read,
+as an Ibis backend. pyspark (and a Java 17 runtime) is needed only here: `pip install pyspark==4.0.1`.
+
+The tables go to Spark from the store, as Arrow (only the columns read: `derive.SOURCES`): the cluster does
+the grouping and joining, the store keeps being the one copy of the data.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import duckdb
+
+from lib import engine
+from lib.engine import derive
+from lib.errors import NetzausbauError
+
+DEFAULT_MASTER = "local[2]"
+LOCAL_PARTITIONS = 4
+"""Shuffle partitions in local mode. Spark's default of 200 is for a cluster: on 2 cores the demo store's
+derivation took 87 s with it and 24 s with 4, the Spark start included."""
+
+
+class SparkMissing(NetzausbauError):
+    """pyspark is not installed."""
+
+
+def session(master: str = DEFAULT_MASTER, app_name: str = "netzausbau-derive"):
+    """A Spark session on `master`, in UTC, without its web UI, its warehouse in a temporary folder."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise SparkMissing("the derivations on Spark need pyspark: pip install pyspark==4.0.1 "
+                           "(and a Java 17 runtime)") from exc
+    scratch = tempfile.mkdtemp(prefix="netzausbau-spark-")
+    b = (SparkSession.builder.master(master).appName(app_name)
+         .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+         .config("spark.sql.session.timeZone", "UTC")
+         .config("spark.sql.warehouse.dir", f"{scratch}/warehouse")
+         .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={scratch}"))
+    if master.startswith("local"):  # one machine: a few shuffle partitions, not a cluster's 200
+        b = b.config("spark.sql.shuffle.partitions", str(LOCAL_PARTITIONS))
+    s = b.getOrCreate()
+    s.sparkContext.setLogLevel("ERROR")
+    return s
+
+
+def hand_over(spark_session, con: duckdb.DuckDBPyConnection):
+    """The store's tables the derivations read, as temporary views of `spark_session`; its Ibis backend."""
+    import ibis
+
+    source = engine.backend(con.cursor())
+    for name, columns in derive.SOURCES.items():
+        table = source.table(name).select(*columns).to_pyarrow()
+        spark_session.createDataFrame(table).createOrReplaceTempView(name)
+    return ibis.pyspark.connect(spark_session)
+
+
+def derive_on_spark(con: duckdb.DuckDBPyConnection, master: str = DEFAULT_MASTER,
+                    progress=lambda message: None) -> dict:
+    """Compute the derived tables on Spark at `master` and store them (`derive.store_computed`): the rows per
+    table written. `progress(message)` is told each step."""
+    progress(f"starting Spark at {master}")
+    s = session(master)
+    try:
+        progress("handing the store's tables to Spark")
+        b = hand_over(s, con)
+        progress("computing the complaint cube and the regions' cells")
+        computed = derive.compute(b)
+    finally:
+        s.stop()
+    progress("storing them")
+    derive.store_computed(con, computed)
+    return {name: computed[name].num_rows for name in derive.TABLES}
