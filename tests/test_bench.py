@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,3 +28,18 @@ def test_engine_benchmark_runs_from_an_empty_folder(tmp_path):
     assert res["ratio_end_to_end"] == base["total_s"] / ours["end_to_end_s"]
     assert res["ratio_query"] == base["query_s"] / ours["total_s"]
     assert "ratio end to end, baseline / ours" in run.stdout and "ratio query alone, baseline / ours" in run.stdout
+
+
+def test_engines_benchmark_runs_on_a_small_store(demo_db, tmp_path):
+    """bench/engines.py: a real PostgreSQL server, every table copied, each query on both engines."""
+    db = tmp_path / "store.duckdb"
+    shutil.copy(demo_db, db)
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "engines.py"), "--db", str(db), "--repeat", "1",
+                          "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    res = json.loads((out / "engines.json").read_text())
+    assert res["complaints"] == 8000 and res["copy_s"]["complaints"] > 0
+    assert len(res["rows"]) == 10 and all(r["same_row_count"] for r in res["rows"])
+    assert all(len(r["duckdb_ms"]) == len(r["postgres_ms"]) == 1 for r in res["rows"])
+    assert "derive: complaint cube and region cells" in run.stdout
