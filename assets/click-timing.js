@@ -17,7 +17,7 @@
   for (const type of ["pointerdown", "pointermove", "pointerup", "pointercancel"]) {
     window.addEventListener(type, (e) => {
       if (!overMap(e)) return;
-      const at = Math.round(performance.timeOrigin + e.timeStamp);
+      const at = realNow() - Math.round(performance.now() - e.timeStamp); // the wall clock, when it happened
       Date.now = () => at;
       setTimeout(() => { Date.now = realNow; }, 0); // a new task: after every listener of this event ran
     }, { capture: true });

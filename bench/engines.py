@@ -10,7 +10,7 @@
    `lib.cli derive` runs on another engine), median and fastest per engine and the ratio of the medians.
 
 Nothing is asserted; the figures go to bench/out/engines.json. Both engines run on this machine: DuckDB in
-this process, PostgreSQL with its default settings (no tuning, no indexes) on the same cores.
+this process, PostgreSQL with its default settings but fsync off (no tuning, no indexes) on the same cores.
 """
 
 from __future__ import annotations

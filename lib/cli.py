@@ -131,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except duckdb.IOException as exc:  # the store is held by another process (a running dashboard or import)
+        if args.cmd == "derive":
+            print(f"error: the store cannot be opened: {exc}. derive needs the store to itself: stop the dashboard "
+                  "(or wait for the import) first.", file=sys.stderr)
+            return 2
         print(f"error: the store cannot be opened: {exc}. Another import, or a dashboard started without serve.py "
               "(which answers the command line while it serves), is using it: wait for it, or stop it.",
               file=sys.stderr)

@@ -12,12 +12,17 @@ import glob
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.browser import free_port
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class NoPostgres(RuntimeError):
@@ -37,31 +42,36 @@ def bindir() -> Path:
 
 @contextlib.contextmanager
 def postgres_server(database: str = "netzausbau") -> Iterator[str]:
-    """Start a cluster with one database; yield its URL (postgresql://user@127.0.0.1:port/database)."""
+    """Start a cluster with one database; yield its URL (postgresql://user@127.0.0.1:port/database). The server
+    runs without fsync (a test's data need not survive a crash)."""
     bin_ = bindir()
     as_root = os.geteuid() == 0
     user = "postgres" if as_root else pwd.getpwuid(os.geteuid()).pw_name
-    home = Path(tempfile.mkdtemp(prefix="netzausbau-pg-"))
+    # as root in /tmp itself: the postgres account must reach the folder, and its socket path stays short
+    home = Path(tempfile.mkdtemp(prefix="netzausbau-pg-", dir="/tmp" if as_root else None))
     data = home / "data"
-    if as_root:
-        account = pwd.getpwnam("postgres")
-        os.chown(home, account.pw_uid, account.pw_gid)
     prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
 
     def run(*args: str) -> None:
         done = subprocess.run([*prefix, *args], capture_output=True, text=True, cwd=home)
         if done.returncode:
-            raise RuntimeError(f"{' '.join(args[:2])} failed: {done.stdout[-1500:]}{done.stderr[-1500:]}")
+            log = home / "server.log"
+            tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+            raise RuntimeError(f"{' '.join(args[:2])} failed: {done.stdout[-1500:]}{done.stderr[-1500:]}{tail}")
 
-    port = free_port()
     try:
+        if as_root:
+            account = pwd.getpwnam("postgres")
+            os.chown(home, account.pw_uid, account.pw_gid)
+        port = free_port()
         run(str(bin_ / "initdb"), "-D", str(data), "-U", user, "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8")
-        run(str(bin_ / "pg_ctl"), "-D", str(data), "-l", str(home / "server.log"), "-w", "-t", "60", "-o",
-            f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off", "start")
         try:
+            run(str(bin_ / "pg_ctl"), "-D", str(data), "-l", str(home / "server.log"), "-w", "-t", "60", "-o",
+                f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off", "start")
             run(str(bin_ / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", user, database)
             yield f"postgresql://{user}@127.0.0.1:{port}/{database}"
         finally:
-            run(str(bin_ / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+            if (data / "postmaster.pid").exists():
+                run(str(bin_ / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
     finally:
         shutil.rmtree(home, ignore_errors=True)

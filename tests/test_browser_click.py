@@ -2,7 +2,7 @@
 Chromium with software rendering.
 
 deck.gl finds the object under the pointer synchronously on the press; the first such pick after the map is
-drawn takes 0.3-0.6 s here. deck.gl then sees the release more than 250 ms after the press and drops the click,
+drawn takes 0.4-0.6 s here. deck.gl then sees the release more than 250 ms after the press and drops the click,
 unless the page judges the click by the events' own times (assets/click-timing.js). Playwright's
 `mouse.click` presses and releases at once, with no hover before, so every click below lands on a freshly
 drawn map and would be dropped without it.

@@ -26,6 +26,7 @@ Every statement is portable SQL: DROP TABLE IF EXISTS, CREATE TABLE ... AS and I
 
 from __future__ import annotations
 
+import contextlib
 from types import MappingProxyType
 
 import duckdb
@@ -173,26 +174,38 @@ SOURCES = MappingProxyType({name: tuple(cols) for name, cols in _SOURCES.items()
 def compute(b) -> dict[str, pa.Table]:
     """The derived tables and the version row, computed on the engine `b` (an Ibis backend holding the store's
     `SOURCES`: Spark, say) from the same expressions `refresh` runs: name -> Arrow table (complaint_cube,
-    cell_regions, version). The resolution-9 cube stays on the engine for the roll-ups and the regions."""
-    base = _held(b, "complaint_cube", cube_base_expr(b))
-    parts = [b.to_pyarrow(base)]
-    parts += [b.to_pyarrow(cube_rollup_expr(r, cube=base)) for r in sorted(RESOLUTIONS, reverse=True)
-              if r < cells.CELL_RES]
-    regional = cube_rollup_expr(cells.REGION_RES, cube=base)  # the cube's rows cell_regions reads
-    return {"complaint_cube": pa.concat_tables([p.cast(parts[0].schema) for p in parts]),
-            "cell_regions": b.to_pyarrow(cell_regions_expr(b, cube=regional)),
-            "version": b.to_pyarrow(version_expr(b))}
+    cell_regions, version). The resolution-9 cube stays on the engine for the roll-ups and the regions, under
+    a name of its own, dropped at the end."""
+    with _held(b, cube_base_expr(b)) as base:
+        parts = [b.to_pyarrow(base)]
+        parts += [b.to_pyarrow(cube_rollup_expr(r, cube=base)) for r in sorted(RESOLUTIONS, reverse=True)
+                  if r < cells.CELL_RES]
+        regional = cube_rollup_expr(cells.REGION_RES, cube=base)  # the cube's rows cell_regions reads
+        return {"complaint_cube": pa.concat_tables([p.cast(parts[0].schema) for p in parts]),
+                "cell_regions": b.to_pyarrow(cell_regions_expr(b, cube=regional)),
+                "version": b.to_pyarrow(version_expr(b))}
 
 
-def _held(b, name: str, expr: ir.Table) -> ir.Table:
-    """`expr` kept on the engine for the expressions that read it: a temporary table, or on Spark (which has
-    none) a cached temporary view."""
+@contextlib.contextmanager
+def _held(b, expr: ir.Table):
+    """`expr` kept on the engine while the expressions that read it run, under a new name (never one of the
+    store's tables): a temporary table, or on Spark (which has none) a cached temporary view; dropped after."""
+    name = ibis.util.gen_name("derive_held")
     try:
-        b.create_table(name, expr, temp=True, overwrite=True)
+        b.create_table(name, expr, temp=True)
+        view = False
     except NotImplementedError:
-        b.create_view(name, expr, overwrite=True)
+        b.create_view(name, expr)
         b.raw_sql(f"CACHE TABLE {name}")
-    return b.table(name)
+        view = True
+    try:
+        yield b.table(name)
+    finally:
+        if view:
+            b.raw_sql(f"UNCACHE TABLE IF EXISTS {name}")
+            b.drop_view(name, force=True)
+        else:
+            b.drop_table(name, force=True)
 
 
 def store_computed(con: duckdb.DuckDBPyConnection, computed: dict[str, pa.Table]) -> None:

@@ -8,6 +8,7 @@ the grouping and joining, the store keeps being the one copy of the data.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 
 import duckdb
@@ -26,14 +27,14 @@ class SparkMissing(NetzausbauError):
     """pyspark is not installed."""
 
 
-def session(master: str = DEFAULT_MASTER, app_name: str = "netzausbau-derive"):
-    """A Spark session on `master`, in UTC, without its web UI, its warehouse in a temporary folder."""
+def session(master: str = DEFAULT_MASTER, scratch: str | None = None, app_name: str = "netzausbau-derive"):
+    """A new Spark session on `master`, in UTC, without its web UI, its warehouse in the folder `scratch`."""
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:
         raise SparkMissing("the derivations on Spark need pyspark: pip install pyspark==4.0.1 "
                            "(and a Java 17 runtime)") from exc
-    scratch = tempfile.mkdtemp(prefix="netzausbau-spark-")
+    scratch = scratch or tempfile.mkdtemp(prefix="netzausbau-spark-")
     b = (SparkSession.builder.master(master).appName(app_name)
          .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
          .config("spark.sql.session.timeZone", "UTC")
@@ -60,16 +61,29 @@ def hand_over(spark_session, con: duckdb.DuckDBPyConnection):
 def derive_on_spark(con: duckdb.DuckDBPyConnection, master: str = DEFAULT_MASTER,
                     progress=lambda message: None) -> dict:
     """Compute the derived tables on Spark at `master` and store them (`derive.store_computed`): the rows per
-    table written. `progress(message)` is told each step."""
-    progress(f"starting Spark at {master}")
-    s = session(master)
+    table written. `progress(message)` is told each step. A Spark session already running in this process (a
+    notebook's, say) is used as it is and left running; otherwise one is started and stopped."""
     try:
-        progress("handing the store's tables to Spark")
-        b = hand_over(s, con)
-        progress("computing the complaint cube and the regions' cells")
-        computed = derive.compute(b)
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise SparkMissing("the derivations on Spark need pyspark: pip install pyspark==4.0.1 "
+                           "(and a Java 17 runtime)") from exc
+    running = SparkSession.getActiveSession()
+    scratch = None if running else tempfile.mkdtemp(prefix="netzausbau-spark-")
+    try:
+        progress(f"starting Spark at {master}" if not running else "using the running Spark session")
+        s = running or session(master, scratch)
+        try:
+            progress("handing the store's tables to Spark")
+            b = hand_over(s, con)
+            progress("computing the complaint cube and the regions' cells")
+            computed = derive.compute(b)
+        finally:
+            if not running:
+                s.stop()
     finally:
-        s.stop()
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
     progress("storing them")
     derive.store_computed(con, computed)
     return {name: computed[name].num_rows for name in derive.TABLES}

@@ -248,7 +248,7 @@ def site_kinds(con) -> pd.DataFrame:
 def outlines_expr(con, region: str | None) -> ir.Table:
     """region_id, name, geometry, inner of the states (region None), or of one region and the regions within it
     (whose parent it is: its districts or city areas, when the store has them; `inner` true for those), the
-    region first; unexecuted."""
+    region last, so that its outline is drawn over theirs where they meet; unexecuted."""
     r = engine.backend(con).table("regions")
     if region:
         r = r.filter((r.region_id == ibis.literal(region)) | (r.parent_id == ibis.literal(region)))
@@ -256,7 +256,8 @@ def outlines_expr(con, region: str | None) -> ir.Table:
     else:
         r = r.filter(r.level == "state")
         inner = ibis.literal(False)
-    return r.select("region_id", "name", "geometry", inner=inner).order_by(["inner", "name", "region_id"])
+    return r.select("region_id", "name", "geometry", inner=inner).order_by([ibis.desc("inner"), "name",
+                                                                            "region_id"])
 
 
 class Outlines(list):
