@@ -15,6 +15,7 @@ import decimal
 import math
 import shutil
 import sys
+from pathlib import Path
 
 import ibis
 import numpy as np
@@ -157,6 +158,15 @@ def test_a_difference_is_seen(duck, other):
     assert got == rows(engine.backend(duck.cursor()).execute(build(duck)))
 
 
+def copy_of(duck, folder) -> Path:
+    """A copy of the DuckDB world's store file, in `folder`."""
+    copy = folder / "store.duckdb"
+    duck.execute("CHECKPOINT")
+    shutil.copy(duck.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()")
+                .fetchone()[0], copy)
+    return copy
+
+
 def table_rows(con, name: str) -> list[tuple]:
     return rows(con.execute(f"SELECT * FROM {name}").df())
 
@@ -165,10 +175,7 @@ def test_the_derived_tables_computed_on_spark_are_duckdbs(duck, tmp_path, capsys
     """The batch derivations on Spark (local mode, `python -m lib.cli derive --spark local[2]`), from the same
     expressions, written into a copy of the store: the same complaint cube and region membership as DuckDB
     derives, and current."""
-    copy = tmp_path / "store.duckdb"
-    duck.execute("CHECKPOINT")
-    shutil.copy(duck.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()")
-                .fetchone()[0], copy)
+    copy = copy_of(duck, tmp_path)
     con = store.connect(copy)
     try:
         con.execute("DROP TABLE complaint_cube")  # nothing of DuckDB's own derivation is left to find
@@ -191,10 +198,7 @@ def test_the_derived_tables_computed_on_spark_are_duckdbs(duck, tmp_path, capsys
 
 
 def test_derive_on_spark_without_pyspark_says_so_and_changes_nothing(duck, tmp_path, monkeypatch, capsys):
-    copy = tmp_path / "store.duckdb"
-    duck.execute("CHECKPOINT")
-    shutil.copy(duck.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()")
-                .fetchone()[0], copy)
+    copy = copy_of(duck, tmp_path)
     before = table_rows(duck, "complaint_cube")
     monkeypatch.setitem(sys.modules, "pyspark.sql", None)  # import pyspark.sql fails, as when it is not installed
     assert cli.main(["--db", str(copy), "derive", "--spark"]) == 2
@@ -208,10 +212,7 @@ def test_derive_on_spark_without_pyspark_says_so_and_changes_nothing(duck, tmp_p
 
 def test_derived_tables_from_an_older_copy_are_not_current(duck, tmp_path):
     """An engine holding an older copy of the store (an import since): its tables are stored, not current."""
-    copy = tmp_path / "store.duckdb"
-    duck.execute("CHECKPOINT")
-    shutil.copy(duck.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()")
-                .fetchone()[0], copy)
+    copy = copy_of(duck, tmp_path)
     con = store.connect(copy)
     try:
         b = engine.backend(con.cursor())
