@@ -27,13 +27,19 @@ class SparkMissing(NetzausbauError):
     """pyspark is not installed."""
 
 
-def session(master: str = DEFAULT_MASTER, scratch: str | None = None, app_name: str = "netzausbau-derive"):
-    """A new Spark session on `master`, in UTC, without its web UI, its warehouse in the folder `scratch`."""
+def _spark_session_class():
+    """pyspark's SparkSession, or SparkMissing saying how to install it."""
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:
         raise SparkMissing("the derivations on Spark need pyspark: pip install pyspark==4.0.1 "
                            "(and a Java 17 runtime)") from exc
+    return SparkSession
+
+
+def session(master: str = DEFAULT_MASTER, scratch: str | None = None, app_name: str = "netzausbau-derive"):
+    """A new Spark session on `master`, in UTC, without its web UI, its warehouse in the folder `scratch`."""
+    SparkSession = _spark_session_class()  # noqa: N806 - pyspark's class
     scratch = scratch or tempfile.mkdtemp(prefix="netzausbau-spark-")
     b = (SparkSession.builder.master(master).appName(app_name)
          .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
@@ -63,11 +69,7 @@ def derive_on_spark(con: duckdb.DuckDBPyConnection, master: str = DEFAULT_MASTER
     """Compute the derived tables on Spark at `master` and store them (`derive.store_computed`): the rows per
     table written. `progress(message)` is told each step. A Spark session already running in this process (a
     notebook's, say) is used as it is and left running; otherwise one is started and stopped."""
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError as exc:
-        raise SparkMissing("the derivations on Spark need pyspark: pip install pyspark==4.0.1 "
-                           "(and a Java 17 runtime)") from exc
+    SparkSession = _spark_session_class()  # noqa: N806 - pyspark's class
     running = SparkSession.getActiveSession()
     scratch = None if running else tempfile.mkdtemp(prefix="netzausbau-spark-")
     try:
