@@ -3,7 +3,8 @@
 One DuckDB connection per store file is held in `st.cache_resource`; every query runs on
 its own `con.cursor()` (a connection is not safe across Streamlit's session threads).
 Cached queries are keyed by small inputs plus a store version token (the store's path and
-newest import), so an import through the app, or a store rebuilt on disk, invalidates them.
+newest import, read again after each write this process commits: lib/changes), so an import through the app,
+or a store rebuilt on disk, invalidates them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import streamlit as st
 
-from lib import audit, baselayer, export, store, warmup
+from lib import audit, baselayer, changes, export, store, warmup
 from lib.errors import NetzausbauError, StoreError
 from lib.public import i18n, regionview, snapshot
 from lib.views import bottlenecks, mapdraw, maps, mapurl, overview, places, publish, rollout, story
@@ -87,12 +88,25 @@ def get_store(create: bool = False) -> duckdb.DuckDBPyConnection | None:
                          "Reload this page when it has finished.") from exc
 
 
+_VERSIONS: dict[int, tuple[duckdb.DuckDBPyConnection, int, str]] = {}  # id(con) -> (con, changes.now(), token)
+
+
 def version(con: duckdb.DuckDBPyConnection) -> str:
-    """A token that changes with every import: the store's path, newest import id and time."""
+    """A token that changes with every import: the store's path, newest import id and time. Read from the store
+    once per connection and committed write of this process (lib/changes), not on every cached call (5-6 a
+    page run, each a query that 20 planners' runs wait on in turn)."""
+    seen = changes.now()  # before the read: a write committed during it makes the next call read again
+    held = _VERSIONS.get(id(con))
+    if held is not None and held[0] is con and held[1] == seen:
+        return held[2]
     with con.cursor() as cur:
         row = cur.execute("SELECT (SELECT path FROM duckdb_databases() WHERE database_name = current_database()), "
                           "max(import_id), max(imported_at) FROM import_log").fetchall()[0]
-    return "|".join(map(str, row))
+    token = "|".join(map(str, row))
+    if len(_VERSIONS) > 16:  # connections of stores replaced or released since
+        _VERSIONS.clear()
+    _VERSIONS[id(con)] = (con, seen, token)
+    return token
 
 
 QUERIES = MappingProxyType({

@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from lib import audit
+from lib import audit, changes
 from lib.engine import derive
 from lib.errors import ImportRefused, NetzausbauError, StoreError
 from lib.ingest import bulk, lifeline, schema
@@ -267,6 +267,7 @@ def _import(con: duckdb.DuckDBPyConnection, t: schema.Table, data: bytes | Path,
         con.execute("ROLLBACK")
         _drop_stage(con)  # made outside the transaction
         raise
+    changes.bump()
     return result
 
 

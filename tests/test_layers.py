@@ -19,6 +19,7 @@ BASE = ["lib.errors", "lib.cells"]
 ALLOWED = {
     "lib.errors": [],
     "lib.cells": [],
+    "lib.changes": [],
     "lib.export": [],
     "lib.access": ["lib.errors"],
     "lib.audit": [],
@@ -27,8 +28,8 @@ ALLOWED = {
     "lib.baselayer": ["lib.geonames"],
     "lib.icon": [],
     "lib.ingest*": [*BASE, "lib.ingest*"],
-    "lib.engine*": [*BASE, "lib.engine*", "lib.ingest.schema"],
-    "lib.store": [*BASE, "lib.ingest*", "lib.engine.derive", "lib.audit"],
+    "lib.engine*": [*BASE, "lib.engine*", "lib.ingest.schema", "lib.changes"],
+    "lib.store": [*BASE, "lib.ingest*", "lib.engine.derive", "lib.audit", "lib.changes"],
     "lib.views*": [*BASE, "lib.export", "lib.audit", "lib.basemap", "lib.baselayer", "lib.geonames",
                    "lib.ingest.schema", "lib.engine*", "lib.store",
                    "lib.views*",

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lib import cache, cells, store
+from lib import cache, cells, changes, store
 from lib.ingest import schema
 
 APP = "../dashboard.py"
@@ -170,6 +170,26 @@ def test_import_flow_imports_refuses_and_invalidates_caches(tiny_db, bad_complai
     assert rejects["row"].tolist() == [3, 4] and list(rejects.columns) == ["row", "field", "value", "reason", "record"]
     again = cache.import_files(con, [("bad.csv", bad_complaints)], table="complaints")[0]
     assert again.import_id is None and "identical to import #7" in again.result.summary()
+
+
+def test_the_version_token_is_read_again_after_each_committed_write_only(tiny_db, bad_complaints, tmp_path):
+    con = cache.get_store()
+    first = cache.version(con)
+    with con.cursor() as cur:  # a row no import of this process wrote: the held token is kept, nothing asked
+        cur.execute("INSERT INTO import_log (import_id, table_name, imported_at) VALUES (99, 'x', now())")
+    assert cache.version(con) == first
+    changes.bump()  # any committed write of this process: the token is read again and sees the row
+    moved = cache.version(con)
+    assert moved != first and "|99|" in moved
+    with con.cursor() as cur:
+        res = store.import_file(cur, bad_complaints, table="complaints", file_name="bad.csv")
+    assert cache.version(con).split("|")[1] == str(res.import_id) == "100"  # an import moves it at once
+    other = store.connect(tmp_path / "other.duckdb")  # another store (a file replaced on disk): its own token
+    try:
+        assert cache.version(other).split("|")[0].endswith("other.duckdb")
+        assert cache.version(con).split("|")[1] == "100"
+    finally:
+        other.close()
 
 
 def test_data_page_shows_the_outcome_of_an_import(tiny_db, bad_complaints):

@@ -34,7 +34,7 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
-from lib import cells, engine
+from lib import cells, changes, engine
 
 RESOLUTIONS = tuple(sorted({7, 8, 9, cells.REGION_RES}))
 """Resolutions the cube holds (hotspot resolutions and the region resolution)."""
@@ -227,6 +227,7 @@ def store_computed(con: duckdb.DuckDBPyConnection, computed: dict[str, pa.Table]
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    changes.bump()
 
 
 def current(con) -> bool:
