@@ -1,0 +1,72 @@
+"""serve.py reads Streamlit's options without its config lock (`ParsedOptions`): the same values as
+Streamlit's own reading, every later change at once, and never a parse half done."""
+
+from __future__ import annotations
+
+import copy
+import threading
+
+import pytest
+from streamlit import config
+
+import serve
+
+
+@pytest.fixture
+def parsed():
+    config.get_config_options()  # parsed, as a server does when it starts (serve.py may be imported before)
+    got = serve.ParsedOptions.install()  # serve.py installed it on import: the same object again
+    assert got is not None and config.get_option.__self__ is got and got.options is not None
+    assert serve.ParsedOptions.install() is got  # once per process, not wrapped twice
+    return got
+
+
+def test_every_option_reads_as_streamlit_reads_it(parsed):
+    keys = list(config._config_options)
+    assert len(keys) > 100
+    for key in keys:
+        assert parsed.get_option(key) == parsed.locked(key), key
+    assert config.get_option("runner.postScriptGC") is False  # .streamlit/config.toml's, not the default
+    with pytest.raises(RuntimeError, match="not defined"):  # an unknown key: Streamlit's own answer
+        config.get_option("no.suchOption")
+
+
+def test_a_value_set_later_is_read_at_once(parsed):
+    before = config.get_option("client.toolbarMode")
+    other = "minimal" if before != "minimal" else "viewer"
+    try:
+        config.set_option("client.toolbarMode", other)
+        assert config.get_option("client.toolbarMode") == other == parsed.locked("client.toolbarMode")
+    finally:
+        config.set_option("client.toolbarMode", before)
+    assert config.get_option("client.toolbarMode") == before
+
+
+def test_a_parse_under_way_is_not_read_and_a_finished_one_is(parsed):
+    held = config._config_options
+    seen = []
+    with config._config_lock:  # as a new parse does: fresh defaults in place, filled in under the lock
+        config._config_options = copy.deepcopy(config._config_options_template)
+        try:
+            reader = threading.Thread(target=lambda: seen.append(config.get_option("runner.postScriptGC")))
+            reader.start()
+            reader.join(5)
+        finally:
+            config._config_options = held
+    assert seen == [False]  # the last finished parse's value, not the default (True) of the one under way
+    config._on_config_parsed.send()  # a parse ends: its options are read from then on
+    assert parsed.options is not None and parsed.options["runner.postScriptGC"] is held["runner.postScriptGC"]
+
+
+def test_before_the_first_parse_streamlit_reads_them(parsed, monkeypatch):
+    monkeypatch.setattr(parsed, "options", None)
+    asked = []
+    monkeypatch.setattr(parsed, "locked", lambda key: asked.append(key) or "streamlit's")
+    assert config.get_option("server.port") == "streamlit's" and asked == ["server.port"]
+
+
+def test_a_streamlit_without_these_internals_keeps_its_own_reading(monkeypatch):
+    monkeypatch.setattr(config, "get_option", lambda key: "own")
+    monkeypatch.delattr(config, "_config_options")
+    assert serve.ParsedOptions.install() is None
+    assert config.get_option("x") == "own"
