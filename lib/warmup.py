@@ -5,7 +5,9 @@ builds the Gi* grids (0.1 s at resolution 7, 0.4-0.8 s at 8), reads the network 
 the serving sites of every place with complaints (lib/engine/serving, about 6 s at 10M complaints). The app
 starts this when it opens the store (lib/cache), and then makes the view each page opens with
 (`cache.warm_pages`), so a planner who opens a page once the warm-up is done (the server logs "warm-up done")
-finds them held; one who comes sooner waits for the same build (lib/engine/kept), not for a second one.
+finds them held; one who comes sooner waits for the same build (lib/engine/kept), not for a second one. The
+complaints' arrays and the servers are kept in files beside the store (lib/engine/keptfiles): a later start
+with the same content reads them (at 10M complaints about 0.3 s instead of 9).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Modules: `derive` (derived tables after each import), `hotspots`, `heldcounts`, `gistar`, `rings` and `trends`
 (complaint counts, Gi* hotspots, trend classes), `network`, `rules` and `linkage` (serving sites and relief),
 `asof` (the network as of a date), `progress` (rollout series and forecast), `impact` (before/after effect),
-`kept` (values held in memory per store content).
+`kept` (values held in memory per store content), `keptfiles` (arrays kept in files beside the store for the next
+start).
 
 The query layer: Ibis expressions over the store.
 

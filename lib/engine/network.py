@@ -79,6 +79,8 @@ class Network:
     link_ids: np.ndarray
     links: pd.DataFrame
     link_dates: dict
+    content: tuple = field(default=(), compare=False, repr=False)
+    """The first `FINGERPRINT_SQL` row the network was read under (the three tables' content; () when not known)."""
     _once: kept.Once = field(default_factory=kept.Once, compare=False, repr=False)
 
     def once(self, key: tuple, build):
@@ -94,7 +96,8 @@ def held(con) -> Network:
     """The network of the store behind `con`, read once per content on DuckDB (`read` on other engines)."""
     if not isinstance(con, duckdb.DuckDBPyConnection):
         return read(con)
-    return _HELD.get(tuple(con.execute(sql).fetchall()[0] for sql in FINGERPRINT_SQL), lambda: read(con))
+    fingerprint = tuple(con.execute(sql).fetchall()[0] for sql in FINGERPRINT_SQL)
+    return _HELD.get(fingerprint, lambda: dataclasses.replace(read(con), content=fingerprint[0]))
 
 
 def clear() -> None:

@@ -1,0 +1,140 @@
+"""Arrays built from a store's content, kept in files beside the store so that a new process reads them instead
+of building them again.
+
+At 10M complaints a server's start read the complaints into arrays (lib/engine/heldcounts, about 2 s) and found
+the serving sites of every place (lib/engine/serving, about 6 s) before the first view. Both depend on the
+store's content only, so they are written once, beside the store, and a later start (or a command) with the
+same content maps them in. An entry is found by its content key: what the caller read from the store (the
+complaints' count and a hash over every column read, say), the version of the code that builds it (the
+builder's source files) and DuckDB's version (its hash function gives the key). Any other content, code or
+DuckDB builds it anew; a missing, partial or unreadable entry is built anew too, never trusted.
+
+    <store>.kept/<name>-<digest>/   one entry: manifest.json and one .npy per array (mode 0700, like the store)
+
+Each name keeps its newest entry only. Writing is best effort: a store in memory or in a folder this process
+cannot write is served as before, from the arrays built in memory. The files hold what the store holds (times,
+cells, channels of complaints; no text), with the store's own access; a public server has neither.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+SUFFIX = ".kept"
+MANIFEST = "manifest.json"
+
+Arrays = dict[str, np.ndarray]
+
+
+def store_file(con) -> Path | None:
+    """The file of the DuckDB store behind `con`; None for a database in memory or another engine."""
+    if not isinstance(con, duckdb.DuckDBPyConnection):
+        return None
+    row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()
+    path = row[0][0] if row else None
+    return Path(path) if path and path != ":memory:" else None
+
+
+def folder(store: Path) -> Path:
+    """Where the entries of the store file `store` are kept."""
+    return store.with_name(store.name + SUFFIX)
+
+
+@functools.cache
+def _code(files: tuple[str, ...]) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        h.update(Path(f).read_bytes())
+    return h.hexdigest()
+
+
+def digest(name: str, key: tuple, code: Iterable[str]) -> str:
+    """The entry's name part for `key` built by the code in the files `code` (and this DuckDB and format)."""
+    text = repr((FORMAT, name, tuple(key), duckdb.__version__, np.__version__, _code(tuple(sorted(code)))))
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def get(con, name: str, key: tuple, build: Callable[[], Arrays], code: Iterable[str]) -> Arrays:
+    """The arrays of `name` for the content `key`: read from the store's kept files when an entry of this key
+    and code is there, else `build()` and kept there for the next process. Read-only arrays either way."""
+    store = store_file(con)
+    if store is None:
+        return _frozen(build())
+    entry = folder(store) / f"{name}-{digest(name, key, code)}"
+    arrays = _read(entry)
+    if arrays is not None:
+        log.info("%s read from %s", name, entry)
+        return arrays
+    arrays = _frozen(build())
+    _write(entry, arrays)
+    return arrays
+
+
+def _frozen(arrays: Arrays) -> Arrays:
+    for a in arrays.values():
+        a.setflags(write=False)
+    return arrays
+
+
+def _read(entry: Path) -> Arrays | None:
+    """The arrays of a complete entry (mapped in, read-only), or None: missing, partial or unreadable."""
+    try:
+        manifest = json.loads((entry / MANIFEST).read_text(encoding="utf-8"))
+        out = {}
+        for name, (dtype, shape) in manifest["arrays"].items():
+            a = np.asarray(np.load(entry / f"{name}.npy", mmap_mode="r", allow_pickle=False))
+            if a.dtype != np.dtype(dtype) or list(a.shape) != shape:
+                raise ValueError(f"{name}: {a.dtype}{a.shape}, the manifest says {dtype}{shape}")
+            out[name] = a
+        return _frozen(out)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("kept arrays at %s cannot be read (%s): built again", entry, exc)
+        return None
+
+
+def _write(entry: Path, arrays: Arrays) -> None:
+    """Keep `arrays` as `entry` (written aside, then renamed: a reader sees all of it or none), and drop the
+    older entries of its name. A failure is logged, never raised."""
+    base = entry.parent
+    tmp = None
+    try:
+        base.mkdir(mode=0o700, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".writing-", dir=base))
+        for name, a in arrays.items():
+            np.save(tmp / f"{name}.npy", np.ascontiguousarray(a), allow_pickle=False)
+        manifest = {"arrays": {name: [a.dtype.str, list(a.shape)] for name, a in arrays.items()}}
+        (tmp / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+        if entry.exists():  # damaged (`_read` refused it): replaced
+            shutil.rmtree(entry, ignore_errors=True)
+        try:
+            os.rename(tmp, entry)
+        except OSError:  # another process kept the same entry in the meantime: theirs serves
+            shutil.rmtree(tmp, ignore_errors=True)
+        tmp = None
+        prefix = entry.name.rsplit("-", 1)[0] + "-"
+        stale = time.time() - 3600  # what a process killed while writing left
+        for old in base.iterdir():
+            if ((old.name.startswith(prefix) and old.name != entry.name)
+                    or (old.name.startswith(".writing-") and old.stat().st_mtime < stale)):
+                shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        log.info("arrays not kept at %s: %s", entry, exc)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
