@@ -14,7 +14,10 @@ never at once) and each page (Overview, Planner map, Rollout), on its own copy o
 3. in that session, change the page's date and its region `--inputs` times each, as a person does (Rollout:
    type a date and press Enter, pick a region in its box; Planner map: the date slider one step with the arrow
    key, a region in its box; Overview: another region level): **answer to a new input**, from the key press or
-   click to the page drawn again (the script has run and the browser has painted twice since).
+   click to the page drawn again (the script has run and the browser has painted twice since);
+4. stop the server, start it again on the same store and open the page at once: **first view, right after a
+   restart** (what the first start kept beside the store, lib/engine/keptfiles, is read instead of built; the
+   first start had none).
 
 A view is done when the page's last element is there and the script has finished (`data-test-script-state`),
 timed in the page itself (performance.now()). The browser is a returning user's: every start of a code serves
@@ -42,6 +45,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import load  # noqa: E402  (bench/load.py: the server and the baseline worktree)
 
+from lib.engine import keptfiles  # noqa: E402
 from tests.browser import ARGS, CHROMIUM, IDLE  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
@@ -217,10 +221,11 @@ def measure(root: Path, label: str, db: Path, n_inputs: int, data_day: str, page
             print(f"{label:>18} floor     first view of a tiny page with a table, a chart and a map: "
                   + ", ".join(f"{v:.2f}" for v in out["floor"]) + " s", flush=True)
             copy = OUT / f"pages-store-{label}.duckdb"
+            url = f"http://127.0.0.1:{port}"
             for name in pages:
                 shutil.copy(db, copy)
+                shutil.rmtree(keptfiles.folder(copy), ignore_errors=True)  # a store this code never served
                 server = load.Server(None, gc=False, root=root, label=f"pages-{label}", db=copy, port=port)
-                url = f"http://127.0.0.1:{port}"
                 try:
                     cold, page = first_view(context, url, name)
                     page.close()
@@ -232,11 +237,18 @@ def measure(root: Path, label: str, db: Path, n_inputs: int, data_day: str, page
                     page.close()
                 finally:
                     server.stop()
+                server = load.Server(None, gc=False, root=root, label=f"pages-{label}", db=copy, port=port)
+                try:  # the same store again: what the last start left beside it (lib/engine/keptfiles) is there
+                    again, page = first_view(context, url, name)
+                    page.close()
+                finally:
+                    server.stop()
                 out[name] = {"first_view_at_start_s": cold, "warm_up_s": warm_wait, "first_view_after_warm_up_s": warm,
-                             "answers_s": answers}
+                             "first_view_at_restart_s": again, "answers_s": answers}
                 print(f"{label:>18} {name:9} first view at start {cold:6.2f} s, after warm-up ({warm_wait:4.0f} s) "
-                      f"{warm:5.2f} s; " + "; ".join(f"{k} {', '.join(f'{v:.2f}' for v in vs)} s"
-                                                     for k, vs in answers.items()), flush=True)
+                      f"{warm:5.2f} s, at a restart {again:6.2f} s; "
+                      + "; ".join(f"{k} {', '.join(f'{v:.2f}' for v in vs)} s" for k, vs in answers.items()),
+                      flush=True)
         finally:
             browser.close()
     return out
@@ -275,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in pages:
         rows = [("first view right after a start", lambda r: r["first_view_at_start_s"]),
                 ("server busy after start (warm-up)", lambda r: r["warm_up_s"]),
-                ("first view after the warm-up", lambda r: r["first_view_after_warm_up_s"])]
+                ("first view after the warm-up", lambda r: r["first_view_after_warm_up_s"]),
+                ("first view right after a restart", lambda r: r["first_view_at_restart_s"])]
         for kind in results[codes[0][1]][name]["answers_s"]:
             rows.append((f"new {kind}: median / max", lambda r, k=kind: r["answers_s"][k]))
         for title, get in rows:
