@@ -63,7 +63,7 @@ def _open(path: str, identity: int) -> duckdb.DuckDBPyConnection:
     hold in memory is read ahead in the background (lib/warmup)."""
     con = store.connect(path)
     # the towns that name hotspots (geonames is read once, about 1 s), then each page's first view
-    warmup.start(con, also=(places.warm, lambda: warm_pages(con)))
+    warmup.start(con, also=(("towns", places.warm), ("pages' first views", lambda: warm_pages(con))))
     return con
 
 

@@ -28,33 +28,47 @@ RESOLUTIONS = (7, cells.REGION_RES)
 """Grids built ahead: the map's whole-Germany resolution and the rollout's (regions') resolution."""
 
 
-def warm(con: duckdb.DuckDBPyConnection, also: tuple[Callable[[], object], ...] = ()) -> None:
+Steps = tuple[tuple[str, Callable[[], object]], ...]
+
+
+def warm(con: duckdb.DuckDBPyConnection, also: Steps = ()) -> dict[str, float]:
     """Hold the network, the complaints, their grids at `RESOLUTIONS` and their serving sites for the store
-    behind `con`; then call each of `also` (what the pages read besides the store, such as the towns)."""
+    behind `con`; then run each of `also` ((name, function): what the pages read besides the store, such as
+    the towns). Returns the seconds of each step, by name (the server logs them)."""
+    took: dict[str, float] = {}
+
+    def step(name: str, f: Callable[[], object]):
+        began = time.monotonic()
+        out = f()
+        took[name] = time.monotonic() - began
+        return out
+
     cur = con.cursor()
     try:
-        net = network.held(cur)
-        for res in RESOLUTIONS:
-            hotspots.held_grid(cur, res)
-        serving.served_load(cur, net)
+        net = step("network", lambda: network.held(cur))
+        for i, res in enumerate(RESOLUTIONS):  # the first also reads the complaints
+            step(f"complaints, grid {res}" if i == 0 else f"grid {res}", lambda res=res: hotspots.held_grid(cur, res))
+        step("servers", lambda: serving.served_load(cur, net))
     finally:
         cur.close()
-    for f in also:
-        f()
+    for name, f in also:
+        step(name, f)
+    return took
 
 
 _RUNNING: set[threading.Thread] = set()  # warm-ups not yet finished (`wait`)
 _RUNNING_LOCK = threading.Lock()
 
 
-def start(con: duckdb.DuckDBPyConnection, also: tuple[Callable[[], object], ...] = ()) -> threading.Thread:
+def start(con: duckdb.DuckDBPyConnection, also: Steps = ()) -> threading.Thread:
     """`warm` in a daemon thread; a failure is logged, never raised (the first view then builds it)."""
 
     def run() -> None:
         began = time.monotonic()
         try:
-            warm(con, also)
-            log.info("warm-up done in %.1f s", time.monotonic() - began)
+            took = warm(con, also)
+            log.info("warm-up done in %.1f s (%s)", time.monotonic() - began,
+                     ", ".join(f"{name} {seconds:.1f} s" for name, seconds in took.items()))
         except Exception:  # noqa: BLE001 - a warm-up must not take the app down; the view reports real errors
             log.warning("warm-up of the held store data failed", exc_info=True)
         finally:

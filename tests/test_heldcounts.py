@@ -158,9 +158,13 @@ def test_a_value_is_built_once_by_concurrent_callers_and_again_after_a_failure()
     assert kept_.values() == ["built", 3]  # the newest two
 
 
-def test_the_warm_up_holds_what_the_first_view_reads(shuffled, monkeypatch):
+def test_the_warm_up_holds_what_the_first_view_reads(shuffled, monkeypatch, caplog):
     con, _ = shuffled
-    warmup.start(con).join(timeout=60)
+    caplog.set_level("INFO", logger="lib.warmup")
+    warmup.start(con, also=(("towns", lambda: None),)).join(timeout=60)
+    done = [r.getMessage() for r in caplog.records if r.getMessage().startswith("warm-up done in")]
+    assert len(done) == 1 and all(f"{step} " in done[0] for step in (  # each step's seconds in the server's log
+        "network", "complaints, grid 7", "grid 8", "servers", "towns")), done
     monkeypatch.setattr(heldcounts, "read", lambda c: pytest.fail("read again after the warm-up"))
     monkeypatch.setattr(hotspots, "_grid", lambda *a: pytest.fail("grid built again after the warm-up"))
     monkeypatch.setattr(network, "read", lambda c: pytest.fail("network read again after the warm-up"))
