@@ -123,21 +123,22 @@ class ParsedOptions:
 
     Streamlit reads an option (`config.get_option`) for every message it sends, under one process-wide lock;
     with 20 page runs at once their threads queued on that lock (a profile of the Planner map under 20
-    planners: 45 % of the samples waited there). This reads the options of the last finished parse instead:
-    the option objects themselves, so a value set later (`config.set_option`) is read at once, and a parse
-    under way is read only when it is done (Streamlit fills its new options in place, under the lock). A key
-    not known yet, or reading before the first parse, goes to Streamlit's own `get_option`."""
+    planners: 45 % of the samples waited there). This reads the option objects of the last finished parse
+    without the lock, so a value set later (`config.set_option`, which sets it on the same object) is read at
+    once. While a parse is under way (Streamlit then holds a new, half-filled set of options) every read goes
+    through Streamlit's own locked `get_option`: the parsing thread reads what it has just set, the others wait
+    until it is done. So does a key not known, and reading before the first parse."""
 
     def __init__(self, locked: Callable[[str], Any]):
         self.locked, self.options = locked, None
 
     def take(self) -> None:
         """The options of the parse just finished (Streamlit calls this under its lock, or `install` does)."""
-        self.options = dict(config._config_options) if config._config_options else None
+        self.options = config._config_options
 
     def get_option(self, key: str) -> Any:
         options = self.options
-        if options is None or key not in options:
+        if options is None or options is not config._config_options or key not in options:
             return self.locked(key)
         return options[key].value
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import runpy
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +89,8 @@ def get_store(create: bool = False) -> duckdb.DuckDBPyConnection | None:
                          "Reload this page when it has finished.") from exc
 
 
-_VERSIONS: dict[int, tuple[duckdb.DuckDBPyConnection, int, str]] = {}  # id(con) -> (con, changes.now(), token)
+_VERSIONS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, tuple[int, str]] = weakref.WeakKeyDictionary()
+"""con -> (changes.now() when its token was read, the token)."""
 
 
 def version(con: duckdb.DuckDBPyConnection) -> str:
@@ -96,16 +98,14 @@ def version(con: duckdb.DuckDBPyConnection) -> str:
     once per connection and committed write of this process (lib/changes), not on every cached call (5-6 a
     page run, each a query that 20 planners' runs wait on in turn)."""
     seen = changes.now()  # before the read: a write committed during it makes the next call read again
-    held = _VERSIONS.get(id(con))
-    if held is not None and held[0] is con and held[1] == seen:
-        return held[2]
+    held = _VERSIONS.get(con)
+    if held is not None and held[0] == seen:
+        return held[1]
     with con.cursor() as cur:
         row = cur.execute("SELECT (SELECT path FROM duckdb_databases() WHERE database_name = current_database()), "
                           "max(import_id), max(imported_at) FROM import_log").fetchall()[0]
     token = "|".join(map(str, row))
-    if len(_VERSIONS) > 16:  # connections of stores replaced or released since
-        _VERSIONS.clear()
-    _VERSIONS[id(con)] = (con, seen, token)
+    _VERSIONS[con] = (seen, token)
     return token
 
 

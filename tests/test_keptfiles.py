@@ -76,7 +76,7 @@ def test_an_import_of_complaints_builds_them_anew_and_one_of_sites_keeps_them(wo
     assert len(heldcounts.held(world_con).at) == len(first.at) - 1
 
 
-@pytest.mark.parametrize("damage", ["no manifest", "short array", "wrong shape"])
+@pytest.mark.parametrize("damage", ["no manifest", "short array", "empty array", "wrong shape", "bad manifest"])
 def test_a_damaged_entry_is_built_anew_never_trusted(world_con, damage):
     first = heldcounts.held(world_con)
     entry = keptfiles.folder(keptfiles.store_file(world_con)) / _entries(world_con, "complaints")[0]
@@ -84,6 +84,10 @@ def test_a_damaged_entry_is_built_anew_never_trusted(world_con, damage):
         (entry / keptfiles.MANIFEST).unlink()
     elif damage == "short array":
         (entry / "at.npy").write_bytes((entry / "at.npy").read_bytes()[:-8])
+    elif damage == "empty array":  # as a power loss can leave it
+        (entry / "at.npy").write_bytes(b"")
+    elif damage == "bad manifest":
+        (entry / keptfiles.MANIFEST).write_text('{"arrays": []}')
     else:
         manifest = json.loads((entry / keptfiles.MANIFEST).read_text())
         manifest["arrays"]["at"][1] = [1]
@@ -97,27 +101,48 @@ def test_nothing_is_kept_for_a_store_in_memory_or_where_nothing_can_be_written(w
     mem = store.connect(":memory:")
     try:
         assert keptfiles.store_file(mem) is None
-        assert keptfiles.get(mem, "x", (1,), lambda: {"a": np.arange(3)}, [__file__])["a"].tolist() == [0, 1, 2]
+        assert keptfiles.get(mem, "x", (1,), lambda: {"a": np.arange(3)}, "code")["a"].tolist() == [0, 1, 2]
     finally:
         mem.close()
     blocked = tmp_path / "blocked.duckdb"
     blocked.with_name(blocked.name + keptfiles.SUFFIX).write_text("a file where the folder would be")
     con = store.connect(blocked)
     try:
-        got = keptfiles.get(con, "x", (1,), lambda: {"a": np.arange(3)}, [__file__])
+        got = keptfiles.get(con, "x", (1,), lambda: {"a": np.arange(3)}, "code")
         assert got["a"].tolist() == [0, 1, 2] and not got["a"].flags.writeable
     finally:
         con.close()
 
 
-def test_the_key_holds_the_content_and_the_code(tmp_path):
-    code = tmp_path / "builder.py"
-    code.write_text("A = 1\n")
-    one = keptfiles.digest("x", (1, 2), [str(code)])
-    assert keptfiles.digest("x", (1, 2), [str(code)]) == one
-    assert keptfiles.digest("x", (1, 3), [str(code)]) != one
-    assert keptfiles.digest("y", (1, 2), [str(code)]) != one
-    keptfiles._code.cache_clear()
-    code.write_text("A = 2\n")
-    assert keptfiles.digest("x", (1, 2), [str(code)]) != one
-    keptfiles._code.cache_clear()
+def test_the_key_holds_the_content_and_the_code(tmp_path, monkeypatch):
+    source = tmp_path / "builder.py"
+    source.write_text("A = 1\n")
+    code = keptfiles.code(str(source))
+    one = keptfiles.digest("x", (1, 2), code)
+    assert keptfiles.digest("x", (1, 2), keptfiles.code(str(source))) == one
+    assert keptfiles.digest("x", (1, 3), code) != one
+    assert keptfiles.digest("y", (1, 2), code) != one
+    source.write_text("A = 2\n")
+    assert keptfiles.digest("x", (1, 2), keptfiles.code(str(source))) != one
+    source.write_text("A = 1\n")
+    monkeypatch.setattr(keptfiles, "VERSIONS", (*keptfiles.VERSIONS[:-1], "another h3"))
+    assert keptfiles.digest("x", (1, 2), keptfiles.code(str(source))) != one
+    assert serving.CODE != heldcounts.CODE  # the servers' code holds the held complaints' code and more
+
+
+def test_servers_are_not_kept_under_a_network_that_moved_while_it_was_read(world_con, monkeypatch):
+    real = network.read
+
+    def read_then_import(con):
+        net = real(con)
+        con.execute("UPDATE sites SET lat = lat + 0.01")  # an import of sites commits meanwhile
+        return net
+
+    monkeypatch.setattr(network, "read", read_then_import)
+    net = network.held(world_con)
+    assert net.content == ()  # the content it was read under is not known
+    serving.served_load(world_con, net)
+    assert _entries(world_con, "servers") == []  # found, but not kept under a key it does not hold
+    monkeypatch.setattr(network, "read", real)
+    network.clear()
+    assert network.held(world_con).content != ()

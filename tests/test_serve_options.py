@@ -42,20 +42,43 @@ def test_a_value_set_later_is_read_at_once(parsed):
     assert config.get_option("client.toolbarMode") == before
 
 
-def test_a_parse_under_way_is_not_read_and_a_finished_one_is(parsed):
+def test_a_parse_under_way_is_read_only_by_its_own_thread_and_a_finished_one_by_all(parsed):
     held = config._config_options
     seen = []
+    reader = threading.Thread(target=lambda: seen.append(config.get_option("runner.postScriptGC")))
     with config._config_lock:  # as a new parse does: fresh defaults in place, filled in under the lock
         config._config_options = copy.deepcopy(config._config_options_template)
         try:
-            reader = threading.Thread(target=lambda: seen.append(config.get_option("runner.postScriptGC")))
+            assert config.get_option("runner.postScriptGC") is True  # the parse's own thread: the value it holds
+            config._config_options["runner.postScriptGC"].set_value(False)
+            assert config.get_option("runner.postScriptGC") is False  # ... and what it has just set
             reader.start()
-            reader.join(5)
+            reader.join(0.3)
+            assert reader.is_alive() and seen == []  # another thread waits for the parse, reads nothing half done
         finally:
             config._config_options = held
-    assert seen == [False]  # the last finished parse's value, not the default (True) of the one under way
-    config._on_config_parsed.send()  # a parse ends: its options are read from then on
-    assert parsed.options is not None and parsed.options["runner.postScriptGC"] is held["runner.postScriptGC"]
+    reader.join(5)
+    assert seen == [False]
+    parsed.options = None
+    config._on_config_parsed.send()  # a parse ends: its options are read from then on, without the lock
+    assert parsed.options is held
+
+
+def test_streamlit_s_own_checks_after_a_parse_read_the_new_options(parsed):
+    """What runs when a parse ends (Streamlit's checks, in the parsing thread) reads that parse's values."""
+    got = []
+    disconnect = config.on_config_parsed(lambda: got.append(config.get_option("client.toolbarMode")),
+                                         force_connect=True)
+    held = config._config_options
+    try:  # a parse with the option given as on the command line
+        config.get_config_options(force_reparse=True, options_from_flags={"client.toolbarMode": "minimal"})
+        assert got == ["minimal"] and config.get_option("client.toolbarMode") == "minimal"
+    finally:
+        disconnect()
+        with config._config_lock:
+            config._config_options = held
+            parsed.take()
+    assert config.get_option("client.toolbarMode") == parsed.locked("client.toolbarMode")
 
 
 def test_before_the_first_parse_streamlit_reads_them(parsed, monkeypatch):

@@ -45,8 +45,10 @@ CONTENT_SQL = """SELECT count(*), sum(hash(cell, received_at, category, channel)
 (40 ms at 10M complaints, 0.3 s on a cold start): the key of the arrays kept in files (lib/engine/keptfiles),
 checked once per process and content, where `KEY_SQL` is asked on every call."""
 
-CODE = (__file__, schema.__file__, cells.__file__)
-"""The code that decides the held arrays: a change to it builds them anew, whatever files were kept."""
+CODE_FILES = (__file__, schema.__file__, cells.__file__)
+CODE = keptfiles.code(*CODE_FILES)
+"""The code that decides the held arrays (read when this module is imported): a change to it builds them anew,
+whatever files were kept."""
 
 
 

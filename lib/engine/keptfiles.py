@@ -5,11 +5,11 @@ At 10M complaints a server's start read the complaints into arrays (lib/engine/h
 the serving sites of every place (lib/engine/serving, about 6 s) before the first view. Both depend on the
 store's content only, so they are written once, beside the store, and a later start (or a command) with the
 same content maps them in. An entry is found by its content key: what the caller read from the store (the
-complaints' count and a hash over every column read, say), the version of the code that builds it (the
-builder's source files) and DuckDB's version (its hash function gives the key). Any other content, code or
+complaints' count and a hash over every column read, say), and the code that builds it (the builder's source
+files as imported, and the versions of DuckDB, numpy, scipy and h3: `code`). Any other content, code or
 DuckDB builds it anew; a missing, partial or unreadable entry is built anew too, never trusted.
 
-    <store>.kept/<name>-<digest>/   one entry: manifest.json and one .npy per array (mode 0700, like the store)
+    <store>.kept/<name>-<digest>/   one entry: manifest.json and one .npy per array (the folder: mode 0700)
 
 Each name keeps its newest entry only. Writing is best effort: a store in memory or in a folder this process
 cannot write is served as before, from the arrays built in memory. The files hold what the store holds (times,
@@ -18,15 +18,15 @@ cells, channels of complaints; no text), with the store's own access; a public s
 
 from __future__ import annotations
 
-import functools
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -55,23 +55,39 @@ def folder(store: Path) -> Path:
     return store.with_name(store.name + SUFFIX)
 
 
-@functools.cache
-def _code(files: tuple[str, ...]) -> str:
-    h = hashlib.sha256()
-    for f in files:
+def _versions() -> tuple:
+    """The libraries that decide what the arrays hold: DuckDB (its hash gives the keys, its SQL the rows),
+    numpy, scipy (the servers' search) and h3 (cell centres)."""
+    out = [duckdb.__version__, np.__version__]
+    for name in ("scipy", "h3"):
+        try:
+            out.append(importlib.metadata.version(name))
+        except importlib.metadata.PackageNotFoundError:
+            out.append(None)
+    return tuple(out)
+
+
+VERSIONS = _versions()
+
+
+def code(*files: str) -> str:
+    """A digest of the source `files` that build an entry, with the libraries' versions: call it when the
+    builder's module is imported, so that it names the code this process runs (not a newer file on disk)."""
+    h = hashlib.sha256(repr((FORMAT, VERSIONS)).encode())
+    for f in sorted(files):
         h.update(Path(f).read_bytes())
     return h.hexdigest()
 
 
-def digest(name: str, key: tuple, code: Iterable[str]) -> str:
-    """The entry's name part for `key` built by the code in the files `code` (and this DuckDB and format)."""
-    text = repr((FORMAT, name, tuple(key), duckdb.__version__, np.__version__, _code(tuple(sorted(code)))))
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+def digest(name: str, key: tuple, code: str) -> str:
+    """The entry's name part for the content `key` built by `code` (a `code()` digest)."""
+    return hashlib.sha256(repr((name, tuple(key), code)).encode()).hexdigest()[:24]
 
 
-def get(con, name: str, key: tuple, build: Callable[[], Arrays], code: Iterable[str]) -> Arrays:
+def get(con, name: str, key: tuple, build: Callable[[], Arrays], code: str) -> Arrays:
     """The arrays of `name` for the content `key`: read from the store's kept files when an entry of this key
-    and code is there, else `build()` and kept there for the next process. Read-only arrays either way."""
+    and code (a `code()` digest) is there, else `build()` and kept there for the next process. Read-only arrays
+    either way."""
     store = store_file(con)
     if store is None:
         return _frozen(build())
@@ -104,7 +120,7 @@ def _read(entry: Path) -> Arrays | None:
         return _frozen(out)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong with an entry, it is built again, never trusted
         log.warning("kept arrays at %s cannot be read (%s): built again", entry, exc)
         return None
 
@@ -118,9 +134,15 @@ def _write(entry: Path, arrays: Arrays) -> None:
         base.mkdir(mode=0o700, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".writing-", dir=base))
         for name, a in arrays.items():
-            np.save(tmp / f"{name}.npy", np.ascontiguousarray(a), allow_pickle=False)
+            with open(tmp / f"{name}.npy", "wb") as f:
+                np.save(f, np.ascontiguousarray(a), allow_pickle=False)
+                f.flush()
+                os.fsync(f.fileno())
         manifest = {"arrays": {name: [a.dtype.str, list(a.shape)] for name, a in arrays.items()}}
-        (tmp / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+        with open(tmp / MANIFEST, "w", encoding="utf-8") as f:  # last: an entry without it is not read
+            f.write(json.dumps(manifest))
+            f.flush()
+            os.fsync(f.fileno())
         if entry.exists():  # damaged (`_read` refused it): replaced
             shutil.rmtree(entry, ignore_errors=True)
         try:

@@ -96,8 +96,19 @@ def held(con) -> Network:
     """The network of the store behind `con`, read once per content on DuckDB (`read` on other engines)."""
     if not isinstance(con, duckdb.DuckDBPyConnection):
         return read(con)
-    fingerprint = tuple(con.execute(sql).fetchall()[0] for sql in FINGERPRINT_SQL)
-    return _HELD.get(fingerprint, lambda: dataclasses.replace(read(con), content=fingerprint[0]))
+    fingerprint = _fingerprint(con)
+    return _HELD.get(fingerprint, lambda: _read_held(con, fingerprint))
+
+
+def _fingerprint(con) -> tuple:
+    return tuple(con.execute(sql).fetchall()[0] for sql in FINGERPRINT_SQL)
+
+
+def _read_held(con, fingerprint: tuple) -> Network:
+    """`read(con)` with its `content`: the fingerprint asked before it, if still the store's after it (an import
+    in between leaves the content unknown, so nothing is kept in files under a key it does not hold)."""
+    net = read(con)
+    return dataclasses.replace(net, content=fingerprint[0]) if _fingerprint(con) == fingerprint else net
 
 
 def clear() -> None:

@@ -241,11 +241,14 @@ def _nearest_within_reach(tree: cKDTree, sites: Sites, xyz: np.ndarray, lat: np.
 def load(con) -> Load:
     """Complaints per resolution-9 cell over all time (the complaints held per content on DuckDB, else SQL)."""
     if isinstance(con, duckdb.DuckDBPyConnection):
-        held = heldcounts.held(con)
-        return held.once(("serving.load",), lambda: _frozen(Load(held.cells9, held.dense(cells.CELL_RES))))
+        return _held_load(heldcounts.held(con))
     counts = hotspots.cell_counts(con, cells.CELL_RES)
     nz = counts[counts["n"] > 0].sort_values("cell")
     return Load(nz["cell"].to_numpy(dtype="int64"), nz["n"].to_numpy(dtype="int64"))
+
+
+def _held_load(held: heldcounts.Held) -> Load:
+    return held.once(("serving.load",), lambda: _frozen(Load(held.cells9, held.dense(cells.CELL_RES))))
 
 
 def _frozen(x: Load) -> Load:
@@ -256,15 +259,17 @@ def _frozen(x: Load) -> Load:
 
 def served_load(con, net: network.Network) -> tuple[Load, Servers]:
     """The complaint load and the servers of its places, found once per network and complaints."""
-    got = load(con)
     if not isinstance(con, duckdb.DuckDBPyConnection):
+        got = load(con)
         return got, serve(net, got.cells9)
-    held = heldcounts.held(con)
+    held = heldcounts.held(con)  # once: the load, the places and the key from the same complaints
+    got = _held_load(held)
     return got, with_network(held, net, "serving.servers", lambda: _kept_servers(con, held, net, got.cells9))
 
 
-CODE = (__file__, network.__file__, cells.__file__)
-"""The code that decides the servers: a change to it finds them anew, whatever files were kept."""
+CODE = keptfiles.code(__file__, network.__file__, cells.__file__, *heldcounts.CODE_FILES)
+"""The code that decides the servers (and the places they index: the held complaints' cells): a change to it
+finds them anew, whatever files were kept."""
 
 
 def _kept_servers(con, held: heldcounts.Held, net: network.Network, places: np.ndarray) -> Servers:
