@@ -111,6 +111,11 @@ def parser() -> argparse.ArgumentParser:
     dv.add_argument("--spark", metavar="MASTER", nargs="?", const="local[2]",
                     help="compute them on Spark at MASTER (spark://host:7077, or local[2] when left out) from the "
                          "same expressions; needs pyspark and Java 17")
+    dv.add_argument("--tables", metavar="LOCATION",
+                    help="with --spark: Spark reads the tables from the Parquet files LOCATION/<table>.parquet (a "
+                         "folder or URL its workers read; export-tables writes them) instead of from this process")
+    ex = sub.add_parser("export-tables", help="write the tables the derivations read as Parquet files, for Spark")
+    ex.add_argument("folder", type=Path, help="the folder (FOLDER/<table>.parquet; a file of that name is replaced)")
     fig = sub.add_parser("figures", help="print the headline figures the pages show, for one region")
     fig.add_argument("--as-of", type=datetime.date.fromisoformat, help="date of the figures (default: the data's)")
     fig.add_argument("--region", default="ALL", help="region id (default: ALL, the whole network)")
@@ -131,9 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except duckdb.IOException as exc:  # the store is held by another process (a running dashboard or import)
-        if args.cmd == "derive":
-            print(f"error: the store cannot be opened: {exc}. derive needs the store to itself: stop the dashboard "
-                  "(or wait for the import) first.", file=sys.stderr)
+        if args.cmd in ("derive", "export-tables"):
+            print(f"error: the store cannot be opened: {exc}. {args.cmd} needs the store to itself: stop the "
+                  "dashboard (or wait for the import) first.", file=sys.stderr)
             return 2
         print(f"error: the store cannot be opened: {exc}. Another import, or a dashboard started without serve.py "
               "(which answers the command line while it serves), is using it: wait for it, or stop it.",
@@ -181,9 +186,22 @@ def _run(args) -> int:
         return _read(args)
     if args.cmd == "import" and (server := running.find(store.db_path(args.db))) is not None and server.inbox:
         return _hand_over(args, server)
+    if args.cmd == "derive" and args.tables and not args.spark:
+        print("error: --tables needs --spark: the store derives from its own tables", file=sys.stderr)
+        return 2
+    if args.cmd == "export-tables":
+        from lib.engine import spark
+
+        con = store.connect(args.db, read_only=True)
+        try:
+            written = spark.export_tables(con, args.folder)
+        finally:
+            con.close()
+        print(f"wrote {args.folder}: " + ", ".join(f"{name}.parquet {n:,} rows" for name, n in written.items()))
+        return 0
     con = store.connect(args.db)
     if args.cmd == "derive":
-        return _derive(con, args.spark)
+        return _derive(con, args.spark, args.tables)
     if args.cmd == "import":
         status = 0
         for f in args.files:
@@ -203,14 +221,16 @@ def _run(args) -> int:
     return 1
 
 
-def _derive(con: duckdb.DuckDBPyConnection, master: str | None) -> int:
-    """`derive`: the derived tables computed again, in the store or on Spark at `master`, and stored."""
+def _derive(con: duckdb.DuckDBPyConnection, master: str | None, tables: str | None = None) -> int:
+    """`derive`: the derived tables computed again, in the store or on Spark at `master` (reading the tables at
+    `tables`, or handed over by the store), and stored."""
     from lib.engine import derive, spark
 
     started = time.perf_counter()
     try:
         if master:
-            written = spark.derive_on_spark(con, master, progress=lambda m: print(f"{m}...", file=sys.stderr))
+            written = spark.derive_on_spark(con, master, progress=lambda m: print(f"{m}...", file=sys.stderr),
+                                            tables=tables)
         else:
             derive.rebuild(con)
             written = {name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for name in derive.TABLES}

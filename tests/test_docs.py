@@ -27,8 +27,8 @@ def test_every_setting_named_is_read_by_the_code(doc):
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
 def test_every_command_shown_exists(doc):
-    shown = set(re.findall(r"python -m lib\.cli (\w+)", doc.read_text(encoding="utf-8")))
-    parser_commands = set(re.findall(r'sub\.add_parser\("(\w+)"', (ROOT / "lib" / "cli.py").read_text()))
+    shown = set(re.findall(r"python -m lib\.cli ([\w-]+)", doc.read_text(encoding="utf-8")))
+    parser_commands = set(re.findall(r'sub\.add_parser\("([\w-]+)"', (ROOT / "lib" / "cli.py").read_text()))
     assert shown and shown <= parser_commands, shown - parser_commands
     assert cli.main is not None
 

@@ -17,6 +17,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import duckdb
 import ibis
 import numpy as np
 import pandas as pd
@@ -25,6 +26,7 @@ import pytest
 
 from lib import cli, engine, store
 from lib.engine import derive
+from lib.engine import spark as spark_engine
 from tests.pgserver import postgres_server
 from tests.test_portability import PORTABLE_QUERIES
 
@@ -193,6 +195,66 @@ def test_the_derived_tables_computed_on_spark_are_duckdbs(duck, tmp_path, capsys
             n = duck.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
             assert f"{name} {n:,} rows" in said and n > 0
         assert said.startswith("derived on Spark at local[2] in ")
+    finally:
+        con.close()
+
+
+def test_spark_reads_the_tables_where_they_lie(duck, tmp_path, capsys, monkeypatch):
+    """`export-tables` writes the tables the derivations read as Parquet; `derive --spark --tables` has Spark
+    read those files (not handed over by this process) and gives DuckDB's tables, current."""
+    copy = copy_of(duck, tmp_path)
+    lake = tmp_path / "lake"
+    assert cli.main(["--db", str(copy), "export-tables", str(lake)]) == 0
+    said = capsys.readouterr().out
+    for name in derive.SOURCES:  # every table, only the columns read, every row
+        got = duckdb.sql(f"SELECT * FROM '{lake / name}.parquet'")
+        assert tuple(got.columns) == derive.SOURCES[name]
+        n = duck.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+        assert got.count("*").fetchall()[0][0] == n and f"{name}.parquet {n:,} rows" in said
+    con = store.connect(copy)
+    try:
+        con.execute("DROP TABLE complaint_cube")
+        con.execute("DELETE FROM meta WHERE key = ?", [derive.VERSION_KEY])
+    finally:
+        con.close()
+    monkeypatch.setattr(spark_engine, "hand_over", lambda *a: pytest.fail("handed over by the store"))
+    assert cli.main(["--db", str(copy), "derive", "--spark", "local[2]", "--tables", str(lake)]) == 0
+    assert f"reading the tables at {lake}" in capsys.readouterr().err
+    con = store.connect(copy)
+    try:
+        assert derive.current(con)
+        for name in derive.TABLES:
+            assert table_rows(con, name) == table_rows(duck, name), name
+    finally:
+        con.close()
+
+
+def test_tables_spark_cannot_use_are_refused_by_name(duck, tmp_path, capsys):
+    copy = copy_of(duck, tmp_path)
+    lake = tmp_path / "lake"
+    con = store.connect(copy, read_only=True)
+    try:
+        spark_engine.export_tables(con, lake)
+    finally:
+        con.close()
+    duckdb.sql(f"COPY (SELECT cell FROM '{lake}/complaints.parquet') TO '{lake}/complaints.parquet' (FORMAT parquet)")
+    before = table_rows(duck, "complaint_cube")
+    assert cli.main(["--db", str(copy), "derive", "--spark", "local[2]", "--tables", str(lake)]) == 2
+    err = capsys.readouterr().err
+    assert f"{lake}/complaints.parquet: the column(s) category are missing" in err
+    con = store.connect(copy, read_only=True)
+    try:
+        spark_engine.export_tables(con, lake)  # whole again, but for one file gone
+    finally:
+        con.close()
+    (lake / "sites.parquet").unlink()
+    assert cli.main(["--db", str(copy), "derive", "--spark", "local[2]", "--tables", str(lake)]) == 2
+    assert f"{lake}/sites.parquet: Spark cannot read it" in capsys.readouterr().err
+    assert cli.main(["--db", str(copy), "derive", "--tables", str(lake)]) == 2
+    assert "--tables needs --spark" in capsys.readouterr().err
+    con = store.connect(copy)
+    try:  # nothing was stored by any of them
+        assert derive.current(con) and table_rows(con, "complaint_cube") == before
     finally:
         con.close()
 
