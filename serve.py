@@ -125,12 +125,13 @@ class ParsedOptions:
     with 20 page runs at once their threads queued on that lock (a profile of the Planner map under 20
     planners: 45 % of the samples waited there). This reads the option objects of the last finished parse
     without the lock, so a value set later (`config.set_option`, which sets it on the same object) is read at
-    once. While a parse is under way (Streamlit then holds a new, half-filled set of options) every read goes
+    once (`get_options_for_section` likewise, which Streamlit asks for the theme on every page run). While a
+    parse is under way (Streamlit then holds a new, half-filled set of options) every read goes
     through Streamlit's own locked `get_option`: the parsing thread reads what it has just set, the others wait
     until it is done. So does a key not known, and reading before the first parse."""
 
-    def __init__(self, locked: Callable[[str], Any]):
-        self.locked, self.options = locked, None
+    def __init__(self, locked: Callable[[str], Any], locked_section: Callable[[str], dict[str, Any]]):
+        self.locked, self.locked_section, self.options = locked, locked_section, None
 
     def take(self) -> None:
         """The options of the parse just finished (Streamlit calls this under its lock, or `install` does)."""
@@ -142,6 +143,13 @@ class ParsedOptions:
             return self.locked(key)
         return options[key].value
 
+    def get_options_for_section(self, section: str) -> dict[str, Any]:
+        """Every option of `section` by name, as Streamlit's own (read for the theme on every page run)."""
+        options = self.options
+        if options is None or options is not config._config_options:
+            return self.locked_section(section)
+        return {o.name: o.value for o in options.values() if o.section == section}
+
     @classmethod
     def install(cls) -> ParsedOptions | None:
         """Read options through a new `ParsedOptions` from now on (once per process); None when this Streamlit
@@ -152,11 +160,12 @@ class ParsedOptions:
         if not (hasattr(config, "_config_options") and hasattr(config, "_config_lock")):
             LOG.warning("Streamlit's options are read under its lock: this Streamlit keeps them otherwise")
             return None
-        parsed = cls(current)
+        parsed = cls(current, config.get_options_for_section)
         with config._config_lock:
             parsed.take()
             config.on_config_parsed(parsed.take, force_connect=True, lock=True)
             config.get_option = parsed.get_option
+            config.get_options_for_section = parsed.get_options_for_section
         return parsed
 
 

@@ -26,6 +26,10 @@ def test_every_option_reads_as_streamlit_reads_it(parsed):
     assert len(keys) > 100
     for key in keys:
         assert parsed.get_option(key) == parsed.locked(key), key
+    sections = {config._config_options[key].section for key in keys}
+    assert {"theme", "server", "client"} <= sections
+    for section in sections:
+        assert config.get_options_for_section(section) == parsed.locked_section(section), section
     assert config.get_option("runner.postScriptGC") is False  # .streamlit/config.toml's, not the default
     with pytest.raises(RuntimeError, match="not defined"):  # an unknown key: Streamlit's own answer
         config.get_option("no.suchOption")
@@ -60,6 +64,13 @@ def test_a_parse_under_way_is_read_only_by_its_own_thread_and_a_finished_one_by_
     reader.join(5)
     assert seen == [False]
     parsed.options = None
+    asked = []
+    real = parsed.locked_section
+    parsed.locked_section = lambda section: asked.append(section) or real(section)
+    try:  # no parse held: a section is read through Streamlit's own, locked reading
+        assert config.get_options_for_section("runner")["postScriptGC"] is False and asked == ["runner"]
+    finally:
+        parsed.locked_section = real
     config._on_config_parsed.send()  # a parse ends: its options are read from then on, without the lock
     assert parsed.options is held
 
@@ -90,6 +101,7 @@ def test_before_the_first_parse_streamlit_reads_them(parsed, monkeypatch):
 
 def test_a_streamlit_without_these_internals_keeps_its_own_reading(monkeypatch):
     monkeypatch.setattr(config, "get_option", lambda key: "own")
+    monkeypatch.setattr(config, "get_options_for_section", lambda section: {"own": section})
     monkeypatch.delattr(config, "_config_options")
     assert serve.ParsedOptions.install() is None
-    assert config.get_option("x") == "own"
+    assert config.get_option("x") == "own" and config.get_options_for_section("s") == {"own": "s"}
