@@ -137,16 +137,21 @@ class ParsedOptions:
         """The options of the parse just finished (Streamlit calls this under its lock, or `install` does)."""
         self.options = config._config_options
 
-    def get_option(self, key: str) -> Any:
+    def _finished(self) -> dict | None:
+        """The options of the last finished parse, or None while none is (before the first, or during one)."""
         options = self.options
-        if options is None or options is not config._config_options or key not in options:
+        return options if options is not None and options is config._config_options else None
+
+    def get_option(self, key: str) -> Any:
+        options = self._finished()
+        if options is None or key not in options:
             return self.locked(key)
         return options[key].value
 
     def get_options_for_section(self, section: str) -> dict[str, Any]:
         """Every option of `section` by name, as Streamlit's own (read for the theme on every page run)."""
-        options = self.options
-        if options is None or options is not config._config_options:
+        options = self._finished()
+        if options is None:
             return self.locked_section(section)
         return {o.name: o.value for o in options.values() if o.section == section}
 

@@ -8,10 +8,8 @@ No database and no streamlit here: lib/store and lib/engine/derive call `bump` a
 
 from __future__ import annotations
 
-import itertools
 import threading
 
-_COUNT = itertools.count(1)
 _LOCK = threading.Lock()
 _now = 0
 
@@ -20,7 +18,7 @@ def bump() -> None:
     """Say that a write to a store was committed (call after the commit, never before)."""
     global _now
     with _LOCK:
-        _now = next(_COUNT)
+        _now += 1
 
 
 def now() -> int:

@@ -134,15 +134,9 @@ def _write(entry: Path, arrays: Arrays) -> None:
         base.mkdir(mode=0o700, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".writing-", dir=base))
         for name, a in arrays.items():
-            with open(tmp / f"{name}.npy", "wb") as f:
-                np.save(f, np.ascontiguousarray(a), allow_pickle=False)
-                f.flush()
-                os.fsync(f.fileno())
+            _synced(tmp / f"{name}.npy", lambda f, a=a: np.save(f, np.ascontiguousarray(a), allow_pickle=False))
         manifest = {"arrays": {name: [a.dtype.str, list(a.shape)] for name, a in arrays.items()}}
-        with open(tmp / MANIFEST, "w", encoding="utf-8") as f:  # last: an entry without it is not read
-            f.write(json.dumps(manifest))
-            f.flush()
-            os.fsync(f.fileno())
+        _synced(tmp / MANIFEST, lambda f: f.write(json.dumps(manifest).encode()))  # last: without it, no entry
         if entry.exists():  # damaged (`_read` refused it): replaced
             shutil.rmtree(entry, ignore_errors=True)
         try:
@@ -160,3 +154,11 @@ def _write(entry: Path, arrays: Arrays) -> None:
         log.info("arrays not kept at %s: %s", entry, exc)
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _synced(path: Path, write: Callable) -> None:
+    """`write(f)` to a new binary file at `path`, on the disk before this returns."""
+    with open(path, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())

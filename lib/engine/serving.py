@@ -277,10 +277,11 @@ def _kept_servers(con, held: heldcounts.Held, net: network.Network, places: np.n
     (lib/engine/keptfiles: at 10M complaints 6 s to find, a few ms to read)."""
     if not held.content or not net.content:  # content not known: found here, not kept
         return serve(net, places)
-    arrays = keptfiles.get(con, "servers", (held.content, net.content),
-                           lambda: {f.name: getattr(s, f.name) for s in [serve(net, places)]
-                                    for f in dataclasses.fields(s)}, CODE)
-    return Servers(**arrays)
+    def found() -> dict[str, np.ndarray]:
+        servers = serve(net, places)
+        return {f.name: getattr(servers, f.name) for f in dataclasses.fields(Servers)}
+
+    return Servers(**keptfiles.get(con, "servers", (held.content, net.content), found, CODE))
 
 
 def with_network(held: heldcounts.Held, net: network.Network, key: str, build):
