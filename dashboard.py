@@ -50,7 +50,7 @@ except NetzausbauError as exc:
 with st.sidebar:
     as_of = cache.summary(con).data_as_of if con is not None else None
     st.caption(f"Data as of **{as_of:%Y-%m-%d}**" if as_of else "No data yet")
-    st.caption(f"Store: `{cache.store_path()}`")
+    st.caption(f"Store: `{cache.store_name()}`")
     shell.sidebar(user)
     shell.enter_applies_dates()  # on every internal page: a typed date applies on Enter
 

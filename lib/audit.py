@@ -15,6 +15,8 @@ import getpass
 import duckdb
 import pandas as pd
 
+from lib.engine import stores
+
 DDL = ("CREATE TABLE IF NOT EXISTS audit_log (happened_at TIMESTAMP, who VARCHAR, action VARCHAR, "
        "subject VARCHAR, outcome VARCHAR)")
 
@@ -49,8 +51,9 @@ def entries(con: duckdb.DuckDBPyConnection, limit: int | None = None) -> pd.Data
     if not _has_table(con):
         return pd.DataFrame({c: pd.Series(dtype="datetime64[us]" if c == "happened_at" else object)
                              for c in COLUMNS})
+    row = "ctid" if stores.dialect(con) == "postgres" else "rowid"  # the order rows were written in
     sql = ("SELECT happened_at, who, action, subject, outcome FROM audit_log "
-           "ORDER BY happened_at DESC, rowid DESC")
+           f"ORDER BY happened_at DESC, {row} DESC")
     return con.execute(sql + (f" LIMIT {int(limit)}" if limit else "")).df()
 
 
@@ -60,4 +63,5 @@ def readable(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _has_table(con: duckdb.DuckDBPyConnection) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'audit_log'").fetchone()[0])
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() "
+                            "AND table_name = 'audit_log'").fetchone()[0])

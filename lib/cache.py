@@ -23,6 +23,7 @@ import pyarrow as pa
 import streamlit as st
 
 from lib import audit, baselayer, changes, export, store, warmup
+from lib.engine import stores
 from lib.errors import NetzausbauError, StoreError
 from lib.public import i18n, regionview, snapshot
 from lib.views import bottlenecks, mapdraw, maps, mapurl, overview, places, publish, rollout, story
@@ -73,10 +74,19 @@ def store_path() -> Path:
     return store.db_path().resolve()
 
 
-def get_store(create: bool = False) -> duckdb.DuckDBPyConnection | None:
+def store_name() -> str:
+    """The store as a person may read it: the file, or the PostgreSQL server's URL without its password."""
+    url = store.server_url()
+    return stores.shown(url) if url else str(store_path())
+
+
+def get_store(create: bool = False) -> duckdb.DuckDBPyConnection | stores.Postgres | None:
     """The shared connection to the store; None if there is no store file and `create` is False.
 
-    Raises StoreError when the file cannot be opened (another process holds its lock)."""
+    Raises StoreError when the file cannot be opened (another process holds its lock), or the server cannot
+    be reached."""
+    if url := store.server_url():
+        return _open(url, 0)
     path = store_path()
     if not path.exists():
         if not create:
@@ -94,9 +104,14 @@ _VERSIONS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, tuple[int, str]]
 
 
 def version(con: duckdb.DuckDBPyConnection) -> str:
-    """A token that changes with every import: the store's path, newest import id and time. Read from the store
-    once per connection and committed write of this process (lib/changes), not on every cached call (5-6 a
-    page run, each a query that 20 planners' runs wait on in turn)."""
+    """A token that changes with every import: the store's path, newest import id and time. Read from a DuckDB
+    store once per connection and committed write of this process (lib/changes), not on every cached call (5-6
+    a page run, each a query that 20 planners' runs wait on in turn). A PostgreSQL store is written by other
+    app processes and the command line too: there it is read on every call."""
+    if stores.dialect(con) == "postgres":
+        with con.cursor() as cur:
+            return "|".join(map(str, cur.execute("SELECT max(import_id), max(imported_at) FROM import_log")
+                                .fetchall()[0]))
     seen = changes.now()  # before the read: a write committed during it makes the next call read again
     held = _VERSIONS.get(con)
     if held is not None and held[0] == seen:

@@ -28,6 +28,7 @@ import duckdb
 import pandas as pd
 
 from lib import audit, export, inbox, running, store
+from lib.engine import stores
 from lib.errors import NetzausbauError
 from lib.ingest import lifeline
 from lib.public import snapshot
@@ -49,11 +50,13 @@ def build_demo_store(db: str | Path | None = None, seed: int = 42, sites: int = 
     """Generate the demo input files and import them, in order, through the normal importer.
 
     The store is built in a temporary file and moved into place only when complete, so an
-    interrupted build never leaves a half-filled store behind.
+    interrupted build never leaves a half-filled store behind. On a PostgreSQL server (`db` a URL) the files
+    are imported into it, each in its own transaction.
     """
     from lib import demo  # imported here: the generator is only needed for this command
 
-    target = store.db_path(db)
+    url = store.server_url(db)
+    target = None if url else store.db_path(db)
     lifeline.sweep()
     work = lifeline.owned_folder("demo")
     try:
@@ -62,15 +65,16 @@ def build_demo_store(db: str | Path | None = None, seed: int = 42, sites: int = 
                                       complaints_format=complaints_format,
                                       progress=lambda m, f: progress(f"Generating: {m}", 0.5 * f))
         tmp_db = work / "store.duckdb"
-        con = store.connect(tmp_db)
+        con = store.connect(url or tmp_db)
         results = []
         for i, (table, path) in enumerate(files.items()):
             share = 0.5 + 0.5 * i / len(files)
             progress(f"Importing {table}", share)
             results.append(store.import_file(con, path, table=demo.file_table(table), today=demo.DEMO_AS_OF))
         con.close()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(tmp_db), str(target))
+        if target is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(tmp_db), str(target))
         progress("Demo store ready", 1.0)
         return results
     finally:
@@ -148,16 +152,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args) -> int:
     if args.cmd == "demo":
-        target = store.db_path(args.db)
-        if args.if_missing and target.exists():
-            print(f"store exists: {target}")
+        target = store.server_url(args.db) or store.db_path(args.db)
+        if args.if_missing and _has_store(args.db):
+            print(f"store exists: {stores.shown(str(target))}")
             return 0
         n = args.complaints or DEMO_SIZES[args.size or "default"]
         started = time.perf_counter()
         results = build_demo_store(target, seed=args.seed, sites=args.sites, complaints=n, keep_files=args.keep_files)
         for res in results:
             print(res.summary())
-        print(f"demo store built at {target} in {time.perf_counter() - started:.1f} s")
+        print(f"demo store built at {stores.shown(str(target))} in {time.perf_counter() - started:.1f} s")
         return 0
     if args.cmd == "publish":
         from lib.views import publish
@@ -184,7 +188,7 @@ def _run(args) -> int:
         return 0
     if args.cmd in READS:
         return _read(args)
-    if args.cmd == "import" and (server := running.find(store.db_path(args.db))) is not None and server.inbox:
+    if args.cmd == "import" and (server := _announced(args.db)) is not None and server.inbox:
         return _hand_over(args, server)
     if args.cmd == "derive" and args.tables and not args.spark:
         print("error: --tables needs --spark: the store derives from its own tables", file=sys.stderr)
@@ -406,10 +410,26 @@ def answer(con: duckdb.DuckDBPyConnection, argv: list[str]) -> Answer:
         return Answer(stderr=f"error: {exc}", code=2)
 
 
+def _has_store(db) -> bool:
+    """Whether the store holds data already: its file exists, or the PostgreSQL server's store has an import."""
+    if not store.server_url(db):
+        return store.db_path(db).exists()
+    con = store.connect(db)
+    try:
+        return bool(con.execute("SELECT count(*) FROM import_log").fetchall()[0][0])
+    finally:
+        con.close()
+
+
+def _announced(db) -> running.Server | None:
+    """The dashboard serving the store file `db` (None on a PostgreSQL store: every process opens it itself)."""
+    return None if store.server_url(db) else running.find(store.db_path(db))
+
+
 def _read(args) -> int:
     """A reading command: answered by the dashboard that holds the store, else from the store opened read-only."""
     out = None
-    server = running.find(store.db_path(args.db))
+    server = _announced(args.db)
     if server is not None:
         try:
             out = Answer.from_json(running.ask(server, "cli", {"argv": args.argv}))

@@ -57,8 +57,8 @@ SHOWN_REJECTS = 20
 
 
 def folder(db: str | Path | None = None) -> Path:
-    """The inbox: $NETZAUSBAU_INBOX, else inbox/ beside the store."""
-    return Path(os.environ.get(INBOX_ENV) or store.db_path(db).resolve().parent / "inbox").resolve()
+    """The inbox: $NETZAUSBAU_INBOX, else inbox/ beside the store file (in data/ for a PostgreSQL store)."""
+    return Path(os.environ.get(INBOX_ENV) or store.local_folder(db) / "inbox").resolve()
 
 
 def quiet_seconds() -> float:

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from lib import inbox, running
+from lib import inbox, running, store
 from lib.errors import NetzausbauError
 from lib.ingest import lifeline
 from lib.public import snapshot
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 class Local:
     """This server as announced, and its inbox watcher."""
 
-    server: running.Server
+    server: running.Server | None  # None on a PostgreSQL store: every command opens it itself
     watcher: inbox.Watcher
 
 
@@ -116,6 +116,14 @@ def start() -> Local | None:
     from lib import cache  # once the server runs: imported with serve.py, before Streamlit's runtime, it warns
 
     lifeline.sweep()
+    if store.server_url():  # a server store: the command line opens it itself, the inbox is watched here
+        try:
+            cache.get_store()
+        except NetzausbauError as exc:
+            log.warning("%s", exc)
+        me = Local(None, inbox.Watcher(inbox.folder(), cache.get_store).start())
+        _LOCAL.append(me)
+        return me
     path = cache.store_path()
     if (other := running.find(path)) is not None:
         log.warning("another server (pid %s) serves the store %s: no inbox or command-line routes here", other.pid,
@@ -138,7 +146,8 @@ def stop(me: Local | None) -> None:
         return
     if me in _LOCAL:
         _LOCAL.remove(me)
-    running.withdraw(me.server)
+    if me.server is not None:
+        running.withdraw(me.server)
     me.watcher.stop()
 
 

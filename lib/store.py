@@ -1,4 +1,5 @@
-"""The embedded DuckDB store: tables from lib/ingest/schema, imports as single transactions.
+"""The store: tables from lib/ingest/schema, imports as single transactions, in the embedded DuckDB file or on
+a PostgreSQL server (`NETZAUSBAU_DB=postgresql://...`, lib/engine/stores).
 
 Every import writes one import_log row and keeps its rejected rows. Records are
 upserted by key; for versioned tables (plans) every changed version is kept, the
@@ -20,7 +21,7 @@ import duckdb
 import pandas as pd
 
 from lib import audit, changes
-from lib.engine import derive
+from lib.engine import derive, stores
 from lib.errors import ImportRefused, NetzausbauError, StoreError
 from lib.ingest import bulk, lifeline, schema
 from lib.ingest.readers import peek_columns, read_file, sniff_format
@@ -49,7 +50,7 @@ LOG_DDL = """
 CREATE TABLE IF NOT EXISTS import_log (
     import_id INTEGER, table_name VARCHAR, file_name VARCHAR, checksum VARCHAR, format VARCHAR,
     encoding VARCHAR, imported_at TIMESTAMP, rows_total BIGINT, rows_accepted BIGINT, rows_rejected BIGINT,
-    rows_new BIGINT, rows_updated BIGINT, rows_unchanged BIGINT, seconds DOUBLE, warnings VARCHAR,
+    rows_new BIGINT, rows_updated BIGINT, rows_unchanged BIGINT, seconds DOUBLE PRECISION, warnings VARCHAR,
     imported_by VARCHAR);
 ALTER TABLE import_log ADD COLUMN IF NOT EXISTS imported_by VARCHAR;
 CREATE TABLE IF NOT EXISTS rejected_rows (
@@ -92,6 +93,18 @@ def db_path(path: str | Path | None = None) -> Path:
     return Path(path or os.environ.get(DB_ENV) or DEFAULT_DB)
 
 
+def local_folder(path: str | Path | None = None) -> Path:
+    """The folder beside the store on this machine: the store file's, or data/ for a PostgreSQL store."""
+    return DATA_DIR if server_url(path) else db_path(path).resolve().parent
+
+
+def server_url(path: str | Path | None = None) -> str | None:
+    """The PostgreSQL server the store is on (the argument, else $NETZAUSBAU_DB, when it is a
+    postgresql:// URL), or None for a DuckDB file."""
+    name = str(path or os.environ.get(DB_ENV) or "")
+    return name if stores.is_server(name) else None
+
+
 def table_columns(name: str) -> dict[str, str]:
     """Column name -> SQL type of an input table in the store."""
     t = schema.TABLES[name]
@@ -99,8 +112,10 @@ def table_columns(name: str) -> dict[str, str]:
     return cols | EXTRA_COLUMNS[name] | BOOKKEEPING
 
 
-def connect(path: str | Path | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open (and if new, create) the store."""
+def connect(path: str | Path | None = None, read_only: bool = False):
+    """Open (and if new, create) the store: a DuckDB connection, or on a PostgreSQL server a `stores.Postgres`."""
+    if url := server_url(path):
+        return _connect_server(url, read_only)
     p = db_path(path)
     if read_only and not p.exists():
         raise StoreError(f"no store at {p}: build the demo data (make run) or import files first")
@@ -112,6 +127,22 @@ def connect(path: str | Path | None = None, read_only: bool = False) -> duckdb.D
         con.close()
         raise StoreError(f"the store {p} was written by an older version (it lacks {', '.join(missing)}): open it "
                          "once for writing (make run, or any import) and it is brought up to date")
+    return con
+
+
+def _connect_server(url: str, read_only: bool) -> stores.Postgres:
+    import psycopg
+
+    try:
+        con = stores.Postgres(url)
+    except psycopg.Error as exc:
+        raise StoreError(f"the PostgreSQL store {stores.shown(url)} cannot be reached: {exc}") from exc
+    if not read_only:
+        ensure_schema(con)
+    elif missing := missing_columns(con):
+        con.close()
+        raise StoreError(f"the store {stores.shown(url)} lacks {', '.join(missing)}: open it once for writing "
+                         "(any import) and it is brought up to date")
     return con
 
 
@@ -131,6 +162,10 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 def outdated(path: str | Path | None = None) -> bool:
     """Whether the store file exists and was written by an older version (lacks columns of the schema)."""
+    if url := server_url(path):
+        con = _connect_server(url, read_only=False)
+        con.close()
+        return False
     p = db_path(path)
     if not p.exists():
         return False
@@ -144,7 +179,7 @@ def outdated(path: str | Path | None = None) -> bool:
 def missing_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
     """The input tables' columns a store lacks (one written by an older version): `table.column` each."""
     have = {(t, c) for t, c in con.execute("SELECT table_name, column_name FROM information_schema.columns "
-                                           "WHERE table_schema = 'main'").fetchall()}
+                                           "WHERE table_schema = current_schema()").fetchall()}
     tables = {t for t, _ in have}
     return [f"{name}.{c}" for name in schema.TABLES if name in tables for c in table_columns(name)
             if (name, c) not in have]
@@ -199,7 +234,8 @@ def _import_file(con: duckdb.DuckDBPyConnection, source: str | Path | bytes, tab
     fmt = sniff_format(head, file_name)
     # a large CSV is streamed in chunks (a path is never read whole); its header names its table
     name = _table_name(table, peek_columns(head, file_name), file_name) if bulk.wanted(size, fmt) else None
-    big = name is not None and bulk.wanted(size, fmt, name)
+    # on a PostgreSQL server a file is read and validated here, whole
+    big = name is not None and bulk.wanted(size, fmt, name) and stores.dialect(con) == "duckdb"
     data = path if big and path else path.read_bytes() if path else source
     with ThreadPoolExecutor(1) as hasher:
         digest = hasher.submit(_sha256, data)
@@ -233,6 +269,8 @@ def _import(con: duckdb.DuckDBPyConnection, t: schema.Table, data: bytes | Path,
     _new_stage(con, t, in_place)  # before the transaction: see _new_stage
     con.execute("BEGIN TRANSACTION")
     try:
+        if stores.dialect(con) == "postgres":  # one import at a time, whichever app process makes it
+            con.execute("LOCK TABLE import_log IN SHARE ROW EXCLUSIVE MODE")
         result.import_id = con.execute("SELECT coalesce(max(import_id), 0) + 1 FROM import_log").fetchall()[0][0]
         if raw is None:
             stage = _stage_in_place if in_place else _stage
@@ -350,7 +388,7 @@ def _in_place(con: duckdb.DuckDBPyConnection, t: schema.Table) -> bool:
 
 def _empty(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     """Whether table `name` holds no rows (without counting them)."""
-    return not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {name} LIMIT 1)").fetchall()[0][0]
+    return not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {name} LIMIT 1) AS one").fetchall()[0][0]
 
 
 def _new_stage(con: duckdb.DuckDBPyConnection, t: schema.Table, in_place: bool = False) -> None:
@@ -362,11 +400,15 @@ def _new_stage(con: duckdb.DuckDBPyConnection, t: schema.Table, in_place: bool =
     pass one row group (about 123k rows; count(*) still reports them). tests/test_bulk.py guards it.
     """
     if in_place:
-        con.execute(f'CREATE OR REPLACE TEMP TABLE _keys AS SELECT {t.key}, CAST(0 AS BIGINT) AS "row" '
-                    f"FROM {t.name} LIMIT 0")
+        _temp_table(con, "_keys", f'SELECT {t.key}, CAST(0 AS BIGINT) AS "row" FROM {t.name} LIMIT 0')
         return
-    con.execute(f'CREATE OR REPLACE TEMP TABLE _incoming AS SELECT *, CAST(0 AS BIGINT) AS "row" '
-                f"FROM {t.name} LIMIT 0")
+    _temp_table(con, "_incoming", f'SELECT *, CAST(0 AS BIGINT) AS "row" FROM {t.name} LIMIT 0')
+
+
+def _temp_table(con: duckdb.DuckDBPyConnection, name: str, select: str) -> None:
+    """A new temporary table `name` of `select`'s rows, replacing one of that name."""
+    con.execute(f"DROP TABLE IF EXISTS {name}")
+    con.execute(f"CREATE TEMP TABLE {name} AS {select}")
 
 
 def _restart(con: duckdb.DuckDBPyConnection, t: schema.Table, in_place: bool) -> None:
@@ -384,11 +426,8 @@ def _stage(con: duckdb.DuckDBPyConnection, records: pd.DataFrame | str, t: schem
     if isinstance(records, str):
         con.execute(insert + "read_parquet(?)", [row_offset, import_id, records])
         return
-    con.register("_stage", records)
-    try:
-        con.execute(insert + "_stage", [row_offset, import_id])
-    finally:
-        con.unregister("_stage")
+    staged = records[cols].assign(row=records["row"] + row_offset, import_id=import_id)
+    stores.insert_frame(con, "_incoming", staged)
 
 
 def _stage_in_place(con: duckdb.DuckDBPyConnection, part: str, t: schema.Table, import_id: int,
@@ -413,20 +452,13 @@ def _apply(con: duckdb.DuckDBPyConnection, t: schema.Table, result: ImportResult
     else:
         _apply_first(con, t, result, quoted)  # nothing to compare with: every staged row is new
     if region_cells is not None:
-        con.register("_cells", region_cells)
-        try:
-            con.execute("DELETE FROM region_cells WHERE region_id IN (SELECT region_id FROM _changed)")
-            con.execute("INSERT INTO region_cells SELECT c.region_id, c.cell FROM _cells c "
-                        "SEMI JOIN _changed USING (region_id)")
-        finally:
-            con.unregister("_cells")
+        changed = [r[0] for r in con.execute("SELECT region_id FROM _changed").fetchall()]
+        con.execute("DELETE FROM region_cells WHERE region_id IN (SELECT region_id FROM _changed)")
+        stores.insert_frame(con, "region_cells",
+                            region_cells.loc[region_cells["region_id"].isin(changed), ["region_id", "cell"]])
     if len(rejects):
         rj = rejects.assign(import_id=result.import_id)[["import_id", "row", "field", "value", "reason", "record"]]
-        con.register("_rejects", rj)
-        try:
-            con.execute("INSERT INTO rejected_rows SELECT * FROM _rejects")
-        finally:
-            con.unregister("_rejects")
+        stores.insert_frame(con, "rejected_rows", rj)
     _drop_stage(con)
 
 
@@ -440,23 +472,23 @@ def _apply_changes(con: duckdb.DuckDBPyConnection, t: schema.Table, result: Impo
     """New and changed records replace the stored ones; unchanged ones (every input field equal) stay."""
     key = t.key
     differs = " OR ".join(f'c."{n}" IS DISTINCT FROM i."{n}"' for n in t.names if n != key)
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE _changed AS
-        SELECT i.{key}, c.{key} IS NOT NULL AS existed FROM _incoming i LEFT JOIN {t.name} c USING ({key})
-        WHERE c.{key} IS NULL OR {differs or 'false'}""")
+    _temp_table(con, "_changed", f"""SELECT i.{key}, c.{key} IS NOT NULL AS existed FROM _incoming i
+        LEFT JOIN {t.name} c USING ({key}) WHERE c.{key} IS NULL OR {differs or 'false'}""")
     result.rows_new, result.rows_updated = con.execute(
-        "SELECT count(*) FILTER (NOT existed), count(*) FILTER (existed) FROM _changed").fetchall()[0]
+        "SELECT count(*) FILTER (WHERE NOT existed), count(*) FILTER (WHERE existed) FROM _changed").fetchall()[0]
     result.rows_unchanged = result.rows_accepted - result.rows_new - result.rows_updated
     con.execute(f"DELETE FROM {t.name} WHERE {key} IN (SELECT {key} FROM _changed WHERE existed)")
-    con.execute(f"INSERT INTO {t.name} ({quoted}) SELECT {quoted} FROM _incoming SEMI JOIN _changed USING ({key})")
+    changed = f"FROM _incoming WHERE {key} IN (SELECT {key} FROM _changed)"
+    con.execute(f"INSERT INTO {t.name} ({quoted}) SELECT {quoted} {changed}")
     if t.versioned:
         con.execute(f"INSERT INTO {t.name}_versions (version_import_id, {quoted}) SELECT {result.import_id}, "
-                    f"{quoted} FROM _incoming SEMI JOIN _changed USING ({key})")
+                    f"{quoted} {changed}")
 
 
 def _apply_first(con: duckdb.DuckDBPyConnection, t: schema.Table, result: ImportResult, quoted: str) -> None:
     """The first import into an empty table: every staged row goes in, without comparing."""
     if t.name == "regions":  # the keys of what changed: which regions' cells to store (`_apply`)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _changed AS SELECT {t.key}, false AS existed FROM _incoming")
+        _temp_table(con, "_changed", f"SELECT {t.key}, false AS existed FROM _incoming")
     result.rows_new, result.rows_updated, result.rows_unchanged = result.rows_accepted, 0, 0
     con.execute(f"INSERT INTO {t.name} ({quoted}) SELECT {quoted} FROM _incoming")
     if t.versioned:

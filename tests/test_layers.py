@@ -22,14 +22,15 @@ ALLOWED = {
     "lib.changes": [],
     "lib.export": [],
     "lib.access": ["lib.errors"],
-    "lib.audit": [],
+    "lib.audit": ["lib.engine.stores"],
     "lib.basemap": [],
     "lib.geonames": [],
     "lib.baselayer": ["lib.geonames"],
     "lib.icon": [],
     "lib.ingest*": [*BASE, "lib.ingest*"],
     "lib.engine*": [*BASE, "lib.engine*", "lib.ingest.schema", "lib.changes"],
-    "lib.store": [*BASE, "lib.ingest*", "lib.engine.derive", "lib.audit", "lib.changes"],
+    "lib.store": [*BASE, "lib.ingest*", "lib.engine.derive", "lib.engine.stores", "lib.audit",
+                  "lib.changes"],
     "lib.views*": [*BASE, "lib.export", "lib.audit", "lib.basemap", "lib.baselayer", "lib.geonames",
                    "lib.ingest.schema", "lib.engine*", "lib.store",
                    "lib.views*",
@@ -52,7 +53,8 @@ ALLOWED = {
 OUTSIDE = {"streamlit": ["lib.cache", "shell", "pages.*", "dashboard", "serve"],
            "duckdb": ["lib.ingest*", "lib.engine*", "lib.store", "lib.audit", "lib.views*", "lib.warmup", "lib.cache",
                       "lib.cli", "lib.demo*", "lib.inbox"],
-           "ibis": ["lib.engine*", "lib.views*"]}
+           "ibis": ["lib.engine*", "lib.views*"],
+           "psycopg": ["lib.engine.stores", "lib.store"]}
 """Outside packages that only some layers may import: only the cache touches streamlit, the public
 path never touches a database, pages never run SQL."""
 

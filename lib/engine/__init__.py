@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from lib import cells
+from lib.engine import stores
 
 ENGINE_ENV = "NETZAUSBAU_ENGINE"
 """An Ibis connection URL (e.g. postgres://user@host/db) to query instead of the DuckDB store."""
@@ -38,11 +39,14 @@ DIALECTS = ("duckdb", "postgres", "trino", "pyspark")
 
 
 def backend(con) -> ibis.BaseBackend:
-    """An Ibis backend over `con`: a DuckDB connection or cursor, or already an Ibis backend."""
+    """An Ibis backend over `con`: a DuckDB connection or cursor, a PostgreSQL store's connection
+    (`stores.Postgres`), or already an Ibis backend."""
     if isinstance(con, ibis.BaseBackend):
         return con
     if isinstance(con, duckdb.DuckDBPyConnection):
         return ibis.duckdb.from_connection(con)
+    if isinstance(con, stores.Postgres):
+        return con.backend
     raise TypeError(f"not a store connection: {type(con).__name__}")
 
 

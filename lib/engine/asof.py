@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-import duckdb
 import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
 from lib import engine
-from lib.engine import hotspots, linkage, network, rules
+from lib.engine import hotspots, linkage, network, rules, stores
 
 SITE_STATUSES = ("no_upgrade", "planned", "permit", "installed", "on_air", "late")
 """Site statuses of `sites_as_of` (see there for the rules)."""
@@ -75,7 +74,7 @@ def sites_as_of(con, as_of=None) -> pd.DataFrame:
     On the DuckDB store the rules run in numpy over the network held per store content
     (`lib.engine.network`); elsewhere as `sites_as_of_expr`.
     """
-    if not isinstance(con, duckdb.DuckDBPyConnection):
+    if not stores.holds(con):
         out = engine.run_dated(con, ("asof.sites",), _as_of(as_of), lambda d: sites_as_of_expr(con, d))
         return out.astype({"site_id": "str", "status": "str"})[SITE_COLUMNS].reset_index(drop=True)
     return sites_of(network.held(con), as_of)
@@ -110,7 +109,7 @@ def links_as_of(con, as_of=None) -> pd.DataFrame:
     `LINK_COLUMNS`; endpoints are empty for links given as a path only. On the DuckDB store the rule runs in
     numpy over the held network (`lib.engine.network`), elsewhere as `links_as_of_expr`.
     """
-    if not isinstance(con, duckdb.DuckDBPyConnection):
+    if not stores.holds(con):
         out = engine.run_dated(con, ("asof.links",), _as_of(as_of), lambda d: links_as_of_expr(con, d))
         return out.astype({"link_id": "str", "kind": "str", "state": "str"})[LINK_COLUMNS].reset_index(drop=True)
     return links_of(network.held(con), as_of)

@@ -35,6 +35,7 @@ import ibis.expr.types as ir
 import pyarrow as pa
 
 from lib import cells, changes, engine
+from lib.engine import stores
 
 RESOLUTIONS = tuple(sorted({7, 8, 9, cells.REGION_RES}))
 """Resolutions the cube holds (hotspot resolutions and the region resolution)."""
@@ -152,7 +153,7 @@ def refresh(con: duckdb.DuckDBPyConnection) -> None:
     deleted first and written last, so a failure part-way leaves the tables not current
     (queries then read the raw tables). `rebuild` runs it in a transaction of its own.
     """
-    for stmt in statements("duckdb"):
+    for stmt in statements(stores.dialect(con)):
         con.execute(stmt)
 
 

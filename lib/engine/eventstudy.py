@@ -33,12 +33,11 @@ import datetime as dt
 from dataclasses import dataclass
 from functools import lru_cache
 
-import duckdb
 import numpy as np
 import pandas as pd
 
 from lib import cells, engine
-from lib.engine import heldcounts, hotspots, impact, network, rules, serving
+from lib.engine import heldcounts, hotspots, impact, network, rules, serving, stores
 from lib.ingest import schema
 
 ALL = "ALL"
@@ -137,7 +136,7 @@ def outcome(con, net: network.Network, kind: str) -> Outcome:
         raise ValueError(f"unknown kind {kind!r} (choose one of {list(KINDS)})")
     load, servers = serving.served_load(con, net)
     n_sites = net.cell.size
-    if not isinstance(con, duckdb.DuckDBPyConnection):
+    if not stores.holds(con):
         return _sql_outcome(con, _best_server(servers, load.cells9.size), load.cells9, n_sites, kind)
     held = heldcounts.held(con)
     return serving.with_network(held, net, f"eventstudy.outcome.{kind}", lambda: _held_outcome(

@@ -29,21 +29,23 @@ import numpy as np
 import pandas as pd
 
 from lib import cells
-from lib.engine import kept, keptfiles
+from lib.engine import kept, keptfiles, stores
 from lib.ingest import schema
 
 KEPT = 2
 """Store versions held at once (13 to 21 bytes per complaint each)."""
 
-KEY_SQL = """SELECT (SELECT sum(hash(import_id, checksum, imported_at)::HUGEINT) FROM import_log
-               WHERE table_name = 'complaints'), (SELECT count(*) FROM complaints)"""
-"""What the held complaints depend on: every import of complaints and their number (about 1 ms); an import of
-sites, say, keeps them."""
+KEY_SQL = {dialect: f"""SELECT (SELECT {stores.hash_sum(dialect, ['import_id', 'checksum', 'imported_at'])}
+               FROM import_log WHERE table_name = 'complaints'), (SELECT count(*) FROM complaints)"""
+           for dialect in stores.DIALECTS}
+"""Per store dialect: what the held complaints depend on: every import of complaints and their number (about 1
+ms); an import of sites, say, keeps them."""
 
-CONTENT_SQL = """SELECT count(*), sum(hash(cell, received_at, category, channel))::HUGEINT FROM complaints"""
-"""The complaints' content as far as the held arrays read it: their number and a hash over every column read
-(40 ms at 10M complaints, 0.3 s on a cold start): the key of the arrays kept in files (lib/engine/keptfiles),
-checked once per process and content, where `KEY_SQL` is asked on every call."""
+CONTENT_SQL = {dialect: f"SELECT count(*), {stores.hash_sum(dialect, ['cell', 'received_at', 'category', 'channel'])} "
+                        "FROM complaints" for dialect in stores.DIALECTS}
+"""Per store dialect: the complaints' content as far as the held arrays read it: their number and a hash over
+every column read (40 ms at 10M complaints, 0.3 s on a cold start): the key of the arrays kept in files
+(lib/engine/keptfiles), checked once per process and content, where `KEY_SQL` is asked on every call."""
 
 CODE_FILES = (__file__, schema.__file__, cells.__file__)
 CODE = keptfiles.code(*CODE_FILES)
@@ -61,14 +63,20 @@ def _code_sql(column: str, choices: tuple[str, ...]) -> str:
 CELLS_SQL = "SELECT DISTINCT cell FROM complaints WHERE cell > 0 ORDER BY cell"
 """The distinct res-9 cells of the complaints, sorted."""
 
-READ_SQL = f"""WITH cells AS (SELECT cell, (row_number() OVER (ORDER BY cell) - 1)::INTEGER AS position
-                      FROM (SELECT DISTINCT cell FROM complaints WHERE cell > 0))
-SELECT ({_code_sql('c.category', schema.CATEGORIES)})::TINYINT AS category, epoch_us(c.received_at) AS micros,
-       cells.position, ({_code_sql('c.channel', schema.CHANNELS)})::TINYINT AS channel
+def _read_sql(dialect: str) -> str:
+    small = "SMALLINT" if dialect == "postgres" else "TINYINT"
+    return f"""WITH cells AS (SELECT cell, (row_number() OVER (ORDER BY cell) - 1)::INTEGER AS position
+                      FROM (SELECT DISTINCT cell FROM complaints WHERE cell > 0) AS distinct_cells)
+SELECT ({_code_sql('c.category', schema.CATEGORIES)})::{small} AS category,
+       {stores.epoch_us(dialect, 'c.received_at')} AS micros,
+       cells.position, ({_code_sql('c.channel', schema.CHANNELS)})::{small} AS channel
 FROM complaints c JOIN cells USING (cell) WHERE c.received_at IS NOT NULL ORDER BY 1, 2"""
-"""The complaints with a cell and a time (no other falls in a window, as in SQL), by category and time:
-category and channel as positions in the schema's choices, received_at as microseconds, the cell as its
-position in `CELLS_SQL`. DuckDB sorts and numbers them: at 10M complaints 1.5 s in a new process, where
+
+
+READ_SQL = {dialect: _read_sql(dialect) for dialect in stores.DIALECTS}
+"""Per store dialect: the complaints with a cell and a time (no other falls in a window, as in SQL), by category
+and time: category and channel as positions in the schema's choices, received_at as microseconds, the cell as
+its position in `CELLS_SQL`. DuckDB sorts and numbers them: at 10M complaints 1.5 s in a new process, where
 numbering and grouping them in numpy took 5 s (first touches of memory dominate there)."""
 
 
@@ -167,7 +175,7 @@ def read(con: duckdb.DuckDBPyConnection) -> Held:
     cur = con.cursor()
     try:
         cur.execute("BEGIN TRANSACTION")
-        content = cur.execute(CONTENT_SQL).fetchall()[0]
+        content = cur.execute(CONTENT_SQL[stores.dialect(cur)]).fetchall()[0]
         arrays = keptfiles.get(cur, "complaints", content, lambda: _read_arrays(cur), CODE)
         cur.execute("COMMIT")
     finally:
@@ -177,7 +185,7 @@ def read(con: duckdb.DuckDBPyConnection) -> Held:
 
 def _read_arrays(cur: duckdb.DuckDBPyConnection) -> dict[str, np.ndarray]:
     cells9 = cur.execute(CELLS_SQL).fetchnumpy()["cell"]
-    got = cur.execute(READ_SQL).fetchnumpy()
+    got = cur.execute(READ_SQL[stores.dialect(cur)]).fetchnumpy()
     cat = _codes(got["category"], "category")
     return {"starts": np.searchsorted(cat, np.arange(len(schema.CATEGORIES) + 1), "left"),
             "at": np.asarray(got["micros"], dtype="int64"), "cell": np.asarray(got["position"], dtype="int32"),
@@ -199,7 +207,7 @@ _HELD: kept.Kept[Held] = kept.Kept(KEPT)  # by `KEY_SQL`
 
 def held(con: duckdb.DuckDBPyConnection) -> Held:
     """The complaints of the store behind `con`, read once per content."""
-    return _HELD.get(con.execute(KEY_SQL).fetchall()[0], lambda: read(con))
+    return _HELD.get(con.execute(KEY_SQL[stores.dialect(con)]).fetchall()[0], lambda: read(con))
 
 
 def clear() -> None:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from lib import engine
-from lib.engine import derive, gistar, heldcounts, network, rings
+from lib.engine import derive, gistar, heldcounts, network, rings, stores
 from lib.engine.gistar import DEFAULT_K, FDR_Q
 from lib.ingest import schema
 
@@ -148,7 +148,7 @@ def cell_counts(con: duckdb.DuckDBPyConnection, res: int = DEFAULT_RES, start=No
 def _held(con, res: int, start, end) -> bool:
     """Whether a count reads the complaints held in memory: a window on a DuckDB store (the resolution checked)."""
     _check_res(res)
-    return isinstance(con, duckdb.DuckDBPyConnection) and (start is not None or end is not None)
+    return stores.holds(con) and (start is not None or end is not None)
 
 
 def cell_counts_sql(con, res: int = DEFAULT_RES, start=None, end=None, categories: Iterable[str] | None = None,
@@ -210,7 +210,7 @@ def country_cells(con, res: int) -> np.ndarray:
     read once per store content (the held network's, which follows every import of regions)."""
     if res not in COUNTRY_RESOLUTIONS:
         raise ValueError(f"the whole country is studied at resolutions {COUNTRY_RESOLUTIONS}, not {res}")
-    if isinstance(con, duckdb.DuckDBPyConnection):
+    if stores.holds(con):
         return network.held(con).once(("hotspots.country", res), lambda: _country_cells(con, res))
     return _country_cells(con, res)
 

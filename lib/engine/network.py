@@ -18,13 +18,12 @@ import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 
-import duckdb
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
 from lib import engine
-from lib.engine import kept, rules
+from lib.engine import kept, rules, stores
 
 KEPT = 4
 """Store versions held at once (each about 10 MB at the benchmark's size)."""
@@ -36,23 +35,26 @@ UPGRADE_FIELDS = ["upgrade_id", "site_id", "status", "transport_link_id", "permi
 """The upgrades' columns the network (and what is held with it: `Network.once`) reads."""
 
 
-def _content(table: str, fields: list[str]) -> str:
-    return f"(SELECT count(*) FROM {table}), (SELECT sum(hash({', '.join(fields)})::HUGEINT) FROM {table})"
+def _content(dialect: str, table: str, fields: list[str]) -> str:
+    return f"(SELECT count(*) FROM {table}), (SELECT {stores.hash_sum(dialect, fields)} FROM {table})"
 
 
-FINGERPRINT_SQL = (
-    f"""SELECT {_content('sites', SITE_FIELDS)}, {_content('upgrades', UPGRADE_FIELDS)},
-       {_content('transport_links', LINK_FIELDS)}""",
-    """SELECT (SELECT sum(hash(import_id, checksum, imported_at)::HUGEINT) FROM import_log),
-       (SELECT sum(hash(region_id, name, level)::HUGEINT) FROM regions), (SELECT count(*) FROM region_cells)""",
-)
-"""The content of the three tables as counts and sums of row hashes over the columns read, every import (its
-id, checksum and time), the regions' ids, names and levels and the number of region cells: any change to what
-the network reads from the three tables, by an import or by hand, and any import (of regions too: what
-`Network.once` holds) gives another fingerprint. The key is the content, not the file: two stores alike in all
-of it hold the same network. A hand edit of a region's cells that keeps their number is not seen (regions change
-by import). Two statements, about 8 ms at the benchmark's size: as one, DuckDB took 28 ms; over whole rows
-(every column), the first took 9 ms instead of 7."""
+def _fingerprint_sql(dialect: str) -> tuple[str, str]:
+    return (f"""SELECT {_content(dialect, 'sites', SITE_FIELDS)}, {_content(dialect, 'upgrades', UPGRADE_FIELDS)},
+       {_content(dialect, 'transport_links', LINK_FIELDS)}""",
+            f"""SELECT (SELECT {stores.hash_sum(dialect, ['import_id', 'checksum', 'imported_at'])} FROM import_log),
+       (SELECT {stores.hash_sum(dialect, ['region_id', 'name', 'level'])} FROM regions),
+       (SELECT count(*) FROM region_cells)""")
+
+
+FINGERPRINT_SQL = {dialect: _fingerprint_sql(dialect) for dialect in stores.DIALECTS}
+"""Per store dialect: the content of the three tables as counts and sums of row hashes over the columns read,
+every import (its id, checksum and time), the regions' ids, names and levels and the number of region cells: any
+change to what the network reads from the three tables, by an import or by hand, and any import (of regions too:
+what `Network.once` holds) gives another fingerprint. The key is the content, not the file: two stores alike in
+all of it hold the same network. A hand edit of a region's cells that keeps their number is not seen (regions
+change by import). Two statements, about 8 ms at the benchmark's size: as one, DuckDB took 28 ms; over whole
+rows (every column), the first took 9 ms instead of 7."""
 
 
 @dataclass(frozen=True)
@@ -93,15 +95,15 @@ _HELD: kept.Kept[Network] = kept.Kept(KEPT)  # by fingerprint
 
 
 def held(con) -> Network:
-    """The network of the store behind `con`, read once per content on DuckDB (`read` on other engines)."""
-    if not isinstance(con, duckdb.DuckDBPyConnection):
+    """The network of the store behind `con`, read once per content on a store (`read` on other engines)."""
+    if not stores.holds(con):
         return read(con)
     fingerprint = _fingerprint(con)
     return _HELD.get(fingerprint, lambda: _read_held(con, fingerprint))
 
 
 def _fingerprint(con) -> tuple:
-    return tuple(con.execute(sql).fetchall()[0] for sql in FINGERPRINT_SQL)
+    return tuple(con.execute(sql).fetchall()[0] for sql in FINGERPRINT_SQL[stores.dialect(con)])
 
 
 def _read_held(con, fingerprint: tuple) -> Network:

@@ -31,13 +31,12 @@ import weakref
 from dataclasses import dataclass
 from types import MappingProxyType
 
-import duckdb
 import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
 from lib import cells
-from lib.engine import heldcounts, hotspots, keptfiles, network
+from lib.engine import heldcounts, hotspots, keptfiles, network, stores
 
 REACH_KM = MappingProxyType({"macro": 8.0, "micro": 1.0, "small_cell": 0.3})
 """How far a site of each type serves (km); an empty or unknown type counts as `DEFAULT_SITE_TYPE`."""
@@ -240,7 +239,7 @@ def _nearest_within_reach(tree: cKDTree, sites: Sites, xyz: np.ndarray, lat: np.
 
 def load(con) -> Load:
     """Complaints per resolution-9 cell over all time (the complaints held per content on DuckDB, else SQL)."""
-    if isinstance(con, duckdb.DuckDBPyConnection):
+    if stores.holds(con):
         return _held_load(heldcounts.held(con))
     counts = hotspots.cell_counts(con, cells.CELL_RES)
     nz = counts[counts["n"] > 0].sort_values("cell")
@@ -259,7 +258,7 @@ def _frozen(x: Load) -> Load:
 
 def served_load(con, net: network.Network) -> tuple[Load, Servers]:
     """The complaint load and the servers of its places, found once per network and complaints."""
-    if not isinstance(con, duckdb.DuckDBPyConnection):
+    if not stores.holds(con):
         got = load(con)
         return got, serve(net, got.cells9)
     held = heldcounts.held(con)  # once: the load, the places and the key from the same complaints

@@ -23,7 +23,6 @@ import threading
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-import duckdb
 import ibis
 import ibis.expr.types as ir
 import numpy as np
@@ -31,7 +30,7 @@ import pandas as pd
 from shapely.geometry import mapping, shape
 
 from lib import cells, engine
-from lib.engine import asof, hotspots, linkage, network, serving
+from lib.engine import asof, hotspots, linkage, network, serving, stores
 from lib.ingest import schema
 
 MAX_FEATURES = 50_000
@@ -392,7 +391,7 @@ def view(con, p: Params, max_features: int | None = None) -> View:
     (`lib.engine.network`, its fingerprint read once per view)."""
     max_features = MAX_FEATURES if max_features is None else max_features
     area = region_cells(con, p.region) if p.region else None
-    net = network.held(con) if isinstance(con, duckdb.DuckDBPyConnection) else None
+    net = network.held(con) if stores.holds(con) else None
     hot = _hot(con, p, area, net)
     sites, links = _network(con, p, area, net)
     shapes = outlines(con, p.region) if "regions" in p.layers else []

@@ -95,14 +95,14 @@ def data_as_of(con: duckdb.DuckDBPyConnection) -> dt.date | None:
 
 def _regions(con) -> pd.DataFrame:
     with con.cursor() as cur:
-        return cur.execute("SELECT region_id, name, level, parent_id FROM regions WHERE level IN ? "
+        return cur.execute("SELECT region_id, name, level, parent_id FROM regions WHERE level = ANY(?) "
                            "ORDER BY region_id", [list(LEVELS)]).df()
 
 
 def _region_cells(con) -> pd.DataFrame:
     with con.cursor() as cur:
         return cur.execute("SELECT c.region_id, c.cell FROM region_cells c JOIN regions r USING (region_id) "
-                           "WHERE r.level IN ?", [list(LEVELS)]).df().astype({"cell": "int64"})
+                           "WHERE r.level = ANY(?)", [list(LEVELS)]).df().astype({"cell": "int64"})
 
 
 def _upgrades(con) -> dict[str, pd.DataFrame]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-import duckdb
 import ibis
 import ibis.expr.types as ir
 import numpy as np
@@ -23,7 +22,7 @@ import pandas as pd
 import shapely
 
 from lib import cells, engine
-from lib.engine import asof, eventstudy, hotspots, linkage, network, progress, rules, serving
+from lib.engine import asof, eventstudy, hotspots, linkage, network, progress, rules, serving, stores
 from lib.ingest import schema
 
 ALL = progress.ALL
@@ -295,7 +294,7 @@ def region_table(con, level: str = "state", as_of=None) -> pd.DataFrame:
     `progress.headline_of` (total, on air, percent, change over 30 days, late, forecast), upgrades
     blocked by transport, open hotspots with no upgrade planned, and a percent-on-air trend."""
     day = as_date(as_of)
-    net = network.held(con) if isinstance(con, duckdb.DuckDBPyConnection) else None
+    net = network.held(con) if stores.holds(con) else None
     frames = _held(con, net, ("rollout.region_counters", level), lambda: _region_counters(con, net, level))
     names = ({ALL: NETWORK_NAME, OUTSIDE: f"Outside every {level}"}
              | _regions(con, net, level).set_index("region_id")["name"].to_dict())
@@ -341,7 +340,7 @@ def _channel_counts(con, region_id: str, as_of) -> pd.DataFrame:
     """month, channel, n of `channel_mix_expr` up to `as_of`: the months before as_of's month counted once per
     store content (on DuckDB, where the network is held: `Network.once`), the month of as_of counted anew. A
     new date then counts one month, not every complaint (at 10M complaints 7 ms against 120 ms)."""
-    if not isinstance(con, duckdb.DuckDBPyConnection):
+    if not stores.holds(con):
         return channel_mix_expr(con, region_id, as_of).execute()
     month = pd.Timestamp(as_date(as_of)).replace(day=1)
     every = network.held(con).once(("rollout.channel_months", region_id), lambda: _months_as_dates(

@@ -1,0 +1,248 @@
+"""The store's connections: the embedded DuckDB file, or a PostgreSQL server (`NETZAUSBAU_DB=postgresql://...`).
+
+The store, the engine and the views speak to a store through the surface of a DuckDB connection: `execute(sql,
+params)` with `?` parameters and `fetchall`, `fetchone`, `df` and `fetchnumpy` on its result, `cursor()` for a
+connection of a thread's own, `close()`. `Postgres` gives a PostgreSQL server that surface (psycopg, autocommit,
+so that `BEGIN TRANSACTION`, `COMMIT` and `ROLLBACK` are statements as on DuckDB); its cursors come from a small
+pool of open connections. The few statements that differ between the two are chosen by `dialect(con)`, next to
+the statement (the store's bookkeeping, the content hashes of lib/engine/network and heldcounts).
+
+Queries are Ibis expressions either way (`engine.backend(con)`): on PostgreSQL each connection has an Ibis
+backend over the same psycopg connection, so a query inside an import's transaction sees the import.
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.parse
+from collections.abc import Iterable, Sequence
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+URL_SCHEMES = ("postgresql://", "postgres://")
+"""How `NETZAUSBAU_DB` names a PostgreSQL server rather than a DuckDB file."""
+
+POOL_SIZE = 8
+"""Open connections a PostgreSQL store keeps for its cursors when idle."""
+
+
+def is_server(name) -> bool:
+    """Whether `name` (a path or a URL) names a PostgreSQL server."""
+    return str(name).startswith(URL_SCHEMES)
+
+
+DIALECTS = ("duckdb", "postgres")
+"""The SQL the two kinds of store speak (`dialect`)."""
+
+
+def hash_sum(dialect_: str, columns: Sequence[str]) -> str:
+    """SQL of the sum of a 64-bit hash over each row's `columns`: a table's content as one number, the same
+    for the same rows in any order (the keys of what is held in memory)."""
+    if dialect_ == "postgres":
+        return f"sum(hashtextextended(row({', '.join(columns)})::text, 0))"
+    return f"sum(hash({', '.join(columns)})::HUGEINT)"
+
+
+def epoch_us(dialect_: str, column: str) -> str:
+    """SQL of a timestamp column as microseconds since 1970 (BIGINT)."""
+    if dialect_ == "postgres":
+        return f"(extract(epoch FROM {column}) * 1000000)::BIGINT"
+    return f"epoch_us({column})"
+
+
+def shown(url: str) -> str:
+    """A server's URL as it may be shown to a person or written to a log: without its password."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def dialect(con) -> str:
+    """"duckdb" or "postgres": the SQL a store connection speaks."""
+    return "postgres" if isinstance(con, Postgres) else "duckdb"
+
+
+def holds(con) -> bool:
+    """Whether `con` is a store's connection (DuckDB or PostgreSQL), whose content the engine holds in memory per
+    version (lib/engine/network, heldcounts), rather than another engine queried as it is (`engine.backend`)."""
+    return isinstance(con, (duckdb.DuckDBPyConnection, Postgres))
+
+
+def insert_frame(con, table: str, frame: pd.DataFrame, columns: Sequence[str] | None = None) -> None:
+    """Append `frame`'s rows to `table` (its columns `columns`, by default the frame's own, in order): on DuckDB
+    through a registered frame, on PostgreSQL by COPY."""
+    columns = list(columns or frame.columns)
+    if isinstance(con, Postgres):
+        con.copy_rows(table, columns, frame)
+        return
+    con.register("_frame", frame)
+    try:
+        con.execute(f"INSERT INTO {table} ({_quoted(columns)}) SELECT {_quoted(frame.columns)} FROM _frame")
+    finally:
+        con.unregister("_frame")
+
+
+def _quoted(names: Iterable[str]) -> str:
+    return ", ".join(f'"{n}"' for n in names)
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------------------
+
+_DATETIME_OIDS = {1082, 1114, 1184}  # date, timestamp, timestamptz
+_INT_OIDS = {20: "int64", 21: "int16", 23: "int32"}
+
+
+class Result:
+    """The rows of one statement, read the ways a DuckDB result is read."""
+
+    def __init__(self, names: list[str], oids: list[int], rows: list[tuple]):
+        self._names, self._oids, self._rows = names, oids, rows
+
+    def fetchall(self) -> list[tuple]:
+        return list(self._rows)
+
+    def fetchone(self) -> tuple | None:
+        return self._rows[0] if self._rows else None
+
+    def df(self) -> pd.DataFrame:
+        """A frame typed as DuckDB types it: dates and times as datetime64[us], integers as int (Int when a value
+        is missing), text as str."""
+        frame = pd.DataFrame.from_records(self._rows, columns=self._names, coerce_float=True)
+        for name, oid in zip(self._names, self._oids, strict=True):
+            col = frame[name]
+            if oid in _DATETIME_OIDS:
+                frame[name] = pd.to_datetime(col).astype("datetime64[us]")
+            elif oid in _INT_OIDS:
+                frame[name] = col.astype(_INT_OIDS[oid] if col.notna().all() else _INT_OIDS[oid].capitalize())
+            elif oid == 701:
+                frame[name] = col.astype("float64")
+        return frame
+
+    def fetchnumpy(self) -> dict[str, np.ndarray]:
+        frame = self.df()
+        return {name: frame[name].to_numpy() for name in self._names}
+
+
+class Postgres:
+    """A PostgreSQL store with the surface of a DuckDB connection (see the module's text)."""
+
+    def __init__(self, url: str, *, _pool: _Pool | None = None):
+        self.url = url
+        self._pool = _pool or _Pool(url)
+        self._link = self._pool.take()
+        self._lock = threading.RLock()
+
+    @property
+    def _pg(self):
+        if self._link is None:
+            raise duckdb.ConnectionException("the connection to the PostgreSQL store is closed")
+        return self._link.pg
+
+    @property
+    def backend(self):
+        """The Ibis backend over this very connection (made once per connection)."""
+        with self._lock:
+            return self._link.backend()
+
+    def execute(self, sql: str, params: Sequence | None = None) -> Result:
+        """Run one statement (or several, without parameters); `?` marks a parameter."""
+        if params is not None:
+            sql = sql.replace("%", "%%").replace("?", "%s")
+            params = [_plain(v) for v in params]
+        with self._lock, self._pg.cursor() as cur:
+            cur.execute(sql, params)
+            if cur.description is None:
+                return Result([], [], [])
+            return Result([d.name for d in cur.description], [d.type_code for d in cur.description],
+                          cur.fetchall())
+
+    def copy_rows(self, table: str, columns: Sequence[str], frame: pd.DataFrame) -> None:
+        """Append `frame`'s rows (its columns in order) to `table`'s `columns` by COPY; missing values as NULL."""
+        with self._lock, self._pg.cursor() as cur, cur.copy(f"COPY {table} ({_quoted(columns)}) FROM STDIN") as copy:
+            for row in _rows(frame):
+                copy.write_row(row)
+
+    def cursor(self) -> Postgres:
+        """A connection of the caller's own (from the pool), closed (given back) by `close` or `with`."""
+        return Postgres(self.url, _pool=self._pool)
+
+    def close(self) -> None:
+        if self._link is not None:
+            self._pool.give(self._link)
+            self._link = None
+
+    def __enter__(self) -> Postgres:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _Link:
+    """One open psycopg connection (autocommit) and, once asked for, its Ibis backend."""
+
+    def __init__(self, url: str):
+        import psycopg
+
+        self.pg = psycopg.connect(url, autocommit=True)
+        self._backend = None
+
+    def backend(self):
+        if self._backend is None:
+            import ibis
+
+            self._backend = ibis.postgres.from_connection(self.pg)
+        return self._backend
+
+
+class _Pool:
+    """Open connections to one server, handed to cursors and taken back when they close."""
+
+    def __init__(self, url: str):
+        self.url, self._idle, self._lock = url, [], threading.Lock()
+
+    def take(self) -> _Link:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return _Link(self.url)
+
+    def give(self, link: _Link) -> None:
+        """Take a connection back (a transaction left open is rolled back); keep it while few are idle."""
+        import psycopg
+
+        pg = link.pg
+        if pg.closed:
+            return
+        try:
+            if pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                pg.rollback()
+        except psycopg.Error:
+            pg.close()
+            return
+        with self._lock:
+            if len(self._idle) < POOL_SIZE:
+                self._idle.append(link)
+                return
+        pg.close()
+
+
+def _plain(value):
+    """A parameter as psycopg adapts it: numpy scalars as Python's, lists and tuples as arrays."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _rows(frame: pd.DataFrame) -> Iterable[tuple]:
+    """A frame's rows as Python values, missing ones (NaN, NaT, NA, None) as None."""
+    plain = frame.astype(object)
+    plain = plain.where(frame.notna(), None)
+    return plain.itertuples(index=False, name=None)
+
