@@ -178,6 +178,54 @@ def empty_db(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture(scope="session")
+def pg_cluster():
+    """A real PostgreSQL server for the whole session (tests/pgserver.py); `pg_database` makes each world's
+    database on it."""
+    from tests.pgserver import postgres_server
+
+    with postgres_server() as url:
+        yield url
+
+
+def pg_database(cluster: str, name: str) -> str:
+    """A new, empty database `name` on the server of `cluster` (a URL); its URL."""
+    import psycopg
+
+    with psycopg.connect(cluster, autocommit=True) as pg:
+        pg.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        pg.execute(f'CREATE DATABASE "{name}"')
+    return cluster.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def tiny_pg(tiny_world, pg_cluster) -> str:
+    """The tiny world imported into a PostgreSQL store (the same files, the same importer): its URL."""
+    url = pg_database(pg_cluster, "tiny")
+    con = store.connect(url)
+    for path in tiny_world.files.values():
+        store.import_file(con, path, today=TODAY)
+    con.close()
+    return url
+
+
+@pytest.fixture(scope="session")
+def demo_pg(pg_cluster) -> str:
+    """The small demo store of `demo_db` (the same seed and size) built on a PostgreSQL server: its URL."""
+    from lib import cli
+
+    url = pg_database(pg_cluster, "demo")
+    cli.build_demo_store(url, sites=800, complaints=8000, progress=lambda m, f: None)
+    return url
+
+
+@pytest.fixture(scope="session", params=["duckdb", "postgres"])
+def demo_store(request) -> str:
+    """The small demo store on each kind of store, in turn: a DuckDB file's path or a PostgreSQL URL (for tests
+    that define the figures: the same answers on both)."""
+    return str(request.getfixturevalue("demo_db" if request.param == "duckdb" else "demo_pg"))
+
+
+@pytest.fixture(scope="session")
 def demo_db(tmp_path_factory) -> Path:
     """A small demo store (800 sites, 8,000 complaints), built once per test session."""
     from lib import cli
@@ -213,6 +261,57 @@ def world_con(tmp_path):
     worlds.import_world(con, tmp_path / "in")
     yield con
     con.close()
+
+
+STORE_KINDS = ["duckdb", "postgres"]
+"""The two kinds of store: the tests that define the figures run on each, with the same answers."""
+
+
+class StoreMaker:
+    """Makes empty stores of one kind (`STORE_KINDS`): DuckDB files in a folder, or new databases on the session's
+    PostgreSQL server; closes them all at the end."""
+
+    def __init__(self, kind: str, folder: Path, request):
+        self.kind, self._folder, self._request, self._made = kind, folder, request, []
+
+    def __call__(self):
+        if self.kind == "duckdb":
+            con = store.connect(self._folder / f"store-{len(self._made)}.duckdb")
+        else:
+            cluster = self._request.getfixturevalue("pg_cluster")
+            con = store.connect(pg_database(cluster, f"store_{os.urandom(6).hex()}"))
+        self._made.append(con)
+        return con
+
+    def close(self) -> None:
+        for con in self._made:
+            con.close()
+
+
+@pytest.fixture(params=STORE_KINDS)
+def new_store(request, tmp_path):
+    """`new_store()`: an empty store of this test's own, of each kind in turn."""
+    maker = StoreMaker(request.param, tmp_path, request)
+    yield maker
+    maker.close()
+
+
+@pytest.fixture(scope="module", params=STORE_KINDS)
+def new_module_store(request, tmp_path_factory):
+    """`new_module_store()`: an empty store for a module's world, of each kind in turn."""
+    maker = StoreMaker(request.param, tmp_path_factory.mktemp("stores"), request)
+    yield maker
+    maker.close()
+
+
+@pytest.fixture
+def world_store(new_store, tmp_path):
+    """tests/worlds.py's tiny world on each kind of store in turn, a fresh one each test."""
+    from tests import worlds
+
+    con = new_store()
+    worlds.import_world(con, tmp_path / "in")
+    return con
 
 
 @pytest.fixture(scope="module")

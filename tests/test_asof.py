@@ -59,9 +59,9 @@ def _import(con, table: str, rows: list[dict], columns: list[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """The store of SITES, LINKS (endpoints around BASE), UPGRADES and COMPLAINTS."""
-    con = store.connect(tmp_path_factory.mktemp("asof") / "x.duckdb")
+def world(new_module_store):
+    """The store of SITES, LINKS (endpoints around BASE), UPGRADES and COMPLAINTS, of each kind in turn."""
+    con = new_module_store()
     links = [{**r, "a_lat": 51.2, "a_lon": 9.2 + i / 10, "b_lat": 51.3, "b_lon": 9.3 + i / 10}
              for i, r in enumerate(LINKS)]
     _import(con, "sites", SITES, ["site_id", "lat", "lon", "site_type"])

@@ -16,9 +16,9 @@ D = dt.date.fromisoformat
 
 
 @pytest.fixture
-def world(tmp_path):
+def world(new_store):
     """H: 30 complaints on S1 (U1 installed, waiting on link L1 due 2025-12-01), 10 on S2 (U2 due 2025-09-01)."""
-    con = two_places(tmp_path, 30, 10, [upgrade("U1", "2025-04-01", link_id="L1", installed="2025-03-01"),
+    con = two_places(new_store, 30, 10, [upgrade("U1", "2025-04-01", link_id="L1", installed="2025-03-01"),
                                         upgrade("U2", "2025-09-01", site_id="S2")], [link("L1", "2025-12-01")])
     yield con
     con.close()

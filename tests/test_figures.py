@@ -15,8 +15,8 @@ from lib.views import figures, overview, publish, rollout
 
 
 @pytest.fixture(scope="module")
-def con(demo_db):
-    c = store.connect(demo_db, read_only=True)
+def con(demo_store):
+    c = store.connect(demo_store, read_only=True)
     yield c
     c.close()
 

@@ -260,12 +260,13 @@ def make_complaints(seed: int = 11) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """A store near Münster with the complaints of `make_complaints`, and those complaints."""
+def world(new_module_store):
+    """A store near Münster with the complaints of `make_complaints`, and those complaints (of each kind of
+    store in turn)."""
     records = make_complaints()
     text = io.StringIO()
     records.to_csv(text, index=False, quoting=csv.QUOTE_MINIMAL)
-    con = store.connect(tmp_path_factory.mktemp("hotspots") / "store.duckdb")
+    con = new_module_store()
     result = store.import_file(con, text.getvalue().encode(), table="complaints", file_name="c.csv")
     assert result.rows_accepted == len(records) and result.rows_rejected == 0
     records["cell9"] = [H3.latlng_to_cell(la, lo, 9) for la, lo in zip(records["lat"], records["lon"], strict=True)]

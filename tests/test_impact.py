@@ -32,9 +32,9 @@ def child(cell: int) -> str:
     return h3.cell_to_center_child(h3.int_to_str(cell), 9)
 
 
-def make_store(tmp_path, rows: list[tuple[int, dt.datetime, str]], regions: bool = False):
+def make_store(new_store, rows: list[tuple[int, dt.datetime, str]], regions: bool = False):
     """A store holding complaints given as (hotspot cell, received_at, category) rows."""
-    con = store.connect(tmp_path / "x.duckdb")
+    con = new_store()
     if regions:
         store.import_file(con, worlds.regions_geojson().encode(), table="regions", file_name="regions.geojson")
     lines = ["complaint_id,received_at,cell,category,channel"]
@@ -57,11 +57,11 @@ START = D(2025, 1, 6)  # a Monday
 N_WEEKS = 40
 
 
-def test_weekly_complaints_fill_quiet_weeks_with_zero(tmp_path):
+def test_weekly_complaints_fill_quiet_weeks_with_zero(new_store):
     a, b = WEST_CELLS[0], EAST_CELLS[0]
     rows = weekly_rows(a, START, [2, 0, 5]) + weekly_rows(b, START + dt.timedelta(weeks=2), [1])
     rows.append((a, dt.datetime(2025, 1, 5, 23, 0), "slow_data"))  # Sunday before the window
-    con = make_store(tmp_path, rows)
+    con = make_store(new_store, rows)
     cells = pd.DataFrame({"cell": [b, a, a], "relief_date": [None, D(2025, 1, 15), D(2025, 1, 15)]})
     out = impact.weekly_hotspot_complaints(con, cells, start=START, end=START + dt.timedelta(weeks=4))
     assert list(out.columns) == impact.WEEKLY_COLUMNS
@@ -73,9 +73,9 @@ def test_weekly_complaints_fill_quiet_weeks_with_zero(tmp_path):
     assert out["cell"].is_monotonic_increasing
 
 
-def test_weekly_complaints_default_window_spans_the_relief_dates(tmp_path):
+def test_weekly_complaints_default_window_spans_the_relief_dates(new_store):
     a = WEST_CELLS[0]
-    con = make_store(tmp_path, weekly_rows(a, START, [1] * 30))
+    con = make_store(new_store, weekly_rows(a, START, [1] * 30))
     out = impact.weekly_hotspot_complaints(con, pd.DataFrame({"cell": [a], "relief_date": [D(2025, 4, 2)]}))
     assert out["week"].min() == D(2025, 3, 31) - dt.timedelta(weeks=impact.WEEKS)
     assert len(out) == 2 * impact.WEEKS + 1 and (out["n"] == 1).all()

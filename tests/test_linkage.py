@@ -41,10 +41,10 @@ def _csv(rows: list[dict], columns: list[str]) -> bytes:
     return out.getvalue().encode()
 
 
-def build(tmp_path, sites: list[dict], links: list[dict] = (), upgrades: list[dict] = (),
+def build(new_store, sites: list[dict], links: list[dict] = (), upgrades: list[dict] = (),
           complaints: dict[int, int] | None = None):
     """A store holding exactly these records (every row must be accepted); `complaints`: res-9 cell -> how many."""
-    con = store.connect(tmp_path / "x.duckdb")
+    con = new_store()
     said = [{"complaint_id": f"K{cell}-{i}", "received_at": "2025-01-05 10:00", "cell": h3.int_to_str(cell),
              "category": "slow_data", "channel": "app"} for cell, n in (complaints or {}).items() for i in range(n)]
     for table, rows, cols in (("sites", sites, SITE_COLS), ("transport_links", links, LINK_COLS),
@@ -125,8 +125,8 @@ RELIEF_CASES = {
 
 @pytest.mark.parametrize(("links", "upgrades", "as_of", "status", "date", "blocking"), RELIEF_CASES.values(),
                          ids=RELIEF_CASES.keys())
-def test_relief_cases(tmp_path, links, upgrades, as_of, status, date, blocking):
-    con = build(tmp_path, [site("S1")], links, upgrades)
+def test_relief_cases(new_store, links, upgrades, as_of, status, date, blocking):
+    con = build(new_store, [site("S1")], links, upgrades)
     out = linkage.relief(con, [H], as_of=as_of)
     assert len(out) == 1
     row = out.iloc[0]
@@ -137,8 +137,8 @@ def test_relief_cases(tmp_path, links, upgrades, as_of, status, date, blocking):
     assert row["n_upgrades"] == sum(u["status"] != "cancelled" for u in upgrades)
 
 
-def test_hotspot_far_from_every_site(tmp_path):
-    con = build(tmp_path, [site("S1")], [], [upgrade("U1", "2025-04-01", "2025-04-10")])
+def test_hotspot_far_from_every_site(new_store):
+    con = build(new_store, [site("S1")], [], [upgrade("U1", "2025-04-01", "2025-04-10")])
     far = int(cells.latlng_to_cells([FAR[0]], [FAR[1]], 8)[0])
     out = linkage.relief(con, pd.DataFrame({"cell": [far, H, far]}), as_of=AS_OF)
     assert list(out["cell"]) == sorted([far, H])
@@ -150,8 +150,8 @@ def test_hotspot_far_from_every_site(tmp_path):
     assert linkage.hotspot_sites(con, [far]).empty
 
 
-def test_site_without_upgrade_is_counted_but_plans_nothing(tmp_path):
-    con = build(tmp_path, [site("S1")])
+def test_site_without_upgrade_is_counted_but_plans_nothing(new_store):
+    con = build(new_store, [site("S1")])
     row = linkage.relief(con, [H], as_of=AS_OF).iloc[0]
     assert (row["n_sites"], row["n_upgrades"], row["status"]) == (1, 0, "no_upgrade_planned")
 
@@ -184,9 +184,9 @@ def east_of(latlon: tuple[float, float], km: float) -> tuple[float, float]:
     return latlon[0], latlon[1] + math.degrees(km / (serving.EARTH_KM * math.cos(math.radians(latlon[0]))))
 
 
-def test_the_nearest_three_share_by_inverse_square_distance(tmp_path):
+def test_the_nearest_three_share_by_inverse_square_distance(new_store):
     km = {"S1": 0.5, "S2": 1.0, "S3": 2.0, "S4": 3.0}
-    con = build(tmp_path, [site(s, north_of(CENTRE, d)) for s, d in km.items()])
+    con = build(new_store, [site(s, north_of(CENTRE, d)) for s, d in km.items()])
     out = linkage.hotspot_sites(con, [H])
     assert list(out["site_id"]) == ["S1", "S2", "S3"] and list(out["rank"]) == [1, 2, 3]
     weight = {s: 1 / haversine_km(CENTRE, north_of(CENTRE, d)) ** 2 for s, d in km.items() if s != "S4"}
@@ -199,21 +199,21 @@ def test_the_nearest_three_share_by_inverse_square_distance(tmp_path):
 @pytest.mark.parametrize(("site_type", "km", "serves"), [
     ("macro", 7.9, True), ("macro", 8.1, False), ("", 7.9, True),  # an empty type counts as macro
     ("micro", 0.99, True), ("micro", 1.01, False), ("small_cell", 0.29, True), ("small_cell", 0.31, False)])
-def test_a_site_serves_within_the_reach_of_its_type(tmp_path, site_type, km, serves):
-    con = build(tmp_path, [site("S1", north_of(CENTRE, km), site_type)])
+def test_a_site_serves_within_the_reach_of_its_type(new_store, site_type, km, serves):
+    con = build(new_store, [site("S1", north_of(CENTRE, km), site_type)])
     assert len(linkage.hotspot_sites(con, [H])) == (1 if serves else 0)
     row = linkage.relief(con, [H], as_of=AS_OF).iloc[0]
     assert row["n_sites"] == (1 if serves else 0)
 
 
-def test_sites_out_of_reach_do_not_crowd_out_one_in_reach(tmp_path):
+def test_sites_out_of_reach_do_not_crowd_out_one_in_reach(new_store):
     micro = [site(f"M{i:02d}", north_of(CENTRE, 1.5 + 0.01 * i), "micro") for i in range(20)]  # near, out of reach
-    con = build(tmp_path, [*micro, site("FAR", north_of(CENTRE, 5.0))])
+    con = build(new_store, [*micro, site("FAR", north_of(CENTRE, 5.0))])
     assert list(linkage.hotspot_sites(con, [H])["site_id"]) == ["FAR"]
 
 
-def test_sites_at_the_same_distance_go_by_site_id(tmp_path):
-    con = build(tmp_path, [site(s, CENTRE) for s in ("S5", "S3", "S4", "S2")])
+def test_sites_at_the_same_distance_go_by_site_id(new_store):
+    con = build(new_store, [site(s, CENTRE) for s in ("S5", "S3", "S4", "S2")])
     out = linkage.hotspot_sites(con, [H])
     assert list(out["site_id"]) == ["S2", "S3", "S4"]  # four at the same place: the three smallest ids
     np.testing.assert_allclose(out["share"], [1 / 3] * 3)
@@ -225,20 +225,20 @@ def test_sites_at_the_same_distance_go_by_site_id(tmp_path):
     (240, None, True), (241, None, False),  # the default beam is 120 degrees: 60 either side
     (270, 180, True), (271, 180, False),  # a 180-degree beam: 90 either side
 ])
-def test_a_sector_site_serves_only_within_its_beam(tmp_path, azimuth, beam, serves):
+def test_a_sector_site_serves_only_within_its_beam(new_store, azimuth, beam, serves):
     north = north_of(CENTRE, 0.5)
-    con = build(tmp_path, [site("S1", north, azimuth_deg=azimuth, beamwidth_deg=beam)])
+    con = build(new_store, [site("S1", north, azimuth_deg=azimuth, beamwidth_deg=beam)])
     assert bearing(north, CENTRE) == pytest.approx(180, abs=1e-6)
     assert len(linkage.hotspot_sites(con, [H])) == (1 if serves else 0)
 
 
-def test_a_sector_site_serves_all_round_within_near_km(tmp_path):
-    con = build(tmp_path, [site("S1", north_of(CENTRE, 0.05), azimuth_deg=0)])  # pointing away, but 50 m off
+def test_a_sector_site_serves_all_round_within_near_km(new_store):
+    con = build(new_store, [site("S1", north_of(CENTRE, 0.05), azimuth_deg=0)])  # pointing away, but 50 m off
     assert len(linkage.hotspot_sites(con, [H])) == 1
 
 
-def test_capacity_shares_the_traffic_with_the_distance(tmp_path):
-    con = build(tmp_path, [site("S1", east_of(CENTRE, 0.5), capacity_mbps=200),
+def test_capacity_shares_the_traffic_with_the_distance(new_store):
+    con = build(new_store, [site("S1", east_of(CENTRE, 0.5), capacity_mbps=200),
                            site("S2", east_of(CENTRE, -0.5), capacity_mbps=100),
                            site("S3", north_of(CENTRE, 1.0))])  # no capacity: the median of those given, 150
     out = linkage.hotspot_sites(con, [H]).set_index("site_id")["share"]
@@ -249,8 +249,8 @@ def test_capacity_shares_the_traffic_with_the_distance(tmp_path):
     assert_relief_equal(linkage.relief(con, [H], as_of=AS_OF), reference_relief(con, [H], AS_OF))
 
 
-def test_distances_below_near_km_weigh_alike(tmp_path):
-    con = build(tmp_path, [site("S1", CENTRE), site("S2", north_of(CENTRE, 0.05)), site("S3", north_of(CENTRE, 0.2))])
+def test_distances_below_near_km_weigh_alike(new_store):
+    con = build(new_store, [site("S1", CENTRE), site("S2", north_of(CENTRE, 0.05)), site("S3", north_of(CENTRE, 0.2))])
     out = linkage.hotspot_sites(con, [H]).set_index("site_id")["share"]
     w = {"S1": 1 / serving.NEAR_KM ** 2, "S2": 1 / serving.NEAR_KM ** 2, "S3": 1 / 0.2 ** 2}
     assert out.to_dict() == pytest.approx({k: v / sum(w.values()) for k, v in w.items()}, rel=1e-6)
@@ -262,12 +262,12 @@ OUTER = sorted(c for c in h3.api.basic_int.cell_to_children(H, 9) if c != h3.api
 A, B = OUTER[0], next(c for c in OUTER if h3.api.basic_int.grid_distance(OUTER[0], c) == 2)  # opposite corners
 
 
-def two_places(tmp_path, n_a: int, n_b: int, upgrades: list[dict], links: list[dict] = ()):
+def two_places(new_store, n_a: int, n_b: int, upgrades: list[dict], links: list[dict] = ()):
     """Hotspot H with n_a complaints in cell A and n_b in cell B (about 0.6 km apart), each served only by a
     small cell at its centre: S1 carries A's complaints, S2 B's."""
     sites = [site("S1", h3.api.basic_int.cell_to_latlng(A), "small_cell"),
              site("S2", h3.api.basic_int.cell_to_latlng(B), "small_cell")]
-    return build(tmp_path, sites, links, upgrades, {A: n_a, B: n_b})
+    return build(new_store, sites, links, upgrades, {A: n_a, B: n_b})
 
 
 SHARE_CASES = {
@@ -299,8 +299,8 @@ SHARE_CASES = {
 
 @pytest.mark.parametrize(("n_a", "n_b", "upgrades", "as_of", "status", "share", "date"), SHARE_CASES.values(),
                          ids=SHARE_CASES.keys())
-def test_relief_share_by_hand(tmp_path, n_a, n_b, upgrades, as_of, status, share, date):
-    con = two_places(tmp_path, n_a, n_b, upgrades, [link("L1", "2025-12-01")])
+def test_relief_share_by_hand(new_store, n_a, n_b, upgrades, as_of, status, share, date):
+    con = two_places(new_store, n_a, n_b, upgrades, [link("L1", "2025-12-01")])
     row = linkage.relief(con, [H], as_of=as_of).iloc[0]
     assert (row["status"], row["relief_date"]) == (status, D(date) if date else None)
     assert row["relief_share"] == pytest.approx(share, abs=1e-12)
@@ -311,9 +311,9 @@ def test_relief_share_by_hand(tmp_path, n_a, n_b, upgrades, as_of, status, share
     assert row["blocking_link_id"] == ("L1" if status == "blocked_by_transport" else None)
 
 
-def test_complaints_no_site_reaches_count_and_are_never_relieved(tmp_path):
+def test_complaints_no_site_reaches_count_and_are_never_relieved(new_store):
     far_cell = int(cells.latlng_to_cells([FAR[0]], [FAR[1]], 9)[0])
-    con = build(tmp_path, [site("S1", h3.api.basic_int.cell_to_latlng(A), "small_cell")], [],
+    con = build(new_store, [site("S1", h3.api.basic_int.cell_to_latlng(A), "small_cell")], [],
                 [upgrade("U1", "2025-04-01", "2025-04-10")], {A: 10, far_cell: 5})
     rel = linkage.relief(con, [H, int(cells.parent([far_cell], 8)[0])], as_of=AS_OF).set_index("cell")
     assert rel.loc[H, "status"] == "relieved" and rel.loc[H, "relief_share"] == 1.0
@@ -481,8 +481,8 @@ def test_relief_equals_a_plain_loop_on_the_tiny_world(tiny_store, as_of):
 
 @pytest.mark.parametrize(("links", "upgrades", "as_of"), [c[:3] for c in RELIEF_CASES.values()],
                          ids=RELIEF_CASES.keys())
-def test_relief_cases_equal_a_plain_loop_with_two_sites(tmp_path, links, upgrades, as_of):
-    con = build(tmp_path, [site("S1"), site("S2", north_of(CENTRE, 0.7), "micro")], links, upgrades,
+def test_relief_cases_equal_a_plain_loop_with_two_sites(new_store, links, upgrades, as_of):
+    con = build(new_store, [site("S1"), site("S2", north_of(CENTRE, 0.7), "micro")], links, upgrades,
                 {A: 3, B: 1})
     hot = [H, *h3.api.basic_int.grid_ring(H, 1)]
     assert_relief_equal(linkage.relief(con, hot, as_of=as_of), reference_relief(con, hot, as_of))

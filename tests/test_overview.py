@@ -12,9 +12,10 @@ from lib import store
 from lib.views import overview
 
 
-@pytest.fixture
-def con(tiny_db):
-    c = store.connect(tiny_db)
+@pytest.fixture(params=["duckdb", "postgres"])
+def con(request):
+    """The tiny world on a DuckDB file and on a PostgreSQL server in turn."""
+    c = store.connect(request.getfixturevalue("tiny_db" if request.param == "duckdb" else "tiny_pg"))
     yield c
     c.close()
 

@@ -64,8 +64,8 @@ def _upgrades_csv(rows: dict) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def con(tmp_path_factory):
-    c = store.connect(tmp_path_factory.mktemp("progress") / "x.duckdb")
+def con(new_module_store):
+    c = new_module_store()
     sites = "site_id,lat,lon\n" + "".join(f"{s},{lat},{lon}\n" for s, (lat, lon, _) in SITES.items())
     store.import_file(c, _regions_geojson(), table="regions", file_name="regions.geojson")
     store.import_file(c, sites.encode(), table="sites", file_name="sites.csv")

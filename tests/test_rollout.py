@@ -27,6 +27,12 @@ from lib.views import rollout_charts as charts
 D = dt.date
 
 
+
+@pytest.fixture
+def world_con(world_store):
+    """The tiny world on a DuckDB file and on a PostgreSQL server in turn."""
+    return world_store
+
 def _row(table: pd.DataFrame, rid: str) -> dict:
     return table.set_index("region_id").loc[rid].to_dict()
 

@@ -13,6 +13,12 @@ from lib.views import story
 D = dt.date
 
 
+
+@pytest.fixture
+def world_con(world_store):
+    """The tiny world on a DuckDB file and on a PostgreSQL server in turn."""
+    return world_store
+
 def cell(lat: float, lon: float, res: int = 8) -> int:
     return int(cells.parent(cells.latlng_to_cells([lat], [lon]), res)[0])
 

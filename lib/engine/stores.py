@@ -102,6 +102,11 @@ class Result:
     def __init__(self, names: list[str], oids: list[int], rows: list[tuple]):
         self._names, self._oids, self._rows = names, oids, rows
 
+    @property
+    def description(self) -> list[tuple]:
+        """The columns as DB-API describes them: (name, type code, and five Nones) each."""
+        return [(name, oid, None, None, None, None, None) for name, oid in zip(self._names, self._oids, strict=True)]
+
     def fetchall(self) -> list[tuple]:
         return list(self._rows)
 

@@ -1,0 +1,317 @@
+"""The store on a real PostgreSQL server (`NETZAUSBAU_DB=postgresql://...`): the same imports, rejects and log as
+the DuckDB file, the same answer to every page query and the same public snapshot on the same worlds, imports
+that change nothing when they fail, and several processes on one database, each seeing the others' imports.
+
+The server is started by the tests in a temporary directory (tests/pgserver.py); each world has its own database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import datetime as dt
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from lib import cache, cli, store
+from lib.engine import derive, stores
+from lib.errors import StoreError
+from lib.views import maps, mapurl, publish, rollout
+from tests.conftest import TODAY, pg_database
+from tests.test_engines import canonical, rows
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TABLES = ("regions", "region_cells", "sites", "transport_links", "upgrades", "upgrades_versions", "complaints",
+          "status_notes", "rejected_rows", "complaint_cube", "cell_regions", "meta")
+"""Tables whose every row two stores of the same files hold alike (the log and the audit trail hold times)."""
+
+
+def table_rows(con, name: str) -> list[tuple]:
+    with con.cursor() as cur:
+        return rows(cur.execute(f"SELECT * FROM {name}").df())
+
+
+def same(a, b, where: str = "") -> None:
+    """`a` and `b` (frames, dataclasses, mappings, sequences, values) hold the same values; frames compared by
+    their columns and canonical rows (engines order ties differently)."""
+    if isinstance(a, pd.DataFrame):
+        assert isinstance(b, pd.DataFrame), where
+        assert list(a.columns) == list(b.columns), where
+        assert rows(a) == rows(b), where
+    elif isinstance(a, pd.Series):
+        same(a.to_frame(), b.to_frame(), where)
+    elif dataclasses.is_dataclass(a) and not isinstance(a, type):
+        assert type(a) is type(b), where
+        for f in dataclasses.fields(a):
+            same(getattr(a, f.name), getattr(b, f.name), f"{where}.{f.name}")
+    elif isinstance(a, dict):
+        assert set(a) == set(b), where
+        for k in a:
+            same(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            same(x, y, f"{where}[{i}]")
+    else:
+        assert canonical(a) == canonical(b), where
+
+
+@pytest.fixture
+def fresh_pg(pg_cluster, request) -> str:
+    """An empty PostgreSQL store of this test's own."""
+    url = pg_database(pg_cluster, "t_" + request.node.name.lower()[:40].replace("[", "_").replace("]", "_"))
+    store.connect(url).close()
+    return url
+
+
+# -- imports -----------------------------------------------------------------------------------------------
+
+def test_the_same_files_give_the_same_tables(tiny_world, tiny_pg):
+    duck, pg = store.connect(tiny_world.template, read_only=True), store.connect(tiny_pg, read_only=True)
+    try:
+        for name in TABLES:
+            assert table_rows(pg, name) == table_rows(duck, name), name
+        log = ["import_id", "table_name", "file_name", "checksum", "format", "encoding", "rows_total", "rows_accepted",
+               "rows_rejected", "rows_new", "rows_updated", "rows_unchanged", "warnings"]
+        assert rows(store.import_log(pg)[log]) == rows(store.import_log(duck)[log])
+        assert len(table_rows(pg, "complaints")) == len(tiny_world.complaints)
+        assert derive.current(pg)
+        assert stores.dialect(pg) == "postgres" and stores.dialect(duck) == "duckdb"
+    finally:
+        duck.close()
+        pg.close()
+
+
+def test_rejects_updates_and_a_file_again_as_on_duckdb(tiny_world, bad_complaints, fresh_pg, tmp_path):
+    duck = store.connect(tmp_path / "s.duckdb")
+    pg = store.connect(fresh_pg)
+    try:
+        got = {}
+        for con in (duck, pg):
+            out = [store.import_file(con, path, today=TODAY) for path in tiny_world.files.values()]
+            out.append(store.import_file(con, bad_complaints, table="complaints", file_name="bad.csv", today=TODAY))
+            out.append(store.import_file(con, tiny_world.files["upgrades_update.csv"], today=TODAY))  # the same again
+            got[stores.dialect(con)] = out
+        for d, p in zip(got["duckdb"], got["postgres"], strict=True):
+            assert (p.import_id, p.rows_total, p.rows_accepted, p.rows_rejected, p.rows_new, p.rows_updated,
+                    p.rows_unchanged, p.duplicate_of, p.warnings) == (
+                d.import_id, d.rows_total, d.rows_accepted, d.rows_rejected, d.rows_new, d.rows_updated,
+                d.rows_unchanged, d.duplicate_of, d.warnings), d.file_name
+        bad = got["postgres"][-2]
+        assert bad.rows_rejected == 2 and bad.rows_accepted == 2
+        same(store.rejected_rows(pg, bad.import_id), store.rejected_rows(duck, bad.import_id))
+        assert got["postgres"][-1].duplicate_of == 5  # the update file, imported as #5
+        same(store.versions(pg, "upgrades", "U000"), store.versions(duck, "upgrades", "U000"))
+        for name in TABLES:
+            assert table_rows(pg, name) == table_rows(duck, name), name
+    finally:
+        duck.close()
+        pg.close()
+
+
+def test_a_failed_import_changes_nothing(tiny_world, fresh_pg, monkeypatch):
+    con = store.connect(fresh_pg)
+    try:
+        for path in list(tiny_world.files.values())[:-1]:
+            store.import_file(con, path, today=TODAY)
+        before = {name: table_rows(con, name) for name in (*TABLES, "import_log", "audit_log")}
+
+        def broken(c):
+            raise RuntimeError("the derived tables failed")
+
+        monkeypatch.setattr(derive, "refresh", broken)
+        with pytest.raises(RuntimeError, match="derived tables failed"):
+            store.import_file(con, tiny_world.files["complaints.csv"], today=TODAY)
+        for name, want in before.items():
+            assert table_rows(con, name) == want, name
+        monkeypatch.undo()
+        assert store.import_file(con, tiny_world.files["complaints.csv"], today=TODAY).rows_new == 300
+    finally:
+        con.close()
+
+
+def _import_in_a_process(url: str, path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lib.cli", "--db", url, "import", str(path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_two_processes_import_at_once(tiny_world, fresh_pg):
+    con = store.connect(fresh_pg)
+    for name in ("regions.geojson", "sites.csv", "links.csv"):
+        store.import_file(con, tiny_world.files[name], today=TODAY)
+    done: list[subprocess.CompletedProcess] = []
+    runs = [threading.Thread(target=lambda p=p: done.append(_import_in_a_process(fresh_pg, p)))
+            for p in (tiny_world.files["upgrades.csv"], tiny_world.files["complaints.csv"])]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join()
+    try:
+        assert [r.returncode for r in done] == [0, 0], [r.stderr for r in done]
+        log = store.import_log(con)
+        assert sorted(log["import_id"]) == [1, 2, 3, 4, 5]
+        assert set(log["table_name"]) == {"regions", "sites", "transport_links", "upgrades", "complaints"}
+        assert derive.current(con)
+        assert con.execute("SELECT count(*) FROM complaints").fetchall()[0][0] == 300
+    finally:
+        con.close()
+
+
+# -- every page query, the snapshot ------------------------------------------------------------------------
+
+def _page_queries(con) -> dict[str, object]:
+    """Every cached page query of lib/cache on the demo store, with the arguments a page passes."""
+    info = cache.QUERIES["summary"](con)
+    day = info.data_as_of.date()
+    level = cache.QUERIES["levels"](con)[0]
+    regions = cache.QUERIES["map_regions"](con)["region_id"].tolist()
+    first, last = mapurl.date_range(info)
+    p = mapurl.parse({}, first, last, regions).params
+    berlin = maps.Params(as_of=day, region="11")
+    view = cache.QUERIES["map_view"](con, p)
+    hot = view.hotspots.iloc[0]
+    site = sorted(view.layers["sites"]["site_id"])[0]
+    link = con.execute("SELECT link_id FROM transport_links ORDER BY link_id LIMIT 1").fetchall()[0][0]
+    return {
+        "summary": dataclasses.replace(info, last_import=dataclasses.replace(info.last_import, imported_at=None)),
+        "levels": cache.QUERIES["levels"](con),
+        "region_table": cache.QUERIES["region_table"](con, level),
+        "map_regions": cache.QUERIES["map_regions"](con),
+        "map_view": view,
+        "map_view Berlin": cache.QUERIES["map_view"](con, berlin),
+        "map_bottlenecks": cache.QUERIES["map_bottlenecks"](con, p),
+        "map_what_if": cache.QUERIES["map_what_if"](con, p, day, link_id=link),
+        "hotspot_story": cache.QUERIES["hotspot_story"](con, int(hot["cell"]), p.resolution, day),
+        "site_story": cache.QUERIES["site_story"](con, site, day),
+        "link_story": cache.QUERIES["link_story"](con, link, day),
+        "rollout_regions": cache.QUERIES["rollout_regions"](con, level),
+        "rollout_shapes": cache.QUERIES["rollout_shapes"](con, level),
+        "rollout_table": cache.QUERIES["rollout_table"](con, level, day),
+        "rollout_table cluster": cache.QUERIES["rollout_table"](con, "cluster", day - dt.timedelta(days=200)),
+        "rollout_series": cache.QUERIES["rollout_series"](con, (rollout.ALL, "11"), level),
+        "rollout_late": cache.QUERIES["rollout_late"](con, level, day),
+        "rollout_channels": cache.QUERIES["rollout_channels"](con, level, "11", day),
+        "rollout_impact": cache.QUERIES["rollout_impact"](con, level, day),
+    }
+
+
+@pytest.fixture(scope="module")
+def both(demo_db, demo_pg):
+    """The page queries' answers on the demo store in a DuckDB file and on a PostgreSQL server."""
+    out = {}
+    for name in (demo_db, demo_pg):
+        con = store.connect(name, read_only=True)
+        try:
+            out[stores.dialect(con)] = _page_queries(con)
+        finally:
+            con.close()
+    return out
+
+
+QUERY_NAMES = ["summary", "levels", "region_table", "map_regions", "map_view", "map_view Berlin", "map_bottlenecks",
+               "map_what_if", "hotspot_story", "site_story", "link_story", "rollout_regions", "rollout_shapes",
+               "rollout_table", "rollout_table cluster", "rollout_series", "rollout_late", "rollout_channels",
+               "rollout_impact"]
+
+
+def test_every_cached_page_query_is_compared():
+    assert {q.split()[0] for q in QUERY_NAMES} == set(cache.QUERIES) - {"import_log", "rejected_rows"}
+
+
+@pytest.mark.parametrize("name", QUERY_NAMES)
+def test_every_page_query_answers_alike(both, name):
+    same(both["postgres"][name], both["duckdb"][name], name)
+
+
+def test_the_answers_are_not_empty(both):
+    got = both["postgres"]
+    assert len(got["map_view"].hotspots) > 0 and len(got["map_view"].layers["sites"]) > 0
+    assert got["rollout_table"]["total"].sum() > 0 and len(got["rollout_late"]) > 0
+    assert got["summary"].counts["complaints"] == 8000
+
+
+def test_the_public_snapshot_is_the_same(demo_db, demo_pg, tmp_path):
+    docs = []
+    for name in (demo_db, demo_pg):
+        con = store.connect(name)
+        try:
+            docs.append(publish.publish(con, tmp_path / stores.dialect(con) / "snapshot.json", k=10, by="test"))
+        finally:
+            con.close()
+    duck, pg = (json.loads(Path(r.path).read_text()) for r in docs)
+    for doc in (duck, pg):
+        doc.pop("published_at", None)
+    assert pg == duck
+
+
+# -- the app on the server, several processes ----------------------------------------------------------------
+
+@pytest.mark.parametrize("page", ["overview", "map", "rollout", "data"])
+def test_every_page_runs_on_the_server(tiny_pg, monkeypatch, page):
+    monkeypatch.setenv(store.DB_ENV, tiny_pg)
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=120)
+    at.query_params["page"] = page
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_an_import_by_another_process_is_seen_at_once(tiny_world, fresh_pg, monkeypatch):
+    con = store.connect(fresh_pg)
+    for path in list(tiny_world.files.values())[:-1]:
+        store.import_file(con, path, today=TODAY)
+    con.close()
+    monkeypatch.setenv(store.DB_ENV, fresh_pg)
+    app = cache.get_store()
+    assert cache.query(app, "summary").counts["complaints"] == 0
+    before = cache.version(app)
+    done = _import_in_a_process(fresh_pg, tiny_world.files["complaints.csv"])
+    assert done.returncode == 0, done.stderr
+    assert cache.version(app) != before
+    assert cache.query(app, "summary").counts["complaints"] == 300
+
+
+def test_the_command_line_builds_reads_and_publishes_on_the_server(fresh_pg, tmp_path, capsys):
+    assert cli.main(["--db", fresh_pg, "demo", "--complaints", "3000", "--sites", "300"]) == 0
+    assert "demo store built at postgresql://" in capsys.readouterr().out
+    assert cli.main(["--db", fresh_pg, "demo", "--if-missing"]) == 0
+    assert "store exists" in capsys.readouterr().out
+    assert cli.main(["--db", fresh_pg, "figures", "--no-impact"]) == 0
+    assert capsys.readouterr().out.startswith("Whole network (ALL), as of ")
+    out = tmp_path / "public" / "snapshot.json"
+    assert cli.main(["--db", fresh_pg, "publish", "--out", str(out)]) == 0
+    assert out.exists()
+    con = store.connect(fresh_pg, read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM complaints").fetchall()[0][0] == 3000
+        assert con.execute("SELECT action FROM audit_log ORDER BY happened_at DESC LIMIT 1").fetchall()[0][0] == \
+            "publish"
+    finally:
+        con.close()
+
+
+def test_a_server_that_cannot_be_reached_is_named_without_its_password(monkeypatch):
+    from tests.ports import free_port
+
+    url = f"postgresql://planner:s3cret@127.0.0.1:{free_port()}/netzausbau"
+    with pytest.raises(StoreError) as caught:
+        store.connect(url)
+    assert "cannot be reached" in str(caught.value) and "s3cret" not in str(caught.value)
+    assert "postgresql://planner:***@127.0.0.1" in str(caught.value)
+    monkeypatch.setenv(store.DB_ENV, url)
+    assert "s3cret" not in cache.store_name() and cache.store_name().startswith("postgresql://planner:***@")
+
+
+def test_a_store_file_is_not_a_server():
+    assert not stores.is_server("data/netzausbau.duckdb") and not stores.is_server("/tmp/postgresql.duckdb")
+    assert stores.is_server("postgresql://u@h/db") and stores.is_server("postgres://u@h/db")
+    assert store.server_url("data/x.duckdb") is None and store.local_folder("postgresql://u@h/db") == store.DATA_DIR
+    assert os.fspath(store.local_folder("/tmp/a/b.duckdb")) == "/tmp/a"
