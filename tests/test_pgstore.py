@@ -8,8 +8,8 @@ The server is started by the tests in a temporary directory (tests/pgserver.py);
 from __future__ import annotations
 
 import dataclasses
-import json
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
