@@ -190,6 +190,10 @@ def _run(args) -> int:
         return _read(args)
     if args.cmd == "import" and (server := _announced(args.db)) is not None and server.inbox:
         return _hand_over(args, server)
+    if (args.cmd == "export-tables" or args.cmd == "derive" and args.spark) and store.server_url(args.db):
+        print(f"error: {args.cmd}{' --spark' if args.cmd == 'derive' else ''} works on a DuckDB store file; a "
+              "PostgreSQL store derives its tables itself at every import (or with `derive`)", file=sys.stderr)
+        return 2
     if args.cmd == "derive" and args.tables and not args.spark:
         print("error: --tables needs --spark: the store derives from its own tables", file=sys.stderr)
         return 2

@@ -41,6 +41,8 @@ from lib.ingest.validation import closest_table, detect_table
 log = logging.getLogger(__name__)
 
 INBOX_ENV = "NETZAUSBAU_INBOX"
+INBOX_LOCK = "netzausbau inbox"
+"""The lock (on a PostgreSQL store) held by the one app process of several that takes the inbox's files."""
 INBOX_BY = "inbox"
 """Who the import log and the audit trail say imported a file from the inbox."""
 QUIET_ENV = "NETZAUSBAU_INBOX_QUIET"
@@ -235,8 +237,10 @@ class Watcher:
     """A thread that takes the inbox's ready files into the store `connect()` returns, every POLL_SECONDS."""
 
     def __init__(self, inbox: Path, connect: Callable[[], duckdb.DuckDBPyConnection],
-                 poll: float = POLL_SECONDS, quiet: float | None = None):
-        self.inbox, self.connect, self.poll = inbox, connect, poll
+                 poll: float = POLL_SECONDS, quiet: float | None = None, may_take: Callable[[], bool] | None = None):
+        """`may_take()`, when given, is asked before files are taken: False leaves them to another process (of
+        several serving one PostgreSQL store, the one holding the inbox's lock takes them)."""
+        self.inbox, self.connect, self.poll, self.may_take = inbox, connect, poll, may_take
         self.quiet = quiet_seconds() if quiet is None else quiet
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -272,7 +276,7 @@ class Watcher:
     def once(self) -> list[Report]:
         """Take every file ready now, in table order; their reports."""
         found = waiting(self.inbox, quiet=self.quiet)
-        if not found:
+        if not found or (self.may_take is not None and not self.may_take()):
             return []
         con = self.connect()
         reports = []

@@ -39,6 +39,7 @@ class Local:
 
     server: running.Server | None  # None on a PostgreSQL store: every command opens it itself
     watcher: inbox.Watcher
+    holder: object | None = None  # on a PostgreSQL store: the connection that holds the inbox's lock, if taken
 
 
 _LOCAL: list[Local] = []  # this process's announcement while it serves (one server per process)
@@ -116,14 +117,8 @@ def start() -> Local | None:
     from lib import cache  # once the server runs: imported with serve.py, before Streamlit's runtime, it warns
 
     lifeline.sweep()
-    if store.server_url():  # a server store: the command line opens it itself, the inbox is watched here
-        try:
-            cache.get_store()
-        except NetzausbauError as exc:
-            log.warning("%s", exc)
-        me = Local(None, inbox.Watcher(inbox.folder(), cache.get_store).start())
-        _LOCAL.append(me)
-        return me
+    if store.server_url():
+        return _start_on_server(cache)
     path = cache.store_path()
     if (other := running.find(path)) is not None:
         log.warning("another server (pid %s) serves the store %s: no inbox or command-line routes here", other.pid,
@@ -140,6 +135,22 @@ def start() -> Local | None:
     return me
 
 
+def _start_on_server(cache) -> Local | None:
+    """On a PostgreSQL store: no announcement (the command line opens the store itself); the inbox is watched, and
+    of several processes serving the store the one holding the inbox's lock takes its files (another takes over
+    when it stops)."""
+    try:
+        cache.get_store()  # held from the start, warmed up in the background (lib/warmup)
+        holder = store.connect()  # a connection of its own, which holds the lock while this process serves
+    except NetzausbauError as exc:
+        log.warning("%s; the inbox is not watched", exc)
+        return None
+    watcher = inbox.Watcher(inbox.folder(), cache.get_store, may_take=lambda: holder.hold(inbox.INBOX_LOCK))
+    me = Local(None, watcher.start(), holder)
+    _LOCAL.append(me)
+    return me
+
+
 def stop(me: Local | None) -> None:
     """Withdraw the announcement and stop watching the inbox."""
     if me is None:
@@ -149,6 +160,8 @@ def stop(me: Local | None) -> None:
     if me.server is not None:
         running.withdraw(me.server)
     me.watcher.stop()
+    if me.holder is not None:
+        me.holder.close()
 
 
 @asynccontextmanager

@@ -315,3 +315,56 @@ def test_a_store_file_is_not_a_server():
     assert stores.is_server("postgresql://u@h/db") and stores.is_server("postgres://u@h/db")
     assert store.server_url("data/x.duckdb") is None and store.local_folder("postgresql://u@h/db") == store.DATA_DIR
     assert os.fspath(store.local_folder("/tmp/a/b.duckdb")) == "/tmp/a"
+
+
+def test_of_several_processes_one_takes_the_inbox(tiny_world, fresh_pg, tmp_path):
+    from lib import inbox
+
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    app_a, app_b = store.connect(fresh_pg), store.connect(fresh_pg)
+    holder_a, holder_b = store.connect(fresh_pg), store.connect(fresh_pg)
+    a = inbox.Watcher(folder, lambda: app_a, quiet=0, may_take=lambda: holder_a.hold(inbox.INBOX_LOCK))
+    b = inbox.Watcher(folder, lambda: app_b, quiet=0, may_take=lambda: holder_b.hold(inbox.INBOX_LOCK))
+    try:
+        (folder / "regions.geojson").write_bytes(tiny_world.files["regions.geojson"].read_bytes())
+        assert len(a.once()) == 1
+        (folder / "sites.csv").write_bytes(tiny_world.files["sites.csv"].read_bytes())
+        assert b.once() == [] and (folder / "sites.csv").exists()  # a holds the lock: b leaves the file
+        holder_a.close()  # a stops serving: b takes over
+        assert [(r.status, r.table) for r in b.once()] == [("imported", "sites")]
+        assert sorted(store.import_log(app_a)["table_name"]) == ["regions", "sites"]
+    finally:
+        for c in (app_a, app_b, holder_a, holder_b):
+            c.close()
+
+
+def test_derive_runs_on_the_server_and_spark_is_refused_by_name(tiny_pg, tmp_path, capsys):
+    assert cli.main(["--db", tiny_pg, "derive"]) == 0
+    con = store.connect(tiny_pg, read_only=True)
+    try:
+        assert derive.current(con)
+    finally:
+        con.close()
+    capsys.readouterr()
+    for argv in (["derive", "--spark"], ["export-tables", str(tmp_path / "t")]):
+        assert cli.main(["--db", tiny_pg, *argv]) == 2
+        err = capsys.readouterr().err
+        assert argv[0] in err and "DuckDB store file" in err
+    assert not (tmp_path / "t").exists()
+
+
+def test_a_cursor_given_back_mid_transaction_is_rolled_back(tiny_pg):
+    con = store.connect(tiny_pg)
+    try:
+        cur = con.cursor()
+        cur.execute("BEGIN TRANSACTION")
+        cur.execute("DELETE FROM complaints")
+        cur.close()  # given back to the pool with the transaction open
+        with con.cursor() as again:
+            assert again.execute("SELECT count(*) FROM complaints").fetchall()[0][0] == 300
+        frame = con.execute("SELECT received_at, cell, category FROM complaints ORDER BY complaint_id LIMIT 2").df()
+        assert str(frame["received_at"].dtype) == "datetime64[us]" and str(frame["cell"].dtype) == "int64"
+        assert con.execute("SELECT ? || '%'", ["50"]).fetchone() == ("50%",)
+    finally:
+        con.close()

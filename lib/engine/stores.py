@@ -140,6 +140,7 @@ class Postgres:
         self._pool = _pool or _Pool(url)
         self._link = self._pool.take()
         self._lock = threading.RLock()
+        self._held: set[str] = set()
 
     @property
     def _pg(self):
@@ -171,12 +172,22 @@ class Postgres:
             for row in _rows(frame):
                 copy.write_row(row)
 
+    def hold(self, name: str) -> bool:
+        """Whether this connection holds the server-wide lock `name` (taken now if no other session holds it;
+        held until this connection closes): what only one process of several may do at a time."""
+        if name not in self._held and self.execute("SELECT pg_try_advisory_lock(hashtext(?))", [name]).fetchone()[0]:
+            self._held.add(name)
+        return name in self._held
+
     def cursor(self) -> Postgres:
         """A connection of the caller's own (from the pool), closed (given back) by `close` or `with`."""
         return Postgres(self.url, _pool=self._pool)
 
     def close(self) -> None:
         if self._link is not None:
+            if self._held:
+                self.execute("SELECT pg_advisory_unlock_all()")
+                self._held.clear()
             self._pool.give(self._link)
             self._link = None
 
