@@ -45,13 +45,14 @@ ROLLOUT_VIEWS = ("", "level=state&region=11", "level=state&region=09", "level=cl
 """The Rollout views the sessions of --page rollout keep rerunning."""
 
 
-def demo_files(n: int, sites: int) -> dict[str, Path]:
-    """The demo input files of `n` complaints, made once in bench/out/files-<n>/."""
-    folder = OUT / f"files-{n}"
+def demo_files(n: int, sites: int, out: Path) -> dict[str, Path]:
+    """The demo input files of `n` complaints, made once in <out>/files-<n>/."""
+    folder = out / f"files-{n}"
     marker = folder / ".complete"
     if not marker.exists():
         print(f"generating the demo files ({n:,} complaints) into {folder}", flush=True)
         files = demo.build_demo_files(folder, sites=sites, complaints=n)
+        files = {k: v.resolve() for k, v in files.items()}
         marker.write_text(json.dumps({k: str(v) for k, v in files.items()}))
     return {k: Path(v) for k, v in json.loads(marker.read_text()).items()}
 
@@ -134,28 +135,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sessions", type=int, default=20)
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--page", choices=["map", "rollout"], default="map")
-    p.add_argument("--no-import", action="store_true", help="only the pages (the stores of an earlier run)")
+    p.add_argument("--out", type=Path, default=OUT, help="folder of the files, the DuckDB store and the figures")
     args = p.parse_args(argv)
+    args.out = args.out.resolve()
     processes = args.processes or [1, 2, 4]
-    files = demo_files(args.complaints, args.sites)
-    duck = OUT / f"pgstore-{args.complaints}.duckdb"
+    files = demo_files(args.complaints, args.sites, args.out)
+    duck = args.out / f"pgstore-{args.complaints}.duckdb"
     result: dict = {"complaints": args.complaints, "sessions": args.sessions, "seconds": args.seconds,
                     "page": args.page}
     with postgres_server() as url:
-        if not args.no_import:
-            duck.unlink(missing_ok=True)
-            print(f"import and derive, {args.complaints:,} complaints: DuckDB file {duck}", flush=True)
-            result["import_duckdb_s"] = import_all(str(duck), files)
-            print(f"import and derive: PostgreSQL {url}", flush=True)
-            result["import_postgres_s"] = import_all(url, files)
-            result["import_ratio"] = round(result["import_postgres_s"]["total"] / result["import_duckdb_s"]["total"],
-                                           2)
-            print(f"  total: DuckDB {result['import_duckdb_s']['total']:.1f} s, PostgreSQL "
-                  f"{result['import_postgres_s']['total']:.1f} s (x{result['import_ratio']})", flush=True)
+        duck.unlink(missing_ok=True)
+        print(f"import and derive, {args.complaints:,} complaints: DuckDB file {duck}", flush=True)
+        result["import_duckdb_s"] = import_all(str(duck), files)
+        print(f"import and derive: PostgreSQL {url}", flush=True)
+        result["import_postgres_s"] = import_all(url, files)
+        result["import_ratio"] = round(result["import_postgres_s"]["total"] / result["import_duckdb_s"]["total"], 2)
+        print(f"  total: DuckDB {result['import_duckdb_s']['total']:.1f} s, PostgreSQL "
+              f"{result['import_postgres_s']['total']:.1f} s (x{result['import_ratio']})", flush=True)
         print(f"{args.sessions} sessions rerunning the {args.page} page for {args.seconds:.0f} s", flush=True)
         result["pages"] = [serve("duckdb", str(duck), 1, args)]
         result["pages"] += [serve("postgres", url, n, args) for n in processes]
-    out = OUT / f"pgstore-{args.complaints}.json"
+    out = args.out / f"pgstore-{args.complaints}.json"
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")
     return 0

@@ -43,3 +43,20 @@ def test_engines_benchmark_runs_on_a_small_store(demo_db, tmp_path):
     assert len(res["rows"]) == 10 and all(r["same_row_count"] for r in res["rows"])
     assert all(len(r["duckdb_ms"]) == len(r["postgres_ms"]) == 1 for r in res["rows"])
     assert "derive: complaint cube and region cells" in run.stdout
+
+
+def test_pgstore_benchmark_runs_on_a_small_store(tmp_path):
+    """bench/pgstore.py: the same files into DuckDB and a real PostgreSQL server, then the map under load on the
+    DuckDB file and on two app processes on the one database."""
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "pgstore.py"), "--complaints", "3000", "--sites", "500",
+                          "--processes", "2", "--sessions", "2", "--seconds", "3", "--out", str(out)],
+                         capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:] + run.stdout[-3000:]
+    res = json.loads((out / "pgstore-3000.json").read_text())
+    for kind in ("import_duckdb_s", "import_postgres_s"):
+        assert set(res[kind]) == {"regions", "sites", "transport_links", "upgrades_baseline", "upgrades", "complaints",
+                                  "status_notes", "total"}
+    assert [(r["store"], r["processes"], len(r["warm_up_s"])) for r in res["pages"]] == [("duckdb", 1, 1),
+                                                                                         ("postgres", 2, 2)]
+    assert all(r["errors"] == 0 and r["median_ms"] > 0 and r["runs_per_s"] > 0 for r in res["pages"])

@@ -308,6 +308,9 @@ def test_a_server_that_cannot_be_reached_is_named_without_its_password(monkeypat
     assert "postgresql://planner:***@127.0.0.1" in str(caught.value)
     monkeypatch.setenv(store.DB_ENV, url)
     assert "s3cret" not in cache.store_name() and cache.store_name().startswith("postgresql://planner:***@")
+    assert stores.shown("postgresql://h/db?sslmode=require&password=s3cret") == \
+        "postgresql://h/db?sslmode=require&password=***"
+    assert stores.shown("postgresql://u@h:5432/db") == "postgresql://u@h:5432/db"
 
 
 def test_a_store_file_is_not_a_server():
@@ -368,3 +371,41 @@ def test_a_cursor_given_back_mid_transaction_is_rolled_back(tiny_pg):
         assert con.execute("SELECT ? || '%'", ["50"]).fetchone() == ("50%",)
     finally:
         con.close()
+
+
+def test_two_served_processes_share_the_store_in_a_browser(tiny_world, fresh_pg, bad_complaints, page, tmp_path):
+    """Two `streamlit run serve.py` processes on one database: a file uploaded through the first is in the second's
+    import log and figures at its next page run."""
+    from playwright.sync_api import expect
+
+    from tests.browser import assert_no_errors, settle, streamlit_server
+
+    con = store.connect(fresh_pg)
+    for path in tiny_world.files.values():
+        store.import_file(con, path, today=TODAY)
+    con.close()
+    env = {store.DB_ENV: fresh_pg, "NETZAUSBAU_INBOX": str(tmp_path / "inbox")}
+    with streamlit_server(env, tmp_path / "a.log", target="serve.py") as a, \
+            streamlit_server(env, tmp_path / "b.log", target="serve.py") as b:
+        page.goto(f"{b}/data")
+        page.wait_for_selector("[data-testid='stFileUploader']")
+        settle(page)
+        expect(page.get_by_text("browser_bad.csv")).to_have_count(0)
+        page.goto(f"{a}/data")
+        page.wait_for_selector("[data-testid='stFileUploader']")
+        settle(page)
+        page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(
+            files=[{"name": "browser_bad.csv", "mimeType": "text/csv", "buffer": bad_complaints}])
+        settle(page)
+        page.get_by_role("button", name="Import", exact=True).click()
+        expect(page.locator("[data-testid='stAlertContentWarning']", has_text="browser_bad.csv")).to_be_visible()
+        page.goto(f"{b}/data")
+        page.wait_for_selector("[data-testid='stFileUploader']")
+        settle(page)
+        expect(page.get_by_text("browser_bad.csv").first).to_be_attached()  # a cell of the import log's grid
+        page.goto(b)
+        page.wait_for_selector("[data-testid='stPlotlyChart']")
+        settle(page)
+        expect(page.locator("[data-testid='stMetric']", has_text="Complaints").first).to_contain_text("302")
+        assert_no_errors(page)
+    assert "cannot be reached" not in (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()

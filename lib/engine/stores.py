@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import duckdb
 import numpy as np
@@ -53,12 +53,14 @@ def epoch_us(dialect_: str, column: str) -> str:
 
 
 def shown(url: str) -> str:
-    """A server's URL as it may be shown to a person or written to a log: without its password."""
+    """A server's URL as it may be shown to a person or written to a log: without its password (given before the
+    host or as a `password=` parameter)."""
     parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    if parts.password is not None:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1))
+    query = [(k, "***" if k == "password" else v)
+             for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query, safe="*")))
 
 
 def dialect(con) -> str:
@@ -166,6 +168,17 @@ class Postgres:
             return Result([d.name for d in cur.description], [d.type_code for d in cur.description],
                           cur.fetchall())
 
+    def arrays(self, sql: str, types: Mapping[str, str]) -> dict[str, np.ndarray]:
+        """The columns of `sql`'s rows as numpy arrays (`types`: name -> int16, int32, int64 or float64, in the
+        query's order, every value given), read by a binary COPY: at 10M rows about a second, where the rows as
+        Python values take a minute. A NULL is refused (ValueError)."""
+        with self._lock, self._pg.cursor() as cur:
+            data = bytearray()
+            with cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT binary)") as copy:
+                for block in copy:
+                    data += block
+        return _binary_columns(bytes(data), types)
+
     def copy_rows(self, table: str, columns: Sequence[str], frame: pd.DataFrame) -> None:
         """Append `frame`'s rows (its columns in order) to `table`'s `columns` by COPY; missing values as NULL."""
         with self._lock, self._pg.cursor() as cur, cur.copy(f"COPY {table} ({_quoted(columns)}) FROM STDIN") as copy:
@@ -245,6 +258,30 @@ class _Pool:
                 self._idle.append(link)
                 return
         pg.close()
+
+
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+
+
+def _binary_columns(data: bytes, types: Mapping[str, str]) -> dict[str, np.ndarray]:
+    """The columns of PostgreSQL's binary COPY output whose every field is a value of `types` (fixed width): each
+    row is its field count, then each field's length and big-endian value, so the rows are records of one
+    numpy dtype."""
+    if not data.startswith(_SIGNATURE):
+        raise ValueError("not PostgreSQL's binary COPY format")
+    start = len(_SIGNATURE) + 8 + int.from_bytes(data[len(_SIGNATURE) + 4:len(_SIGNATURE) + 8], "big")
+    fields = [("count", ">i2")]
+    for i, (name, kind) in enumerate(types.items()):
+        fields += [(f"_length{i}", ">i4"), (name, ">" + np.dtype(kind).str[1:])]
+    row = np.dtype(fields)
+    body = memoryview(data)[start:len(data) - 2]  # the trailer: a field count of -1
+    if len(body) % row.itemsize:
+        raise ValueError("a NULL, or a value of another width, among the rows")
+    rows = np.frombuffer(body, dtype=row)
+    widths = [np.dtype(kind).itemsize for kind in types.values()]
+    if (rows["count"] != len(types)).any() or any((rows[f"_length{i}"] != w).any() for i, w in enumerate(widths)):
+        raise ValueError("a NULL, or a value of another width, among the rows")
+    return {name: rows[name].astype(kind) for name, kind in types.items()}
 
 
 def _plain(value):
