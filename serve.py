@@ -8,8 +8,9 @@ A public server can run in several processes (`python serve.py --workers N`, N d
 cores): one Python process runs one page at a time (the interpreter lock), so a second process on a second
 core serves about twice the visitors. It keeps nothing between requests that another process would need: a
 visitor's view lives in the page's link, and the open-data files are served by /api/public/files/ from any
-process, not from Streamlit's per-process media store. The internal server stays one process: it holds the
-store's only writer.
+process, not from Streamlit's per-process media store. The internal server stays one process per port: a
+DuckDB store has one writer, and a page's uploads must reach the process that holds its session. On a PostgreSQL
+store run several, each on its own port, behind a proxy that keeps each browser with one (docs/deploy.md §8).
 
 The internal server also imports from the inbox and answers the command line while it holds the store
 (lib/localapi.py); a public server does neither. Neither lists Streamlit's pages/ folder, not even in the first
@@ -201,8 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not PUBLIC:
         if args.workers not in (None, 1):
-            p.error("only a public server (NETZAUSBAU_PUBLIC=1) runs in several processes: the internal "
-                    "dashboard holds the store's only writer")
+            p.error("only a public server (NETZAUSBAU_PUBLIC=1) runs in several processes on one port: the "
+                    "internal dashboard's uploads must reach the process of their session (on a PostgreSQL store, "
+                    "run one process per port behind a proxy: docs/deploy.md)")
         p.error("python serve.py serves a public server (NETZAUSBAU_PUBLIC=1); start the internal dashboard "
                 "with `streamlit run serve.py` (make run): it checks its sign-in and address there")
     workers = args.workers or os.cpu_count() or 1

@@ -297,7 +297,7 @@ async def _visit(url: str, query: str):
 
 
 def test_only_a_public_server_runs_in_several_processes(tmp_path):
-    """The internal dashboard holds the store's only writer: `python serve.py` refuses to serve it at all (it is
+    """The internal dashboard runs one process per port: `python serve.py` refuses to serve it at all (it is
     started with `streamlit run serve.py`, where its sign-in and address are checked)."""
     import subprocess
     import sys
