@@ -31,7 +31,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "data"
 DEFAULT_DB = DATA_DIR / "netzausbau.duckdb"
 DB_ENV = "NETZAUSBAU_DB"
-SCHEMA_VERSION = "1"
 
 Progress = Callable[[str, float], None]
 
@@ -52,7 +51,6 @@ CREATE TABLE IF NOT EXISTS import_log (
     encoding VARCHAR, imported_at TIMESTAMP, rows_total BIGINT, rows_accepted BIGINT, rows_rejected BIGINT,
     rows_new BIGINT, rows_updated BIGINT, rows_unchanged BIGINT, seconds DOUBLE PRECISION, warnings VARCHAR,
     imported_by VARCHAR);
-ALTER TABLE import_log ADD COLUMN IF NOT EXISTS imported_by VARCHAR;
 CREATE TABLE IF NOT EXISTS rejected_rows (
     import_id INTEGER, "row" BIGINT, field VARCHAR, value VARCHAR, reason VARCHAR, record VARCHAR);
 CREATE TABLE IF NOT EXISTS region_cells (region_id VARCHAR, cell BIGINT);
@@ -115,39 +113,34 @@ def table_columns(name: str) -> dict[str, str]:
 def connect(path: str | Path | None = None, read_only: bool = False):
     """Open (and if new, create) the store: a DuckDB connection, or on a PostgreSQL server a `stores.Postgres`."""
     if url := server_url(path):
-        return _connect_server(url, read_only)
-    p = db_path(path)
-    if read_only and not p.exists():
-        raise StoreError(f"no store at {p}: build the demo data (make run) or import files first")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(p), read_only=read_only)
+        con, name = _connect_server(url), stores.shown(url)
+    else:
+        p = db_path(path)
+        if read_only and not p.exists():
+            raise StoreError(f"no store at {p}: build the demo data (make run) or import files first")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        con, name = duckdb.connect(str(p), read_only=read_only), p
     if not read_only:
         ensure_schema(con)
     elif missing := missing_columns(con):
         con.close()
-        raise StoreError(f"the store {p} was written by an older version (it lacks {', '.join(missing)}): open it "
-                         "once for writing (make run, or any import) and it is brought up to date")
+        raise StoreError(f"the store {name} was written by an older version (it lacks {', '.join(missing)}): open "
+                         "it once for writing (make run, or any import) and it is brought up to date")
     return con
 
 
-def _connect_server(url: str, read_only: bool) -> stores.Postgres:
+def _connect_server(url: str) -> stores.Postgres:
     import psycopg
 
     try:
-        con = stores.Postgres(url)
+        return stores.Postgres(url)
     except psycopg.Error as exc:
         raise StoreError(f"the PostgreSQL store {stores.shown(url)} cannot be reached: {exc}") from exc
-    if not read_only:
-        ensure_schema(con)
-    elif missing := missing_columns(con):
-        con.close()
-        raise StoreError(f"the store {stores.shown(url)} lacks {', '.join(missing)}: open it once for writing "
-                         "(any import) and it is brought up to date")
-    return con
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create every table that does not exist yet, and add the columns a store of an older version lacks."""
+    """Create every table that does not exist yet, and add the columns a store of an older version lacks: only
+    those, since on a PostgreSQL server an ALTER TABLE waits for every reader of the table and holds up the next."""
     con.execute(LOG_DDL)
     con.execute(audit.DDL)
     for name, t in schema.TABLES.items():
@@ -155,21 +148,37 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({cols})")
         if t.versioned:
             con.execute(f"CREATE TABLE IF NOT EXISTS {name}_versions (version_import_id INTEGER, {cols})")
+    have = _columns(con)
+    for table, columns in _added_columns().items():
+        for c, typ in columns.items():
+            if (table, c) not in have:
+                con.execute(f'ALTER TABLE {table} ADD COLUMN "{c}" {typ}')
+
+
+def _added_columns() -> dict[str, dict[str, str]]:
+    """Table -> the columns (name -> type) a store of an older version may lack."""
+    out = {"import_log": {"imported_by": "VARCHAR"}}
+    for name, t in schema.TABLES.items():
         for table in (name, f"{name}_versions") if t.versioned else (name,):
-            for c, typ in table_columns(name).items():
-                con.execute(f'ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "{c}" {typ}')
+            out[table] = table_columns(name)
+    return out
+
+
+def _columns(con: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:
+    """(table, column) of every column the store's tables have."""
+    return {(t, c) for t, c in con.execute("SELECT table_name, column_name FROM information_schema.columns "
+                                           "WHERE table_schema = current_schema()").fetchall()}
 
 
 def outdated(path: str | Path | None = None) -> bool:
     """Whether the store file exists and was written by an older version (lacks columns of the schema)."""
     if url := server_url(path):
-        con = _connect_server(url, read_only=False)
-        con.close()
-        return False
-    p = db_path(path)
-    if not p.exists():
-        return False
-    con = duckdb.connect(str(p), read_only=True)
+        con = _connect_server(url)
+    else:
+        p = db_path(path)
+        if not p.exists():
+            return False
+        con = duckdb.connect(str(p), read_only=True)
     try:
         return bool(missing_columns(con))
     finally:
@@ -178,13 +187,10 @@ def outdated(path: str | Path | None = None) -> bool:
 
 def missing_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
     """The input tables' columns a store lacks (one written by an older version): `table.column` each."""
-    have = {(t, c) for t, c in con.execute("SELECT table_name, column_name FROM information_schema.columns "
-                                           "WHERE table_schema = current_schema()").fetchall()}
+    have = _columns(con)
     tables = {t for t, _ in have}
     return [f"{name}.{c}" for name in schema.TABLES if name in tables for c in table_columns(name)
             if (name, c) not in have]
-    if not con.execute("SELECT count(*) FROM meta WHERE key = 'schema_version'").fetchall()[0][0]:
-        con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
 
 
 def known_ids(con: duckdb.DuckDBPyConnection, table: schema.Table) -> dict[str, set[str]]:

@@ -409,3 +409,21 @@ def test_two_served_processes_share_the_store_in_a_browser(tiny_world, fresh_pg,
         expect(page.locator("[data-testid='stMetric']", has_text="Complaints").first).to_contain_text("302")
         assert_no_errors(page)
     assert "cannot be reached" not in (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
+
+
+def test_opening_the_store_waits_for_no_reader(tiny_pg):
+    """Another process opening the store (an app start, a command) alters no table that has its columns: it does
+    not wait for a long read, nor hold up the reads after it."""
+    reader = store.connect(tiny_pg, read_only=True)
+    try:
+        reader.execute("BEGIN TRANSACTION")
+        reader.execute("SELECT count(*) FROM complaints").fetchall()  # holds its lock until the end
+        opened: list = []
+        t = threading.Thread(target=lambda: opened.append(store.connect(tiny_pg)), daemon=True)
+        t.start()
+        t.join(30)
+        assert opened, "opening the store waited for a reader"
+        opened[0].close()
+    finally:
+        reader.execute("ROLLBACK")
+        reader.close()
