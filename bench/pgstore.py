@@ -138,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=OUT, help="folder of the files, the DuckDB store and the figures")
     args = p.parse_args(argv)
     args.out = args.out.resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
+    load.OUT = args.out  # the servers' logs
     processes = args.processes or [1, 2, 4]
     files = demo_files(args.complaints, args.sites, args.out)
     duck = args.out / f"pgstore-{args.complaints}.duckdb"

@@ -30,7 +30,7 @@ def _date(rng, p_null: float = 0.3, far: float = 0.0) -> str | None:
     return (DAY0 + dt.timedelta(days=int(rng.integers(-60, 420)))).isoformat()
 
 
-def random_world(tmp_path, seed: int):
+def random_world(new_store, seed: int):
     """Sites on the cells around the hotspot H, links, upgrades with random dates, links and statuses, and
     complaints in some of the resolution-9 cells there."""
     rng = np.random.default_rng(seed)
@@ -59,15 +59,15 @@ def random_world(tmp_path, seed: int):
     fine = sorted(c for cell in near for c in h3.api.basic_int.cell_to_children(cell, 9))
     picked = rng.integers(len(fine), size=int(rng.integers(0, 40)))
     complaints = {fine[int(i)]: int(rng.integers(1, 20)) for i in picked}
-    return build(tmp_path, sites, links, upgrades, complaints)
+    return build(new_store, sites, links, upgrades, complaints)
 
 
 SEEDS = range(12)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_the_upgrade_rules_agree_in_numpy_and_sql(tmp_path, seed):
-    con = random_world(tmp_path, seed)
+def test_the_upgrade_rules_agree_in_numpy_and_sql(new_store, seed):
+    con = random_world(new_store, seed)
     inputs = engine.backend(con).execute(network.upgrade_inputs_expr(con)).sort_values("upgrade_id")
     u = {c: network.dates(inputs[c]) for c in (*rules.COLUMNS, "permit_actual") if c != "link_id"}
     u["link_id"] = inputs["link_id"].to_numpy(dtype=object)
@@ -83,8 +83,8 @@ def test_the_upgrade_rules_agree_in_numpy_and_sql(tmp_path, seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_sites_links_and_relief_of_the_held_network_equal_the_queried_ones(tmp_path, seed):
-    con = random_world(tmp_path, seed)
+def test_sites_links_and_relief_of_the_held_network_equal_the_queried_ones(new_store, seed):
+    con = random_world(new_store, seed)
     ibis_con = engine.backend(con.cursor())  # another engine: the rules run as SQL there
     hot = sorted(h3.api.basic_int.grid_disk(H, 5))
     for d in DATES:
@@ -93,8 +93,8 @@ def test_sites_links_and_relief_of_the_held_network_equal_the_queried_ones(tmp_p
         assert_relief_equal(linkage.relief(con, hot, as_of=d), reference_relief(con, hot, d))
 
 
-def test_a_change_by_hand_is_seen_and_an_unchanged_store_is_read_once(tmp_path):
-    con = random_world(tmp_path, 3)
+def test_a_change_by_hand_is_seen_and_an_unchanged_store_is_read_once(new_store):
+    con = random_world(new_store, 3)
     first = network.held(con)
     assert network.held(con) is first  # nothing changed: the same arrays
     site_id = con.execute("SELECT min(site_id) FROM upgrades WHERE status IS NULL OR status <> 'cancelled'"
@@ -123,33 +123,28 @@ def test_named_gives_text_of_pandas_str_dtype():
     pd.testing.assert_series_equal(got, pd.Series(["c", "a", "b", "b"], dtype="str"))
 
 
-def test_far_dates_come_back_as_themselves(tmp_path):
+def test_far_dates_come_back_as_themselves(new_store):
     got = []
     for seed in SEEDS:
-        con = random_world(tmp_path / str(seed), seed)
+        con = random_world(new_store, seed)
         got += [d for d in linkage.relief(con, sorted(h3.api.basic_int.grid_disk(H, 5)), as_of=DATES[3])[
             "relief_date"] if d is not None]
     assert dt.date(9999, 12, 31) in got  # the random worlds reach the placeholder, and it is not wrapped
 
 
-def test_the_held_network_is_per_store_and_sees_region_names(tmp_path):
+def test_the_held_network_is_per_store_and_sees_region_names(new_store):
     """Two stores with the same sites, upgrades and links but another name of a region: each shows its own."""
-    a = random_world(tmp_path / "a", 5)
-    for con, name in ((a, None), (random_world(tmp_path / "b", 5), "Westen")):
-        con.execute("INSERT INTO regions (region_id, name, level) VALUES ('W', ?, 'state')", [name or "West"])
+    a, b = random_world(new_store, 5), random_world(new_store, 5)
+    for con, name in ((a, "West"), (b, "Westen")):
+        con.execute("INSERT INTO regions (region_id, name, level) VALUES ('W', ?, 'state')", [name])
     from lib.views import rollout
     names = [rollout.region_table(random_con, "state", DATES[3]).set_index("region_id")["name"].get("W")
-             for random_con in (a, store_of(tmp_path / "b"))]
+             for random_con in (a, b)]
     assert names == ["West", "Westen"]
 
 
-def store_of(folder):
-    from lib import store
-    return store.connect(folder / "x.duckdb")
-
-
-def test_a_site_without_a_cell_leaves_the_others_exact(tmp_path):
-    con = random_world(tmp_path, 2)
+def test_a_site_without_a_cell_leaves_the_others_exact(new_store):
+    con = random_world(new_store, 2)
     want = asof.sites_as_of(con, DATES[3])
     con.execute("UPDATE sites SET cell = NULL WHERE site_id = 'S00'")
     got = asof.sites_as_of(con, DATES[3])
