@@ -73,12 +73,13 @@ def import_all(db: str, files: dict[str, Path]) -> dict[str, float]:
     return took
 
 
-def warm_seconds(server: load.Server, started: float, timeout: float = 1800) -> float:
-    """Seconds from `started` until the server's log says its warm-up is done."""
+def warm_seconds(server: load.Server, started: float, timeout: float = 1800) -> tuple[float, str]:
+    """Seconds from `started` until the server's log says its warm-up is done, and that line (its steps)."""
     log = Path(server.log.name)
     while time.monotonic() - started < timeout:
-        if "warm-up done" in log.read_text(errors="replace"):
-            return time.monotonic() - started
+        done = [line for line in log.read_text(errors="replace").splitlines() if "warm-up done" in line]
+        if done:
+            return time.monotonic() - started, done[0].split("lib.warmup: ", 1)[-1]
         if server.proc.poll() is not None:
             raise RuntimeError(f"the server stopped: see {log}")
         time.sleep(0.2)
@@ -102,20 +103,22 @@ async def drive(ports: list[int], n: int, seconds: float, page: str) -> tuple[li
 
 def serve(label: str, db: str, processes: int, args) -> dict:
     """One configuration: `processes` app servers on the store `db`, warmed up, then under the sessions' load."""
-    servers, warm = [], []
+    servers, warm, steps = [], [], []
     try:
         for i in range(processes):
             started = time.monotonic()
-            server = load.Server(None, False, label=f"pgstore-{label}-{i}", db=db)
+            server = load.Server(None, False, label=f"pgstore-{label}-{processes}-{i}", db=db)
             servers.append(server)
-            warm.append(warm_seconds(server, started))
+            seconds, line = warm_seconds(server, started)
+            warm.append(seconds)
+            steps.append(line)
         lat, first, errors, wall = asyncio.run(drive([s.port for s in servers], args.sessions, args.seconds,
                                                      args.page))
         rss = [load.rss_mb(s.proc.pid) for s in servers]
     finally:
         for s in servers:
             s.stop()
-    row = {"store": label, "processes": processes, "warm_up_s": [round(w, 1) for w in warm],
+    row = {"store": label, "processes": processes, "warm_up_s": [round(w, 1) for w in warm], "warm_up_steps": steps,
            "median_ms": round(1000 * statistics.median(lat), 1) if lat else None,
            "p95_ms": round(1000 * load.pct(lat, 0.95), 1) if lat else None,
            "first_run_median_ms": round(1000 * statistics.median(first), 1) if first else None,
@@ -124,6 +127,8 @@ def serve(label: str, db: str, processes: int, args) -> dict:
     print(f"  {label:<10} {processes} process(es): warm-up {', '.join(f'{w:.1f}' for w in warm)} s; reruns median "
           f"{row['median_ms']} ms, p95 {row['p95_ms']} ms, {row['runs_per_s']} runs/s, first runs median "
           f"{row['first_run_median_ms']} ms, {len(errors)} errors, RSS {row['rss_mb']} MB", flush=True)
+    for line in steps:
+        print(f"    {line}", flush=True)
     return row
 
 

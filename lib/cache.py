@@ -110,8 +110,8 @@ def version(con: duckdb.DuckDBPyConnection) -> str:
     app processes and the command line too: there it is read on every call."""
     if stores.dialect(con) == "postgres":
         with con.cursor() as cur:
-            return "|".join(map(str, cur.execute("SELECT max(import_id), max(imported_at) FROM import_log")
-                                .fetchall()[0]))
+            row = cur.execute("SELECT max(import_id), max(imported_at) FROM import_log").fetchall()[0]
+        return "|".join(map(str, (stores.shown(con.url), *row)))
     seen = changes.now()  # before the read: a write committed during it makes the next call read again
     held = _VERSIONS.get(con)
     if held is not None and held[0] == seen:

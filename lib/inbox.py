@@ -27,6 +27,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -237,10 +238,12 @@ class Watcher:
     """A thread that takes the inbox's ready files into the store `connect()` returns, every POLL_SECONDS."""
 
     def __init__(self, inbox: Path, connect: Callable[[], duckdb.DuckDBPyConnection],
-                 poll: float = POLL_SECONDS, quiet: float | None = None, may_take: Callable[[], bool] | None = None):
-        """`may_take()`, when given, is asked before files are taken: False leaves them to another process (of
-        several serving one PostgreSQL store, the one holding the inbox's lock takes them)."""
-        self.inbox, self.connect, self.poll, self.may_take = inbox, connect, poll, may_take
+                 poll: float = POLL_SECONDS, quiet: float | None = None,
+                 claim: Callable[[], AbstractContextManager[bool]] | None = None):
+        """`claim()`, when given, is entered before files are taken and says whether this process may take them
+        (of several processes serving one PostgreSQL store, one at a time: the others leave them, and look again
+        while holding the claim, so that no file is taken twice)."""
+        self.inbox, self.connect, self.poll, self.claim = inbox, connect, poll, claim
         self.quiet = quiet_seconds() if quiet is None else quiet
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -276,8 +279,14 @@ class Watcher:
     def once(self) -> list[Report]:
         """Take every file ready now, in table order; their reports."""
         found = waiting(self.inbox, quiet=self.quiet)
-        if not found or (self.may_take is not None and not self.may_take()):
+        if not found:
             return []
+        if self.claim is None:
+            return self._take(found)
+        with self.claim() as mine:  # another process may have taken them meanwhile: looked at again
+            return self._take(waiting(self.inbox, quiet=self.quiet)) if mine else []
+
+    def _take(self, found: list[Waiting]) -> list[Report]:
         con = self.connect()
         reports = []
         for w in found:

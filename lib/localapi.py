@@ -39,7 +39,6 @@ class Local:
 
     server: running.Server | None  # None on a PostgreSQL store: every command opens it itself
     watcher: inbox.Watcher
-    holder: object | None = None  # on a PostgreSQL store: the connection that holds the inbox's lock, if taken
 
 
 _LOCAL: list[Local] = []  # this process's announcement while it serves (one server per process)
@@ -56,7 +55,7 @@ def url(address: str, port: int) -> str:
 
 def _allowed(request: Request) -> Local | None:
     """This server, when the request comes from this machine with the serving file's token; else None."""
-    if not _LOCAL:
+    if not _LOCAL or _LOCAL[0].server is None:  # nothing announced (a PostgreSQL store): nothing to answer
         return None
     me = _LOCAL[0]
     peer = request.client.host if request.client else ""
@@ -137,16 +136,15 @@ def start() -> Local | None:
 
 def _start_on_server(cache) -> Local | None:
     """On a PostgreSQL store: no announcement (the command line opens the store itself); the inbox is watched, and
-    of several processes serving the store the one holding the inbox's lock takes its files (another takes over
-    when it stops)."""
+    of several processes serving the store only one at a time takes files (each look claims the inbox's lock on
+    the server, `Postgres.claimed`)."""
     try:
         cache.get_store()  # held from the start, warmed up in the background (lib/warmup)
-        holder = store.connect()  # a connection of its own, which holds the lock while this process serves
     except NetzausbauError as exc:
-        log.warning("%s; the inbox is not watched", exc)
-        return None
-    watcher = inbox.Watcher(inbox.folder(), cache.get_store, may_take=lambda: holder.hold(inbox.INBOX_LOCK))
-    me = Local(None, watcher.start(), holder)
+        log.warning("%s", exc)
+    watcher = inbox.Watcher(inbox.folder(), cache.get_store,
+                            claim=lambda: cache.get_store().claimed(inbox.INBOX_LOCK))
+    me = Local(None, watcher.start())
     _LOCAL.append(me)
     return me
 
@@ -160,8 +158,6 @@ def stop(me: Local | None) -> None:
     if me.server is not None:
         running.withdraw(me.server)
     me.watcher.stop()
-    if me.holder is not None:
-        me.holder.close()
 
 
 @asynccontextmanager

@@ -135,12 +135,28 @@ def _connect_server(url: str) -> stores.Postgres:
     try:
         return stores.Postgres(url)
     except psycopg.Error as exc:
-        raise StoreError(f"the PostgreSQL store {stores.shown(url)} cannot be reached: {exc}") from exc
+        raise StoreError(f"the PostgreSQL store {stores.shown(url)} cannot be reached: "
+                         f"{stores.without_password(str(exc), url)}") from None
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create every table that does not exist yet, and add the columns a store of an older version lacks: only
-    those, since on a PostgreSQL server an ALTER TABLE waits for every reader of the table and holds up the next."""
+    those, since on a PostgreSQL server an ALTER TABLE waits for every reader of the table and holds up the next.
+    On a PostgreSQL server in one transaction under a lock: app processes started together make it once."""
+    if stores.dialect(con) != "postgres":
+        _ensure_schema(con)
+        return
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("SELECT pg_advisory_xact_lock(hashtext(?))", ["netzausbau schema"])
+        _ensure_schema(con)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(LOG_DDL)
     con.execute(audit.DDL)
     for name, t in schema.TABLES.items():
@@ -277,6 +293,7 @@ def _import(con: duckdb.DuckDBPyConnection, t: schema.Table, data: bytes | Path,
     try:
         if stores.dialect(con) == "postgres":  # one import at a time, whichever app process makes it
             con.execute("LOCK TABLE import_log IN SHARE ROW EXCLUSIVE MODE")
+            _refuse_same_file(con, digest.result(), t.name)  # these bytes, imported by another process meanwhile
         result.import_id = con.execute("SELECT coalesce(max(import_id), 0) + 1 FROM import_log").fetchall()[0][0]
         if raw is None:
             stage = _stage_in_place if in_place else _stage

@@ -60,3 +60,4 @@ def test_pgstore_benchmark_runs_on_a_small_store(tmp_path):
     assert [(r["store"], r["processes"], len(r["warm_up_s"])) for r in res["pages"]] == [("duckdb", 1, 1),
                                                                                          ("postgres", 2, 2)]
     assert all(r["errors"] == 0 and r["median_ms"] > 0 and r["runs_per_s"] > 0 for r in res["pages"])
+    assert all(s.startswith("warm-up done in ") for r in res["pages"] for s in r["warm_up_steps"])

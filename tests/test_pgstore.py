@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -150,11 +151,24 @@ def test_two_processes_import_at_once(tiny_world, fresh_pg):
     done: list[subprocess.CompletedProcess] = []
     runs = [threading.Thread(target=lambda p=p: done.append(_import_in_a_process(fresh_pg, p)))
             for p in (tiny_world.files["upgrades.csv"], tiny_world.files["complaints.csv"])]
+    blocker = store.connect(fresh_pg)
+    blocker.execute("BEGIN TRANSACTION")
+    blocker.execute("LOCK TABLE import_log IN SHARE ROW EXCLUSIVE MODE")  # as an import under way holds it
     for t in runs:
         t.start()
+    waiting = 0
+    for _ in range(600):  # both imports have come to the lock and wait there
+        waiting = con.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                              "AND wait_event_type = 'Lock'").fetchone()[0]
+        if waiting == 2:
+            break
+        time.sleep(0.1)
+    blocker.execute("COMMIT")
+    blocker.close()
     for t in runs:
         t.join()
     try:
+        assert waiting == 2
         assert [r.returncode for r in done] == [0, 0], [r.stderr for r in done]
         log = store.import_log(con)
         assert sorted(log["import_id"]) == [1, 2, 3, 4, 5]
@@ -320,26 +334,26 @@ def test_a_store_file_is_not_a_server():
     assert os.fspath(store.local_folder("/tmp/a/b.duckdb")) == "/tmp/a"
 
 
-def test_of_several_processes_one_takes_the_inbox(tiny_world, fresh_pg, tmp_path):
+def test_of_several_processes_one_at_a_time_takes_the_inbox(tiny_world, fresh_pg, tmp_path):
     from lib import inbox
 
     folder = tmp_path / "inbox"
     folder.mkdir()
     app_a, app_b = store.connect(fresh_pg), store.connect(fresh_pg)
-    holder_a, holder_b = store.connect(fresh_pg), store.connect(fresh_pg)
-    a = inbox.Watcher(folder, lambda: app_a, quiet=0, may_take=lambda: holder_a.hold(inbox.INBOX_LOCK))
-    b = inbox.Watcher(folder, lambda: app_b, quiet=0, may_take=lambda: holder_b.hold(inbox.INBOX_LOCK))
+    a = inbox.Watcher(folder, lambda: app_a, quiet=0, claim=lambda: app_a.claimed(inbox.INBOX_LOCK))
+    b = inbox.Watcher(folder, lambda: app_b, quiet=0, claim=lambda: app_b.claimed(inbox.INBOX_LOCK))
     try:
         (folder / "regions.geojson").write_bytes(tiny_world.files["regions.geojson"].read_bytes())
-        assert len(a.once()) == 1
+        assert [r.table for r in a.once()] == ["regions"]
         (folder / "sites.csv").write_bytes(tiny_world.files["sites.csv"].read_bytes())
-        assert b.once() == [] and (folder / "sites.csv").exists()  # a holds the lock: b leaves the file
-        holder_a.close()  # a stops serving: b takes over
-        assert [(r.status, r.table) for r in b.once()] == [("imported", "sites")]
-        assert sorted(store.import_log(app_a)["table_name"]) == ["regions", "sites"]
+        with app_a.claimed(inbox.INBOX_LOCK) as mine:  # a is taking files: b leaves them
+            assert mine
+            assert b.once() == [] and (folder / "sites.csv").exists()
+        assert [(r.status, r.table) for r in b.once()] == [("imported", "sites")]  # a is done: b takes them
+        assert a.once() == [] and sorted(store.import_log(app_a)["table_name"]) == ["regions", "sites"]
     finally:
-        for c in (app_a, app_b, holder_a, holder_b):
-            c.close()
+        app_a.close()
+        app_b.close()
 
 
 def test_derive_runs_on_the_server_and_spark_is_refused_by_name(tiny_pg, tmp_path, capsys):

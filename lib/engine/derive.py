@@ -134,9 +134,22 @@ EXPRESSIONS = MappingProxyType({
 # -- refresh ------------------------------------------------------------------------------
 
 def statements(dialect: str = "duckdb") -> list[str]:
-    """The SQL of `refresh`, in order, for `dialect` (every statement is portable SQL)."""
+    """The SQL of `refresh`, in order, for `dialect` (every statement is portable SQL).
+
+    On a PostgreSQL store the tables are emptied and filled again rather than dropped: a DROP would lock them
+    until the import commits, and every other process's page reading them would wait for it (or deadlock with
+    it); emptied by DELETE, they show the others the previous rows until the import commits."""
     sql = lambda expr: engine.to_sql(expr, dialect)  # noqa: E731
     out = [f"DELETE FROM meta WHERE key = '{VERSION_KEY}'"]
+    if dialect == "postgres":
+        out += [f"CREATE TABLE IF NOT EXISTS complaint_cube AS {sql(cube_base_expr())} WITH NO DATA",
+                f"CREATE TABLE IF NOT EXISTS cell_regions AS {sql(cell_regions_expr())} WITH NO DATA",
+                "DELETE FROM complaint_cube", f"INSERT INTO complaint_cube {sql(cube_base_expr())}"]
+        out += [f"INSERT INTO complaint_cube {sql(cube_rollup_expr(r))}"
+                for r in sorted(RESOLUTIONS, reverse=True) if r < cells.CELL_RES]
+        out += ["DELETE FROM cell_regions", f"INSERT INTO cell_regions {sql(cell_regions_expr())}",
+                f"INSERT INTO meta {sql(version_expr())}"]
+        return out
     out += [f"DROP TABLE IF EXISTS {name}" for name in TABLES]
     out.append(f"CREATE TABLE complaint_cube AS {sql(cube_base_expr())}")
     out += [f"INSERT INTO complaint_cube {sql(cube_rollup_expr(r))}"

@@ -13,9 +13,10 @@ backend over the same psycopg connection, so a query inside an import's transact
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import duckdb
 import numpy as np
@@ -61,6 +62,17 @@ def shown(url: str) -> str:
     query = [(k, "***" if k == "password" else v)
              for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)]
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query, safe="*")))
+
+
+def without_password(text: str, url: str) -> str:
+    """`text` (a driver's message about `url`) with the URL's password, as written and as decoded, replaced by
+    `***`: libpq quotes a URL it cannot parse."""
+    parts = urllib.parse.urlsplit(url)
+    secrets = {parts.password or "", *(v for k, v in urllib.parse.parse_qsl(parts.query) if k == "password")}
+    for secret in sorted(secrets | {urllib.parse.unquote(s) for s in secrets}, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def dialect(con) -> str:
@@ -118,16 +130,19 @@ class Result:
     def df(self) -> pd.DataFrame:
         """A frame typed as DuckDB types it: dates and times as datetime64[us], integers as int (Int when a value
         is missing), text as str."""
-        frame = pd.DataFrame.from_records(self._rows, columns=self._names, coerce_float=True)
-        for name, oid in zip(self._names, self._oids, strict=True):
-            col = frame[name]
+        columns = {}
+        for i, (name, oid) in enumerate(zip(self._names, self._oids, strict=True)):
+            values = [r[i] for r in self._rows]
             if oid in _DATETIME_OIDS:
-                frame[name] = pd.to_datetime(col).astype("datetime64[us]")
-            elif oid in _INT_OIDS:
-                frame[name] = col.astype(_INT_OIDS[oid] if col.notna().all() else _INT_OIDS[oid].capitalize())
+                columns[name] = pd.to_datetime(pd.Series(values, dtype=object)).astype("datetime64[us]")
+            elif oid in _INT_OIDS:  # exact, also with a value missing (H3 cells exceed a float's 53 bits)
+                kind = _INT_OIDS[oid]
+                columns[name] = pd.array(values, dtype=kind if None not in values else kind.capitalize())
             elif oid == 701:
-                frame[name] = col.astype("float64")
-        return frame
+                columns[name] = pd.array(values, dtype="float64")
+            else:
+                columns[name] = pd.Series(values, dtype=object).infer_objects()
+        return pd.DataFrame(columns, columns=self._names)
 
     def fetchnumpy(self) -> dict[str, np.ndarray]:
         frame = self.df()
@@ -142,7 +157,6 @@ class Postgres:
         self._pool = _pool or _Pool(url)
         self._link = self._pool.take()
         self._lock = threading.RLock()
-        self._held: set[str] = set()
 
     @property
     def _pg(self):
@@ -170,8 +184,8 @@ class Postgres:
 
     def arrays(self, sql: str, types: Mapping[str, str]) -> dict[str, np.ndarray]:
         """The columns of `sql`'s rows as numpy arrays (`types`: name -> int16, int32, int64 or float64, in the
-        query's order, every value given), read by a binary COPY: at 10M rows about a second, where the rows as
-        Python values take a minute. A NULL is refused (ValueError)."""
+        query's order, every value given), read by a binary COPY into one buffer and viewed as numpy records,
+        without a Python object per value (the held complaints: 10M rows). A NULL is refused (ValueError)."""
         with self._lock, self._pg.cursor() as cur:
             data = bytearray()
             with cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT binary)") as copy:
@@ -185,12 +199,19 @@ class Postgres:
             for row in _rows(frame):
                 copy.write_row(row)
 
-    def hold(self, name: str) -> bool:
-        """Whether this connection holds the server-wide lock `name` (taken now if no other session holds it;
-        held until this connection closes): what only one process of several may do at a time."""
-        if name not in self._held and self.execute("SELECT pg_try_advisory_lock(hashtext(?))", [name]).fetchone()[0]:
-            self._held.add(name)
-        return name in self._held
+    @contextlib.contextmanager
+    def claimed(self, name: str) -> Iterator[bool]:
+        """Whether this process took the server-wide lock `name` (False: another session holds it), held until
+        the block ends, on a connection of its own: what only one process of several may do at a time. A
+        connection that breaks lets go of the lock with it."""
+        with self.cursor() as cur:
+            got = bool(cur.execute("SELECT pg_try_advisory_lock(hashtext(?))", [name]).fetchone()[0])
+            try:
+                yield got
+            finally:
+                if got:  # a broken connection has let go of it already
+                    with contextlib.suppress(Exception):
+                        cur.execute("SELECT pg_advisory_unlock(hashtext(?))", [name])
 
     def cursor(self) -> Postgres:
         """A connection of the caller's own (from the pool), closed (given back) by `close` or `with`."""
@@ -198,9 +219,6 @@ class Postgres:
 
     def close(self) -> None:
         if self._link is not None:
-            if self._held:
-                self.execute("SELECT pg_advisory_unlock_all()")
-                self._held.clear()
             self._pool.give(self._link)
             self._link = None
 
