@@ -441,3 +441,17 @@ def test_opening_the_store_waits_for_no_reader(tiny_pg):
     finally:
         reader.execute("ROLLBACK")
         reader.close()
+
+
+def test_columns_read_by_binary_copy(tiny_pg):
+    con = store.connect(tiny_pg, read_only=True)
+    try:
+        got = con.arrays("SELECT cell, CAST(1 AS SMALLINT) AS one FROM complaints WHERE cell > 0 ORDER BY cell",
+                         {"cell": "int64", "one": "int16"})
+        want = [r[0] for r in con.execute("SELECT cell FROM complaints WHERE cell > 0 ORDER BY cell").fetchall()]
+        assert got["cell"].tolist() == want and got["one"].dtype == "int16" and set(got["one"]) == {1}
+        assert con.arrays("SELECT cell FROM complaints WHERE false", {"cell": "int64"})["cell"].size == 0
+        with pytest.raises(ValueError, match="a NULL"):
+            con.arrays("SELECT CASE WHEN category = 'no_signal' THEN cell END FROM complaints", {"cell": "int64"})
+    finally:
+        con.close()

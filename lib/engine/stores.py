@@ -191,7 +191,7 @@ class Postgres:
             with cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT binary)") as copy:
                 for block in copy:
                     data += block
-        return _binary_columns(bytes(data), types)
+        return _binary_columns(data, types)
 
     def copy_rows(self, table: str, columns: Sequence[str], frame: pd.DataFrame) -> None:
         """Append `frame`'s rows (its columns in order) to `table`'s `columns` by COPY; missing values as NULL."""
@@ -281,11 +281,11 @@ class _Pool:
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 
 
-def _binary_columns(data: bytes, types: Mapping[str, str]) -> dict[str, np.ndarray]:
+def _binary_columns(data: bytes | bytearray, types: Mapping[str, str]) -> dict[str, np.ndarray]:
     """The columns of PostgreSQL's binary COPY output whose every field is a value of `types` (fixed width): each
     row is its field count, then each field's length and big-endian value, so the rows are records of one
     numpy dtype."""
-    if not data.startswith(_SIGNATURE):
+    if not data.startswith(_SIGNATURE) or data[-2:] != b"\xff\xff":
         raise ValueError("not PostgreSQL's binary COPY format")
     start = len(_SIGNATURE) + 8 + int.from_bytes(data[len(_SIGNATURE) + 4:len(_SIGNATURE) + 8], "big")
     fields = [("count", ">i2")]
