@@ -194,10 +194,17 @@ def _read_arrays(cur: duckdb.DuckDBPyConnection) -> dict[str, np.ndarray]:
         return _read_server_arrays(cur)
     cells9 = cur.execute(CELLS_SQL).fetchnumpy()["cell"]
     got = cur.execute(READ_SQL[stores.dialect(cur)]).fetchnumpy()
-    cat = _codes(got["category"], "category")
-    return {"starts": np.searchsorted(cat, np.arange(len(schema.CATEGORIES) + 1), "left"),
-            "at": np.asarray(got["micros"], dtype="int64"), "cell": np.asarray(got["position"], dtype="int32"),
-            "channel": _codes(got["channel"], "channel"), "cells9": np.asarray(cells9, dtype="int64")}
+    return _arrays(_codes(got["category"], "category"), got["micros"], got["position"],
+                   _codes(got["channel"], "channel"), cells9)
+
+
+def _arrays(category, at, cell, channel, cells9) -> dict[str, np.ndarray]:
+    """`Held`'s arrays of the complaints sorted by category and time (category and channel as positions in the
+    schema's choices, the cell as its position in `cells9`)."""
+    category = np.asarray(category, dtype="int8")
+    return {"starts": np.searchsorted(category, np.arange(len(schema.CATEGORIES) + 1), "left"),
+            "at": np.asarray(at, dtype="int64"), "cell": np.asarray(cell, dtype="int32"),
+            "channel": np.asarray(channel, dtype="int8"), "cells9": np.asarray(cells9, dtype="int64")}
 
 
 def _read_server_arrays(cur: stores.Postgres) -> dict[str, np.ndarray]:
@@ -213,10 +220,8 @@ def _read_server_arrays(cur: stores.Postgres) -> dict[str, np.ndarray]:
     first = np.ones(cells9.size, dtype=bool)
     first[1:] = cells9[1:] != cells9[:-1]
     cells9 = cells9[first]  # the distinct cells (np.unique took five times as long)
-    cat = got["category"][order].astype("int8")
-    return {"starts": np.searchsorted(cat, np.arange(len(schema.CATEGORIES) + 1), "left"),
-            "at": got["micros"][order], "cell": np.searchsorted(cells9, got["cell"][order]).astype("int32"),
-            "channel": got["channel"][order].astype("int8"), "cells9": cells9}
+    return _arrays(got["category"][order], got["micros"][order], np.searchsorted(cells9, got["cell"][order]),
+                   got["channel"][order], cells9)
 
 
 def _codes(values, name: str) -> np.ndarray:

@@ -1,11 +1,12 @@
 """The store's connections: the embedded DuckDB file, or a PostgreSQL server (`NETZAUSBAU_DB=postgresql://...`).
 
 The store, the engine and the views speak to a store through the surface of a DuckDB connection: `execute(sql,
-params)` with `?` parameters and `fetchall`, `fetchone`, `df` and `fetchnumpy` on its result, `cursor()` for a
-connection of a thread's own, `close()`. `Postgres` gives a PostgreSQL server that surface (psycopg, autocommit,
-so that `BEGIN TRANSACTION`, `COMMIT` and `ROLLBACK` are statements as on DuckDB); its cursors come from a small
-pool of open connections. The few statements that differ between the two are chosen by `dialect(con)`, next to
-the statement (the store's bookkeeping, the content hashes of lib/engine/network and heldcounts).
+params)` with `?` parameters and `fetchall`, `fetchone` and `df` on its result (`arrays` for large numeric
+columns), `cursor()` for a connection of a thread's own, `close()`. `Postgres` gives a PostgreSQL server that
+surface (psycopg, autocommit, so that `BEGIN TRANSACTION`, `COMMIT` and `ROLLBACK` are statements as on DuckDB);
+its cursors come from a small pool of open connections. The few statements that differ between the two are chosen
+by `dialect(con)`, next to the statement (the store's bookkeeping, the content hashes of lib/engine/network and
+heldcounts).
 
 Queries are Ibis expressions either way (`engine.backend(con)`): on PostgreSQL each connection has an Ibis
 backend over the same psycopg connection, so a query inside an import's transaction sees the import.
@@ -144,9 +145,6 @@ class Result:
                 columns[name] = pd.Series(values, dtype=object).infer_objects()
         return pd.DataFrame(columns, columns=self._names)
 
-    def fetchnumpy(self) -> dict[str, np.ndarray]:
-        frame = self.df()
-        return {name: frame[name].to_numpy() for name in self._names}
 
 
 class Postgres:
