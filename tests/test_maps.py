@@ -190,10 +190,23 @@ def test_a_region_view_holds_exactly_what_lies_in_the_region(con):
     want = {c: n for c, n in _capacity_counts(con, 8, AS_OF).items() if c in area}
     assert dict(zip(v.hotspots["cell"], v.hotspots["n"], strict=True)) == want
     within = [r for (r,) in con.execute("SELECT region_id FROM regions WHERE parent_id = ? AND geometry IS NOT NULL "
-                                         "ORDER BY name, region_id", [region]).fetchall()]
-    assert within  # this state holds city areas: drawn inside its outline, thinner, and under it
+                                         "AND level = 'district' ORDER BY name, region_id", [region]).fetchall()]
+    clusters = con.execute("SELECT count(*) FROM regions WHERE parent_id = ? AND level = 'cluster'", [region])
+    assert within and clusters.fetchall()[0][0] > 0  # districts and city areas: the districts drawn, not both
     assert [f["properties"]["id"] for f in v.outlines] == [*within, region]
     assert [f["properties"]["inner"] for f in v.outlines] == [True] * len(within) + [False]
+
+
+@pytest.mark.parametrize(("children", "drawn"), [
+    (["district", "cluster", "district"], ["d1", "d2"]),  # a state's districts, not the city areas crossing them
+    (["cluster"], ["d0"]),  # no districts: the city areas
+    ([], []),
+    (["cluster", "unknown"], ["d0"]),  # a level the schema does not know comes last
+])
+def test_a_region_is_drawn_with_its_children_of_one_level(children, drawn):
+    rows = pd.DataFrame({"region_id": [f"d{i}" for i in range(len(children))] + ["S"],
+                         "level": [*children, "state"], "inner": [True] * len(children) + [False]})
+    assert list(maps._one_inner_level(rows)["region_id"]) == [*drawn, "S"]
 
 
 @pytest.mark.parametrize("res", [7, 8, 9])

@@ -164,7 +164,7 @@ def test_places_of_one_name_in_two_states_are_told_apart(public_env):
     options = at.selectbox(key="place").options
     assert "Münster (Nordrhein-Westfalen)" in options and "Münster (Hessen)" in options and "Münster" not in options
     at.selectbox(key="place").set_value("Münster (Hessen)").run()
-    assert not at.exception and at.selectbox(key="region_pick").value == "06"
+    assert not at.exception and at.selectbox(key="region_pick").value.startswith("06-")  # its district in Hessen
     shown = [as_read(c.value) for c in at.caption if "lies in" in as_read(c.value)]
     assert shown and "Nordrhein-Westfalen" not in shown[0] and "Hessen" in shown[0]
     at.selectbox(key="place").set_value("Münster (Nordrhein-Westfalen)").run()

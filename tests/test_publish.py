@@ -51,7 +51,7 @@ def complaint_cells(db, res: int) -> pd.Series:
 def region_of_cells(db) -> pd.DataFrame:
     """(region_id, res-8 cell as hex) of the published levels."""
     rc = frame(db, "SELECT c.region_id, c.cell FROM region_cells c JOIN regions r USING (region_id) "
-                   "WHERE r.level IN ('state', 'cluster')")
+                   "WHERE r.level IN ('state', 'district', 'cluster')")
     return rc.assign(cell=[h3.int_to_str(int(c)) for c in rc["cell"]])
 
 
@@ -66,7 +66,7 @@ def check_privacy(path, db, k: int) -> dict:
             assert set(row) == EXPECTED[name], (name, row)
     published = {r["region_id"]: r["level"] for r in doc["tables"]["regions"]}
     for row in doc["tables"]["region_outlines"]:  # a region's own outline, nothing finer than 4 decimals
-        assert published[row["region_id"]] in ("state", "cluster"), row["region_id"]
+        assert published[row["region_id"]] in snapshot.LEVELS, row["region_id"]
         assert re.search(r"\.\d{5,}", json.dumps(row["geometry"])) is None, row["region_id"]
     base = doc["round_base"]
     counts = complaint_cells(db, 7)
@@ -170,7 +170,7 @@ def test_percent_done_and_late_match_the_store(published, demo_db):
     rows = {r["region_id"]: r for r in doc["tables"]["regions"]}
     groups = {**{rid: g for rid, g in joined.groupby("region_id")}, "ALL": ups}
     assert set(rows) == set(groups) | set(frame(demo_db, "SELECT region_id FROM regions WHERE level IN "
-                                                         "('state', 'cluster')")["region_id"]) | {"ALL"}
+                                                         "('state', 'district', 'cluster')")["region_id"]) | {"ALL"}
     for rid, g in groups.items():
         done = (pd.to_datetime(g["on_air_actual"]) <= as_of).sum()
         late = ((pd.to_datetime(g["on_air_planned"]) < as_of) & ~(pd.to_datetime(g["on_air_actual"]) <= as_of)).sum()

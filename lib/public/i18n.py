@@ -71,6 +71,7 @@ TEXTS = MappingProxyType({
                   "The link holds an unknown value for \"{name}\" ({value}); showing {default} instead."),
     "network": ("Deutschland (ganzes Netz)", "Germany (whole network)"),
     "level_state": ("Bundesland", "state"),
+    "level_district": ("Kreis", "district"),
     "level_cluster": ("Stadtgebiet", "city area"),
     "status_relieved": ("Abhilfe geschaffen", "relieved"),
     "status_in_progress": ("in Arbeit", "in progress"),

@@ -20,7 +20,8 @@ NETWORK = "ALL"
 STATUS_COLOURS = {"relieved": (46, 139, 87), "in_progress": (230, 159, 0), "planned": (86, 140, 200),
                   "no_plan": (180, 60, 60)}
 """Status -> RGB on the map (colour-blind safe: green, amber, blue, red)."""
-LEVEL_ORDER = {"network": 0, "state": 1, "cluster": 2}
+LEVEL_ORDER = {"network": 0, "state": 1, "district": 2, "cluster": 3}
+"""Regions from the widest to the most specific (a place's region is its most specific one)."""
 
 
 @dataclass(frozen=True)
@@ -39,13 +40,14 @@ class Prepared:
     place_names: tuple[str, ...]
     """the place search's choices, sorted"""
     outlines: dict[str, dict]
-    """region id -> its outline as a GeoJSON Feature (states and city areas)"""
+    """region id -> its outline as a GeoJSON Feature (states, districts and city areas)"""
     state_outlines: list[dict]
     """the states' outlines (every public map draws them)"""
 
 
 def prepare(snap: Snapshot) -> Prepared:
-    """The frames of `snap`: regions ordered (network, states, clusters by name), areas with hex ids and centres."""
+    """The frames of `snap`: regions ordered (network, states, districts, city areas; by name), areas with hex
+    ids and centres."""
     regions = snap.frame("regions")
     regions = regions.assign(_order=regions["level"].map(LEVEL_ORDER)).sort_values(["_order", "name", "region_id"])
     areas = snap.frame("complaint_areas")
@@ -95,7 +97,8 @@ def region_label(p: Prepared, region_id: str, lang: str) -> str:
 
 
 def place_region(p: Prepared, place: str) -> str | None:
-    """The most specific published region a place lies in (a city area before its state)."""
+    """The most specific published region a place lies in (a city area before its district, that before its
+    state)."""
     ids = [r for r in p.places.get(place, []) if r in p.regions.index]
     if not ids:
         return None

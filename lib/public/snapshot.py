@@ -7,11 +7,11 @@ written to a temporary file and renamed into place, so a reader never sees half 
 
 What it holds, and nothing else:
 
-- `regions`: per region (states, city clusters and the network `ALL`): upgrades (not
+- `regions`: per region (states, districts, city clusters and the network `ALL`): upgrades (not
   cancelled) in total, on air and late as of the data date, and percent on air
   (`lib.engine.progress.cumulative`, the Overview's and manager view's source), and the
   forecast of completion with its 90% band (`progress.headline_of`, the Rollout page's);
-- `region_outlines`: each state's and city cluster's outline, simplified to about 1 km
+- `region_outlines`: each state's, district's and city cluster's outline, simplified to about 1 km
   (`lib.views.rollout.shapes`), for the public map's base layer;
 - `planned`: per region, upgrades not on air by the data date by the quarter of their
   planned on-air date, from the data date's quarter `QUARTERS_AHEAD` - 1 quarters on,
@@ -60,7 +60,7 @@ AREA_RES = 7
 QUARTERS_AHEAD = 4
 """Quarters listed one by one in `planned`, from the data date's quarter on."""
 LATER = "later"
-LEVELS = ("state", "cluster")
+LEVELS = ("state", "district", "cluster")
 """Region levels published (with the whole network, `progress.ALL`)."""
 NETWORK_LEVEL = "network"
 NETWORK_NAME = "Deutschland"

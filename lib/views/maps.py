@@ -245,9 +245,9 @@ def site_kinds(con) -> pd.DataFrame:
 
 
 def outlines_expr(con, region: str | None) -> ir.Table:
-    """region_id, name, geometry, inner of the states (region None), or of one region and the regions within it
-    (whose parent it is: its districts or city areas, when the store has them; `inner` true for those), the
-    region last, so that its outline is drawn over theirs where they meet; unexecuted."""
+    """region_id, name, geometry, level, inner of the states (region None), or of one region and the regions
+    within it (whose parent it is: its districts and city areas, when the store has them; `inner` true for
+    those), the region last, so that its outline is drawn over theirs where they meet; unexecuted."""
     r = engine.backend(con).table("regions")
     if region:
         r = r.filter((r.region_id == ibis.literal(region)) | (r.parent_id == ibis.literal(region)))
@@ -255,8 +255,19 @@ def outlines_expr(con, region: str | None) -> ir.Table:
     else:
         r = r.filter(r.level == "state")
         inner = ibis.literal(False)
-    return r.select("region_id", "name", "geometry", inner=inner).order_by([ibis.desc("inner"), "name",
-                                                                            "region_id"])
+    return r.select("region_id", "name", "geometry", "level", inner=inner).order_by([ibis.desc("inner"), "name",
+                                                                                     "region_id"])
+
+
+def _one_inner_level(rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` (outlines_expr) with the inner regions of one level only, the widest the store has within the
+    region (a state's districts rather than its city areas, which would cross them), and the region itself."""
+    inner = rows["inner"].astype(bool)
+    if not inner.any():
+        return rows
+    widest = min(rows.loc[inner, "level"], key=lambda lv: schema.LEVELS.index(lv) if lv in schema.LEVELS
+                 else len(schema.LEVELS))
+    return rows[~inner | (rows["level"] == widest)]
 
 
 class Outlines(list):
@@ -266,25 +277,26 @@ class Outlines(list):
 
 
 def outlines(con, region: str | None) -> Outlines:
-    """GeoJSON features of the state outlines (whole country), or of one region and the regions within it,
-    simplified; a feature's `inner` property says it lies within the chosen region (drawn thinner)."""
-    rows = engine.run_query(con, ("maps.outlines", region), lambda: outlines_expr(con, region)).itertuples(
-        index=False)
+    """GeoJSON features of the state outlines (whole country), or of one region and the regions within it of
+    one level (`_one_inner_level`), simplified; a feature's `inner` property says it lies within the chosen
+    region (drawn thinner)."""
+    rows = _one_inner_level(engine.run_query(con, ("maps.outlines", region), lambda: outlines_expr(con, region)))
     with gc_paused():
-        kept = [(rid, name, geom, bool(inner)) for rid, name, geom, inner in rows
+        kept = [(rid, name, geom, bool(inner)) for rid, name, geom, inner in
+                rows[["region_id", "name", "geometry", "inner"]].itertuples(index=False)
                 if _outline(rid, name, geom, bool(inner)) is not None]
         out = Outlines(_outline(*row) for row in kept)
     out.json_bytes = 2 + max(0, len(kept) - 1) + sum(_outline_bytes(*row) for row in kept)
     return out
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=1024)
 def _outline_bytes(rid, name, geom, inner: bool) -> int:
     """Bytes of one outline feature's compact JSON (what `upper_bytes` counts), kept like `_outline`."""
     return len(json.dumps(_outline(rid, name, geom, inner), separators=(",", ":")))
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=1024)
 def _outline(rid, name, geom, inner: bool) -> dict | None:
     """One region's simplified outline feature; None when it has no geometry, or one that is not GeoJSON text.
     Kept per (id, name, geometry text, inner): a pure function of them, shared read-only by every view that
