@@ -149,6 +149,45 @@ def test_sixteen_states_and_clusters(frames):
     assert set(clusters.parent_id) <= set(states.region_id)
 
 
+def test_districts_tile_their_states(frames, geo):
+    """Every cell of a state lies in exactly one district of that state, as the regions file says."""
+    regions = frames["regions"]
+    districts = regions[regions.level == "district"]
+    assert 380 <= len(districts) <= 440 and districts.region_id.is_unique  # Germany has 400 Kreise
+    assert districts.name.str.startswith("Raum ").all()  # not taken for the official ones
+    assert (districts.region_id.str[:2] == districts.parent_id).all()
+    assert set(districts.parent_id) == {f"{i:02d}" for i in range(1, 17)}
+    owner = pd.concat([pd.Series(r, index=c) for r, c in geo.district_cells.items()])
+    assert owner.index.is_unique and set(owner.index) == set(geo.cells.tolist())
+    state = pd.Series(geo.cell_ags, index=geo.cells)
+    assert (state[owner.index].to_numpy() == owner.str[:2].to_numpy()).all()
+    assert sorted(geo.districts.region_id) == sorted(districts.region_id)
+
+
+def test_district_seats_are_the_towns_far_enough_apart(geo):
+    """Each state's biggest town is a seat; seats of a state lie DISTRICT_SEAT_KM apart or more, and every
+    other town big enough lies nearer than that to a seat of its state (else it would be one)."""
+    from lib.demo.geo import DISTRICT_SEAT_KM, DISTRICT_SEAT_POPULATION
+    seats = geo.districts.assign(town=geo.districts.name.str.removeprefix("Raum "))
+    towns = geo.places[geo.places.population >= DISTRICT_SEAT_POPULATION]
+    for ags, mine in seats.groupby("ags"):
+        theirs = towns[towns.ags == ags]
+        assert theirs.sort_values("population").name.iloc[-1] in set(mine.town)
+        d = np.hypot(*(xy(mine.lat, mine.lon)[:, None, :] - xy(mine.lat, mine.lon)[None, :, :]).transpose(2, 0, 1))
+        assert (d[~np.eye(len(mine), dtype=bool)] >= DISTRICT_SEAT_KM).all(), ags
+        others = theirs[~theirs.name.isin(set(mine.town))]
+        nearest = cKDTree(xy(mine.lat, mine.lon)).query(xy(others.lat, others.lon))[0]
+        assert (nearest < DISTRICT_SEAT_KM).all(), ags
+    # the population of a state's districts is that of its places
+    cell_of = h3.latlng_to_cell
+    place_cells = np.array([h3.str_to_int(cell_of(a, b, 7)) for a, b in zip(geo.places.lat, geo.places.lon,
+                                                                               strict=True)])
+    for ags in ("02", "09", "11"):
+        mine = seats[seats.ags == ags]
+        inside = np.isin(place_cells, np.concatenate([geo.district_cells[r] for r in mine.region_id]))
+        assert mine.population.sum() == geo.places.population[inside].sum()
+
+
 def test_sites_stand_in_their_state(frames, geo):
     sites = frames["sites"]
     lat, lon = sites.lat.astype(float), sites.lon.astype(float)
