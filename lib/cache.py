@@ -9,10 +9,16 @@ or a store rebuilt on disk, invalidates them.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import os
 import runpy
+import threading
+import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -71,7 +77,13 @@ def _open(path: str, identity: int) -> duckdb.DuckDBPyConnection:
 
 def store_path() -> Path:
     """The store file the app uses ($NETZAUSBAU_DB or data/netzausbau.duckdb), absolute."""
-    return store.db_path().resolve()
+    return _resolved(str(store.db_path()), os.getcwd())
+
+
+@functools.lru_cache(maxsize=16)
+def _resolved(path: str, cwd: str) -> Path:
+    """`path` made absolute from `cwd` (resolving asks the file system: once, not on every page run)."""
+    return (Path(cwd) / path).resolve()
 
 
 def store_name() -> str:
@@ -131,6 +143,7 @@ QUERIES = MappingProxyType({
     "import_log": store.import_log,
     "rejected_rows": store.rejected_rows,
     "map_regions": maps.regions,
+    "map_region_names": maps.region_names,
     "map_view": mapdraw.fitted,
     "map_bottlenecks": bottlenecks.ranking,
     "map_what_if": bottlenecks.what_if,
@@ -159,17 +172,64 @@ def query(con: duckdb.DuckDBPyConnection, name: str, *args):
     return _query(con, version(con), name, *args)
 
 
+class _Recent:
+    """The newest results of the shared caches below (`shared`, `map_table`, `map_deck`), found by Python's own
+    hash of their arguments. Streamlit's cache hashes a cached function's arguments anew on every call before
+    it finds the result, which cost a Planner map run under load 7 % of its time for three lookups. A miss
+    falls through to Streamlit's cache, which computes a result once however many sessions ask at once.
+    Entries are keyed by the connection and the store's version token (so an import makes new ones), kept
+    for the caches' TTL, and the oldest beyond `size` are dropped."""
+
+    def __init__(self, size: int, seconds: float) -> None:
+        self.size, self.seconds = size, seconds
+        self._items: OrderedDict[Hashable, tuple[float, object]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, make: Callable[[], object], spinner: str | None = None):
+        """The result kept for `key`, else `make()` (under a spinner with that text, when given) kept."""
+        now = time.monotonic()
+        with self._lock:
+            held = self._items.get(key)
+            if held is not None and held[0] > now:
+                self._items.move_to_end(key)
+                return held[1]
+        with st.spinner(spinner) if spinner else contextlib.nullcontext():
+            value = make()
+        with self._lock:
+            self._items[key] = (now + self.seconds, value)
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_RECENT = _Recent(size=48, seconds=pd.Timedelta(TTL).total_seconds())
+
+
+def clear() -> None:
+    """Forget every cached result (Streamlit's caches and the shared results' index)."""
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    _RECENT.clear()
+
+
 @st.cache_resource(ttl=TTL, max_entries=16, show_spinner=False)
 def _shared(_con: duckdb.DuckDBPyConnection, token: str, name: str, *args):
     with _con.cursor() as cur:
         return QUERIES[name](cur, *args)
 
 
-def shared(con: duckdb.DuckDBPyConnection, name: str, *args):
+def shared(con: duckdb.DuckDBPyConnection, name: str, *args, spinner: str | None = None):
     """QUERIES[name] as `query` runs it, but one result shared by every session and page run instead of a copy
     for each (a Germany map view is 1.9 MB to copy on every run): for the large results a page reads on every
-    run. Read only: nothing may change what it returns."""
-    return _shared(con, version(con), name, *args)
+    run. Read only: nothing may change what it returns. `spinner`: a text shown while the result is made
+    (not on the page runs that find it made)."""
+    token = version(con)
+    return _RECENT.get((id(con), token, name, args), lambda: _shared(con, token, name, *args), spinner)
 
 
 @st.cache_resource(ttl=TTL, max_entries=16, show_spinner=False)
@@ -183,7 +243,8 @@ def map_table(con: duckdb.DuckDBPyConnection, p: maps.Params, rows: int) -> tupl
     """(ranked, readable) of the Planner map's table of a view's first `rows` hotspots (`mapdraw.table`;
     `readable_table` as an Arrow table, what st.dataframe sends: converting a frame cost every page run 15 % of
     its time), made once per store version and view and shared read-only."""
-    return _map_table(con, version(con), p, rows)
+    token = version(con)
+    return _RECENT.get((id(con), token, "map_table", p, rows), lambda: _map_table(con, token, p, rows))
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
@@ -199,7 +260,9 @@ def map_deck(con: duckdb.DuckDBPyConnection, p: maps.Params, colour: str, pick: 
     """The Planner map's deck of a view, built and written as JSON once per store version and view, and shared
     read-only by every session: a page run that changes nothing on the map builds nothing (a Germany view is
     about 3 MB of JSON and 0.1 s to build)."""
-    return _map_deck(con, version(con), p, colour, pick, focus)
+    token = version(con)
+    return _RECENT.get((id(con), token, "map_deck", p, colour, pick, focus),
+                       lambda: _map_deck(con, token, p, colour, pick, focus))
 
 
 def summary(con: duckdb.DuckDBPyConnection) -> overview.Summary:
@@ -316,7 +379,7 @@ def warm_pages(con: duckdb.DuckDBPyConnection) -> None:
     import_log(con)  # Data
     if info.counts.get("complaints"):  # Planner map
         first, last = mapurl.date_range(info)
-        default = mapurl.parse({}, first, last, query(con, "map_regions")["region_id"].tolist())
+        default = mapurl.parse({}, first, last, shared(con, "map_region_names"))
         map_deck(con, default.params, default.colour, None, None)
         map_table(con, default.params, mapdraw.TABLE_ROWS)
     if info.counts.get("upgrades"):  # Rollout

@@ -56,8 +56,7 @@ if info is None or not info.counts.get("complaints"):
     st.stop()
 
 first, last = mapurl.date_range(info)
-regions = cache.query(con, "map_regions")
-names = dict(zip(regions["region_id"], regions["name"] + " (" + regions["level"] + ")", strict=True))
+names = cache.shared(con, "map_region_names")
 if "map_date" not in ss:  # a new session: the URL seeds every widget
     url = mapurl.parse(st.query_params.to_dict(), first, last, names)
     ss.update(mapurl.widget_values(url), map_notes=url.notes)
@@ -107,13 +106,12 @@ with st.expander("Filters: channels, upgrades, statuses"):
     g3.multiselect("Link state", asof.LINK_STATES, key="map_ls", format_func=LABEL)
 
 p = mapurl.params_from(ss)
-with st.spinner("Building the map..."):
-    view = cache.shared(con, "map_view", p)  # read only: shared by every session
+view = cache.shared(con, "map_view", p, spinner="Building the map...")  # read only: shared by every session
 ranked, readable = cache.map_table(con, p, mapdraw.TABLE_ROWS)
 
 # the newest selection wins: a click on the map, or a row of the ranked table
 pick = mapurl.choose(ss, (ss.get(mapurl.chart_key(ss)) or {}).get("selection"),
-                     ((ss.get("map_table") or {}).get("selection") or {}).get("rows"), ranked["cell"].tolist())
+                     ((ss.get("map_table") or {}).get("selection") or {}).get("rows"), ranked["cell"].array)
 if pick and pick != ss.get("map_focus_pick"):  # a new selection: centre the map on it, until the area changes
     ss["map_focus_pick"], ss["map_focus"] = pick, (p.region, mapdraw.focus_of(pick, view))
 focus = ss.get("map_focus", (None, None))

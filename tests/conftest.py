@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from hypothesis import settings
 
-from lib import store, warmup
+from lib import cache, store, warmup
 from lib.engine import heldcounts, network
 
 # Hypothesis's default 200 ms deadline per example is a timed assertion: on a busy 2-core
@@ -240,14 +239,12 @@ def clean_caches():
     """Streamlit's caches, the held networks (lib/engine/network) and the held complaints (lib/engine/heldcounts) are
     process-wide: start and end every test with empty ones, and with no warm-up (lib/warmup) running."""
     warmup.wait()  # a warm-up a test started (lib/cache opens a store) ends before the caches are cleared
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    cache.clear()
     network.clear()
     heldcounts.clear()
     yield
     warmup.wait()
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    cache.clear()
     network.clear()
     heldcounts.clear()
 

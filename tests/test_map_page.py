@@ -13,7 +13,7 @@ import h3
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lib import demo, store
+from lib import cache, demo, store
 from lib.views import mapdraw, maps, mapurl
 
 APP = "../dashboard.py"
@@ -287,11 +287,10 @@ def story_of(at) -> str | None:
 def test_a_page_run_that_changes_nothing_on_the_map_builds_no_deck(db, monkeypatch):
     """The deck of a view is built and written once and shared: reruns (another session, a table click that
     selects nothing new) send the same bytes without building them; a new colour is a new deck."""
-    import streamlit as st
 
     from lib.views import mapdraw
 
-    st.cache_resource.clear()
+    cache.clear()
     built = []
     real = mapdraw.deck
     monkeypatch.setattr(mapdraw, "deck",  # this view's decks (the warm-up makes the default view's besides)

@@ -227,15 +227,12 @@ def test_the_warm_up_makes_each_pages_first_view(demo_db, tmp_path, monkeypatch,
     import shutil
     import types
 
-    import streamlit as st
-
     from lib import warmup
 
     db = tmp_path / "store.duckdb"
     shutil.copy(demo_db, db)
     monkeypatch.setenv(store.DB_ENV, str(db))
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    cache.clear()
     cache.get_store()  # as the server does when it starts (lib/localapi)
     warmup.wait()
     asked: list[str] = []

@@ -561,11 +561,10 @@ def test_months_in_both_languages():
 def test_the_warm_up_makes_every_region_view_ahead(demo_snapshot, monkeypatch, tmp_path):
     """A public server process makes every published region's view in both languages when it starts: a visitor
     afterwards gets a made one. Without a snapshot the warm-up does nothing and raises nothing."""
-    import streamlit as st
 
     from lib import cache
 
-    st.cache_resource.clear()
+    cache.clear()
     target = tmp_path / "snapshot.json"
     target.write_bytes(demo_snapshot[0].read_bytes())
     monkeypatch.setenv(snapshot.SNAPSHOT_ENV, str(target))

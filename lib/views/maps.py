@@ -211,6 +211,13 @@ def regions(con) -> pd.DataFrame:
     return out.assign(_r=rank).sort_values(["_r", "name"]).drop(columns="_r").reset_index(drop=True)
 
 
+def region_names(con) -> MappingProxyType:
+    """region_id -> "name (level)" of every region in `regions` order: the Planner map's list of regions, read
+    only (one mapping shared by every page run)."""
+    r = regions(con)
+    return MappingProxyType(dict(zip(r["region_id"], r["name"] + " (" + r["level"] + ")", strict=True)))
+
+
 def region_cells_expr(con, region_id: str) -> ir.Table:
     """The cells of one region (at `cells.REGION_RES`); unexecuted."""
     rc = engine.backend(con).table("region_cells")
