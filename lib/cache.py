@@ -392,13 +392,19 @@ def warm_pages(con: duckdb.DuckDBPyConnection) -> None:
         query(con, "rollout_channels", level, rollout.ALL, day)
 
 
+WARM_PUBLIC_LEVELS = (snapshot.NETWORK_LEVEL, "state", "cluster")
+"""The levels whose public views a server makes at its start: the network, the states and the city areas (most
+visitors, about 70 views). A district's view is made when first asked for (about 30 ms): the 400 districts
+would keep a new server busy for half a minute and not fit the cache beside the others."""
+
+
 def warm_public() -> None:
-    """Make the public page's view of every published region in both languages ahead (a public server's start,
-    in the background), so that the first visitors of a region do not wait for its charts and map. Without a
-    snapshot there is nothing to make; the page says so."""
+    """Make the public page's view of every published region of `WARM_PUBLIC_LEVELS` in both languages ahead
+    (a public server's start, in the background), so that the first visitors of a region do not wait for its
+    charts and map. Without a snapshot there is nothing to make; the page says so."""
     try:
         p = public_snapshot()
-        for region_id in p.regions.index:
+        for region_id in p.regions.index[p.regions["level"].isin(WARM_PUBLIC_LEVELS)]:
             for lang in i18n.LANGUAGES:
                 public_region(region_id, lang)
     except snapshot.SnapshotError as exc:

@@ -49,8 +49,9 @@ region = wanted if wanted in p.regions.index else regionview.NETWORK
 if st.session_state.get("region_pick") not in p.regions.index:
     st.session_state["region_pick"] = region
 cols = st.columns(2)  # columns: on a phone they stack, where a row would squeeze both boxes
-cols[0].selectbox(i18n.t("region", lang), list(p.regions.index), key="region_pick",
-                  format_func=p.labels[lang].__getitem__, on_change=set_param, args=("region", "region_pick"))
+cols[0].selectbox(i18n.t("region", lang), p.choices[st.session_state["region_pick"]], key="region_pick",
+                  format_func=p.labels[lang].__getitem__, on_change=set_param, args=("region", "region_pick"),
+                  help=i18n.t("region_help", lang) if (p.regions["level"] == "district").any() else None)
 cols[1].selectbox(i18n.t("place", lang), p.place_names, index=None, placeholder=i18n.t("place_hint", lang),
                   key="place", on_change=go_to_place, args=(p,))
 if wanted != region:

@@ -171,6 +171,38 @@ def test_places_of_one_name_in_two_states_are_told_apart(public_env):
     assert at.selectbox(key="region_pick").value == "C-MST"  # its city area, before its state
 
 
+def test_the_region_list_holds_the_districts_of_the_chosen_state_only():
+    from lib.public import regionview
+
+    regions = pd.DataFrame({
+        "region_id": ["ALL", "05", "06", "05-001", "05-002", "06-001", "C-MST", "X-1"],
+        "name": ["Deutschland", "NRW", "Hessen", "Raum Köln", "Raum Münster", "Raum Kassel", "Münster", "Lost"],
+        "level": ["network", "state", "state", "district", "district", "district", "cluster", "district"],
+        "parent_id": [None, None, None, "05", "05", "06", "05", None]}).set_index("region_id", drop=False)
+    choices = regionview.region_choices(regions)
+    wide = ["ALL", "05", "06", "C-MST"]
+    assert choices["ALL"] == tuple(wide)
+    assert choices["05"] == choices["05-002"] == choices["C-MST"] == ("ALL", "05", "05-001", "05-002", "06", "C-MST")
+    assert choices["06"] == choices["06-001"] == ("ALL", "05", "06", "06-001", "C-MST")
+    assert choices["X-1"] == (*wide, "X-1")  # a district of no published state: listed while chosen
+
+
+def test_a_state_lists_its_districts_and_a_district_link_shows_its_state_s(public_env):
+    at = public_app(region="09-001", lang="en")
+    box = at.selectbox(key="region_pick")
+    assert box.value == "09-001"
+    bavarian = [o for o in box.options if o.endswith("(district)")]
+    assert len(bavarian) > 20 and "Raum München (district)" in bavarian
+    first = box.options.index("Bayern (state)") + 1  # right under their state
+    assert box.options[first:first + len(bavarian)] == bavarian
+    box.set_value("03").run()  # another state: its districts instead
+    box = at.selectbox(key="region_pick")
+    assert not at.exception and at.query_params["region"] == "03"
+    lower_saxon = [o for o in box.options if o.endswith("(district)")]
+    assert lower_saxon and not set(lower_saxon) & set(bavarian)
+    assert len(box.options) == 1 + 16 + 17 + len(lower_saxon)  # never every district
+
+
 def test_a_name_in_one_state_keeps_its_plain_name():
     from lib.public import regionview
 
@@ -558,9 +590,11 @@ def test_months_in_both_languages():
     assert i18n.month("2027-03-01", "de") == "März 2027"
 
 
-def test_the_warm_up_makes_every_region_view_ahead(demo_snapshot, monkeypatch, tmp_path):
-    """A public server process makes every published region's view in both languages when it starts: a visitor
-    afterwards gets a made one. Without a snapshot the warm-up does nothing and raises nothing."""
+def test_the_warm_up_makes_the_views_of_the_network_states_and_city_areas_ahead(demo_snapshot, monkeypatch,
+                                                                                  tmp_path):
+    """A public server process makes the network's, every state's and every city area's view in both languages
+    when it starts: a visitor afterwards gets a made one. A district's view is made when first asked for.
+    Without a snapshot the warm-up does nothing and raises nothing."""
 
     from lib import cache
 
@@ -572,10 +606,15 @@ def test_the_warm_up_makes_every_region_view_ahead(demo_snapshot, monkeypatch, t
     real = regionview.region_view
     monkeypatch.setattr(regionview, "region_view", lambda p, rid, lang: made.append((rid, lang)) or real(p, rid, lang))
     cache.warm_public()
-    regions = [r["region_id"] for r in json.loads(target.read_bytes())["tables"]["regions"]]
+    rows = json.loads(target.read_bytes())["tables"]["regions"]
+    regions = [r["region_id"] for r in rows if r["level"] in ("network", "state", "cluster")]
+    assert "ALL" in regions and len(regions) == 1 + 16 + 17
     assert sorted(made) == sorted((r, lang) for r in regions for lang in i18n.LANGUAGES)
     cache.public_region("C-BER", "en")
     assert len(made) == len(regions) * 2  # made ahead, not again
+    district = next(r["region_id"] for r in rows if r["level"] == "district")
+    cache.public_region(district, "en")
+    assert made[-1] == (district, "en")  # made when asked for
     monkeypatch.setenv(snapshot.SNAPSHOT_ENV, str(tmp_path / "none.json"))
     cache.warm_public()
 

@@ -15,6 +15,8 @@ TEXTS = MappingProxyType({
               "How far has the mobile network expansion come? Pick your region or find your town."),
     "language": ("Sprache", "Language"),
     "region": ("Region", "Region"),
+    "region_help": ("Wählen Sie ein Bundesland: Seine Kreise stehen dann darunter in der Liste.",
+                    "Choose a state: its districts are then listed below it."),
     "place": ("Ort suchen", "Find a place"),
     "place_hint": ("Ortsname eingeben", "Type a place name"),
     "place_in": ("{place} liegt in: {regions}.", "{place} lies in: {regions}."),

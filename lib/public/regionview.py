@@ -43,6 +43,8 @@ class Prepared:
     """region id -> its outline as a GeoJSON Feature (states, districts and city areas)"""
     state_outlines: list[dict]
     """the states' outlines (every public map draws them)"""
+    choices: dict[str, tuple[str, ...]]
+    """region id -> the region list while that region is chosen (`region_choices`)"""
 
 
 def prepare(snap: Snapshot) -> Prepared:
@@ -61,7 +63,30 @@ def prepare(snap: Snapshot) -> Prepared:
                 for r in snap.doc["tables"]["region_outlines"]}
     states = [f for rid, f in outlines.items() if regions.loc[rid, "level"] == "state"]
     return Prepared(snap, regions, snap.frame("planned"), areas, snap.frame("complaints_monthly"), snap.frame("notes"),
-                    places, labels, tuple(sorted(places)), outlines, states)
+                    places, labels, tuple(sorted(places)), outlines, states, region_choices(regions))
+
+
+def region_choices(regions: pd.DataFrame) -> dict[str, tuple[str, ...]]:
+    """For each region (`regions` in `prepare`'s order), the region list the page offers while it is chosen: the
+    network, the states, and the city areas, with the districts of the chosen region's state after that state
+    (the chosen region's own when it is a state; none for the network). A list of every district (about 400)
+    would be long to read, and sent with every page run of every visitor."""
+    level, parent = regions["level"], regions["parent_id"]
+    district = level == "district"
+    wide = list(regions.index[~district])
+    kids = {s: [r for r in regions.index[district & (parent == s)]] for s in regions.index[level == "state"]}
+
+    def listing(state: str | None) -> tuple[str, ...]:
+        return tuple(x for r in wide for x in ([r, *kids[r]] if r == state else [r]))
+
+    per_state = {s: listing(s) for s in kids}
+    out = {}
+    for r in regions.index:
+        state = r if level[r] == "state" else parent[r]
+        out[r] = per_state.get(state) or listing(None)
+        if r not in out[r]:  # a district of no published state
+            out[r] = (*out[r], r)
+    return out
 
 
 def _places(rows: pd.DataFrame, regions: pd.DataFrame) -> dict[str, list[str]]:
