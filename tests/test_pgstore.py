@@ -455,3 +455,54 @@ def test_columns_read_by_binary_copy(tiny_pg):
             con.arrays("SELECT CASE WHEN category = 'no_signal' THEN cell END FROM complaints", {"cell": "int64"})
     finally:
         con.close()
+
+
+def _end_every_other_session(url: str) -> int:
+    """End every session of the database but this one, as a server restart does, and wait until they are gone:
+    how many were ended."""
+    import psycopg
+
+    others = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    with psycopg.connect(url, autocommit=True) as pg:
+        ended = len(pg.execute(f"SELECT pg_terminate_backend(pid) {others}").fetchall())
+        deadline = time.monotonic() + 10
+        while pg.execute(f"SELECT count(*) {others}").fetchone()[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return ended
+
+
+def test_the_app_goes_on_after_the_server_ended_its_sessions(tiny_pg, monkeypatch):
+    """A restarted server has closed every connection: the app's shared connection and its idle cursors open
+    new ones at their next statement, and no page query fails."""
+    from lib import warmup
+
+    monkeypatch.setenv(store.DB_ENV, tiny_pg)
+    app = cache.get_store()
+    warmup.wait()
+    cursors = [app.cursor() for _ in range(3)]  # open, then idle in the pool
+    for cur in cursors:
+        cur.execute("SELECT 1")
+        cur.close()
+    assert cache.query(app, "summary").counts["complaints"] == 300
+    assert _end_every_other_session(tiny_pg) >= 4
+    assert app.execute("SELECT count(*) FROM complaints").fetchall()[0][0] == 300  # the shared connection
+    for _ in range(3):  # every idle cursor of the pool was ended too
+        with app.cursor() as cur:
+            assert maps.regions(cur)["region_id"].tolist()  # an Ibis query
+    cache.clear()
+    assert cache.query(app, "summary").counts["complaints"] == 300
+
+
+def test_a_transaction_the_server_ended_fails_and_the_next_one_runs(tiny_pg):
+    import psycopg
+
+    con = store.connect(tiny_pg)
+    try:
+        con.execute("BEGIN TRANSACTION")
+        con.execute("SELECT count(*) FROM complaints")
+        _end_every_other_session(tiny_pg)
+        with pytest.raises(psycopg.OperationalError):  # not carried on outside its transaction
+            con.execute("DELETE FROM complaints")
+        assert con.execute("SELECT count(*) FROM complaints").fetchall()[0][0] == 300
+    finally:
+        con.close()

@@ -15,6 +15,7 @@ backend over the same psycopg connection, so a query inside an import's transact
 from __future__ import annotations
 
 import contextlib
+import select
 import threading
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -156,17 +157,26 @@ class Postgres:
         self._link = self._pool.take()
         self._lock = threading.RLock()
 
-    @property
-    def _pg(self):
+    def _live(self) -> _Link:
+        """This connection's link; a new one when the server has ended the old one between transactions (it
+        restarted, or ended the session). Ended within a transaction, the transaction is lost: the next
+        statement fails, and the one after it runs on a new link."""
         if self._link is None:
             raise duckdb.ConnectionException("the connection to the PostgreSQL store is closed")
-        return self._link.pg
+        if not self._link.alive():
+            self._link.pg.close()
+            self._link = self._pool.take()
+        return self._link
+
+    @property
+    def _pg(self):
+        return self._live().pg
 
     @property
     def backend(self):
-        """The Ibis backend over this very connection (made once per connection)."""
+        """The Ibis backend over this very connection (made once per link)."""
         with self._lock:
-            return self._link.backend()
+            return self._live().backend()
 
     def execute(self, sql: str, params: Sequence | None = None) -> Result:
         """Run one statement (or several, without parameters); `?` marks a parameter."""
@@ -236,6 +246,19 @@ class _Link:
         self.pg = psycopg.connect(url, autocommit=True)
         self._backend = None
 
+    def alive(self) -> bool:
+        """False once the server has ended this connection. Between transactions nothing is due from the
+        server, so a socket ready to read means it closed its end (a restart) or said why it ends the session;
+        within a transaction (or closed) this tells only whether psycopg has seen it close."""
+        import psycopg
+
+        if self.pg.closed or self.pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            return not self.pg.closed
+        try:
+            return not select.select([self.pg.fileno()], [], [], 0)[0]
+        except (OSError, ValueError):
+            return False
+
     def backend(self):
         if self._backend is None:
             import ibis
@@ -251,10 +274,15 @@ class _Pool:
         self.url, self._idle, self._lock = url, [], threading.Lock()
 
     def take(self) -> _Link:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        return _Link(self.url)
+        """An idle connection the server still holds (those it ended are closed), else a new one."""
+        while True:
+            with self._lock:
+                link = self._idle.pop() if self._idle else None
+            if link is None:
+                return _Link(self.url)
+            if link.alive():
+                return link
+            link.pg.close()
 
     def give(self, link: _Link) -> None:
         """Take a connection back (a transaction left open is rolled back); keep it while few are idle."""
