@@ -215,6 +215,20 @@ def test_a_name_in_one_state_keeps_its_plain_name():
                                                  "Essen": ["05", "05"], "Orphan": ["C-X"]}
 
 
+def test_places_of_one_name_in_two_districts_of_a_state_are_told_apart_by_district():
+    from lib.public import regionview
+
+    regions = pd.DataFrame({"region_id": ["05", "06", "05-001", "05-002", "06-001", "C-CGN"],
+                            "name": ["NRW", "Hessen", "Raum Köln", "Raum Essen", "Raum Kassel", "Köln"],
+                            "level": ["state", "state", "district", "district", "district", "cluster"],
+                            "parent_id": [None, None, "05", "05", "06", "05"]}).set_index("region_id", drop=False)
+    rows = pd.DataFrame({"name": ["Mülheim"] * 5 + ["Kassel", "Kassel"],
+                         "region_id": ["05", "05-001", "C-CGN", "05", "05-002", "06", "06-001"]})
+    assert regionview._places(rows, regions) == {
+        "Mülheim (Raum Köln)": ["05-001", "05"], "Mülheim (Raum Essen)": ["05-002", "05"],  # no city area: whose?
+        "Kassel": ["06", "06-001"]}
+
+
 def test_switching_the_language(public_env):
     at = public_app()
     at.segmented_control(key="lang_pick").set_value("en").run()

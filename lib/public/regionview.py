@@ -91,8 +91,11 @@ def region_choices(regions: pd.DataFrame) -> dict[str, tuple[str, ...]]:
 
 def _places(rows: pd.DataFrame, regions: pd.DataFrame) -> dict[str, list[str]]:
     """Place name -> the published regions it lies in. Places of one name in several states are told apart
-    by their state ("Münster (Nordrhein-Westfalen)", "Münster (Hessen)"), each with its own regions."""
-    state_of = {rid: (rid if level == "state" else parent) for rid, level, parent in
+    by their state ("Münster (Nordrhein-Westfalen)", "Münster (Hessen)"), each with its own regions; places of
+    one name in several districts of one state by their district ("Mülheim (Raum Köln)"), each with its
+    district and state (a city area of that name and state cannot be told whose: it is left out)."""
+    level = dict(zip(regions["region_id"], regions["level"], strict=True))
+    state_of = {rid: (rid if lv == "state" else parent) for rid, lv, parent in
                 regions[["region_id", "level", "parent_id"]].itertuples(index=False)}
     by_name: dict[str, dict[str | None, list[str]]] = {}
     for name, rid in rows.itertuples(index=False):
@@ -101,11 +104,13 @@ def _places(rows: pd.DataFrame, regions: pd.DataFrame) -> dict[str, list[str]]:
     places: dict[str, list[str]] = {}
     for name, per_state in by_name.items():
         states = [s for s in per_state if s is not None]
-        if len(states) <= 1:
-            places[name] = [rid for rids in per_state.values() for rid in rids]
-            continue
         for state, rids in per_state.items():
-            key = name if state is None else f"{name} ({regions.at[state, 'name']})"
+            districts = sorted({r for r in rids if level.get(r) == "district"})
+            if state is not None and len(districts) > 1:
+                for d in districts:
+                    places[f"{name} ({regions.at[d, 'name']})"] = [d, state]
+                continue
+            key = name if len(states) <= 1 or state is None else f"{name} ({regions.at[state, 'name']})"
             places.setdefault(key, []).extend(rids)
     return places
 
