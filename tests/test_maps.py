@@ -198,7 +198,7 @@ def test_a_region_view_holds_exactly_what_lies_in_the_region(con):
 
 
 @pytest.mark.parametrize(("children", "drawn"), [
-    (["district", "cluster", "district"], ["d1", "d2"]),  # a state's districts, not the city areas crossing them
+    (["district", "cluster", "district"], ["d0", "d2"]),  # a state's districts, not the city areas crossing them
     (["cluster"], ["d0"]),  # no districts: the city areas
     ([], []),
     (["cluster", "unknown"], ["d0"]),  # a level the schema does not know comes last

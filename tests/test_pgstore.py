@@ -199,6 +199,7 @@ def _page_queries(con) -> dict[str, object]:
         "levels": cache.QUERIES["levels"](con),
         "region_table": cache.QUERIES["region_table"](con, level),
         "map_regions": cache.QUERIES["map_regions"](con),
+        "map_region_names": dict(cache.QUERIES["map_region_names"](con)),
         "map_view": view,
         "map_view Berlin": cache.QUERIES["map_view"](con, berlin),
         "map_bottlenecks": cache.QUERIES["map_bottlenecks"](con, p),
@@ -210,6 +211,7 @@ def _page_queries(con) -> dict[str, object]:
         "rollout_shapes": cache.QUERIES["rollout_shapes"](con, level),
         "rollout_table": cache.QUERIES["rollout_table"](con, level, day),
         "rollout_table cluster": cache.QUERIES["rollout_table"](con, "cluster", day - dt.timedelta(days=200)),
+        "rollout_table district": cache.QUERIES["rollout_table"](con, "district", day),
         "rollout_series": cache.QUERIES["rollout_series"](con, (rollout.ALL, "11"), level),
         "rollout_late": cache.QUERIES["rollout_late"](con, level, day),
         "rollout_channels": cache.QUERIES["rollout_channels"](con, level, "11", day),
@@ -230,10 +232,10 @@ def both(demo_db, demo_pg):
     return out
 
 
-QUERY_NAMES = ["summary", "levels", "region_table", "map_regions", "map_view", "map_view Berlin", "map_bottlenecks",
-               "map_what_if", "hotspot_story", "site_story", "link_story", "rollout_regions", "rollout_shapes",
-               "rollout_table", "rollout_table cluster", "rollout_series", "rollout_late", "rollout_channels",
-               "rollout_impact"]
+QUERY_NAMES = ["summary", "levels", "region_table", "map_regions", "map_region_names", "map_view", "map_view Berlin",
+               "map_bottlenecks", "map_what_if", "hotspot_story", "site_story", "link_story", "rollout_regions",
+               "rollout_shapes", "rollout_table", "rollout_table cluster", "rollout_table district", "rollout_series",
+               "rollout_late", "rollout_channels", "rollout_impact"]
 
 
 def test_every_cached_page_query_is_compared():
