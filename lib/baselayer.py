@@ -21,6 +21,8 @@ OUTLINE_COLOUR = (110, 110, 110)
 """Grey of the region outlines (3:1 against white, WCAG's contrast for graphics)."""
 CHOSEN_COLOUR = (20, 20, 20)
 """The chosen region's outline."""
+INNER_COLOUR = (115, 115, 115)
+"""The outlines of the regions within the chosen one (a state's districts), drawn thinner than its own."""
 TOWN_COLOUR = (40, 40, 40)
 MAX_TOWNS = 16
 TOWN_SIZE = 13

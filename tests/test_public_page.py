@@ -564,6 +564,16 @@ def test_a_state_map_is_fitted_to_its_outline(public_env, demo_snapshot):
         (south + north) / 2)
     assert view["zoom"] == pytest.approx(baselayer.fit_view((west, south, east, north), regionview.MAP_PIXELS).zoom)
     assert "München" in [t["name"] for t in layers["towns"]["data"]]
+    # its districts' outlines, lighter, under its own; and the caption says what the thin lines are
+    ids = [r["region_id"] for r in doc["tables"]["regions"] if r["level"] == "district" and r["parent_id"] == "09"]
+    mine = {r["region_id"]: r["geometry"] for r in doc["tables"]["region_outlines"] if r["region_id"] in ids}
+    assert list(layers) == ["outlines", "inner", "region", "areas", "towns"] and len(ids) > 20
+    drawn = sorted(json.dumps(f["geometry"], sort_keys=True) for f in layers["inner"]["data"]["features"])
+    assert drawn == sorted(json.dumps(g, sort_keys=True) for g in mine.values()) and len(mine) == len(ids)
+    assert layers["inner"]["getLineColor"] == list(baselayer.INNER_COLOUR)
+    assert any("districts" in m.value for m in public_app(region="09", lang="en").markdown)
+    berlin = _layers(public_app(region="C-BER"))
+    assert "inner" not in berlin  # a city area has no districts drawn
 
 
 def test_the_quarter_chart_shows_the_late_upgrades_first_and_the_forecast(public_env, demo_snapshot):

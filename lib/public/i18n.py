@@ -46,6 +46,7 @@ TEXTS = MappingProxyType({
                     "mindestens {k} Beschwerden; die Farbe zeigt den Stand der Abhilfe.",
                     "Areas of about 5 km² (hexagons; dots where the map shows a state or more) with at least {k} "
                     "complaints; the colour shows the state of relief."),
+    "map_districts": ("Die dünnen Linien trennen die Kreise.", "The thin lines part the districts."),
     "no_areas": ("Hier gibt es kein Gebiet mit mindestens {k} Beschwerden.",
                  "There is no area with at least {k} complaints here."),
     "about": ("etwa {n:,} Beschwerden", "about {n:,} complaints"),

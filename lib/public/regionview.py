@@ -170,11 +170,12 @@ AREA_DOT_METRES = 2500
 AREA_DOT_PIXELS = 2.5
 
 
-def deck(a: pd.DataFrame, states: list[dict], chosen: dict | None, network: bool) -> pdk.Deck:
-    """The hotspot-area map on its base layer (lib/baselayer.py): the `states`' outlines, the `chosen`
-    region's in dark, the areas `a` coloured by status (hexagons for a city; dots from a state's scale up)
-    and the biggest towns' names; fitted to the chosen region (its outline, else its areas; the states for
-    the network)."""
+def deck(a: pd.DataFrame, states: list[dict], chosen: dict | None, network: bool,
+         inner: list[dict] | None = None) -> pdk.Deck:
+    """The hotspot-area map on its base layer (lib/baselayer.py): the `states`' outlines, those of the regions
+    `inner` to the chosen one (a state's districts) lighter, the `chosen` region's in dark, the areas `a`
+    coloured by status (hexagons for a city; dots from a state's scale up) and the biggest towns' names;
+    fitted to the chosen region (its outline, else its areas; the states for the network)."""
     if chosen is not None:
         box = baselayer.bounds([chosen])
     elif not network and len(a):
@@ -182,6 +183,8 @@ def deck(a: pd.DataFrame, states: list[dict], chosen: dict | None, network: bool
     else:
         box = baselayer.bounds(states)
     layers = [baselayer.outline_layer(states)] if states else []
+    if inner:
+        layers.append(baselayer.outline_layer(inner, "inner", baselayer.INNER_COLOUR))
     if chosen is not None:
         layers.append(baselayer.outline_layer([chosen], "region", baselayer.CHOSEN_COLOUR, 2))
     columns = a[["cell", "colour", "label", "info"]]
@@ -312,10 +315,19 @@ def region_view(p: Prepared, region_id: str, lang: str) -> RegionView:
     row = p.regions.loc[region_id].to_dict()
     for key in FORECAST_KEYS:  # an empty date is NaN in the frame: None, as published
         row[key] = row[key] if isinstance(row[key], str) else None
-    the_map = deck(a, p.state_outlines, p.outlines.get(region_id), region_id == NETWORK) if len(a) else None
+    inner = [p.outlines[r] for r in districts(p, region_id) if r in p.outlines]
+    the_map = deck(a, p.state_outlines, p.outlines.get(region_id), region_id == NETWORK, inner) if len(a) else None
     return RegionView(row, the_map,
                       planned_figure(planned(p, region_id, lang), row, lang), trend_figure(trend(p, region_id), lang),
-                      notes_, after_map(a, p.snapshot.k, lang), after_trend(notes_, p.snapshot.k, lang))
+                      notes_, after_map(a, p.snapshot.k, lang, bool(inner)), after_trend(notes_, p.snapshot.k, lang))
+
+
+def districts(p: Prepared, region_id: str) -> list[str]:
+    """The published districts of a state (none for any other region)."""
+    if region_id not in p.regions.index or p.regions.at[region_id, "level"] != "state":
+        return []
+    r = p.regions
+    return list(r.index[(r["level"] == "district") & (r["parent_id"] == region_id)])
 
 
 def small(text: str) -> str:
@@ -332,12 +344,14 @@ ZWSP_LINE = i18n.ZWSP
 """What stands for an empty note text (a paragraph must hold something)."""
 
 
-def after_map(a: pd.DataFrame, k: int, lang: str) -> str:
+def after_map(a: pd.DataFrame, k: int, lang: str, districts: bool = False) -> str:
     """The text between the map and the trend chart, as one markdown block (see `RegionView.after_map`): the
-    map's caption and legend, and a table of what the map shows (the areas `a` by status: how many, about how
-    many complaints), which a screen reader reads where it cannot read the map."""
+    map's caption (and what its thin lines are, when it draws a state's `districts`) and legend, and a table of
+    what the map shows (the areas `a` by status: how many, about how many complaints), which a screen reader
+    reads where it cannot read the map."""
     if len(a):
-        parts = [small(i18n.t("map_caption", lang, k=k)), status_legend(lang), map_table(a, lang)]
+        caption = i18n.t("map_caption", lang, k=k) + (" " + i18n.t("map_districts", lang) if districts else "")
+        parts = [small(caption), status_legend(lang), map_table(a, lang)]
     else:
         parts = [small(i18n.t("no_areas", lang, k=k))]
     return "\n\n".join([*parts, "### " + i18n.t("trend_title", lang)])

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from shapely.geometry import mapping, shape
 
-from lib import cells, engine
+from lib import baselayer, cells, engine
 from lib.engine import asof, hotspots, linkage, network, serving, stores
 from lib.ingest import schema
 
@@ -76,7 +76,7 @@ red on this map is transport holding relief back)."""
 LINK_WIDTHS = MappingProxyType({"late": 3, "planned": 2, "done": 1, "no_expansion": 1})
 """A transport link's width in pixels by state: what still has to happen is drawn heavier."""
 REGION_COLOUR = (60, 60, 60)
-INNER_REGION_COLOUR = (115, 115, 115)
+INNER_REGION_COLOUR = baselayer.INNER_COLOUR
 """The outlines of the regions within the chosen one (its districts or city areas), drawn thinner."""
 
 SITE_PRIORITY = tuple(SITE_COLOURS)
