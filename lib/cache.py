@@ -175,10 +175,12 @@ def query(con: duckdb.DuckDBPyConnection, name: str, *args):
 class _Recent:
     """The newest results of the shared caches below (`shared`, `map_table`, `map_deck`), found by Python's own
     hash of their arguments. Streamlit's cache hashes a cached function's arguments anew on every call before
-    it finds the result, which cost a Planner map run under load 7 % of its time for three lookups. A miss
-    falls through to Streamlit's cache, which computes a result once however many sessions ask at once.
-    Entries are keyed by the connection and the store's version token (so an import makes new ones), kept
-    for the caches' TTL, and the oldest beyond `size` are dropped."""
+    it finds the result, a noticeable part of a Planner map run under load (docs/benchmarks.md, "Planner map
+    for a team"). A miss falls through to Streamlit's cache, which computes a result once however many
+    sessions ask at once. Entries are keyed by the connection and the store's version token (so an import
+    makes new ones), kept for the caches' TTL, and the least recently used beyond `size` are dropped: `size`
+    stays below what Streamlit's three caches keep together, so this holds the newest of what they hold rather
+    than keeping alive what they dropped."""
 
     def __init__(self, size: int, seconds: float) -> None:
         self.size, self.seconds = size, seconds
@@ -207,7 +209,8 @@ class _Recent:
             self._items.clear()
 
 
-_RECENT = _Recent(size=48, seconds=pd.Timedelta(TTL).total_seconds())
+_RECENT = _Recent(size=24, seconds=pd.Timedelta(TTL).total_seconds())
+"""8 map views with their tables and decks; Streamlit keeps 16 of each."""
 
 
 def clear() -> None:
@@ -394,8 +397,8 @@ def warm_pages(con: duckdb.DuckDBPyConnection) -> None:
 
 WARM_PUBLIC_LEVELS = (snapshot.NETWORK_LEVEL, "state", "cluster")
 """The levels whose public views a server makes at its start: the network, the states and the city areas (most
-visitors, about 70 views). A district's view is made when first asked for (about 30 ms): the 400 districts
-would keep a new server busy for half a minute and not fit the cache beside the others."""
+visitors, about 70 views). A district's view is made when first asked for: the 400 districts would keep a new
+server busy long after its start and not fit the cache (`_public_region`) beside the others."""
 
 
 def warm_public() -> None:

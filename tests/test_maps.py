@@ -202,10 +202,13 @@ def test_a_region_view_holds_exactly_what_lies_in_the_region(con):
     (["cluster"], ["d0"]),  # no districts: the city areas
     ([], []),
     (["cluster", "unknown"], ["d0"]),  # a level the schema does not know comes last
+    (["district-", "cluster"], ["d1"]),  # districts without outlines draw nothing: the city areas instead
 ])
 def test_a_region_is_drawn_with_its_children_of_one_level(children, drawn):
     rows = pd.DataFrame({"region_id": [f"d{i}" for i in range(len(children))] + ["S"],
-                         "level": [*children, "state"], "inner": [True] * len(children) + [False]})
+                         "level": [c.rstrip("-") for c in children] + ["state"],
+                         "geometry": [None if c.endswith("-") else "{}" for c in children] + ["{}"],
+                         "inner": [True] * len(children) + [False]})
     assert list(maps._one_inner_level(rows)["region_id"]) == [*drawn, "S"]
 
 

@@ -508,3 +508,23 @@ def test_a_transaction_the_server_ended_fails_and_the_next_one_runs(tiny_pg):
         assert con.execute("SELECT count(*) FROM complaints").fetchall()[0][0] == 300
     finally:
         con.close()
+
+
+def test_a_notification_between_statements_keeps_the_connection(tiny_pg):
+    """Something the server sends between transactions that does not end the session (a notification here)
+    keeps the connection and its session: its advisory locks, say."""
+    import psycopg
+
+    con = store.connect(tiny_pg)
+    try:
+        pid = con.execute("SELECT pg_backend_pid()").fetchall()[0][0]
+        con.execute("LISTEN netzausbau_test")
+        con.execute("SELECT pg_advisory_lock(42)")
+        with psycopg.connect(tiny_pg, autocommit=True) as other:
+            other.execute("NOTIFY netzausbau_test, 'hello'")
+        time.sleep(0.2)  # the notification has reached the socket
+        assert con.execute("SELECT pg_backend_pid()").fetchall()[0][0] == pid
+        held = con.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
+        assert held.fetchall()[0][0] == 1
+    finally:
+        con.close()

@@ -211,8 +211,13 @@ def test_a_name_in_one_state_keeps_its_plain_name():
                             "parent_id": [None, None, "05", None]}).set_index("region_id", drop=False)
     rows = pd.DataFrame({"name": ["Münster", "Münster", "Münster", "Essen", "Essen", "Orphan"],
                          "region_id": ["05", "C-MST", "06", "05", "05", "C-X"]})
-    assert regionview._places(rows, regions) == {"Münster (NRW)": ["05", "C-MST"], "Münster (Hessen)": ["06"],
+    assert regionview._places(rows, regions, {}) == {"Münster (NRW)": ["05", "C-MST"], "Münster (Hessen)": ["06"],
                                                  "Essen": ["05", "05"], "Orphan": ["C-X"]}
+
+
+def _square(west: float, south: float, side: float = 1.0) -> dict:
+    ring = [[west, south], [west + side, south], [west + side, south + side], [west, south + side], [west, south]]
+    return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]}, "properties": {}}
 
 
 def test_places_of_one_name_in_two_districts_of_a_state_are_told_apart_by_district():
@@ -224,9 +229,30 @@ def test_places_of_one_name_in_two_districts_of_a_state_are_told_apart_by_distri
                             "parent_id": [None, None, "05", "05", "06", "05"]}).set_index("region_id", drop=False)
     rows = pd.DataFrame({"name": ["Mülheim"] * 5 + ["Kassel", "Kassel"],
                          "region_id": ["05", "05-001", "C-CGN", "05", "05-002", "06", "06-001"]})
-    assert regionview._places(rows, regions) == {
-        "Mülheim (Raum Köln)": ["05-001", "05"], "Mülheim (Raum Essen)": ["05-002", "05"],  # no city area: whose?
+    # the city area Köln overlaps Raum Köln most: the Mülheim of that district lies in it
+    outlines = {"05-001": _square(6.0, 50.0), "05-002": _square(7.0, 51.0), "C-CGN": _square(6.5, 50.5, 0.6)}
+    assert regionview._places(rows, regions, outlines) == {
+        "Mülheim (Raum Köln)": ["05-001", "05", "C-CGN"], "Mülheim (Raum Essen)": ["05-002", "05"],
         "Kassel": ["06", "06-001"]}
+    # no outlines: whose city area it is cannot be told, so neither gets it
+    assert regionview._places(rows, regions, {})["Mülheim (Raum Köln)"] == ["05-001", "05"]
+
+
+def test_the_state_of_a_region_is_found_up_its_parents():
+    from lib.public import regionview
+
+    regions = pd.DataFrame({"region_id": ["ALL", "09", "RB-1", "09-001", "X-1", "C-MUC"],
+                            "name": ["Deutschland", "Bayern", "Oberbayern", "Raum München", "Lost", "München"],
+                            "level": ["network", "state", "district", "district", "district", "cluster"],
+                            "parent_id": [None, None, "09", "RB-1", "nowhere", "09-001"]}
+                           ).set_index("region_id", drop=False)
+    assert regionview.states_of(regions) == {"ALL": None, "09": "09", "RB-1": "09", "09-001": "09", "X-1": None,
+                                             "C-MUC": "09"}
+    rows = pd.DataFrame({"name": ["Au", "Au", "Au"], "region_id": ["09-001", "C-MUC", "X-1"]})
+    places = regionview._places(rows, regions, {})  # a place in a region of no published state: no error
+    assert sorted(r for rids in places.values() for r in rids) == ["09-001", "C-MUC", "X-1"]
+    choices = regionview.region_choices(regions)
+    assert choices["09"] == ("ALL", "09", "RB-1", "09-001", "C-MUC") and choices["X-1"][-1] == "X-1"
 
 
 def test_switching_the_language(public_env):

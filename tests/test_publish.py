@@ -150,6 +150,11 @@ def test_publish_if_missing_writes_a_snapshot_of_an_older_format_again(demo_db, 
     old = dict(doc, schema_version=snapshot.SCHEMA_VERSION - 1)
     out.write_text(json.dumps(old))
     assert snapshot.older_format(out)
+    assert snapshot.load(out).doc["schema_version"] == 3  # served as it is until published again
+    out.write_text(json.dumps(dict(doc, schema_version=2)))
+    with pytest.raises(snapshot.SnapshotError, match="schema_version"):
+        snapshot.load(out)
+    out.write_text(json.dumps(old))
     assert cli.main(["--db", str(demo_db), "publish", "--out", str(out), "--if-missing"]) == 0
     assert snapshot.load(out).doc == doc and "older format" in capsys.readouterr().err
     future = dict(doc, schema_version=snapshot.SCHEMA_VERSION + 1)

@@ -10,7 +10,7 @@ No list of Germany's districts (Kreise) ships offline either, so the demo's dist
 the catchment areas of towns: in each state the biggest town is a district seat, then
 every next town of at least DISTRICT_SEAT_POPULATION that lies DISTRICT_SEAT_KM or more
 from every seat chosen; each cell of the state goes to its nearest seat. That gives about
-as many districts as Germany has (about 410 against 400), named "Raum <seat>" so that no
+as many districts as Germany has (412 against 400), named "Raum <seat>" so that no
 one takes them for the official ones; an operator's regions file brings the real ones.
 """
 

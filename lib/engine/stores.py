@@ -248,16 +248,25 @@ class _Link:
 
     def alive(self) -> bool:
         """False once the server has ended this connection. Between transactions nothing is due from the
-        server, so a socket ready to read means it closed its end (a restart) or said why it ends the session;
-        within a transaction (or closed) this tells only whether psycopg has seen it close."""
+        server: when its socket has something to read, that is read, and the connection is alive unless the
+        server closed its end (a restart, or the session ended) rather than sent a notice or notification.
+        Within a transaction (or closed) this tells only whether psycopg has seen it close."""
         import psycopg
 
-        if self.pg.closed or self.pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            return not self.pg.closed
+        pg = self.pg
+        if pg.closed or pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            return not pg.closed
         try:
-            return not select.select([self.pg.fileno()], [], [], 0)[0]
-        except (OSError, ValueError):
+            poller = select.poll()
+            poller.register(pg.fileno(), select.POLLIN)
+            for _ in range(8):  # a session's end is a last message, then the end of the stream
+                if not poller.poll(0):
+                    return pg.pgconn.status == psycopg.pq.ConnStatus.OK
+                pg.pgconn.consume_input()  # raises at the end of the stream
+                pg.pgconn.is_busy()  # takes in what came: a notice, a notification
+        except (OSError, ValueError, psycopg.Error):
             return False
+        return False  # still more to read: not a quiet connection between transactions
 
     def backend(self):
         if self._backend is None:

@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 import pydeck as pdk
+from shapely.geometry import shape
 
 from lib import baselayer, basemap
 from lib.public import files, i18n
@@ -56,11 +57,11 @@ def prepare(snap: Snapshot) -> Prepared:
     centres = [h3.cell_to_latlng(c) for c in areas["cell"]]
     areas = areas.assign(lat=[c[0] for c in centres], lon=[c[1] for c in centres])
     regions = regions.drop(columns="_order").set_index("region_id", drop=False)
-    places = _places(snap.frame("places"), regions)
-    labels = {lang: {rid: _label(name, level, lang) for rid, name, level in
-                     regions[["region_id", "name", "level"]].itertuples(index=False)} for lang in i18n.LANGUAGES}
     outlines = {str(r["region_id"]): {"type": "Feature", "geometry": r["geometry"], "properties": {}}
                 for r in snap.doc["tables"]["region_outlines"]}
+    places = _places(snap.frame("places"), regions, outlines)
+    labels = {lang: {rid: _label(name, level, lang) for rid, name, level in
+                     regions[["region_id", "name", "level"]].itertuples(index=False)} for lang in i18n.LANGUAGES}
     states = [f for rid, f in outlines.items() if regions.loc[rid, "level"] == "state"]
     return Prepared(snap, regions, snap.frame("planned"), areas, snap.frame("complaints_monthly"), snap.frame("notes"),
                     places, labels, tuple(sorted(places)), outlines, states, region_choices(regions))
@@ -71,10 +72,10 @@ def region_choices(regions: pd.DataFrame) -> dict[str, tuple[str, ...]]:
     network, the states, and the city areas, with the districts of the chosen region's state after that state
     (the chosen region's own when it is a state; none for the network). A list of every district (about 400)
     would be long to read, and sent with every page run of every visitor."""
-    level, parent = regions["level"], regions["parent_id"]
+    level, state_of = regions["level"], states_of(regions)
     district = level == "district"
     wide = list(regions.index[~district])
-    kids = {s: [r for r in regions.index[district & (parent == s)]] for s in regions.index[level == "state"]}
+    kids = {s: [r for r in regions.index[district] if state_of[r] == s] for s in regions.index[level == "state"]}
 
     def listing(state: str | None) -> tuple[str, ...]:
         return tuple(x for r in wide for x in ([r, *kids[r]] if r == state else [r]))
@@ -82,21 +83,45 @@ def region_choices(regions: pd.DataFrame) -> dict[str, tuple[str, ...]]:
     per_state = {s: listing(s) for s in kids}
     out = {}
     for r in regions.index:
-        state = r if level[r] == "state" else parent[r]
-        out[r] = per_state.get(state) or listing(None)
+        out[r] = per_state.get(state_of[r]) or listing(None)
         if r not in out[r]:  # a district of no published state
             out[r] = (*out[r], r)
     return out
 
 
-def _places(rows: pd.DataFrame, regions: pd.DataFrame) -> dict[str, list[str]]:
+def states_of(regions: pd.DataFrame) -> dict[str, str | None]:
+    """Region id -> the published state it lies in (a state: itself), found by following the parents up; None
+    when no published state is among them (the network, a region whose parent is not published)."""
+    level = dict(zip(regions["region_id"], regions["level"], strict=True))
+    parent = dict(zip(regions["region_id"], regions["parent_id"], strict=True))
+    out: dict[str, str | None] = {}
+    for rid in level:
+        at, seen = rid, set()
+        while isinstance(at, str) and level.get(at) not in (None, "state") and at not in seen:
+            seen.add(at)
+            at = parent.get(at)
+        out[rid] = at if isinstance(at, str) and level.get(at) == "state" else None
+    return out
+
+
+def _nearest_district(cluster: str, districts: list[str], outlines: dict[str, dict]) -> str | None:
+    """Of `districts`, the one whose outline shares the most area with the city area `cluster`'s; None when no
+    outline is known or none overlaps."""
+    if cluster not in outlines:
+        return None
+    area = shape(outlines[cluster]["geometry"])
+    shared = {d: area.intersection(shape(outlines[d]["geometry"])).area for d in districts if d in outlines}
+    best = max(shared, key=shared.get, default=None)
+    return best if best is not None and shared[best] > 0 else None
+
+
+def _places(rows: pd.DataFrame, regions: pd.DataFrame, outlines: dict[str, dict]) -> dict[str, list[str]]:
     """Place name -> the published regions it lies in. Places of one name in several states are told apart
     by their state ("Münster (Nordrhein-Westfalen)", "Münster (Hessen)"), each with its own regions; places of
     one name in several districts of one state by their district ("Mülheim (Raum Köln)"), each with its
-    district and state (a city area of that name and state cannot be told whose: it is left out)."""
+    district, its state and the city areas of that name there that overlap its district most (`outlines`)."""
     level = dict(zip(regions["region_id"], regions["level"], strict=True))
-    state_of = {rid: (rid if lv == "state" else parent) for rid, lv, parent in
-                regions[["region_id", "level", "parent_id"]].itertuples(index=False)}
+    state_of = states_of(regions)
     by_name: dict[str, dict[str | None, list[str]]] = {}
     for name, rid in rows.itertuples(index=False):
         state = state_of.get(rid)
@@ -107,8 +132,12 @@ def _places(rows: pd.DataFrame, regions: pd.DataFrame) -> dict[str, list[str]]:
         for state, rids in per_state.items():
             districts = sorted({r for r in rids if level.get(r) == "district"})
             if state is not None and len(districts) > 1:
+                areas = {d: [] for d in districts}
+                for c in sorted({r for r in rids if level.get(r) == "cluster"}):
+                    if (d := _nearest_district(c, districts, outlines)) is not None:
+                        areas[d].append(c)
                 for d in districts:
-                    places[f"{name} ({regions.at[d, 'name']})"] = [d, state]
+                    places[f"{name} ({regions.at[d, 'name']})"] = [d, state, *areas[d]]
                 continue
             key = name if len(states) <= 1 or state is None else f"{name} ({regions.at[state, 'name']})"
             places.setdefault(key, []).extend(rids)

@@ -48,7 +48,11 @@ import pandas as pd
 
 from lib.errors import NetzausbauError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+"""The format this version writes: 4 publishes districts besides states and city areas."""
+READABLE_VERSIONS = (3, 4)
+"""Formats this version reads (a snapshot of 3 has no districts): a server serves what was published before,
+until it is published again (`publish --if-missing`, as `make run` does, writes an older one again)."""
 DEFAULT_K = 10
 """Minimum complaints a published area or monthly figure stands for."""
 MIN_K = 5
@@ -175,7 +179,7 @@ ALLOWLIST = MappingProxyType({
 """Every table the snapshot may hold -> its columns -> the rule each value must pass."""
 
 META = MappingProxyType({
-    "schema_version": lambda v: v == SCHEMA_VERSION, "data_as_of": _date,
+    "schema_version": lambda v: v in READABLE_VERSIONS and not isinstance(v, bool), "data_as_of": _date,
     "k": lambda v: _int(v) and v >= MIN_K, "round_base": lambda v: v == ROUND_BASE,
     "area_res": lambda v: v == AREA_RES,
 })

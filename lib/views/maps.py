@@ -267,14 +267,16 @@ def outlines_expr(con, region: str | None) -> ir.Table:
 
 
 def _one_inner_level(rows: pd.DataFrame) -> pd.DataFrame:
-    """`rows` (outlines_expr) with the inner regions of one level only, the widest the store has within the
-    region (a state's districts rather than its city areas, which would cross them), and the region itself."""
+    """`rows` (outlines_expr) with the inner regions of one level only, the widest the store has outlines of
+    within the region (a state's districts rather than its city areas, which would cross them), and the region
+    itself."""
     inner = rows["inner"].astype(bool)
-    if not inner.any():
-        return rows
-    widest = min(rows.loc[inner, "level"], key=lambda lv: schema.LEVELS.index(lv) if lv in schema.LEVELS
+    outlined = inner & rows["geometry"].notna()  # a region without an outline draws nothing
+    if not outlined.any():
+        return rows[~inner]
+    widest = min(rows.loc[outlined, "level"], key=lambda lv: schema.LEVELS.index(lv) if lv in schema.LEVELS
                  else len(schema.LEVELS))
-    return rows[~inner | (rows["level"] == widest)]
+    return rows[~inner | (outlined & (rows["level"] == widest))]
 
 
 class Outlines(list):
