@@ -51,7 +51,7 @@ if st.session_state.get("region_pick") not in p.regions.index:
 cols = st.columns(2)  # columns: on a phone they stack, where a row would squeeze both boxes
 cols[0].selectbox(i18n.t("region", lang), p.choices[st.session_state["region_pick"]], key="region_pick",
                   format_func=p.labels[lang].__getitem__, on_change=set_param, args=("region", "region_pick"),
-                  help=i18n.t("region_help", lang) if (p.regions["level"] == "district").any() else None)
+                  help=i18n.t("region_help", lang) if p.state_districts else None)
 cols[1].selectbox(i18n.t("place", lang), p.place_names, index=None, placeholder=i18n.t("place_hint", lang),
                   key="place", on_change=go_to_place, args=(p,))
 if wanted != region:

@@ -156,15 +156,18 @@ def _clusters(places: pd.DataFrame, country: np.ndarray, cell_ags: np.ndarray) -
     lo, hi = CLUSTER_KM
     df["radius_km"] = np.clip(lo * (city_pop / 300_000) ** 0.2, lo, hi)
     cell_xy = xy(*cells.cells_to_latlng(country))
-    place_cells = cells.latlng_to_cells(places["lat"], places["lon"], SHAPE_RES)
     # each contested cell goes to the nearer centre, so clusters never overlap
     dist, owner = cKDTree(xy(df["lat"], df["lon"])).query(cell_xy)
-    members, pops = {}, []
-    for i, row in df.iterrows():
-        mine = country[(owner == i) & (dist <= row.radius_km) & (cell_ags == row.ags)]
-        members[row.region_id] = mine
-        pops.append(int(places["population"].to_numpy()[np.isin(place_cells, mine)].sum()))
-    return df.assign(population=pops), members
+    members = {row.region_id: country[(owner == i) & (dist <= row.radius_km) & (cell_ags == row.ags)]
+               for i, row in df.iterrows()}
+    return df.assign(population=_populations(places, [members[r] for r in df["region_id"]])), members
+
+
+def _populations(places: pd.DataFrame, areas: list[np.ndarray]) -> list[int]:
+    """The inhabitants of the places whose centre lies in each area (cells at SHAPE_RES)."""
+    place_cells = cells.latlng_to_cells(places["lat"], places["lon"], SHAPE_RES)
+    pop = places["population"].to_numpy()
+    return [int(pop[np.isin(place_cells, area)].sum()) for area in areas]
 
 
 def _district_seats(places: pd.DataFrame) -> pd.DataFrame:
@@ -187,17 +190,13 @@ def _districts(places: pd.DataFrame, country: np.ndarray, cell_ags: np.ndarray) 
     """Districts: each cell of a state goes to the nearest district seat of that state."""
     seats = _district_seats(places)
     cell_xy = xy(*cells.cells_to_latlng(country))
-    place_cells = cells.latlng_to_cells(places["lat"], places["lon"], SHAPE_RES)
-    pop = places["population"].to_numpy()
-    members, pops = {}, []
+    members = {}
     for ags, mine in seats.groupby("ags", sort=True):
         in_state = np.nonzero(cell_ags == ags)[0]
         owner = cKDTree(xy(mine["lat"], mine["lon"])).query(cell_xy[in_state])[1]
         for i, region_id in enumerate(mine["region_id"]):
             members[region_id] = country[in_state[owner == i]]
-    for region_id in seats["region_id"]:
-        pops.append(int(pop[np.isin(place_cells, members[region_id])].sum()))
-    seats = seats.assign(population=pops)
+    seats = seats.assign(population=_populations(places, [members[r] for r in seats["region_id"]]))
     keep = seats["region_id"].map(lambda r: len(members[r]) > 0)  # a seat whose every cell is nearer another
     return seats[keep].reset_index(drop=True), {r: members[r] for r in seats["region_id"][keep]}
 

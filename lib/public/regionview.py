@@ -44,6 +44,8 @@ class Prepared:
     """region id -> its outline as a GeoJSON Feature (states, districts and city areas)"""
     state_outlines: list[dict]
     """the states' outlines (every public map draws them)"""
+    state_districts: dict[str, list[str]]
+    """state id -> its published districts (`districts_by_state`; only states that have some)"""
     choices: dict[str, tuple[str, ...]]
     """region id -> the region list while that region is chosen (`region_choices`)"""
 
@@ -63,27 +65,34 @@ def prepare(snap: Snapshot) -> Prepared:
     labels = {lang: {rid: _label(name, level, lang) for rid, name, level in
                      regions[["region_id", "name", "level"]].itertuples(index=False)} for lang in i18n.LANGUAGES}
     states = [f for rid, f in outlines.items() if regions.loc[rid, "level"] == "state"]
+    kids = districts_by_state(regions)
     return Prepared(snap, regions, snap.frame("planned"), areas, snap.frame("complaints_monthly"), snap.frame("notes"),
-                    places, labels, tuple(sorted(places)), outlines, states, region_choices(regions))
+                    places, labels, tuple(sorted(places)), outlines, states, kids, region_choices(regions, kids))
 
 
-def region_choices(regions: pd.DataFrame) -> dict[str, tuple[str, ...]]:
+def districts_by_state(regions: pd.DataFrame) -> dict[str, list[str]]:
+    """State id -> its districts (`regions` order; found up the parents, `states_of`), for the states with any."""
+    state_of = states_of(regions)
+    out: dict[str, list[str]] = {}
+    for r in regions.index[regions["level"] == "district"]:
+        if state_of[r] is not None:
+            out.setdefault(state_of[r], []).append(r)
+    return out
+
+
+def region_choices(regions: pd.DataFrame, kids: dict[str, list[str]] | None = None) -> dict[str, tuple[str, ...]]:
     """For each region (`regions` in `prepare`'s order), the region list the page offers while it is chosen: the
     network, the states, and the city areas, with the districts of the chosen region's state after that state
     (the chosen region's own when it is a state; none for the network). A list of every district (about 400)
-    would be long to read, and sent with every page run of every visitor."""
-    level, state_of = regions["level"], states_of(regions)
-    district = level == "district"
-    wide = list(regions.index[~district])
-    kids = {s: [r for r in regions.index[district] if state_of[r] == s] for s in regions.index[level == "state"]}
-
-    def listing(state: str | None) -> tuple[str, ...]:
-        return tuple(x for r in wide for x in ([r, *kids[r]] if r == state else [r]))
-
-    per_state = {s: listing(s) for s in kids}
+    would be long to read, and sent with every page run of every visitor. `kids`: `districts_by_state`."""
+    kids = districts_by_state(regions) if kids is None else kids
+    state_of = states_of(regions)
+    wide = list(regions.index[regions["level"] != "district"])
+    plain = tuple(wide)
+    per_state = {s: tuple(x for r in wide for x in ([r, *kids[s]] if r == s else [r])) for s in kids}
     out = {}
     for r in regions.index:
-        out[r] = per_state.get(state_of[r]) or listing(None)
+        out[r] = per_state.get(state_of[r], plain)
         if r not in out[r]:  # a district of no published state
             out[r] = (*out[r], r)
     return out
@@ -344,19 +353,12 @@ def region_view(p: Prepared, region_id: str, lang: str) -> RegionView:
     row = p.regions.loc[region_id].to_dict()
     for key in FORECAST_KEYS:  # an empty date is NaN in the frame: None, as published
         row[key] = row[key] if isinstance(row[key], str) else None
-    inner = [p.outlines[r] for r in districts(p, region_id) if r in p.outlines]
+    inner = [p.outlines[r] for r in p.state_districts.get(region_id, []) if r in p.outlines]
     the_map = deck(a, p.state_outlines, p.outlines.get(region_id), region_id == NETWORK, inner) if len(a) else None
     return RegionView(row, the_map,
                       planned_figure(planned(p, region_id, lang), row, lang), trend_figure(trend(p, region_id), lang),
                       notes_, after_map(a, p.snapshot.k, lang, bool(inner)), after_trend(notes_, p.snapshot.k, lang))
 
-
-def districts(p: Prepared, region_id: str) -> list[str]:
-    """The published districts of a state (none for any other region)."""
-    if region_id not in p.regions.index or p.regions.at[region_id, "level"] != "state":
-        return []
-    r = p.regions
-    return list(r.index[(r["level"] == "district") & (r["parent_id"] == region_id)])
 
 
 def small(text: str) -> str:

@@ -204,11 +204,16 @@ def regions_expr(con) -> ir.Table:
     return engine.backend(con).table("regions").select("region_id", "name", "level")
 
 
+def level_rank(level: str) -> int:
+    """A region level's place from the widest (`schema.LEVELS` order); a level the schema does not know last."""
+    return schema.LEVELS.index(level) if level in schema.LEVELS else len(schema.LEVELS)
+
+
 def regions(con) -> pd.DataFrame:
     """Every region: region_id, name, level (states first, then by name)."""
     out = regions_expr(con).execute()
-    rank = out["level"].map({lv: i for i, lv in enumerate(schema.LEVELS)}).fillna(len(schema.LEVELS))
-    return out.assign(_r=rank).sort_values(["_r", "name"]).drop(columns="_r").reset_index(drop=True)
+    return out.assign(_r=out["level"].map(level_rank)).sort_values(["_r", "name"]).drop(columns="_r").reset_index(
+        drop=True)
 
 
 def region_names(con) -> MappingProxyType:
@@ -274,8 +279,7 @@ def _one_inner_level(rows: pd.DataFrame) -> pd.DataFrame:
     outlined = inner & rows["geometry"].notna()  # a region without an outline draws nothing
     if not outlined.any():
         return rows[~inner]
-    widest = min(rows.loc[outlined, "level"], key=lambda lv: schema.LEVELS.index(lv) if lv in schema.LEVELS
-                 else len(schema.LEVELS))
+    widest = min(rows.loc[outlined, "level"], key=level_rank)
     return rows[~inner | (outlined & (rows["level"] == widest))]
 
 
