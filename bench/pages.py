@@ -20,7 +20,9 @@ never at once) and each page (Overview, Planner map, Rollout), on its own copy o
    first start had none).
 
 A view is done when the page's last element is there and the script has finished (`data-test-script-state`),
-timed in the page itself (performance.now()). The browser is a returning user's: every start of a code serves
+timed in the page itself (performance.now()). Each view and answer also gives the time its script run ended
+("of which until its script ended"): the server's part; the rest is the browser drawing what it received.
+The browser is a returning user's: every start of a code serves
 on the same address, and Streamlit's files (the same for every start) were fetched before the first figure, by
 the floor: `bench/asgi/floor.py`, a tiny page with one table, chart and map, whose first view (three times, in new
 tabs) is what Streamlit and the browser cost whatever the data. Headless Chromium with software rendering (the
@@ -56,6 +58,19 @@ PAGES = {  # path, the selector of the page's last element
     "rollout": ("/rollout", "text=One-page report"),
 }
 FLOOR = {"floor": ("/", "text=end")}
+SCRIPT_RUNS = """
+window.__scriptDone = null;
+new MutationObserver((_, seen) => {
+  const app = document.querySelector("[data-testid='stApp']");
+  if (!app) return;
+  seen.disconnect();
+  new MutationObserver(() => {
+    if (app.getAttribute("data-test-script-state") === "notRunning") window.__scriptDone = performance.now();
+  }).observe(app, {attributes: true, attributeFilter: ["data-test-script-state"]});
+}).observe(document, {childList: true, subtree: true});
+"""
+"""Added to every tab: `window.__scriptDone`, the time the page's script last finished (the server's part of a
+view: what the browser then draws comes after it)."""
 ARM = """() => {
   const app = document.querySelector("[data-testid='stApp']");
   window.__inputAt = null;
@@ -70,7 +85,8 @@ ARM = """() => {
       if (state === "running") ran = true;
       else if (ran && state === "notRunning") {
         seen.disconnect();
-        requestAnimationFrame(() => requestAnimationFrame(() => resolve(performance.now())));
+        const finished = performance.now();
+        requestAnimationFrame(() => requestAnimationFrame(() => resolve([finished, performance.now()])));
       }
     });
     seen.observe(app, {attributes: true});
@@ -129,7 +145,8 @@ def _cpu(pid: int) -> float:
 
 
 def first_view(context, url: str, page_name: str) -> tuple[float, Page]:
-    """Seconds from navigation to the page drawn, in a new tab of `context` (a new session); the tab stays open."""
+    """Seconds from navigation to the page drawn, in a new tab of `context` (a new session); the tab stays open.
+    `window.__scriptDone` in the tab is when its script finished (SCRIPT_RUNS)."""
     path, last = (PAGES | FLOOR)[page_name]
     page = context.new_page()
     page.goto(url + path, timeout=600_000)
@@ -145,18 +162,24 @@ def first_view(context, url: str, page_name: str) -> tuple[float, Page]:
     return took, page
 
 
-def answer(page: Page, act) -> float:
-    """Seconds from the input `act(page)` makes (its last key press or click) to the page drawn again."""
+def script_done(page: Page) -> float:
+    """Seconds from navigation to the end of the tab's last script run."""
+    return page.evaluate("() => window.__scriptDone") / 1000
+
+
+def answer(page: Page, act) -> tuple[float, float]:
+    """Seconds from the input `act(page)` makes (its last key press or click) to the page drawn again, and to the
+    end of the script run it caused (the server's part)."""
     page.evaluate(ARM)
     act(page)
-    done = page.evaluate("() => window.__answer")
+    finished, done = page.evaluate("() => window.__answer")
     began = page.evaluate("() => window.__inputAt")
     if began is None:
         raise RuntimeError("the input made no key press or click")
     page.wait_for_selector(IDLE, timeout=600_000)
     if page.locator("[data-testid='stException']").count():
         raise RuntimeError("the page shows an exception after an input")
-    return (done - began) / 1000
+    return (done - began) / 1000, (finished - began) / 1000
 
 
 def _type_date(day: str):
@@ -210,6 +233,7 @@ def measure(root: Path, label: str, db: Path, n_inputs: int, data_day: str, page
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         context = browser.new_context(viewport=VIEWPORT)
+        context.add_init_script(SCRIPT_RUNS)
         try:
             floor = Floor(port)  # the browser fetches Streamlit's files here first (the same for every start)
             try:
@@ -231,9 +255,13 @@ def measure(root: Path, label: str, db: Path, n_inputs: int, data_day: str, page
                     page.close()
                     warm_wait = idle_server(server.proc.pid)
                     warm, page = first_view(context, url, name)
+                    warm_script = script_done(page)
                     answers: dict[str, list[float]] = {}
+                    scripts: dict[str, list[float]] = {}
                     for kind, act in inputs(name, n_inputs, data_day):
-                        answers.setdefault(kind, []).append(answer(page, act))
+                        drawn, finished = answer(page, act)
+                        answers.setdefault(kind, []).append(drawn)
+                        scripts.setdefault(kind, []).append(finished)
                     page.close()
                 finally:
                     server.stop()
@@ -244,9 +272,10 @@ def measure(root: Path, label: str, db: Path, n_inputs: int, data_day: str, page
                 finally:
                     server.stop()
                 out[name] = {"first_view_at_start_s": cold, "warm_up_s": warm_wait, "first_view_after_warm_up_s": warm,
-                             "first_view_at_restart_s": again, "answers_s": answers}
+                             "script_done_after_warm_up_s": warm_script, "first_view_at_restart_s": again,
+                             "answers_s": answers, "answers_script_s": scripts}
                 print(f"{label:>18} {name:9} first view at start {cold:6.2f} s, after warm-up ({warm_wait:4.0f} s) "
-                      f"{warm:5.2f} s, at a restart {again:6.2f} s; "
+                      f"{warm:5.2f} s (script done {warm_script:.2f} s), at a restart {again:6.2f} s; "
                       + "; ".join(f"{k} {', '.join(f'{v:.2f}' for v in vs)} s" for k, vs in answers.items()),
                       flush=True)
         finally:
@@ -288,9 +317,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = [("first view right after a start", lambda r: r["first_view_at_start_s"]),
                 ("server busy after start (warm-up)", lambda r: r["warm_up_s"]),
                 ("first view after the warm-up", lambda r: r["first_view_after_warm_up_s"]),
+                ("  of which until its script ended", lambda r: r["script_done_after_warm_up_s"]),
                 ("first view right after a restart", lambda r: r["first_view_at_restart_s"])]
         for kind in results[codes[0][1]][name]["answers_s"]:
             rows.append((f"new {kind}: median / max", lambda r, k=kind: r["answers_s"][k]))
+            rows.append(("  of which until its script ended", lambda r, k=kind: r["answers_script_s"][k]))
         for title, get in rows:
             cells = []
             for _, label in codes:

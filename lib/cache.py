@@ -139,6 +139,7 @@ def version(con: duckdb.DuckDBPyConnection) -> str:
 QUERIES = MappingProxyType({
     "summary": overview.summary,
     "levels": overview.levels,
+    "level_counts": overview.level_counts,
     "region_table": overview.region_table,
     "import_log": store.import_log,
     "rejected_rows": store.rejected_rows,
@@ -379,6 +380,7 @@ def warm_pages(con: duckdb.DuckDBPyConnection) -> None:
         return
     level = (levels(con) or ["state"])[0]
     region_table(con, level)  # Overview
+    query(con, "level_counts")
     import_log(con)  # Data
     if info.counts.get("complaints"):  # Planner map
         first, last = mapurl.date_range(info)

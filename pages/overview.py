@@ -42,6 +42,11 @@ for col, (label, name) in zip(st.columns(len(TILES)), TILES, strict=True):
         cancelled = info.counts[overview.CANCELLED]
         col.metric(label, f"{info.counts[name] - cancelled:,}", border=True,
                    help=f"Not cancelled; {cancelled:,} more are cancelled.")
+    elif name == "regions":  # every level counted: say how many of each
+        by_level = cache.query(con, "level_counts")
+        col.metric(label, f"{info.counts[name]:,}", border=True,
+                   help="Of every level: " + ", ".join(f"{n:,} {lv}" for lv, n in by_level.items()) + "."
+                   if by_level else None)
     else:
         col.metric(label, f"{info.counts[name]:,}", border=True)
 

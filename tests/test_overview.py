@@ -106,3 +106,12 @@ def test_summary_of_an_empty_store(tmp_path):
 
 def test_levels_in_schema_order(con):
     assert overview.levels(con) == ["state", "cluster"]
+
+
+def test_level_counts_match_the_regions(con, tiny_world):
+    """Regions per level, in schema order, counted apart from the store's own query."""
+    want: dict[str, int] = {}
+    for r in tiny_world.regions:
+        want[r["level"]] = want.get(r["level"], 0) + 1
+    got = overview.level_counts(con)
+    assert got == want and list(got) == [lv for lv in overview.schema.LEVELS if lv in want]

@@ -78,6 +78,16 @@ def test_overview_tiles_and_as_of_match_the_store(tiny_db):
     assert f"Store: `{tiny_db}`" in [c.value for c in at.sidebar.caption]
 
 
+def test_overview_regions_tile_says_how_many_of_each_level(tiny_db):
+    """The Regions tile counts every level together; its help gives each level's count, in schema order."""
+    at = app()
+    tile = next(m for m in at.metric if m.label == "Regions")
+    per_level = dict(sql(tiny_db, "SELECT level, count(*) FROM regions GROUP BY level"))
+    assert len(per_level) > 1 and int(tile.value.replace(",", "")) == sum(per_level.values())
+    listed = ", ".join(f"{per_level[lv]:,} {lv}" for lv in schema.LEVELS if lv in per_level)
+    assert tile.proto.help == f"Of every level: {listed}."
+
+
 @pytest.mark.parametrize("level", ["state", "cluster"])
 def test_region_table_follows_the_level_in_the_url(tiny_db, level):
     at = app(level=level)

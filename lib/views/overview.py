@@ -135,14 +135,20 @@ def summary(con: duckdb.DuckDBPyConnection) -> Summary:
 
 
 def levels_expr(con) -> ir.Table:
-    """The distinct region levels in the store: level; unexecuted."""
-    return engine.backend(con).table("regions").select("level").distinct()
+    """The region levels in the store and their regions: level, n; unexecuted."""
+    regions = engine.backend(con).table("regions")
+    return regions.group_by("level").agg(n=regions.count())
+
+
+def level_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Regions per level present in the store, in schema order."""
+    present = {level: int(n) for level, n in _run(con, "levels")}
+    return {lv: present[lv] for lv in schema.LEVELS if lv in present}
 
 
 def levels(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Region levels present in the store, in schema order."""
-    present = {r[0] for r in _run(con, "levels")}
-    return [lv for lv in schema.LEVELS if lv in present]
+    return list(level_counts(con))
 
 
 def region_table_expr(con, level: str = "state", derived: bool = False) -> ir.Table:
