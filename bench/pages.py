@@ -14,7 +14,9 @@ never at once) and each page (Overview, Planner map, Rollout), on its own copy o
 3. in that session, change the page's date and its region `--inputs` times each, as a person does (Rollout:
    type a date and press Enter, pick a region in its box; Planner map: the date slider one step with the arrow
    key, a region in its box; Overview: another region level): **answer to a new input**, from the key press or
-   click to the page drawn again (the script has run and the browser has painted twice since);
+   click to the page drawn again (the script has run and the browser has painted twice since); then one more
+   first view with Chrome's trace on (written to bench/out/pages-trace-*.json): how long the browser's GPU thread
+   (software WebGL here) was busy during it, in all and in its longest task (a view apart: tracing slows a page);
 4. stop the server, start it again on the same store and open the page at once: **first view, right after a
    restart** (what the first start kept beside the store, lib/engine/keptfiles, is read instead of built; the
    first start had none).
@@ -162,6 +164,41 @@ def first_view(context, url: str, page_name: str) -> tuple[float, Page]:
     return took, page
 
 
+GPU_THREAD = "CrGpuMain"
+
+
+def traced_gpu(browser, context, url: str, page_name: str, path: Path) -> dict[str, float]:
+    """One more first view of `page_name`, traced (Chrome's trace, written to `path`): the seconds the browser's
+    GPU thread (software WebGL here) was busy during it, in all and in its longest task. A view apart from the
+    others: tracing slows a page."""
+    browser.start_tracing(path=str(path), categories=["toplevel", "gpu"])
+    try:
+        first_view(context, url, page_name)[1].close()
+    finally:
+        browser.stop_tracing()
+    return gpu_busy(json.loads(path.read_text()))
+
+
+def gpu_busy(trace: dict | list) -> dict[str, float]:
+    """{"busy": seconds, "longest": seconds} of the top-level tasks on the GPU thread of a Chrome trace."""
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    gpu = {(e["pid"], e["tid"]) for e in events if e.get("ph") == "M" and e.get("name") == "thread_name"
+           and e["args"].get("name") == GPU_THREAD}
+    tasks = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if (e.get("pid"), e.get("tid")) in gpu
+                   and e.get("ph") == "X" and "dur" in e and e.get("name") == "ThreadControllerImpl::RunTask")
+    busy = longest = 0.0
+    end = None
+    for start, stop in tasks:  # nested or overlapping tasks count once
+        if end is not None and start < end:
+            if stop <= end:
+                continue
+            start = end
+        busy += stop - start
+        longest = max(longest, stop - start)
+        end = stop
+    return {"busy": busy / 1e6, "longest": longest / 1e6}
+
+
 def script_done(page: Page) -> float:
     """Seconds from navigation to the end of the tab's last script run."""
     return page.evaluate("() => window.__scriptDone") / 1000
@@ -263,6 +300,7 @@ def measure(root: Path, label: str, db: Path, n_inputs: int, data_day: str, page
                         answers.setdefault(kind, []).append(drawn)
                         scripts.setdefault(kind, []).append(finished)
                     page.close()
+                    gpu = traced_gpu(browser, context, url, name, OUT / f"pages-trace-{label}-{name}.json")
                 finally:
                     server.stop()
                 server = load.Server(None, gc=False, root=root, label=f"pages-{label}", db=copy, port=port)
@@ -273,7 +311,7 @@ def measure(root: Path, label: str, db: Path, n_inputs: int, data_day: str, page
                     server.stop()
                 out[name] = {"first_view_at_start_s": cold, "warm_up_s": warm_wait, "first_view_after_warm_up_s": warm,
                              "script_done_after_warm_up_s": warm_script, "first_view_at_restart_s": again,
-                             "answers_s": answers, "answers_script_s": scripts}
+                             "answers_s": answers, "answers_script_s": scripts, "gpu_s": gpu}
                 print(f"{label:>18} {name:9} first view at start {cold:6.2f} s, after warm-up ({warm_wait:4.0f} s) "
                       f"{warm:5.2f} s (script done {warm_script:.2f} s), at a restart {again:6.2f} s; "
                       + "; ".join(f"{k} {', '.join(f'{v:.2f}' for v in vs)} s" for k, vs in answers.items()),
@@ -284,12 +322,16 @@ def measure(root: Path, label: str, db: Path, n_inputs: int, data_day: str, page
 
 
 def main(argv: list[str] | None = None) -> int:
+    global OUT
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--db", type=Path, required=True, help="the store to serve (a copy per code and page)")
     p.add_argument("--baseline", metavar="REF", help="also measure this git commit (a worktree), in the same run")
     p.add_argument("--inputs", type=int, default=3, help="inputs of each kind per page (default 3)")
     p.add_argument("--page", action="append", choices=list(PAGES), help="only these pages (repeatable; default all)")
+    p.add_argument("--out", type=Path, default=OUT, help="folder for the store copies and pages.json (default "
+                                                           "bench/out)")
     args = p.parse_args(argv)
+    OUT = args.out
     from lib import store
     from lib.views import overview
 
@@ -318,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("server busy after start (warm-up)", lambda r: r["warm_up_s"]),
                 ("first view after the warm-up", lambda r: r["first_view_after_warm_up_s"]),
                 ("  of which until its script ended", lambda r: r["script_done_after_warm_up_s"]),
+                ("  GPU busy (traced view): all / longest", lambda r: (r["gpu_s"]["busy"], r["gpu_s"]["longest"])),
                 ("first view right after a restart", lambda r: r["first_view_at_restart_s"])]
         for kind in results[codes[0][1]][name]["answers_s"]:
             rows.append((f"new {kind}: median / max", lambda r, k=kind: r["answers_s"][k]))
@@ -326,7 +369,11 @@ def main(argv: list[str] | None = None) -> int:
             cells = []
             for _, label in codes:
                 v = get(results[label][name])
-                cells.append(f"{sorted(v)[len(v) // 2]:.2f} / {max(v):.2f} s" if isinstance(v, list) else f"{v:.2f} s")
+                if isinstance(v, tuple):
+                    cells.append(f"{v[0]:.2f} / {v[1]:.2f} s")
+                else:
+                    cells.append(f"{sorted(v)[len(v) // 2]:.2f} / {max(v):.2f} s" if isinstance(v, list)
+                                 else f"{v:.2f} s")
             print(f"{name:9} {title:34} " + " ".join(f"{c:>20}" for c in cells))
     return 0
 

@@ -61,3 +61,37 @@ def test_pgstore_benchmark_runs_on_a_small_store(tmp_path):
                                                                                          ("postgres", 2, 2)]
     assert all(r["errors"] == 0 and r["median_ms"] > 0 and r["runs_per_s"] > 0 for r in res["pages"])
     assert all(s.startswith("warm-up done in ") for r in res["pages"] for s in r["warm_up_steps"])
+
+
+def test_pages_benchmark_runs_on_a_small_store(demo_db, tmp_path):
+    """bench/pages.py in a real browser: the Overview's first views and answers, each with its script's end, which
+    comes before the page is drawn."""
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "pages.py"), "--db", str(demo_db), "--page", "overview",
+                          "--inputs", "1", "--out", str(out)], capture_output=True, text=True, timeout=600,
+                         cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:] + run.stdout[-3000:]
+    res = json.loads((out / "pages.json").read_text())["results"]["this"]
+    assert len(res["floor"]) == 3 and all(v > 0 for v in res["floor"])
+    view = res["overview"]
+    assert 0 < view["script_done_after_warm_up_s"] <= view["first_view_after_warm_up_s"]
+    (drawn,), (ended,) = view["answers_s"]["level"], view["answers_script_s"]["level"]
+    assert 0 < ended <= drawn
+    assert "of which until its script ended" in run.stdout
+
+
+def test_gpu_busy_counts_the_gpu_threads_tasks_once():
+    """bench/pages.py's GPU figure: top-level tasks of the GPU thread only, nested or overlapping time counted once."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import pages
+
+    def task(tid, ts, dur, name="ThreadControllerImpl::RunTask"):
+        return {"ph": "X", "pid": 1, "tid": tid, "ts": ts, "dur": dur, "name": name}
+
+    meta = [{"ph": "M", "pid": 1, "tid": 7, "name": "thread_name", "args": {"name": "CrGpuMain"}},
+            {"ph": "M", "pid": 1, "tid": 8, "name": "thread_name", "args": {"name": "CrRendererMain"}}]
+    events = meta + [task(7, 0, 1_000_000), task(7, 200_000, 300_000),  # nested: counted once
+                     task(7, 900_000, 600_000),  # overlaps the first by 0.1 s: 0.5 s more
+                     task(7, 2_000_000, 250_000), task(7, 2_000_000, 9_000_000, "GPUTask"),  # not a top-level task
+                     task(8, 0, 5_000_000)]  # another thread
+    assert pages.gpu_busy({"traceEvents": events}) == {"busy": 1.75, "longest": 1.0}
