@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -256,15 +257,14 @@ def _import_file(con: duckdb.DuckDBPyConnection, source: str | Path | bytes, tab
     fmt = sniff_format(head, file_name)
     # a large CSV is streamed in chunks (a path is never read whole); its header names its table
     name = _table_name(table, peek_columns(head, file_name), file_name) if bulk.wanted(size, fmt) else None
-    # on a PostgreSQL server a file is read and validated here, whole
-    big = name is not None and bulk.wanted(size, fmt, name) and stores.dialect(con) == "duckdb"
+    big = name is not None and bulk.wanted(size, fmt, name)
     data = path if big and path else path.read_bytes() if path else source
     with ThreadPoolExecutor(1) as hasher:
         digest = hasher.submit(_sha256, data)
         raw = None if big else read_file(data, file_name)
         name = name or _table_name(table, raw.frame.columns, file_name)
         t = schema.TABLES[name]
-        in_place = big and _in_place(con, t)
+        in_place = big and stores.dialect(con) == "duckdb" and _in_place(con, t)
         try:
             if not in_place:
                 _refuse_same_file(con, digest.result(), name)
@@ -296,11 +296,15 @@ def _import(con: duckdb.DuckDBPyConnection, t: schema.Table, data: bytes | Path,
             _refuse_same_file(con, digest.result(), t.name)  # these bytes, imported by another process meanwhile
         result.import_id = con.execute("SELECT coalesce(max(import_id), 0) + 1 FROM import_log").fetchall()[0][0]
         if raw is None:
-            stage = _stage_in_place if in_place else _stage
-            staged = bulk.stage_csv(con, data, file_name, t, known, today or dt.date.today(),
-                                    lambda part, offset: stage(con, part, t, result.import_id, offset), progress,
-                                    restart=lambda: _restart(con, t, in_place), executor=executor,
-                                    into=t.name if in_place else None)
+            if stores.dialect(con) == "postgres":
+                staged = _stage_for_server(con, data, file_name, t, known, today or dt.date.today(), progress,
+                                           executor, result.import_id)
+            else:
+                stage = _stage_in_place if in_place else _stage
+                staged = bulk.stage_csv(con, data, file_name, t, known, today or dt.date.today(),
+                                        lambda part, offset: stage(con, part, t, result.import_id, offset),
+                                        progress, restart=lambda: _restart(con, t, in_place), executor=executor,
+                                        into=t.name if in_place else None)
             rejects, region_cells, encoding = staged.reject_frame(), None, staged.encoding
             result.rows_total, result.rows_accepted, result.warnings = (staged.rows_total, staged.rows_accepted,
                                                                         staged.warnings)
@@ -451,6 +455,35 @@ def _stage(con: duckdb.DuckDBPyConnection, records: pd.DataFrame | str, t: schem
         return
     staged = records[cols].assign(row=records["row"] + row_offset, import_id=import_id)
     stores.insert_frame(con, "_incoming", staged)
+
+
+SEND_ROWS = 200_000
+"""Rows of a large file's validated records sent to a PostgreSQL server in one COPY (`_stage_for_server`)."""
+
+
+def _stage_for_server(con: stores.Postgres, data: bytes | Path, file_name: str, t: schema.Table,
+                      known: dict[str, set[str]], today: dt.date, progress: Progress, executor,
+                      import_id: int) -> bulk.Staged:
+    """A large CSV for a store on a PostgreSQL server: validated range by range and staged as on a DuckDB store,
+    in a DuckDB file of the import's own (the same rejects, repeated keys included), then its records sent to
+    the server's staging table by COPY, `SEND_ROWS` at a time: the app never holds the whole file."""
+    folder = lifeline.owned_folder("import")  # removed below, or by a later import's sweep if this one is killed
+    local = duckdb.connect(str(folder / "stage.duckdb"))
+    try:
+        _ensure_schema(local)
+        _new_stage(local, t)
+        staged = bulk.stage_csv(local, data, file_name, t, known, today,
+                                lambda part, offset: _stage(local, part, t, import_id, offset), progress,
+                                restart=lambda: _restart(local, t, False), executor=executor)
+        sent = 0
+        for batch in local.sql('SELECT * FROM _incoming ORDER BY "row"').to_arrow_reader(SEND_ROWS):
+            progress(f"Sending rows to the server: {sent:,} of {staged.rows_accepted:,}", 0.6)
+            stores.insert_frame(con, "_incoming", batch.to_pandas(types_mapper=pd.ArrowDtype))
+            sent += batch.num_rows
+    finally:
+        local.close()
+        shutil.rmtree(folder, ignore_errors=True)
+    return staged
 
 
 def _stage_in_place(con: duckdb.DuckDBPyConnection, part: str, t: schema.Table, import_id: int,

@@ -118,6 +118,54 @@ def test_rejects_updates_and_a_file_again_as_on_duckdb(tiny_world, bad_complaint
         pg.close()
 
 
+@pytest.mark.parametrize("first", [False, True], ids=["onto-rows", "empty-table"])
+def test_a_large_csv_is_staged_in_chunks_as_on_duckdb(fresh_pg, tmp_path, monkeypatch, first):
+    """A large CSV on a PostgreSQL store takes the chunked path, never read whole by the app, and gives the same
+    rows, rejects (repeated keys across ranges included, with their records) and counts as on a DuckDB file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lib.ingest import bulk
+    from tests import worlds
+    from tests.test_bulk import complaints_csv, worlds_today
+
+    data = complaints_csv()
+    sent: list[int] = []
+    real_insert = stores.insert_frame
+
+    def whole(*a, **k):
+        raise AssertionError("a large CSV was read whole")
+
+    duck, pg = store.connect(tmp_path / "s.duckdb"), store.connect(fresh_pg)
+    try:
+        got = {}
+        for con in (duck, pg):
+            worlds.import_world(con, tmp_path / stores.dialect(con))
+            if first:
+                con.execute("DELETE FROM complaints")
+            with monkeypatch.context() as m:  # the large file only
+                m.setattr(bulk, "pool", lambda: ThreadPoolExecutor(max_workers=2))
+                m.setattr(bulk, "MIN_BYTES", 0)
+                m.setattr(bulk, "CHUNK_BYTES", 9_000)
+                m.setattr(store, "SEND_ROWS", 250)  # several batches to the server
+                m.setattr(store, "read_file", whole)
+                m.setattr(stores, "insert_frame", lambda c, table, frame, *a: (
+                    sent.append(len(frame)) if table == "_incoming" else None) or real_insert(c, table, frame, *a))
+                sent.clear()
+                got[stores.dialect(con)] = store.import_file(con, data, table="complaints", file_name="c.csv",
+                                                             today=worlds_today())
+        d, p = got["duckdb"], got["postgres"]
+        assert len(sent) > 2 and sum(sent) == p.rows_accepted == d.rows_accepted  # in batches of SEND_ROWS
+        assert (p.rows_total, p.rows_rejected, p.rows_new, p.rows_updated, p.warnings) == (
+            d.rows_total, d.rows_rejected, d.rows_new, d.rows_updated, d.warnings)
+        assert p.rows_rejected > 20 and any(r.startswith("duplicate ") for r in p.rejects["reason"])
+        same(store.rejected_rows(pg, p.import_id), store.rejected_rows(duck, d.import_id))
+        for name in ("complaints", "complaint_cube", "cell_regions"):
+            assert table_rows(pg, name) == table_rows(duck, name), name
+    finally:
+        duck.close()
+        pg.close()
+
+
 def test_a_failed_import_changes_nothing(tiny_world, fresh_pg, monkeypatch):
     con = store.connect(fresh_pg)
     try:
@@ -197,6 +245,7 @@ def _page_queries(con) -> dict[str, object]:
     return {
         "summary": dataclasses.replace(info, last_import=dataclasses.replace(info.last_import, imported_at=None)),
         "levels": cache.QUERIES["levels"](con),
+        "level_counts": cache.QUERIES["level_counts"](con),
         "region_table": cache.QUERIES["region_table"](con, level),
         "map_regions": cache.QUERIES["map_regions"](con),
         "map_region_names": dict(cache.QUERIES["map_region_names"](con)),
@@ -232,10 +281,10 @@ def both(demo_db, demo_pg):
     return out
 
 
-QUERY_NAMES = ["summary", "levels", "region_table", "map_regions", "map_region_names", "map_view", "map_view Berlin",
-               "map_bottlenecks", "map_what_if", "hotspot_story", "site_story", "link_story", "rollout_regions",
-               "rollout_shapes", "rollout_table", "rollout_table cluster", "rollout_table district", "rollout_series",
-               "rollout_late", "rollout_channels", "rollout_impact"]
+QUERY_NAMES = ["summary", "levels", "level_counts", "region_table", "map_regions", "map_region_names", "map_view",
+               "map_view Berlin", "map_bottlenecks", "map_what_if", "hotspot_story", "site_story", "link_story",
+               "rollout_regions", "rollout_shapes", "rollout_table", "rollout_table cluster",
+               "rollout_table district", "rollout_series", "rollout_late", "rollout_channels", "rollout_impact"]
 
 
 def test_every_cached_page_query_is_compared():
