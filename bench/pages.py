@@ -28,7 +28,8 @@ The browser is a returning user's: every start of a code serves
 on the same address, and Streamlit's files (the same for every start) were fetched before the first figure, by
 the floor: `bench/asgi/floor.py`, a tiny page with one table, chart and map, whose first view (three times, in new
 tabs) is what Streamlit and the browser cost whatever the data. Headless Chromium with software rendering (the
-project's browser tests' settings) at 1440 x 1000. Prints a table and writes bench/out/pages.json; asserts nothing.
+project's browser tests' settings) at 1440 x 1000. Prints a table and writes pages.json, the servers' logs and the
+traces to bench/out (or `--out`); asserts nothing.
 """
 
 from __future__ import annotations
@@ -184,17 +185,15 @@ def gpu_busy(trace: dict | list) -> dict[str, float]:
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
     gpu = {(e["pid"], e["tid"]) for e in events if e.get("ph") == "M" and e.get("name") == "thread_name"
            and e["args"].get("name") == GPU_THREAD}
-    tasks = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if (e.get("pid"), e.get("tid")) in gpu
-                   and e.get("ph") == "X" and "dur" in e and e.get("name") == "ThreadControllerImpl::RunTask")
+    tasks = [(e["ts"], e["ts"] + e["dur"]) for e in events if (e.get("pid"), e.get("tid")) in gpu
+                   and e.get("ph") == "X" and "dur" in e and e.get("name") == "ThreadControllerImpl::RunTask"]
     busy = longest = 0.0
     end = None
-    for start, stop in tasks:  # nested or overlapping tasks count once
-        if end is not None and start < end:
-            if stop <= end:
-                continue
-            start = end
-        busy += stop - start
+    for start, stop in sorted(tasks, key=lambda t: (t[0], -t[1])):  # an outer task before those within it
+        if end is not None and stop <= end:
+            continue  # within one counted already
         longest = max(longest, stop - start)
+        busy += stop - max(start, end if end is not None else start)  # overlapping time counted once
         end = stop
     return {"busy": busy / 1e6, "longest": longest / 1e6}
 
@@ -328,10 +327,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline", metavar="REF", help="also measure this git commit (a worktree), in the same run")
     p.add_argument("--inputs", type=int, default=3, help="inputs of each kind per page (default 3)")
     p.add_argument("--page", action="append", choices=list(PAGES), help="only these pages (repeatable; default all)")
-    p.add_argument("--out", type=Path, default=OUT, help="folder for the store copies and pages.json (default "
-                                                           "bench/out)")
+    p.add_argument("--out", type=Path, default=OUT, help="folder for the store copies, logs, traces and "
+                                                           "pages.json (default bench/out)")
     args = p.parse_args(argv)
-    OUT = args.out
+    OUT = load.OUT = args.out  # the servers' logs and a baseline's worktree go there too
     from lib import store
     from lib.views import overview
 

@@ -459,29 +459,36 @@ def _stage(con: duckdb.DuckDBPyConnection, records: pd.DataFrame | str, t: schem
 
 SEND_ROWS = 200_000
 """Rows of a large file's validated records sent to a PostgreSQL server in one COPY (`_stage_for_server`)."""
+STAGE_MEMORY = "1GB"
+"""Memory the DuckDB file that stages a large file for a PostgreSQL server may use; the rest goes to disk."""
 
 
 def _stage_for_server(con: stores.Postgres, data: bytes | Path, file_name: str, t: schema.Table,
                       known: dict[str, set[str]], today: dt.date, progress: Progress, executor,
                       import_id: int) -> bulk.Staged:
     """A large CSV for a store on a PostgreSQL server: validated range by range and staged as on a DuckDB store,
-    in a DuckDB file of the import's own (the same rejects, repeated keys included), then its records sent to
-    the server's staging table by COPY, `SEND_ROWS` at a time: the app never holds the whole file."""
+    in a DuckDB file of the import's own on disk (the same rejects, repeated keys included), then its records
+    sent to the server's staging table by COPY, `SEND_ROWS` at a time: the app never holds the whole file."""
     folder = lifeline.owned_folder("import")  # removed below, or by a later import's sweep if this one is killed
-    local = duckdb.connect(str(folder / "stage.duckdb"))
+    local = None
     try:
+        local = duckdb.connect(str(folder / "stage.duckdb"))
+        local.execute(f"SET memory_limit = '{STAGE_MEMORY}'; SET temp_directory = '{folder / 'spill'}'")
         _ensure_schema(local)
-        _new_stage(local, t)
+        # a table of the file, not a temporary one (DuckDB holds those in memory); made before any transaction
+        local.execute(f'CREATE TABLE _incoming AS SELECT *, CAST(0 AS BIGINT) AS "row" FROM {t.name} LIMIT 0')
         staged = bulk.stage_csv(local, data, file_name, t, known, today,
                                 lambda part, offset: _stage(local, part, t, import_id, offset), progress,
                                 restart=lambda: _restart(local, t, False), executor=executor)
         sent = 0
-        for batch in local.sql('SELECT * FROM _incoming ORDER BY "row"').to_arrow_reader(SEND_ROWS):
+        for batch in local.sql("SELECT * FROM _incoming").to_arrow_reader(SEND_ROWS):
             progress(f"Sending rows to the server: {sent:,} of {staged.rows_accepted:,}", 0.6)
             stores.insert_frame(con, "_incoming", batch.to_pandas(types_mapper=pd.ArrowDtype))
             sent += batch.num_rows
+        progress(f"Sent {sent:,} rows to the server", 0.6)
     finally:
-        local.close()
+        if local is not None:
+            local.close()
         shutil.rmtree(folder, ignore_errors=True)
     return staged
 

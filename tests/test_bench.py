@@ -67,6 +67,8 @@ def test_pages_benchmark_runs_on_a_small_store(demo_db, tmp_path):
     """bench/pages.py in a real browser: the Overview's first views and answers, each with its script's end, which
     comes before the page is drawn."""
     out = tmp_path / "out"
+    default = ROOT / "bench" / "out"
+    before = set(default.iterdir()) if default.exists() else set()
     run = subprocess.run([sys.executable, str(ROOT / "bench" / "pages.py"), "--db", str(demo_db), "--page", "overview",
                           "--inputs", "1", "--out", str(out)], capture_output=True, text=True, timeout=600,
                          cwd=tmp_path)
@@ -78,6 +80,9 @@ def test_pages_benchmark_runs_on_a_small_store(demo_db, tmp_path):
     (drawn,), (ended,) = view["answers_s"]["level"], view["answers_script_s"]["level"]
     assert 0 < ended <= drawn
     assert "of which until its script ended" in run.stdout
+    assert (out / "pages-trace-this-overview.json").stat().st_size > 0  # the traced view
+    assert set(view["gpu_s"]) == {"busy", "longest"} and 0 <= view["gpu_s"]["longest"] <= view["gpu_s"]["busy"]
+    assert (set(default.iterdir()) if default.exists() else set()) == before  # every file went to --out
 
 
 def test_gpu_busy_counts_the_gpu_threads_tasks_once():
@@ -93,5 +98,6 @@ def test_gpu_busy_counts_the_gpu_threads_tasks_once():
     events = meta + [task(7, 0, 1_000_000), task(7, 200_000, 300_000),  # nested: counted once
                      task(7, 900_000, 600_000),  # overlaps the first by 0.1 s: 0.5 s more
                      task(7, 2_000_000, 250_000), task(7, 2_000_000, 9_000_000, "GPUTask"),  # not a top-level task
+                     task(7, 3_000_000, 100_000), task(7, 3_000_000, 1_200_000),  # one within another from its start
                      task(8, 0, 5_000_000)]  # another thread
-    assert pages.gpu_busy({"traceEvents": events}) == {"busy": 1.75, "longest": 1.0}
+    assert pages.gpu_busy({"traceEvents": events}) == {"busy": 2.95, "longest": 1.2}
