@@ -45,7 +45,7 @@ for col, (label, name) in zip(st.columns(len(TILES)), TILES, strict=True):
     elif name == "regions":  # every level counted: say how many of each
         by_level = cache.query(con, "level_counts")
         col.metric(label, f"{info.counts[name]:,}", border=True,
-                   help="Of every level: " + ", ".join(f"{n:,} {lv}" for lv, n in by_level.items()) + "."
+                   help="Every level counted; by level: " + ", ".join(f"{lv} {n:,}" for lv, n in by_level.items()) + "."
                    if by_level else None)
     else:
         col.metric(label, f"{info.counts[name]:,}", border=True)

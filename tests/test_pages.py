@@ -84,8 +84,8 @@ def test_overview_regions_tile_says_how_many_of_each_level(tiny_db):
     tile = next(m for m in at.metric if m.label == "Regions")
     per_level = dict(sql(tiny_db, "SELECT level, count(*) FROM regions GROUP BY level"))
     assert len(per_level) > 1 and int(tile.value.replace(",", "")) == sum(per_level.values())
-    listed = ", ".join(f"{per_level[lv]:,} {lv}" for lv in schema.LEVELS if lv in per_level)
-    assert tile.proto.help == f"Of every level: {listed}."
+    listed = ", ".join(f"{lv} {per_level[lv]:,}" for lv in schema.LEVELS if lv in per_level)
+    assert tile.proto.help == f"Every level counted; by level: {listed}."
 
 
 @pytest.mark.parametrize("level", ["state", "cluster"])
