@@ -8,12 +8,14 @@ first being the baseline. Records are never deleted by an import.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
+import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -268,9 +270,11 @@ def _import_file(con: duckdb.DuckDBPyConnection, source: str | Path | bytes, tab
         try:
             if not in_place:
                 _refuse_same_file(con, digest.result(), name)
-            with bulk.workers(big) as executor:
+            apart = big and stores.dialect(con) == "postgres"
+            with bulk.workers(big) as executor, (_checked_apart(con, data, file_name, t, today, progress, executor)
+                                                 if apart else contextlib.nullcontext()) as checked:
                 result = _import(con, t, data, raw, file_name, fmt, executor, in_place, digest, progress, today,
-                                 started, by)
+                                 started, by, checked)
         except _SameFile as same:
             result = ImportResult(None, name, file_name, same.checksum, duplicate_of=same.earlier,
                                   seconds=time.perf_counter() - started)
@@ -283,9 +287,10 @@ def _import_file(con: duckdb.DuckDBPyConnection, source: str | Path | bytes, tab
 
 def _import(con: duckdb.DuckDBPyConnection, t: schema.Table, data: bytes | Path, raw, file_name: str, fmt: str,
             executor, in_place: bool, digest, progress: Progress, today: dt.date | None,
-            started: float, by: str) -> ImportResult:
-    """`import_file`'s transaction: validate (`raw`, or `data` range by range on `executor`), stage, apply,
-    log and derive; rolled back whole on any failure, or when the file turns out the same (`_SameFile`)."""
+            started: float, by: str, checked: _Apart | None = None) -> ImportResult:
+    """`import_file`'s transaction: validate (`raw`, or `data` range by range on `executor`; or take what was
+    `checked` apart), stage, apply, log and derive; rolled back whole on any failure, or when the file turns out
+    the same (`_SameFile`)."""
     known = known_ids(con, t)
     result = ImportResult(None, t.name, file_name, "")
     _new_stage(con, t, in_place)  # before the transaction: see _new_stage
@@ -294,11 +299,10 @@ def _import(con: duckdb.DuckDBPyConnection, t: schema.Table, data: bytes | Path,
         if stores.dialect(con) == "postgres":  # one import at a time, whichever app process makes it
             con.execute("LOCK TABLE import_log IN SHARE ROW EXCLUSIVE MODE")
             _refuse_same_file(con, digest.result(), t.name)  # these bytes, imported by another process meanwhile
-        result.import_id = con.execute("SELECT coalesce(max(import_id), 0) + 1 FROM import_log").fetchall()[0][0]
+        result.import_id = _next_import_id(con)
         if raw is None:
-            if stores.dialect(con) == "postgres":
-                staged = _stage_for_server(con, data, file_name, t, known, today or dt.date.today(), progress,
-                                           executor, result.import_id)
+            if checked is not None:
+                staged = checked.send(con, result.import_id, progress)
             else:
                 stage = _stage_in_place if in_place else _stage
                 staged = bulk.stage_csv(con, data, file_name, t, known, today or dt.date.today(),
@@ -458,18 +462,51 @@ def _stage(con: duckdb.DuckDBPyConnection, records: pd.DataFrame | str, t: schem
 
 
 SEND_ROWS = 200_000
-"""Rows of a large file's validated records sent to a PostgreSQL server in one COPY (`_stage_for_server`)."""
+"""Rows of a large file's validated records sent to a PostgreSQL server in one COPY (`_Apart.send`)."""
 STAGE_MEMORY = "1GB"
 """Memory the DuckDB file that stages a large file for a PostgreSQL server may use; the rest goes to disk."""
 
 
-def _stage_for_server(con: stores.Postgres, data: bytes | Path, file_name: str, t: schema.Table,
-                      known: dict[str, set[str]], today: dt.date, progress: Progress, executor,
-                      import_id: int) -> bulk.Staged:
-    """A large CSV for a store on a PostgreSQL server: validated range by range and staged as on a DuckDB store,
-    in a DuckDB file of the import's own on disk (the same rejects, repeated keys included), then its records
-    sent to the server's staging table by COPY, `SEND_ROWS` at a time: the app never holds the whole file."""
-    folder = lifeline.owned_folder("import")  # removed below, or by a later import's sweep if this one is killed
+def _next_import_id(con) -> int:
+    """The id the next import gets."""
+    return con.execute("SELECT coalesce(max(import_id), 0) + 1 FROM import_log").fetchall()[0][0]
+
+
+class _Apart:
+    """A large CSV for a store on a PostgreSQL server, validated range by range and staged as on a DuckDB store
+    (the same rejects, repeated keys included) in a DuckDB file of the import's own, on disk, before the import's
+    transaction begins: the server's lock is held only while its records are sent and applied."""
+
+    def __init__(self, local: duckdb.DuckDBPyConnection, staged: bulk.Staged, import_id: int):
+        self.local, self.staged, self.import_id = local, staged, import_id
+
+    def send(self, con: stores.Postgres, import_id: int, progress: Progress) -> bulk.Staged:
+        """Send the staged records to the server's staging table by COPY, `SEND_ROWS` at a time, as import
+        `import_id`; what staging did. The records were staged as the import the store expected next; when another
+        import came first, the records of repeated keys in the rejects are given this one's id too."""
+        if import_id != self.import_id:
+            was = re.compile(f'"import_id":{int(self.import_id)}(?=[,}}])')
+            for part in self.staged.rejects:
+                if len(part):
+                    part["record"] = part["record"].astype(str).str.replace(was, f'"import_id":{int(import_id)}',
+                                                                            regex=True)
+            self.import_id = import_id
+        sent, total = 0, self.staged.rows_accepted
+        rows = self.local.sql(f"SELECT * REPLACE ({int(import_id)} AS import_id) FROM _incoming")
+        for batch in rows.to_arrow_reader(SEND_ROWS):
+            progress(f"Sending rows to the server: {sent:,} of {total:,}", 0.6)
+            stores.insert_frame(con, "_incoming", batch.to_pandas(types_mapper=pd.ArrowDtype))
+            sent += batch.num_rows
+        progress(f"Sent {sent:,} rows to the server", 0.6)
+        return self.staged
+
+
+@contextlib.contextmanager
+def _checked_apart(con: stores.Postgres, data: bytes | Path, file_name: str, t: schema.Table,
+                   today: dt.date | None, progress: Progress, executor) -> Iterator[_Apart]:
+    """`_Apart` of a large CSV for the store `con`; the app never holds the whole file. Its folder is removed
+    when the block ends, or by a later import's sweep if this one is killed."""
+    folder = lifeline.owned_folder("import")
     local = None
     try:
         local = duckdb.connect(str(folder / "stage.duckdb"))
@@ -477,20 +514,15 @@ def _stage_for_server(con: stores.Postgres, data: bytes | Path, file_name: str, 
         _ensure_schema(local)
         # a table of the file, not a temporary one (DuckDB holds those in memory); made before any transaction
         local.execute(f'CREATE TABLE _incoming AS SELECT *, CAST(0 AS BIGINT) AS "row" FROM {t.name} LIMIT 0')
-        staged = bulk.stage_csv(local, data, file_name, t, known, today,
-                                lambda part, offset: _stage(local, part, t, import_id, offset), progress,
+        expected = _next_import_id(con)
+        staged = bulk.stage_csv(local, data, file_name, t, known_ids(con, t), today or dt.date.today(),
+                                lambda part, offset: _stage(local, part, t, expected, offset), progress,
                                 restart=lambda: _restart(local, t, False), executor=executor)
-        sent = 0
-        for batch in local.sql("SELECT * FROM _incoming").to_arrow_reader(SEND_ROWS):
-            progress(f"Sending rows to the server: {sent:,} of {staged.rows_accepted:,}", 0.6)
-            stores.insert_frame(con, "_incoming", batch.to_pandas(types_mapper=pd.ArrowDtype))
-            sent += batch.num_rows
-        progress(f"Sent {sent:,} rows to the server", 0.6)
+        yield _Apart(local, staged, expected)
     finally:
         if local is not None:
             local.close()
         shutil.rmtree(folder, ignore_errors=True)
-    return staged
 
 
 def _stage_in_place(con: duckdb.DuckDBPyConnection, part: str, t: schema.Table, import_id: int,

@@ -118,10 +118,11 @@ def test_rejects_updates_and_a_file_again_as_on_duckdb(tiny_world, bad_complaint
         pg.close()
 
 
-@pytest.mark.parametrize("first", [False, True], ids=["onto-rows", "empty-table"])
-def test_a_large_csv_is_staged_in_chunks_as_on_duckdb(fresh_pg, tmp_path, monkeypatch, first):
-    """A large CSV on a PostgreSQL store takes the chunked path, never read whole by the app, and gives the same
-    rows, rejects (repeated keys across ranges included, with their records) and counts as on a DuckDB file."""
+@pytest.mark.parametrize("case", ["onto-rows", "empty", "id-taken"])
+def test_large_csv_chunked_as_on_duckdb(fresh_pg, tmp_path, monkeypatch, case):
+    """A large CSV on a PostgreSQL store takes the chunked path, never read whole by the app and checked before the
+    import takes the server's lock, and gives the same rows, rejects (repeated keys across ranges included, with
+    their records) and counts as on a DuckDB file."""
     from concurrent.futures import ThreadPoolExecutor
 
     from lib.ingest import bulk
@@ -135,19 +136,41 @@ def test_a_large_csv_is_staged_in_chunks_as_on_duckdb(fresh_pg, tmp_path, monkey
     def whole(*a, **k):
         raise AssertionError("a large CSV was read whole")
 
+    import psycopg
+
+    held: list[int] = []  # while the file is checked, no import holds the server's import lock
+    real_stage = bulk.stage_csv
+
+    def checked(*a, **k):
+        with psycopg.connect(fresh_pg) as other:
+            held.append(other.execute(
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = "
+                "'import_log' AND l.granted AND l.mode = 'ShareRowExclusiveLock'").fetchone()[0])
+        return real_stage(*a, **k)
+
+    real_next, asked = store._next_import_id, []
+
+    def one_behind_at_first(c) -> int:
+        """Checked as the import before this one: as if another import had taken its id meanwhile."""
+        asked.append(1)
+        return real_next(c) - (len(asked) == 1)
+
     duck, pg = store.connect(tmp_path / "s.duckdb"), store.connect(fresh_pg)
     try:
         got = {}
         for con in (duck, pg):
             worlds.import_world(con, tmp_path / stores.dialect(con))
-            if first:
+            if case == "empty":
                 con.execute("DELETE FROM complaints")
             with monkeypatch.context() as m:  # the large file only
+                if case == "id-taken" and stores.dialect(con) == "postgres":
+                    m.setattr(store, "_next_import_id", one_behind_at_first)
                 m.setattr(bulk, "pool", lambda: ThreadPoolExecutor(max_workers=2))
                 m.setattr(bulk, "MIN_BYTES", 0)
                 m.setattr(bulk, "CHUNK_BYTES", 9_000)
                 m.setattr(store, "SEND_ROWS", 250)  # several batches to the server
                 m.setattr(store, "read_file", whole)
+                m.setattr(bulk, "stage_csv", checked)
                 m.setattr(stores, "insert_frame", lambda c, table, frame, *a: (
                     sent.append(len(frame)) if table == "_incoming" else None) or real_insert(c, table, frame, *a))
                 sent.clear()
@@ -155,6 +178,8 @@ def test_a_large_csv_is_staged_in_chunks_as_on_duckdb(fresh_pg, tmp_path, monkey
                                                              today=worlds_today())
         d, p = got["duckdb"], got["postgres"]
         assert len(sent) > 2 and sum(sent) == p.rows_accepted == d.rows_accepted  # in batches of SEND_ROWS
+        assert held == [0, 0]  # checked on each store, the server's lock not held meanwhile
+        assert len(asked) == (2 if case == "id-taken" else 0)  # when checked, and in the transaction
         assert (p.rows_total, p.rows_rejected, p.rows_new, p.rows_updated, p.warnings) == (
             d.rows_total, d.rows_rejected, d.rows_new, d.rows_updated, d.warnings)
         assert p.rows_rejected > 20 and any(r.startswith("duplicate ") for r in p.rejects["reason"])
@@ -577,3 +602,18 @@ def test_a_notification_between_statements_keeps_the_connection(tiny_pg):
         assert held.fetchall()[0][0] == 1
     finally:
         con.close()
+
+
+def test_a_session_end_is_seen_before_its_stream_ends(tiny_pg):
+    """The server's FATAL message ends a link even while its socket is still open (the end of the stream may come
+    a moment later); a notice or warning between statements does not."""
+    import types
+
+    link = stores._Link(tiny_pg)
+    try:
+        link.pg.execute("DO $$ BEGIN RAISE NOTICE 'a notice'; RAISE WARNING 'a warning'; END $$")  # real ones
+        assert link.alive() and not link.ended
+        link._notice(types.SimpleNamespace(severity_nonlocalized="FATAL"))  # what libpq hands on while idle
+        assert link.ended and not link.alive()
+    finally:
+        link.pg.close()

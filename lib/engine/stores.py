@@ -245,25 +245,35 @@ class _Link:
 
         self.pg = psycopg.connect(url, autocommit=True)
         self._backend = None
+        self.ended = False  # the server said it ends the session
+        self.pg.add_notice_handler(self._notice)
+
+    def _notice(self, diagnostic) -> None:
+        """A session's end comes as a FATAL message; between transactions libpq hands it on as a notice."""
+        if diagnostic.severity_nonlocalized in ("FATAL", "PANIC"):
+            self.ended = True
 
     def alive(self) -> bool:
         """False once the server has ended this connection. Between transactions nothing is due from the
         server: when its socket has something to read, that is read, and the connection is alive unless the
-        server closed its end (a restart, or the session ended) rather than sent a notice or notification.
-        Within a transaction (or closed) this tells only whether psycopg has seen it close."""
+        server said it ends the session (a restart, or the session ended: a FATAL message, then the end of the
+        stream, which may not have come yet) rather than sent a notice or notification. Within a transaction
+        (or closed) this tells only whether psycopg has seen it close."""
         import psycopg
 
         pg = self.pg
-        if pg.closed or pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            return not pg.closed
+        if pg.closed or self.ended:
+            return False
+        if pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            return True
         try:
             poller = select.poll()
             poller.register(pg.fileno(), select.POLLIN)
             for _ in range(8):  # a session's end is a last message, then the end of the stream
                 if not poller.poll(0):
-                    return pg.pgconn.status == psycopg.pq.ConnStatus.OK
+                    return pg.pgconn.status == psycopg.pq.ConnStatus.OK and not self.ended
                 pg.pgconn.consume_input()  # raises at the end of the stream
-                pg.pgconn.is_busy()  # takes in what came: a notice, a notification
+                pg.pgconn.is_busy()  # takes in what came: a notice (`_notice`), a notification
         except (OSError, ValueError, psycopg.Error):
             return False
         return False  # still more to read: not a quiet connection between transactions
