@@ -291,7 +291,7 @@ def _import(con: duckdb.DuckDBPyConnection, t: schema.Table, data: bytes | Path,
     """`import_file`'s transaction: validate (`raw`, or `data` range by range on `executor`; or take what was
     `checked` apart), stage, apply, log and derive; rolled back whole on any failure, or when the file turns out
     the same (`_SameFile`)."""
-    known = known_ids(con, t)
+    known = known_ids(con, t) if checked is None else checked.known
     result = ImportResult(None, t.name, file_name, "")
     _new_stage(con, t, in_place)  # before the transaction: see _new_stage
     con.execute("BEGIN TRANSACTION")
@@ -302,7 +302,7 @@ def _import(con: duckdb.DuckDBPyConnection, t: schema.Table, data: bytes | Path,
         result.import_id = _next_import_id(con)
         if raw is None:
             if checked is not None:
-                staged = checked.send(con, result.import_id, progress)
+                staged = checked.send(con, result.import_id)
             else:
                 stage = _stage_in_place if in_place else _stage
                 staged = bulk.stage_csv(con, data, file_name, t, known, today or dt.date.today(),
@@ -474,38 +474,58 @@ def _next_import_id(con) -> int:
 
 class _Apart:
     """A large CSV for a store on a PostgreSQL server, validated range by range and staged as on a DuckDB store
-    (the same rejects, repeated keys included) in a DuckDB file of the import's own, on disk, before the import's
-    transaction begins: the server's lock is held only while its records are sent and applied."""
+    (the same rejects, repeated keys included) in a DuckDB file of the import's own (`local`), on disk, before the
+    import's transaction begins: the server's lock is held only while its records are sent and applied. Checked
+    against the keys the store holds then, as the import the store expects next."""
 
-    def __init__(self, local: duckdb.DuckDBPyConnection, staged: bulk.Staged, import_id: int):
-        self.local, self.staged, self.import_id = local, staged, import_id
+    def __init__(self, con: stores.Postgres, local: duckdb.DuckDBPyConnection, data: bytes | Path, file_name: str,
+                 t: schema.Table, today: dt.date, progress: Progress):
+        self.local, self.data, self.file_name, self.t, self.today, self.progress = (local, data, file_name, t, today,
+                                                                                    progress)
+        self.known, self.import_id = known_ids(con, t), _next_import_id(con)
+        self.staged = bulk.Staged()
 
-    def send(self, con: stores.Postgres, import_id: int, progress: Progress) -> bulk.Staged:
+    def check(self, executor) -> None:
+        """Check the file against `known` and stage its records as import `import_id` (anew)."""
+        _restart(self.local, self.t, False)
+        self.staged = bulk.stage_csv(
+            self.local, self.data, self.file_name, self.t, self.known, self.today,
+            lambda part, offset: _stage(self.local, part, self.t, self.import_id, offset), self.progress,
+            restart=lambda: _restart(self.local, self.t, False), executor=executor)
+
+    def send(self, con: stores.Postgres, import_id: int) -> bulk.Staged:
         """Send the staged records to the server's staging table by COPY, `SEND_ROWS` at a time, as import
-        `import_id`; what staging did. The records were staged as the import the store expected next; when another
-        import came first, the records of repeated keys in the rejects are given this one's id too."""
+        `import_id` (in its transaction); what staging did. When another import came first, the file is checked
+        again if that changed the keys it is checked against, else the records of repeated keys in the rejects
+        are given this import's id."""
         if import_id != self.import_id:
-            was = re.compile(f'"import_id":{int(self.import_id)}(?=[,}}])')
-            for part in self.staged.rejects:
-                if len(part):
-                    part["record"] = part["record"].astype(str).str.replace(was, f'"import_id":{int(import_id)}',
-                                                                            regex=True)
-            self.import_id = import_id
+            known = known_ids(con, self.t)
+            if known != self.known:
+                self.known, self.import_id = known, import_id
+                with bulk.workers() as executor:
+                    self.check(executor)
+            else:
+                was = re.compile(f'"import_id":{int(self.import_id)}(?=[,}}])')
+                for part in self.staged.rejects:
+                    if len(part):
+                        part["record"] = part["record"].astype(str).str.replace(
+                            was, f'"import_id":{int(import_id)}', regex=True)
+                self.import_id = import_id
         sent, total = 0, self.staged.rows_accepted
         rows = self.local.sql(f"SELECT * REPLACE ({int(import_id)} AS import_id) FROM _incoming")
         for batch in rows.to_arrow_reader(SEND_ROWS):
-            progress(f"Sending rows to the server: {sent:,} of {total:,}", 0.6)
+            self.progress(f"Sending rows to the server: {sent:,} of {total:,}", 0.6)
             stores.insert_frame(con, "_incoming", batch.to_pandas(types_mapper=pd.ArrowDtype))
             sent += batch.num_rows
-        progress(f"Sent {sent:,} rows to the server", 0.6)
+        self.progress(f"Sent {sent:,} rows to the server", 0.6)
         return self.staged
 
 
 @contextlib.contextmanager
 def _checked_apart(con: stores.Postgres, data: bytes | Path, file_name: str, t: schema.Table,
                    today: dt.date | None, progress: Progress, executor) -> Iterator[_Apart]:
-    """`_Apart` of a large CSV for the store `con`; the app never holds the whole file. Its folder is removed
-    when the block ends, or by a later import's sweep if this one is killed."""
+    """`_Apart` of a large CSV for the store `con`, checked on `executor`; the app never holds the whole file. Its
+    folder is removed when the block ends, or by a later import's sweep if this one is killed."""
     folder = lifeline.owned_folder("import")
     local = None
     try:
@@ -514,11 +534,9 @@ def _checked_apart(con: stores.Postgres, data: bytes | Path, file_name: str, t: 
         _ensure_schema(local)
         # a table of the file, not a temporary one (DuckDB holds those in memory); made before any transaction
         local.execute(f'CREATE TABLE _incoming AS SELECT *, CAST(0 AS BIGINT) AS "row" FROM {t.name} LIMIT 0')
-        expected = _next_import_id(con)
-        staged = bulk.stage_csv(local, data, file_name, t, known_ids(con, t), today or dt.date.today(),
-                                lambda part, offset: _stage(local, part, t, expected, offset), progress,
-                                restart=lambda: _restart(local, t, False), executor=executor)
-        yield _Apart(local, staged, expected)
+        apart = _Apart(con, local, data, file_name, t, today or dt.date.today(), progress)
+        apart.check(executor)
+        yield apart
     finally:
         if local is not None:
             local.close()

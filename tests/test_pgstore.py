@@ -118,7 +118,7 @@ def test_rejects_updates_and_a_file_again_as_on_duckdb(tiny_world, bad_complaint
         pg.close()
 
 
-@pytest.mark.parametrize("case", ["onto-rows", "empty", "id-taken"])
+@pytest.mark.parametrize("case", ["onto-rows", "empty", "id-taken", "keys-changed"])
 def test_large_csv_chunked_as_on_duckdb(fresh_pg, tmp_path, monkeypatch, case):
     """A large CSV on a PostgreSQL store takes the chunked path, never read whole by the app and checked before the
     import takes the server's lock, and gives the same rows, rejects (repeated keys across ranges included, with
@@ -155,6 +155,13 @@ def test_large_csv_chunked_as_on_duckdb(fresh_pg, tmp_path, monkeypatch, case):
         asked.append(1)
         return real_next(c) - (len(asked) == 1)
 
+    real_known, known_asked = store.known_ids, []
+
+    def keys_grown_after_first(c, t):
+        """As if another import had added keys the file is checked against, while it was checked."""
+        known_asked.append(1)
+        return real_known(c, t) | ({} if len(known_asked) == 1 else {"sites": {"S-NEW"}})
+
     duck, pg = store.connect(tmp_path / "s.duckdb"), store.connect(fresh_pg)
     try:
         got = {}
@@ -163,8 +170,10 @@ def test_large_csv_chunked_as_on_duckdb(fresh_pg, tmp_path, monkeypatch, case):
             if case == "empty":
                 con.execute("DELETE FROM complaints")
             with monkeypatch.context() as m:  # the large file only
-                if case == "id-taken" and stores.dialect(con) == "postgres":
+                if case in ("id-taken", "keys-changed") and stores.dialect(con) == "postgres":
                     m.setattr(store, "_next_import_id", one_behind_at_first)
+                if case == "keys-changed" and stores.dialect(con) == "postgres":
+                    m.setattr(store, "known_ids", keys_grown_after_first)
                 m.setattr(bulk, "pool", lambda: ThreadPoolExecutor(max_workers=2))
                 m.setattr(bulk, "MIN_BYTES", 0)
                 m.setattr(bulk, "CHUNK_BYTES", 9_000)
@@ -178,8 +187,9 @@ def test_large_csv_chunked_as_on_duckdb(fresh_pg, tmp_path, monkeypatch, case):
                                                              today=worlds_today())
         d, p = got["duckdb"], got["postgres"]
         assert len(sent) > 2 and sum(sent) == p.rows_accepted == d.rows_accepted  # in batches of SEND_ROWS
-        assert held == [0, 0]  # checked on each store, the server's lock not held meanwhile
-        assert len(asked) == (2 if case == "id-taken" else 0)  # when checked, and in the transaction
+        # checked on each store without the server's lock; checked again under it when the keys had changed
+        assert held == ([0, 0, 1] if case == "keys-changed" else [0, 0])
+        assert len(asked) == (2 if case in ("id-taken", "keys-changed") else 0)  # when checked, in the transaction
         assert (p.rows_total, p.rows_rejected, p.rows_new, p.rows_updated, p.warnings) == (
             d.rows_total, d.rows_rejected, d.rows_new, d.rows_updated, d.warnings)
         assert p.rows_rejected > 20 and any(r.startswith("duplicate ") for r in p.rejects["reason"])
@@ -613,7 +623,27 @@ def test_a_session_end_is_seen_before_its_stream_ends(tiny_pg):
     try:
         link.pg.execute("DO $$ BEGIN RAISE NOTICE 'a notice'; RAISE WARNING 'a warning'; END $$")  # real ones
         assert link.alive() and not link.ended
-        link._notice(types.SimpleNamespace(severity_nonlocalized="FATAL"))  # what libpq hands on while idle
-        assert link.ended and not link.alive()
+        link.pg.execute("BEGIN")
+        link.notice(types.SimpleNamespace(severity_nonlocalized="FATAL"))  # what libpq hands on while idle
+        assert link.ended and link.alive()  # within a transaction: its next statement fails, nothing carried over
+        link.pg.execute("ROLLBACK")
+        assert not link.alive()  # between transactions: a new link for the next statement
     finally:
         link.pg.close()
+
+
+def test_a_link_dropped_unclosed_lets_its_connection_go_at_once(tiny_pg):
+    """Nothing of a link refers back to it from its connection: dropped, it is freed at once, not at the next
+    garbage collection (the server's connections are few)."""
+    import gc
+    import weakref
+
+    gc.disable()
+    try:
+        link = stores._Link(tiny_pg)
+        pg, gone = link.pg, weakref.ref(link)
+        del link
+        assert gone() is None
+        pg.close()
+    finally:
+        gc.enable()

@@ -245,13 +245,20 @@ class _Link:
 
         self.pg = psycopg.connect(url, autocommit=True)
         self._backend = None
-        self.ended = False  # the server said it ends the session
-        self.pg.add_notice_handler(self._notice)
+        said = self._said = {"ended": False}  # what the server said; not this link, which holds the connection
 
-    def _notice(self, diagnostic) -> None:
-        """A session's end comes as a FATAL message; between transactions libpq hands it on as a notice."""
-        if diagnostic.severity_nonlocalized in ("FATAL", "PANIC"):
-            self.ended = True
+        def notice(diagnostic) -> None:
+            """A session's end comes as a FATAL message; with no query under way libpq hands it on as a notice."""
+            if diagnostic.severity_nonlocalized in ("FATAL", "PANIC"):
+                said["ended"] = True
+
+        self.notice = notice
+        self.pg.add_notice_handler(notice)
+
+    @property
+    def ended(self) -> bool:
+        """Whether the server said it ends this session."""
+        return self._said["ended"]
 
     def alive(self) -> bool:
         """False once the server has ended this connection. Between transactions nothing is due from the
@@ -262,10 +269,12 @@ class _Link:
         import psycopg
 
         pg = self.pg
-        if pg.closed or self.ended:
+        if pg.closed:
             return False
         if pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            return True
+            return True  # its next statement fails: a transaction the server ended is lost, never carried over
+        if self.ended:
+            return False
         try:
             poller = select.poll()
             poller.register(pg.fileno(), select.POLLIN)
