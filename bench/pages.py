@@ -22,8 +22,9 @@ never at once) and each page (Overview, Planner map, Rollout), on its own copy o
    first start had none).
 
 A view is done when the page's last element is there and the script has finished (`data-test-script-state`),
-timed in the page itself (performance.now()). Each view and answer also gives the time its script run ended
-("of which until its script ended"): the server's part; the rest is the browser drawing what it received.
+timed in the page itself (performance.now()). The first view after the warm-up and each answer also give the
+time their script run ended ("of which until its script ended"): the server's part; the rest is the browser
+drawing what it received.
 The browser is a returning user's: every start of a code serves
 on the same address, and Streamlit's files (the same for every start) were fetched before the first figure, by
 the floor: `bench/asgi/floor.py`, a tiny page with one table, chart and map, whose first view (three times, in new
@@ -186,14 +187,14 @@ def gpu_busy(trace: dict | list) -> dict[str, float]:
     gpu = {(e["pid"], e["tid"]) for e in events if e.get("ph") == "M" and e.get("name") == "thread_name"
            and e["args"].get("name") == GPU_THREAD}
     tasks = [(e["ts"], e["ts"] + e["dur"]) for e in events if (e.get("pid"), e.get("tid")) in gpu
-                   and e.get("ph") == "X" and "dur" in e and e.get("name") == "ThreadControllerImpl::RunTask"]
+             and e.get("ph") == "X" and "dur" in e and e.get("name") == "ThreadControllerImpl::RunTask"]
     busy = longest = 0.0
-    end = None
+    end = float("-inf")
     for start, stop in sorted(tasks, key=lambda t: (t[0], -t[1])):  # an outer task before those within it
-        if end is not None and stop <= end:
+        if stop <= end:
             continue  # within one counted already
         longest = max(longest, stop - start)
-        busy += stop - max(start, end if end is not None else start)  # overlapping time counted once
+        busy += stop - max(start, end)  # overlapping time counted once
         end = stop
     return {"busy": busy / 1e6, "longest": longest / 1e6}
 

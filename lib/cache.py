@@ -275,8 +275,9 @@ def summary(con: duckdb.DuckDBPyConnection) -> overview.Summary:
 
 
 def levels(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Cached `overview.levels`."""
-    return query(con, "levels")
+    """The store's region levels, in schema order: those of the cached `overview.level_counts` (one query for
+    the level list and the Overview's count of each)."""
+    return list(query(con, "level_counts"))
 
 
 def region_table(con: duckdb.DuckDBPyConnection, level: str) -> pd.DataFrame:
@@ -379,8 +380,7 @@ def warm_pages(con: duckdb.DuckDBPyConnection) -> None:
     if info is None or info.data_as_of is None:
         return
     level = (levels(con) or ["state"])[0]
-    region_table(con, level)  # Overview
-    query(con, "level_counts")
+    region_table(con, level)  # Overview (its level counts made by `levels` above)
     import_log(con)  # Data
     if info.counts.get("complaints"):  # Planner map
         first, last = mapurl.date_range(info)

@@ -422,24 +422,27 @@ def _empty(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {name} LIMIT 1) AS one").fetchall()[0][0]
 
 
-def _new_stage(con: duckdb.DuckDBPyConnection, t: schema.Table, in_place: bool = False) -> None:
+def _new_stage(con: duckdb.DuckDBPyConnection, t: schema.Table, in_place: bool = False,
+               temporary: bool = True) -> None:
     """An empty staging table with the store table's columns and the rows' numbers in the file; when the
     records go into the table in place, only their keys and row numbers (`_keys`, for repeated keys).
+    Temporary, unless `temporary` is false: a table of the database file (DuckDB holds temporary ones in memory).
 
     Created outside the import's transaction on purpose: in DuckDB 2.0.0, rows inserted in one
     transaction into a table created empty in that same transaction are lost to scans once they
     pass one row group (about 123k rows; count(*) still reports them). tests/test_bulk.py guards it.
     """
     if in_place:
-        _temp_table(con, "_keys", f'SELECT {t.key}, CAST(0 AS BIGINT) AS "row" FROM {t.name} LIMIT 0')
+        _temp_table(con, "_keys", f'SELECT {t.key}, CAST(0 AS BIGINT) AS "row" FROM {t.name} LIMIT 0', temporary)
         return
-    _temp_table(con, "_incoming", f'SELECT *, CAST(0 AS BIGINT) AS "row" FROM {t.name} LIMIT 0')
+    _temp_table(con, "_incoming", f'SELECT *, CAST(0 AS BIGINT) AS "row" FROM {t.name} LIMIT 0', temporary)
 
 
-def _temp_table(con: duckdb.DuckDBPyConnection, name: str, select: str) -> None:
-    """A new temporary table `name` of `select`'s rows, replacing one of that name."""
+def _temp_table(con: duckdb.DuckDBPyConnection, name: str, select: str, temporary: bool = True) -> None:
+    """A new temporary table `name` of `select`'s rows (a table of the database with `temporary` false),
+    replacing one of that name."""
     con.execute(f"DROP TABLE IF EXISTS {name}")
-    con.execute(f"CREATE TEMP TABLE {name} AS {select}")
+    con.execute(f"CREATE {'TEMP ' if temporary else ''}TABLE {name} AS {select}")
 
 
 def _restart(con: duckdb.DuckDBPyConnection, t: schema.Table, in_place: bool) -> None:
@@ -532,8 +535,7 @@ def _checked_apart(con: stores.Postgres, data: bytes | Path, file_name: str, t: 
         local = duckdb.connect(str(folder / "stage.duckdb"))
         local.execute(f"SET memory_limit = '{STAGE_MEMORY}'; SET temp_directory = '{folder / 'spill'}'")
         _ensure_schema(local)
-        # a table of the file, not a temporary one (DuckDB holds those in memory); made before any transaction
-        local.execute(f'CREATE TABLE _incoming AS SELECT *, CAST(0 AS BIGINT) AS "row" FROM {t.name} LIMIT 0')
+        _new_stage(local, t, temporary=False)  # on disk, with the file
         apart = _Apart(con, local, data, file_name, t, today or dt.date.today(), progress)
         apart.check(executor)
         yield apart

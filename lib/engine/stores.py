@@ -282,7 +282,7 @@ class _Link:
                 if not poller.poll(0):
                     return pg.pgconn.status == psycopg.pq.ConnStatus.OK and not self.ended
                 pg.pgconn.consume_input()  # raises at the end of the stream
-                pg.pgconn.is_busy()  # takes in what came: a notice (`_notice`), a notification
+                pg.pgconn.is_busy()  # takes in what came: a notice (`notice`), a notification
         except (OSError, ValueError, psycopg.Error):
             return False
         return False  # still more to read: not a quiet connection between transactions
