@@ -22,9 +22,12 @@ never at once) and each page (Overview, Planner map, Rollout), on its own copy o
    first start had none).
 
 A view is done when the page's last element is there and the script has finished (`data-test-script-state`),
-timed in the page itself (performance.now()). The first view after the warm-up and each answer also give the
-time their script run ended ("of which until its script ended"): the server's part; the rest is the browser
-drawing what it received.
+timed in the page itself (performance.now()). Every view and answer also gives the server's part, seen on the
+wire (bench/wire.py: the browser reaches each server through a relay in this process): from the first byte the
+browser sent on the page's stream to the last byte the server sent on it. The rest is the browser: handling the
+input before it asks, and drawing what it received. (The page cannot time this itself: it notes the end of a
+script run only when its main thread gets to that message, and while a map is drawn in software WebGL that
+thread waits for the GPU.)
 The browser is a returning user's: every start of a code serves
 on the same address, and Streamlit's files (the same for every start) were fetched before the first figure, by
 the floor: `bench/asgi/floor.py`, a tiny page with one table, chart and map, whose first view (three times, in new
@@ -50,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import load  # noqa: E402  (bench/load.py: the server and the baseline worktree)
+from wire import Wire  # noqa: E402  (bench/wire.py: the server's part of a view, on the wire)
 
 from lib.engine import keptfiles  # noqa: E402
 from tests.browser import ARGS, CHROMIUM, IDLE  # noqa: E402
@@ -62,19 +66,6 @@ PAGES = {  # path, the selector of the page's last element
     "rollout": ("/rollout", "text=One-page report"),
 }
 FLOOR = {"floor": ("/", "text=end")}
-SCRIPT_RUNS = """
-window.__scriptDone = null;
-new MutationObserver((_, seen) => {
-  const app = document.querySelector("[data-testid='stApp']");
-  if (!app) return;
-  seen.disconnect();
-  new MutationObserver(() => {
-    if (app.getAttribute("data-test-script-state") === "notRunning") window.__scriptDone = performance.now();
-  }).observe(app, {attributes: true, attributeFilter: ["data-test-script-state"]});
-}).observe(document, {childList: true, subtree: true});
-"""
-"""Added to every tab: `window.__scriptDone`, the time the page's script last finished (the server's part of a
-view: what the browser then draws comes after it)."""
 ARM = """() => {
   const app = document.querySelector("[data-testid='stApp']");
   window.__inputAt = null;
@@ -89,8 +80,7 @@ ARM = """() => {
       if (state === "running") ran = true;
       else if (ran && state === "notRunning") {
         seen.disconnect();
-        const finished = performance.now();
-        requestAnimationFrame(() => requestAnimationFrame(() => resolve([finished, performance.now()])));
+        requestAnimationFrame(() => requestAnimationFrame(() => resolve(performance.now())));
       }
     });
     seen.observe(app, {attributes: true});
@@ -149,8 +139,7 @@ def _cpu(pid: int) -> float:
 
 
 def first_view(context, url: str, page_name: str) -> tuple[float, Page]:
-    """Seconds from navigation to the page drawn, in a new tab of `context` (a new session); the tab stays open.
-    `window.__scriptDone` in the tab is when its script finished (SCRIPT_RUNS)."""
+    """Seconds from navigation to the page drawn, in a new tab of `context` (a new session); the tab stays open."""
     path, last = (PAGES | FLOOR)[page_name]
     page = context.new_page()
     page.goto(url + path, timeout=600_000)
@@ -199,24 +188,18 @@ def gpu_busy(trace: dict | list) -> dict[str, float]:
     return {"busy": busy / 1e6, "longest": longest / 1e6}
 
 
-def script_done(page: Page) -> float:
-    """Seconds from navigation to the end of the tab's last script run."""
-    return page.evaluate("() => window.__scriptDone") / 1000
-
-
-def answer(page: Page, act) -> tuple[float, float]:
-    """Seconds from the input `act(page)` makes (its last key press or click) to the page drawn again, and to the
-    end of the script run it caused (the server's part)."""
+def answer(page: Page, act) -> float:
+    """Seconds from the input `act(page)` makes (its last key press or click) to the page drawn again."""
     page.evaluate(ARM)
     act(page)
-    finished, done = page.evaluate("() => window.__answer")
+    done = page.evaluate("() => window.__answer")
     began = page.evaluate("() => window.__inputAt")
     if began is None:
         raise RuntimeError("the input made no key press or click")
     page.wait_for_selector(IDLE, timeout=600_000)
     if page.locator("[data-testid='stException']").count():
         raise RuntimeError("the page shows an exception after an input")
-    return (done - began) / 1000, (finished - began) / 1000
+    return (done - began) / 1000
 
 
 def _type_date(day: str):
@@ -264,60 +247,71 @@ def inputs(page_name: str, n: int, data_day: str) -> list[tuple[str, object]]:
 
 
 def measure(root: Path, label: str, db: Path, n_inputs: int, data_day: str, pages: list[str]) -> dict:
-    """Every figure of one code: per page, the first views and the answers to inputs."""
+    """Every figure of one code: per page, the first views and the answers to inputs, each with the server's part
+    (seconds on the wire; `*_server_s`)."""
     out: dict = {}
-    port = load.free_port()  # one address for every start: the browser keeps the app's files as a returning user's does
+    port, to = load.free_port(), load.free_port()  # the browser's address, the same for every start (it keeps the
+    wire = Wire(port, to)                          # app's files as a returning user's does), and the servers'
+    url = f"http://127.0.0.1:{port}"
+
+    def view(context, name: str) -> tuple[float, float, Page]:
+        at = wire.mark()
+        took, page = first_view(context, url, name)
+        return took, wire.server_part(at), page
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         context = browser.new_context(viewport=VIEWPORT)
-        context.add_init_script(SCRIPT_RUNS)
         try:
-            floor = Floor(port)  # the browser fetches Streamlit's files here first (the same for every start)
+            floor = Floor(to)  # the browser fetches Streamlit's files here first (the same for every start)
             try:
                 for _ in range(3):
-                    out.setdefault("floor", []).append(first_view(context, floor.url, "floor")[0])
+                    out.setdefault("floor", []).append(first_view(context, url, "floor")[0])
                     context.pages[-1].close()
             finally:
                 floor.stop()
             print(f"{label:>18} floor     first view of a tiny page with a table, a chart and a map: "
                   + ", ".join(f"{v:.2f}" for v in out["floor"]) + " s", flush=True)
             copy = OUT / f"pages-store-{label}.duckdb"
-            url = f"http://127.0.0.1:{port}"
             for name in pages:
                 shutil.copy(db, copy)
                 shutil.rmtree(keptfiles.folder(copy), ignore_errors=True)  # a store this code never served
-                server = load.Server(None, gc=False, root=root, label=f"pages-{label}", db=copy, port=port)
+                server = load.Server(None, gc=False, root=root, label=f"pages-{label}", db=copy, port=to)
                 try:
-                    cold, page = first_view(context, url, name)
+                    cold, cold_server, page = view(context, name)
                     page.close()
                     warm_wait = idle_server(server.proc.pid)
-                    warm, page = first_view(context, url, name)
-                    warm_script = script_done(page)
+                    warm, warm_server, page = view(context, name)
                     answers: dict[str, list[float]] = {}
-                    scripts: dict[str, list[float]] = {}
+                    servers: dict[str, list[float]] = {}
                     for kind, act in inputs(name, n_inputs, data_day):
-                        drawn, finished = answer(page, act)
-                        answers.setdefault(kind, []).append(drawn)
-                        scripts.setdefault(kind, []).append(finished)
+                        at = wire.mark()
+                        answers.setdefault(kind, []).append(answer(page, act))
+                        servers.setdefault(kind, []).append(wire.server_part(at))
                     page.close()
                     gpu = traced_gpu(browser, context, url, name, OUT / f"pages-trace-{label}-{name}.json")
                 finally:
                     server.stop()
-                server = load.Server(None, gc=False, root=root, label=f"pages-{label}", db=copy, port=port)
+                server = load.Server(None, gc=False, root=root, label=f"pages-{label}", db=copy, port=to)
                 try:  # the same store again: what the last start left beside it (lib/engine/keptfiles) is there
-                    again, page = first_view(context, url, name)
+                    again, again_server, page = view(context, name)
                     page.close()
                 finally:
                     server.stop()
-                out[name] = {"first_view_at_start_s": cold, "warm_up_s": warm_wait, "first_view_after_warm_up_s": warm,
-                             "script_done_after_warm_up_s": warm_script, "first_view_at_restart_s": again,
-                             "answers_s": answers, "answers_script_s": scripts, "gpu_s": gpu}
-                print(f"{label:>18} {name:9} first view at start {cold:6.2f} s, after warm-up ({warm_wait:4.0f} s) "
-                      f"{warm:5.2f} s (script done {warm_script:.2f} s), at a restart {again:6.2f} s; "
-                      + "; ".join(f"{k} {', '.join(f'{v:.2f}' for v in vs)} s" for k, vs in answers.items()),
+                out[name] = {"first_view_at_start_s": cold, "first_view_at_start_server_s": cold_server,
+                             "warm_up_s": warm_wait, "first_view_after_warm_up_s": warm,
+                             "first_view_after_warm_up_server_s": warm_server, "first_view_at_restart_s": again,
+                             "first_view_at_restart_server_s": again_server, "answers_s": answers,
+                             "answers_server_s": servers, "gpu_s": gpu}
+                print(f"{label:>18} {name:9} first view at start {cold:6.2f} s (server {cold_server:.2f} s), after "
+                      f"warm-up ({warm_wait:4.0f} s) {warm:5.2f} s (server {warm_server:.2f} s), at a restart "
+                      f"{again:6.2f} s (server {again_server:.2f} s); "
+                      + "; ".join(f"{k} {', '.join(f'{v:.2f}' for v in vs)} s (server "
+                                  f"{', '.join(f'{v:.2f}' for v in servers[k])} s)" for k, vs in answers.items()),
                       flush=True)
         finally:
             browser.close()
+            wire.close()
     return out
 
 
@@ -357,14 +351,16 @@ def main(argv: list[str] | None = None) -> int:
           + " ".join(f"{sorted(results[label]['floor'])[1]:>18.2f} s" for _, label in codes))
     for name in pages:
         rows = [("first view right after a start", lambda r: r["first_view_at_start_s"]),
+                ("  of which the server (on the wire)", lambda r: r["first_view_at_start_server_s"]),
                 ("server busy after start (warm-up)", lambda r: r["warm_up_s"]),
                 ("first view after the warm-up", lambda r: r["first_view_after_warm_up_s"]),
-                ("  of which until its script ended", lambda r: r["script_done_after_warm_up_s"]),
+                ("  of which the server (on the wire)", lambda r: r["first_view_after_warm_up_server_s"]),
                 ("  GPU busy (traced view): all / longest", lambda r: (r["gpu_s"]["busy"], r["gpu_s"]["longest"])),
-                ("first view right after a restart", lambda r: r["first_view_at_restart_s"])]
+                ("first view right after a restart", lambda r: r["first_view_at_restart_s"]),
+                ("  of which the server (on the wire)", lambda r: r["first_view_at_restart_server_s"])]
         for kind in results[codes[0][1]][name]["answers_s"]:
             rows.append((f"new {kind}: median / max", lambda r, k=kind: r["answers_s"][k]))
-            rows.append(("  of which until its script ended", lambda r, k=kind: r["answers_script_s"][k]))
+            rows.append(("  of which the server (on the wire)", lambda r, k=kind: r["answers_server_s"][k]))
         for title, get in rows:
             cells = []
             for _, label in codes:
