@@ -28,12 +28,13 @@ browser sent on the page's stream to the last byte the server sent on it. The re
 input before it asks, and drawing what it received. (The page cannot time this itself: it notes the end of a
 script run only when its main thread gets to that message, and while a map is drawn in software WebGL that
 thread waits for the GPU.)
-The browser is a returning user's: every start of a code serves
-on the same address, and Streamlit's files (the same for every start) were fetched before the first figure, by
-the floor: `bench/asgi/floor.py`, a tiny page with one table, chart and map, whose first view (three times, in new
-tabs) is what Streamlit and the browser cost whatever the data. Headless Chromium with software rendering (the
-project's browser tests' settings) at 1440 x 1000. Prints a table and writes pages.json, the servers' logs and the
-traces to bench/out (or `--out`); asserts nothing.
+
+The browser is a returning user's: every start of a code serves behind the same relay address, and Streamlit's
+files (the same for every start) were fetched before the first figure, by the floor: `bench/asgi/floor.py`, a
+tiny page with one table, chart and map, whose first view (three times, in new tabs) is what Streamlit and the
+browser cost whatever the data. Headless Chromium with software rendering (the project's browser tests'
+settings) at 1440 x 1000. Prints a table and writes pages.json, the servers' logs and the traces to bench/out
+(or `--out`); asserts nothing.
 """
 
 from __future__ import annotations
