@@ -4,6 +4,7 @@ the Data page's publish button and note form; figures checked against plain SQL 
 from __future__ import annotations
 
 import asyncio
+import csv
 import datetime as dt
 import io
 import json
@@ -290,6 +291,36 @@ def test_public_page_in_the_internal_app(demo_snapshot, tiny_db, monkeypatch):
     at.run()
     at.switch_page("pages/public.py").run()
     assert not at.exception and [t.value for t in at.title] == ["Netzausbau in Ihrer Region"]
+
+
+def _cell(value) -> str:
+    """How a CSV of the open data writes one snapshot value (independent of lib/public/files.py)."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return " ".join(value)
+    return str(value)
+
+
+def test_open_data_csvs_hold_each_value_as_published(demo_snapshot):
+    """Every cell of every open-data CSV against the snapshot: whole numbers stay whole (also beside the empty
+    counts below k), an outline is its GeoJSON, an empty value an empty cell."""
+    snap = snapshot.load(demo_snapshot[0])
+    with zipfile.ZipFile(io.BytesIO(files.csv_zip(snap))) as z:
+        for name, rows in snap.doc["tables"].items():
+            lines = list(csv.reader(io.StringIO(z.read(f"{name}.csv").decode("utf-8-sig"))))
+            columns = list(snapshot.ALLOWLIST[name])
+            assert lines[0] == columns and len(lines) == len(rows) + 1, name
+            for row, line in zip(rows, lines[1:], strict=True):
+                for column, text in zip(columns, line, strict=True):
+                    value = row.get(column)
+                    if isinstance(value, dict):
+                        assert json.loads(text) == value, (name, column)
+                    else:
+                        assert text == _cell(value), (name, column, value, text)
+    tables = snap.doc["tables"]
+    assert any(r["complaints"] is None for r in tables["complaints_monthly"])  # the case of a column with gaps
+    assert tables["region_outlines"] and tables["complaint_areas"]
 
 
 def test_downloads_hold_the_whole_snapshot(demo_snapshot):
