@@ -11,7 +11,7 @@ from lib.views import mapdraw, maps, mapurl, places, story
 
 PLAY_SECONDS = 2.0
 ss = st.session_state
-LABEL = mapdraw.LABELS.get
+LABEL = mapdraw.words
 WAIT_COLUMNS = {"link_id": "link", "upgrade_id": "upgrade", "site_id": "site",
                 "date": st.column_config.DateColumn("date"),
                 "pain": st.column_config.NumberColumn("pain waiting", format="localized"),
@@ -25,8 +25,7 @@ CHANGE_COLUMNS = {"n": st.column_config.NumberColumn("complaints"), "status_befo
 STUDY_LABELS = {"near": "places with complaints", "country": "whole country"}
 STUDY_TEXT = {"near": "the places with complaints in the window and their neighbours",
               "country": "every place of Germany"}
-UPGRADE_COLUMNS = {c: st.column_config.DateColumn(c.replace("_", " ")) for c in story.UPGRADE_COLUMNS
-                   if c.endswith(("_planned", "_actual"))} | {
+UPGRADE_COLUMNS = {
     "delay_days": st.column_config.NumberColumn("on air delay (days)", help="Actual minus planned on-air date; "
                                                 "still open: days since the planned date"),
     "share": st.column_config.ProgressColumn("carries", format="percent", min_value=0, max_value=1,
@@ -45,6 +44,15 @@ TABLE_COLUMNS = {"rank": st.column_config.NumberColumn("rank"),
                  "pain": st.column_config.NumberColumn("pain", format="localized"),
                  "n_sites": st.column_config.NumberColumn("sites"), "n_upgrades": st.column_config.NumberColumn(
                      "upgrades"), "blocking_link_id": st.column_config.TextColumn("waits on link")}
+
+
+
+def story_table(frame, column_config: dict | None = None, **kwargs) -> None:
+    """A table of a story as people read it (`mapdraw.readable_story`), every column labelled."""
+    shown = mapdraw.readable_story(frame)
+    labels = {c: mapdraw.column_label(c) for c in shown.columns} | {"place": "near"} | (column_config or {})
+    st.dataframe(shown, hide_index=True, column_config=labels, **kwargs)
+
 
 cache.ensure_routed()
 st.title("Planner map")
@@ -92,15 +100,16 @@ f3.segmented_control("Colour hotspots by", list(maps.COLOUR_MODES), key="map_col
 f4.selectbox("H3 res.", ["auto", *hotspots.RESOLUTIONS], key="map_res", help="auto: 7 for Germany, 8 for a region")
 with st.expander("Filters: channels, upgrades, statuses"):
     g1, g2, g3 = st.columns(3)
-    g1.multiselect("Channels", schema.CHANNELS, key="map_ch", placeholder="All channels",
+    g1.multiselect("Channels", schema.CHANNELS, key="map_ch", placeholder="All channels", format_func=mapdraw.words,
                    help="Choose one or more to see only their complaints")
     g1.segmented_control("Compare each place with", list(hotspots.STUDY_AREAS), key="map_study", required=True,
                          format_func=STUDY_LABELS.get,
                          help="Gi*'s study area. Places with complaints: the cells with a complaint in the window "
                               "and their neighbours, so a place stands out against the populated places around "
                               "it (the default). Whole country: every cell of Germany, empty countryside included, "
-                              "so any busy place stands out; at H3 resolution 7 and 8 only."),
-    g2.multiselect("Upgrade kinds (sites)", schema.UPGRADE_KINDS, key="map_uk", placeholder="All kinds")
+                              "so any busy place stands out; at H3 resolution 7 and 8 only.")
+    g2.multiselect("Upgrade kinds (sites)", schema.UPGRADE_KINDS, key="map_uk", placeholder="All kinds",
+                   format_func=mapdraw.words)
     g2.multiselect("Site status", asof.SITE_STATUSES, key="map_ss", format_func=LABEL)
     g3.multiselect("Hotspot relief status", linkage.STATUSES, key="map_rs", format_func=LABEL)
     g3.multiselect("Link state", asof.LINK_STATES, key="map_ls", format_func=LABEL)
@@ -152,7 +161,7 @@ with right:
             m1, m2 = st.columns(2)
             m1.metric("Complaints", f"{int(row['n'].iloc[0]):,}" if len(row) else "-", border=True,
                       help=f"{p.kind} complaints in the {p.window_days} days up to {p.as_of}")
-            m2.metric("Relief status", LABEL(s.relief["status"], s.relief["status"]), border=True,
+            m2.metric("Relief status", LABEL(s.relief["status"]), border=True,
                       delta=f"{s.relief.get('relief_share', 0):.0%} of its complaints relieved", delta_color="off",
                       delta_arrow="off",
                       help="Share of the hotspot's complaints whose serving sites are upgraded, on air and with "
@@ -175,9 +184,9 @@ with right:
                             + ("" if im.complete else f" (the {im.weeks} weeks after are not over yet)") + ".")
             st.markdown(f"**Serving sites and their upgrades** ({len(s.sites)} sites, the largest share of its "
                         "complaints first)")
-            st.dataframe(s.upgrades, hide_index=True, column_config=UPGRADE_COLUMNS, height=220)
+            story_table(s.upgrades, UPGRADE_COLUMNS, height=220)
             st.markdown("**Transport links these upgrades wait on**")
-            st.dataframe(s.links, hide_index=True, height=150)
+            story_table(s.links, height=150)
     elif pick[0] == "sites":
         s = cache.query(con, "site_story", pick[1], p.as_of, p.kind, p.channels)
         if s is None:
@@ -185,24 +194,22 @@ with right:
         else:
             st.subheader(f"Site {s.site_id}")
             m1, m2 = st.columns(2)
-            m1.metric("Upgrade status", LABEL(s.site["status"], s.site["status"]), border=True)
+            m1.metric("Upgrade status", LABEL(s.site["status"]), border=True)
             m2.metric("Complaints in its cells", f"{int(s.served['complaints'].sum()):,}", border=True,
                       help=f"{p.kind} complaints in the {p.window_days} days up to {p.as_of}, in the "
                            f"{len(s.served)} cells whose complaints it carries a share of (H3 resolution 8)")
             st.plotly_chart(story.weekly_figure(s), key="site_chart")
             st.markdown("**Cells it serves** (its largest share first), their complaints and relief")
-            st.dataframe(s.served.assign(status=s.served["status"].map(LABEL)), hide_index=True, height=180,
-                         column_config={
+            story_table(s.served, {
                 "share": st.column_config.ProgressColumn("its share", format="percent", min_value=0, max_value=1),
-                "km": st.column_config.NumberColumn("km", format="%.1f"),
-                "relief_date": st.column_config.DateColumn("relief date")})
+                "km": st.column_config.NumberColumn("km", format="%.1f")}, height=180)
             st.markdown("**Upgrades: milestones planned and actual**")
-            st.dataframe(s.upgrades, hide_index=True, column_config=UPGRADE_COLUMNS)
+            story_table(s.upgrades, UPGRADE_COLUMNS)
             st.markdown("**Transport links**")
-            st.dataframe(s.links, hide_index=True)
+            story_table(s.links)
     else:
         st.subheader(f"Transport link {pick[1]}")
-        st.dataframe(cache.query(con, "link_story", pick[1], p.as_of), hide_index=True)
+        story_table(cache.query(con, "link_story", pick[1], p.as_of))
     if pick is not None:
         st.button("Clear selection", icon=":material/close:", on_click=mapurl.clear, args=(ss,))
 

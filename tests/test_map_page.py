@@ -10,11 +10,13 @@ import json
 
 import duckdb
 import h3
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from lib import cache, demo, store
-from lib.views import mapdraw, maps, mapurl
+from lib.ingest import schema
+from lib.views import mapdraw, maps, mapurl, places
 
 APP = "../dashboard.py"
 PAGE = "pages/map.py"
@@ -217,6 +219,47 @@ def test_a_site_picked_on_the_map_lists_its_upgrades(db):
     assert dict(zip(served["cell"], served["complaints"], strict=True)) == {c: counts.get(c, 0) for c in carried}
     metrics = [m.value for m in at.metric]
     assert metrics == [mapdraw.LABELS[site["s"]], f"{sum(counts.get(c, 0) for c in carried):,}"]
+
+
+def test_a_sites_story_reads_in_words_with_no_none(db):
+    """The site story's tables as people read them: kinds and states in words, dates as days or empty, never
+    "None" or a code with underscores; each served cell named by its nearest town (checked with h3 and
+    places.nearest_town on the cell's centre)."""
+    at = app()
+    site = next(s for s in layer(at, "sites") if s["id"] in {r[0] for r in sql(
+        db, "SELECT u.site_id FROM upgrades u JOIN transport_links l ON l.link_id = u.transport_link_id "
+            "WHERE l.completion_actual IS NULL")})
+    at.session_state[mapurl.chart_key({})] = {"selection": {"indices": {"sites": [0]}, "objects": {"sites": [site]}}}
+    at.run()
+    tables = {tuple(d.value.columns): d.value for d in at.dataframe}
+    upgrades = next(v for c, v in tables.items() if "upgrade_id" in c)
+    links = next(v for c, v in tables.items() if "completion_actual" in c)
+    served = next(v for c, v in tables.items() if "share" in c and "cell" in c)
+    for frame in (upgrades, links, served):
+        text = frame.select_dtypes(exclude="number").astype(str)
+        assert not text.isin(["None", "nan", "NaT", "<NA>"]).any().any()
+        assert not text.apply(lambda col: col.str.contains("_")).any().any()
+    assert (links["completion_actual"] == "").any()  # an open link's missing date is an empty cell
+    assert set(upgrades["kind"]) <= {k.replace("_", " ") for k in schema.UPGRADE_KINDS}
+    assert all(len(d) == 10 and d[4] == "-" for d in upgrades["on_air_planned"] if d)
+    lat, lon = zip(*(h3.cell_to_latlng(c) for c in served["cell"]), strict=True)
+    assert list(served["place"]) == list(places.nearest_town(list(lat), list(lon)))
+    assert list(served.columns[:2]) == ["cell", "place"]
+
+
+def test_the_filters_offer_channels_and_kinds_in_words_and_print_nothing_stray(db):
+    at = app()
+    assert at.multiselect(key="map_ch").options == [c.replace("_", " ") for c in schema.CHANNELS]
+    assert at.multiselect(key="map_uk").options == [k.replace("_", " ") for k in schema.UPGRADE_KINDS]
+    assert not at.get("json") and "near" not in [m.value for m in at.markdown]
+
+
+def test_codes_read_in_words():
+    assert mapdraw.words("blocked_by_transport") == "blocked by transport"  # a label of its own
+    assert mapdraw.words("crowd_list") == "crowd list"
+    assert [mapdraw.words(v) for v in (None, float("nan"), pd.NA)] == ["", "", ""]
+    assert [mapdraw.column_label(c) for c in ("site_id", "completion_planned", "km")] == [
+        "site", "completion planned", "km"]
 
 
 def test_a_selection_in_the_link_opens_its_story_and_can_be_cleared(db):

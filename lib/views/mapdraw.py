@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
@@ -313,6 +314,39 @@ def readable_table(ranked: pd.DataFrame) -> pd.DataFrame:
         blocking_link_id=ranked["blocking_link_id"].astype(object).where(ranked["blocking_link_id"].notna(), ""))
 
 
+STORY_CODES = ("kind", "state", "status")
+"""Columns of a story's tables (lib/views/story) that hold codes of the data, read as `words`."""
+
+
+def _day(value) -> str:
+    return f"{pd.Timestamp(value):%Y-%m-%d}" if value is not None and pd.notna(value) else ""
+
+
+def readable_story(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table of a hotspot's, site's or link's story as people read it: codes in words, dates as days, and
+    no value as empty text (never "None") in those and in its other text; a table of cells also names each
+    cell's nearest town (`place`, after the cell)."""
+    out = frame.copy()
+    for c in out.columns:
+        values = out[c].astype(object)
+        if c in STORY_CODES:
+            out[c] = [words(v) for v in values]
+        elif c.endswith(("_planned", "_actual", "_date")):
+            out[c] = [_day(v) for v in values]
+        elif not pd.api.types.is_numeric_dtype(out[c]):
+            out[c] = values.where(out[c].notna(), "")
+    if "cell" in out:
+        cell = np.array([cells.parse_cell(c) for c in out["cell"]], dtype="uint64")
+        out.insert(out.columns.get_loc("cell") + 1, "place",
+                   places.nearest_town(*cells.cells_to_latlng(cell)) if len(cell) else [])
+    return out
+
+
+def column_label(column: str) -> str:
+    """A story table's column as its header reads: an id column by what it names, words for underscores."""
+    return column.removesuffix("_id").replace("_", " ")
+
+
 def geojson(hot: pd.DataFrame) -> dict:
     """The hotspots as a GeoJSON FeatureCollection of hexagon polygons (lon, lat; ring closed)."""
     features = []
@@ -339,6 +373,14 @@ LABELS = MappingProxyType({
     "not_significant": "not significant", "installed": "installed", "permit": "permit", "planned": "planned",
     "on_air": "on air", "no_upgrade": "no upgrade", "done": "done", "no_expansion": "no expansion"})
 """How a status reads on the page."""
+
+
+def words(code: str | None) -> str:
+    """How a code of the data (a status, a channel, an upgrade or link kind) reads on the page: `LABELS`, else
+    its words (underscores as spaces); no code as empty text (never "None")."""
+    if code is None or code is pd.NA or (isinstance(code, float) and math.isnan(code)):
+        return ""
+    return LABELS.get(code, str(code).replace("_", " "))
 
 
 def legend(colour: str, layers, region: bool = False) -> list[tuple[str, list[tuple[str, tuple[int, int, int]]]]]:
