@@ -4,7 +4,7 @@ import time
 
 import streamlit as st
 
-from lib import cache, cells, export
+from lib import baselayer, cache, cells, export
 from lib.engine import asof, hotspots, linkage
 from lib.ingest import schema
 from lib.views import mapdraw, maps, mapurl, places, story
@@ -134,6 +134,7 @@ with left:
         st.caption(f":material/filter_alt: {note}")
     st.pydeck_chart(cache.map_deck(con, p, ss["map_colour"], pick, focus), on_select="rerun",
                     selection_mode="single-object", key=mapurl.chart_key(ss), height=620)
+    st.html(baselayer.TOOLTIP_STYLE)
     with st.container(key="map_legend"):
         st.html(mapdraw.legend_html(ss["map_colour"], p.layers, bool(p.region)))
         st.html(mapdraw.CLICK_TIMING, unsafe_allow_javascript=True)
@@ -158,7 +159,7 @@ with right:
             row = view.hotspots[view.hotspots["cell"] == cell]
             st.subheader(f"Hotspot near {places.nearest_town(*cells.cells_to_latlng([cell]))[0]}")
             st.caption(f"H3 cell {pick[1]} (resolution {res})")
-            m1, m2 = st.columns(2)
+            m1 = m2 = st.container()  # one above the other: a status such as "blocked by transport" reads whole
             m1.metric("Complaints", f"{int(row['n'].iloc[0]):,}" if len(row) else "-", border=True,
                       help=f"{p.kind} complaints in the {p.window_days} days up to {p.as_of}")
             m2.metric("Relief status", LABEL(s.relief["status"]), border=True,

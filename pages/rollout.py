@@ -6,7 +6,7 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from lib import cache, export
+from lib import baselayer, cache, export
 from lib.views import report, rollout
 from lib.views import rollout_charts as charts
 
@@ -128,6 +128,7 @@ left, right = st.columns([3, 2], vertical_alignment="center")
 shapes = cache.query(con, "rollout_shapes", level)
 left.pydeck_chart(charts.region_map(shapes, table, as_of, region, height=charts.MAP_HEIGHT), key="region_map",
                   height=charts.MAP_HEIGHT)
+left.html(baselayer.TOOLTIP_STYLE)
 with right:
     st.markdown(f"**Percent of planned upgrades on air per {level}**, as of {as_of:%Y-%m-%d}"
                 + ("" if region == rollout.ALL else f"; {names[region]} outlined in black") + ".")

@@ -105,6 +105,43 @@ def test_clicking_a_hotspot_shows_its_story(server, page):
     page.screenshot(path=str(SHOTS / "map_selected.png"), full_page=True)
 
 
+def test_a_tooltip_at_the_maps_edge_is_drawn_whole(server, page):
+    """A hotspot dragged to the map's right edge: its tooltip reaches past the map and is drawn there, over the
+    column beside it (not cut at the edge)."""
+    chart = open_map(page, server)
+    table = page.locator(".st-key-map_table [data-testid='stDataFrame']")
+    table.scroll_into_view_if_needed()
+    box = table.bounding_box()
+    page.mouse.click(box["x"] + 12, box["y"] + 52)  # the first row: the map centres on its hotspot
+    page.wait_for_url(re.compile(r"sel=hotspots%3A[0-9a-f]{15}"))
+    settle(page)
+    chart.scroll_into_view_if_needed()
+    page.wait_for_timeout(2000)
+    box = chart.bounding_box()
+    right, y = box["x"] + box["width"], box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] / 2, y)
+    page.mouse.down()
+    page.mouse.move(right - 30, y, steps=10)  # pan: the hotspot follows the pointer to the edge
+    page.mouse.up()
+    page.wait_for_timeout(1000)
+    page.mouse.move(right - 29, y)
+    tip = page.locator(".deck-tooltip")
+    expect(tip).to_contain_text("complaints")
+    t = tip.bounding_box()
+    assert t["x"] + t["width"] > right + 40, (t, right)  # it reaches past the map's edge
+    background = tip.evaluate("e => getComputedStyle(e).backgroundColor")
+    rgb = tuple(int(v) for v in re.findall(r"\d+", background)[:3])
+    beyond = Image.open(io.BytesIO(page.screenshot(clip={"x": right + 4, "y": t["y"] + 3, "width": 30,
+                                                         "height": t["height"] - 6}))).convert("RGB")
+    share = sum(n for n, c in beyond.getcolors(1 << 24) if c == rgb) / (beyond.width * beyond.height)
+    assert share > 0.5, (background, share)  # past the edge the tooltip is drawn, not the page beside it
+    page.screenshot(path=str(SHOTS / "map_tooltip_edge.png"))
+    cut = page.eval_on_selector_all("[data-testid='stMetric'] *", "els => els.filter(e => getComputedStyle(e)"
+                                    ".textOverflow === 'ellipsis' && e.scrollWidth > e.clientWidth).map(e => "
+                                    "e.textContent)")
+    assert cut == [], cut  # the story's figures and their notes read whole, not cut with an ellipsis
+
+
 def test_a_shared_link_reproduces_the_view(server, page):
     open_map(page, server, "?date=2026-06-01&kind=coverage&colour=significance&layers=hotspots,regions")
     expect(page.get_by_text("Hotspots by significance")).to_be_visible()
