@@ -98,7 +98,7 @@ def test_clicking_a_hotspot_shows_its_story(server, page):
     tip = page.locator(".deck-tooltip")
     expect(tip).to_contain_text(f"near {place}")
     text = tip.inner_text()
-    assert "complaints" in text and "<" not in text and "_" not in text, text
+    assert "complaint" in text and "<" not in text and "_" not in text, text
     expect(page.get_by_text("Serving sites and their upgrades")).to_be_visible()
     expect(page.locator("[data-testid='stPlotlyChart']")).to_be_visible()
     assert_no_errors(page)
@@ -126,7 +126,7 @@ def test_a_tooltip_at_the_maps_edge_is_drawn_whole(server, page):
     page.wait_for_timeout(1000)
     page.mouse.move(right - 29, y)
     tip = page.locator(".deck-tooltip")
-    expect(tip).to_contain_text("complaints")
+    expect(tip).to_contain_text("complaint")
     t = tip.bounding_box()
     assert t["x"] + t["width"] > right + 40, (t, right)  # it reaches past the map's edge
     background = tip.evaluate("e => getComputedStyle(e).backgroundColor")

@@ -432,7 +432,7 @@ def test_tooltips_say_where_how_many_what_and_when_in_words(full):
     hot = full.layers["hotspots"]
     records = mapdraw.hotspot_records(hot)
     for rec, row in zip(records, hot.itertuples(index=False), strict=True):
-        assert rec["t"].startswith("near ") and f"\n{int(row.n):,} complaints\n" in rec["t"]
+        assert rec["t"].startswith("near ") and f"\n{int(row.n):,} complaint{'s' * (row.n != 1)}\n" in rec["t"]
         assert "<" not in rec["t"]  # plain text: the chart would show tags as written
         assert mapdraw.LABELS[row.status] in rec["t"] and "_" not in rec["t"] and "None" not in rec["t"]
         due = row.status != "relieved" and pd.notna(row.relief_date)
@@ -444,3 +444,9 @@ def test_tooltips_say_where_how_many_what_and_when_in_words(full):
     for rec in mapdraw.link_records(full.layers["links"]):
         assert rec["t"] == f"Transport link {rec['id']}: {mapdraw.LABELS[rec['s']]}"
     assert mapdraw.deck(full)._tooltip["text"] == "{t}"
+
+
+def test_a_tooltip_counts_one_complaint_in_the_singular():
+    tips = [mapdraw._hotspot_tip("Kiel", n, "late", None) for n in (0, 1, 2, 1001)]
+    assert tips == ["near Kiel\n0 complaints\nlate", "near Kiel\n1 complaint\nlate", "near Kiel\n2 complaints\nlate",
+                    "near Kiel\n1,001 complaints\nlate"]

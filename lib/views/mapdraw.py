@@ -153,7 +153,7 @@ def _hotspot_tips(hot: pd.DataFrame, lat, lon) -> list[str]:
 def _hotspot_tip(town: str, n: int, status: str, relief) -> str:
     due = ("" if status == "relieved" or relief is None or pd.isna(relief)
            else f"\nrelieved from {pd.Timestamp(relief):%Y-%m-%d}")
-    return f"near {town}\n{int(n):,} complaints\n{LABELS.get(status, str(status))}{due}"
+    return f"near {town}\n{int(n):,} complaint{'' if int(n) == 1 else 's'}\n{words(status)}{due}"
 
 
 def site_records(sites: pd.DataFrame) -> list[dict]:
