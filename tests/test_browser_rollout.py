@@ -190,3 +190,23 @@ def test_a_typed_date_applies_on_enter(server, page, store_figures):
     settle(page)
     expect(page.get_by_text(f"Every figure on this page is as of {day:%Y-%m-%d}")).to_be_visible()
     assert_no_errors(page)
+
+
+@pytest.mark.parametrize("top", [9, 980, 30_561, 1_250_000])
+def test_the_report_charts_counts_are_drawn_whole(page, top):
+    """The one-page report's burn-up as Chromium draws it: every count on its axis (up to seven digits with
+    commas) lies inside the chart, none cut at its left edge."""
+    import pandas as pd
+
+    from lib.views import report
+
+    months = pd.date_range("2025-01-01", periods=24, freq="MS")
+    series = pd.DataFrame({"date": months, "planned_cum": [top * (i + 1) / 24 for i in range(24)],
+                           "baseline_cum": [top * i / 30 for i in range(24)],
+                           "on_air_cum": [top * i / 40 for i in range(24)]})
+    svg = report.burnup_svg(series, {"total": top, "on_air": top // 2}, dt.date(2026, 6, 1))
+    page.set_content(f"<html><head><style>{report.CSS}</style></head><body>{svg}</body></html>")  # the report's fonts
+    boxes = page.eval_on_selector_all("svg text[text-anchor='end']", "els => els.map(e => [e.textContent, "
+                                      "e.getBBox().x, e.getBBox().width])")
+    assert f"{report._count_ticks(top)[-1]:,.0f}" in [text for text, _, _ in boxes]
+    assert all(x >= 0 and width > 0 for _, x, width in boxes), boxes

@@ -20,6 +20,9 @@ SVG_W, SVG_H, PAD = 640, 300, 52
 FONT = 15
 """Chart text size in SVG units: about 9 pt when printed, as the report's text."""
 
+DIGIT_WIDTH = 0.62
+"""Width of a digit or comma of the chart's text, as a share of FONT (a little generous)."""
+
 CSS = """
 @page { size: A4 landscape; margin: 10mm; }
 body { font: 9pt/1.3 system-ui, sans-serif; color: #222; margin: 0; }
@@ -74,20 +77,22 @@ def burnup_svg(series: pd.DataFrame, row: dict, as_of: dt.date) -> str:
     x0, x1 = series["date"].min(), max(ends)
     top = max(float(series["planned_cum"].max()), float(series["baseline_cum"].max()), float(row["total"]), 1.0)
     span = max((x1 - x0).total_seconds(), 1.0)
+    ticks = [(value, f"{value:,.0f}") for value in _count_ticks(top)]
+    left = max(PAD, 10 + DIGIT_WIDTH * FONT * max(len(text) for _, text in ticks))  # room for the widest count
 
     def sx(x) -> float:
-        return PAD + (pd.Timestamp(x) - x0).total_seconds() / span * (SVG_W - 2 * PAD)
+        return left + (pd.Timestamp(x) - x0).total_seconds() / span * (SVG_W - left - PAD)
 
     def sy(y) -> float:
         return SVG_H - PAD + -float(y) / top * (SVG_H - 2 * PAD)
 
     done = series[series["date"] <= day]
-    parts = [f"<line x1='{PAD}' y1='{SVG_H - PAD}' x2='{SVG_W - PAD / 2}' y2='{SVG_H - PAD}' stroke='#666'/>"]
-    for value in _count_ticks(top):  # y ticks with light grid lines
+    parts = [f"<line x1='{left:.1f}' y1='{SVG_H - PAD}' x2='{SVG_W - PAD / 2}' y2='{SVG_H - PAD}' stroke='#666'/>"]
+    for value, text in ticks:  # y ticks with light grid lines
         y = sy(value)
-        parts.append(f"<line x1='{PAD}' y1='{y:.1f}' x2='{SVG_W - PAD / 2}' y2='{y:.1f}' stroke='#ddd'/>")
-        parts.append(f"<text x='{PAD - 6}' y='{y + FONT / 3:.1f}' text-anchor='end' font-size='{FONT}'>"
-                     f"{value:,.0f}</text>")
+        parts.append(f"<line x1='{left:.1f}' y1='{y:.1f}' x2='{SVG_W - PAD / 2}' y2='{y:.1f}' stroke='#ddd'/>")
+        parts.append(f"<text x='{left - 6:.1f}' y='{y + FONT / 3:.1f}' text-anchor='end' font-size='{FONT}'>"
+                     f"{text}</text>")
     for tick in _date_ticks(x0, x1):
         x = sx(tick)
         parts.append(f"<line x1='{x:.1f}' y1='{SVG_H - PAD}' x2='{x:.1f}' y2='{SVG_H - PAD + 5}' stroke='#666'/>")
