@@ -666,6 +666,21 @@ def test_the_quarter_chart_without_a_forecast_has_no_line():
     assert fig.to_dict()["data"][0]["y"] == [2, 3, 1] and not fig.to_dict()["layout"].get("shapes")
 
 
+def test_the_charts_write_months_and_counts_in_the_pages_language():
+    t = pd.DataFrame({"month": pd.date_range("2025-05-01", periods=18, freq="MS"), "complaints": range(18)})
+    de, en = (regionview.trend_figure(t, lang).layout.xaxis for lang in ("de", "en"))
+    assert list(de.ticktext) == ["Mai 2025", "Aug. 2025", "Nov. 2025", "Feb. 2026", "Mai 2026", "Aug. 2026"]
+    assert list(en.ticktext) == ["May 2025", "Aug 2025", "Nov 2025", "Feb 2026", "May 2026", "Aug 2026"]
+    assert [pd.Timestamp(v) for v in de.tickvals] == list(pd.date_range("2025-05-01", periods=6, freq="3MS"))
+    one = regionview.trend_figure(t.head(1), "de").layout.xaxis
+    assert list(one.ticktext) == ["Mai 2025"]
+    plan = pd.DataFrame({"quarter": ["2026-Q4", "später"], "upgrades": [7135, 12]})
+    bars = regionview.planned_figure(plan, {"upgrades_late": 1234, "forecast": None}, "de").data[0]
+    assert list(bars.text) == ["1.234", "7.135", "12"] and list(bars.y) == [1234, 7135, 12]
+    assert list(regionview.planned_figure(plan, {"upgrades_late": 1234, "forecast": None}, "en").data[0].text) == [
+        "1,234", "7,135", "12"]
+
+
 def test_months_in_both_languages():
     assert i18n.month("2027-10-14", "de") == "Okt. 2027" and i18n.month("2027-10-14", "en") == "Oct 2027"
     assert i18n.month("2027-03-01", "de") == "März 2027"

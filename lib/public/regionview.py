@@ -291,7 +291,8 @@ def planned_figure(plan: pd.DataFrame, row: dict, lang: str) -> go.Figure:
     x = [i18n.t("late_bar", lang), *plan["quarter"]]
     y = [late, *plan["upgrades"].astype(int)]
     colours = [LATE_COLOUR, *[PLANNED_COLOUR] * len(plan)]
-    fig = FrozenFigure(go.Bar(x=x, y=y, marker_color=colours, text=y, hovertemplate="%{x}: %{y}<extra></extra>"))
+    fig = FrozenFigure(go.Bar(x=x, y=y, marker_color=colours, text=[i18n.number(v, lang) for v in y],
+                              hovertemplate="%{x}: %{text}<extra></extra>"))
     fig.update_layout(height=280, margin=dict(CHART_MARGIN, t=34), yaxis_title=i18n.t("upgrades", lang),
                       xaxis_type="category")
     at = forecast_bar(plan, row.get("forecast"), lang)
@@ -315,11 +316,24 @@ def forecast_bar(plan: pd.DataFrame, forecast: str | None, lang: str) -> int | N
     return quarters.index(later) if later in quarters and label > max(q for q in quarters if q != later) else None
 
 
+MONTH_TICKS = 8
+"""The most months the complaints chart names on its axis."""
+
+
+def month_ticks(months, lang: str) -> dict:
+    """The x axis of a chart by month, its months named as `lang` writes them (German: Okt. 2027; the chart's own
+    dates would read English): every n-th month, at most `MONTH_TICKS`."""
+    ms = sorted(set(pd.to_datetime(pd.Series(months))))
+    picked = ms[::max(1, -(-len(ms) // MONTH_TICKS))]
+    return {"tickmode": "array", "tickvals": picked, "ticktext": [i18n.month(m, lang) for m in picked]}
+
+
 def trend_figure(t: pd.DataFrame, lang: str) -> go.Figure:
     """Bars of complaints per month (gaps where fewer than k)."""
     fig = FrozenFigure(go.Bar(x=t["month"], y=t["complaints"], marker_color="#5b6b7f",
                            hovertemplate="%{x|%m/%Y}: %{y}<extra></extra>"))
-    fig.update_layout(height=260, margin=CHART_MARGIN, yaxis_title=i18n.t("complaints", lang))
+    fig.update_layout(height=260, margin=CHART_MARGIN, yaxis_title=i18n.t("complaints", lang),
+                      xaxis=month_ticks(t["month"], lang))
     return fig
 
 
