@@ -17,8 +17,7 @@ WAIT_COLUMNS = {"link_id": "link", "upgrade_id": "upgrade", "site_id": "site",
                 "pain": st.column_config.NumberColumn("pain waiting", format="localized"),
                 "complaints": st.column_config.NumberColumn(format="localized")}
 CHANGE_COLUMNS = {"n": st.column_config.NumberColumn("complaints"), "status_before": "status before",
-                  "status_after": "status after", "relief_before": st.column_config.DateColumn("relief before"),
-                  "relief_after": st.column_config.DateColumn("relief after"),
+                  "status_after": "status after", "relief_before": "relief before", "relief_after": "relief after",
                   "pain_before": st.column_config.NumberColumn("pain before", format="localized"),
                   "pain_after": st.column_config.NumberColumn("pain after", format="localized"),
                   "pain_change": st.column_config.NumberColumn("pain change", format="localized")}
@@ -257,10 +256,8 @@ def what_holds_back(p: maps.Params) -> None:
         saved = -int(changes["pain_change"].sum())
         st.markdown(f"**What if {kind} {item_id} were planned for {when}** (nothing is saved): "
                     f"{len(changes):,} hotspots change, pain {'falls' if saved >= 0 else 'rises'} by {abs(saved):,}.")
-        st.dataframe(changes.assign(cell=[cells.to_str(int(c)) for c in changes["cell"]],
-                                    status_before=changes["status_before"].map(LABEL),
-                                    status_after=changes["status_after"].map(LABEL)),
-                     hide_index=True, height=220, column_config=CHANGE_COLUMNS)
+        story_table(changes.assign(cell=[cells.to_str(int(c)) for c in changes["cell"]]), CHANGE_COLUMNS,
+                    height=220)
 
 
 # lazy: the rankings are queried and drawn only while the expander is open (every page run pays for what

@@ -309,6 +309,11 @@ def test_the_bottlenecks_and_a_what_if_on_the_page(db):
     changes = next(d.value for d in at.dataframe if "pain_change" in d.columns)
     shown = [m.value for m in at.markdown if m.value.startswith("**What if")]
     assert shown and "nothing is saved" in shown[0] and f"{len(changes):,} hotspots change" in shown[0]
+    assert len(changes) and list(changes.columns[:2]) == ["cell", "place"]  # each hotspot named by its town
+    text = changes.select_dtypes(exclude="number").astype(str)
+    assert not text.isin(["None", "nan", "NaT", "<NA>"]).any().any()
+    assert not text.apply(lambda col: col.str.contains("_")).any().any()  # statuses in words
+    assert all(d == "" or (len(d) == 10 and d[4] == "-") for d in changes["relief_after"])
 
 
 def story_of(at) -> str | None:

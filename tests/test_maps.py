@@ -450,3 +450,16 @@ def test_a_tooltip_counts_one_complaint_in_the_singular():
     tips = [mapdraw._hotspot_tip("Kiel", n, "late", None) for n in (0, 1, 2, 1001)]
     assert tips == ["near Kiel\n0 complaints\nlate", "near Kiel\n1 complaint\nlate", "near Kiel\n2 complaints\nlate",
                     "near Kiel\n1,001 complaints\nlate"]
+
+
+def test_a_story_table_reads_dates_codes_and_gaps_in_words():
+    import datetime as dt
+
+    frame = pd.DataFrame({
+        "link_id": pd.array(["L1", None], dtype="string"), "kind": ["leased_line", None],
+        "status_before": ["blocked_by_transport", "on_track"], "done": [dt.date(2026, 3, 5), None],
+        "due": pd.to_datetime(["2027-01-02", None]), "owner": [None, "Ost"], "n": [3, 4]})
+    shown = mapdraw.readable_story(frame)
+    assert shown.to_dict("list") == {
+        "link_id": ["L1", ""], "kind": ["leased line", ""], "status_before": ["blocked by transport", "on track"],
+        "done": ["2026-03-05", ""], "due": ["2027-01-02", ""], "owner": ["", "Ost"], "n": [3, 4]}

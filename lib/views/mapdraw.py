@@ -7,9 +7,9 @@ into what the browser receives. No streamlit here.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
-import math
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
@@ -315,26 +315,33 @@ def readable_table(ranked: pd.DataFrame) -> pd.DataFrame:
 
 
 STORY_CODES = ("kind", "state", "status")
-"""Columns of a story's tables (lib/views/story) that hold codes of the data, read as `words`."""
+"""Columns of a story's tables (lib/views/story) that hold codes of the data, read as `words` (and those whose
+names begin with "status_": a status before and after)."""
+
+
+def _given(value) -> bool:
+    """Whether a cell holds a value (not None, NaN, NaT or NA)."""
+    return value is not None and not (pd.api.types.is_scalar(value) and pd.isna(value))
 
 
 def _day(value) -> str:
-    return f"{pd.Timestamp(value):%Y-%m-%d}" if value is not None and pd.notna(value) else ""
+    return f"{pd.Timestamp(value):%Y-%m-%d}" if _given(value) else ""
 
 
 def readable_story(frame: pd.DataFrame) -> pd.DataFrame:
-    """A table of a hotspot's, site's or link's story as people read it: codes in words, dates as days, and
-    no value as empty text (never "None") in those and in its other text; a table of cells also names each
-    cell's nearest town (`place`, after the cell)."""
+    """A table of a hotspot's, site's or link's story (or of a what-if's changes) as people read it: codes in
+    words, dates as days, and no value as empty text (never "None") in those and in its other text; a table of
+    cells also names each cell's nearest town (`place`, after the cell)."""
     out = frame.copy()
     for c in out.columns:
         values = out[c].astype(object)
-        if c in STORY_CODES:
+        given = [v for v in values if _given(v)]
+        if c in STORY_CODES or c.startswith("status_"):
             out[c] = [words(v) for v in values]
-        elif c.endswith(("_planned", "_actual", "_date")):
+        elif given and all(isinstance(v, (dt.date, np.datetime64)) for v in given):
             out[c] = [_day(v) for v in values]
         elif not pd.api.types.is_numeric_dtype(out[c]):
-            out[c] = values.where(out[c].notna(), "")
+            out[c] = [v if _given(v) else "" for v in values]
     if "cell" in out:
         cell = np.array([cells.parse_cell(c) for c in out["cell"]], dtype="uint64")
         out.insert(out.columns.get_loc("cell") + 1, "place",
@@ -378,7 +385,7 @@ LABELS = MappingProxyType({
 def words(code: str | None) -> str:
     """How a code of the data (a status, a channel, an upgrade or link kind) reads on the page: `LABELS`, else
     its words (underscores as spaces); no code as empty text (never "None")."""
-    if code is None or code is pd.NA or (isinstance(code, float) and math.isnan(code)):
+    if not _given(code):
         return ""
     return LABELS.get(code, str(code).replace("_", " "))
 
