@@ -192,7 +192,9 @@ with right:
         if s is None:
             st.warning(f"No site {pick[1]} in the store.")
         else:
-            st.subheader(f"Site {s.site_id}")
+            st.subheader(f"Site {s.site['name'] or s.site_id}")
+            if s.site["name"]:
+                st.caption(f"Site id {s.site_id}")
             m1, m2 = st.columns(2)
             m1.metric("Upgrade status", LABEL(s.site["status"]), border=True)
             m2.metric("Complaints in its cells", f"{int(s.served['complaints'].sum()):,}", border=True,

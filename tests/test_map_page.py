@@ -205,7 +205,9 @@ def test_a_site_picked_on_the_map_lists_its_upgrades(db):
     site = layer(at, "sites")[0]
     at.session_state[mapurl.chart_key({})] = {"selection": {"indices": {"sites": [0]}, "objects": {"sites": [site]}}}
     at.run()
-    assert f"Site {site['id']}" in [h.value for h in at.subheader]
+    name = sql(db, "SELECT name FROM sites WHERE site_id = ?", [site["id"]])[0][0]
+    assert name and f"Site {name}" in [h.value for h in at.subheader]  # by its name, its id below
+    assert f"Site id {site['id']}" in [c.value for c in at.caption]
     n = sql(db, "SELECT count(*) FROM upgrades WHERE site_id = ? AND (status IS NULL OR status <> 'cancelled')",
             [site["id"]])[0][0]
     upgrades = next(d.value for d in at.dataframe if "upgrade_id" in d.value.columns)

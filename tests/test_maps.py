@@ -428,7 +428,7 @@ def test_the_nearest_town_is_the_one_a_plain_search_finds():
     assert places.nearest_town(52.3746, 9.7379).tolist() == ["Mitte (Hannover)"]  # a shared name, told apart
 
 
-def test_tooltips_say_where_how_many_what_and_when_in_words(full):
+def test_tooltips_say_where_how_many_what_and_when_in_words(full, con):
     hot = full.layers["hotspots"]
     records = mapdraw.hotspot_records(hot)
     for rec, row in zip(records, hot.itertuples(index=False), strict=True):
@@ -439,8 +439,15 @@ def test_tooltips_say_where_how_many_what_and_when_in_words(full):
         assert ("relieved from" in rec["t"]) == due
         if due:
             assert f"relieved from {pd.Timestamp(row.relief_date):%Y-%m-%d}" in rec["t"]
-    for rec in mapdraw.site_records(full.layers["sites"]):
-        assert rec["t"] == f"Site {rec['id']}: {mapdraw.LABELS[rec['s']]}"
+    names = dict(con.execute("SELECT site_id, coalesce(name, '') FROM sites").fetchall())
+    sites = mapdraw.site_records(full.layers["sites"])
+    for rec in sites:  # a site by its name and id, or by its id where the input gave it no name
+        who = f"{names[rec['id']]} ({rec['id']})" if names[rec["id"]] else rec["id"]
+        assert rec["t"] == f"Site {who}: {mapdraw.LABELS[rec['s']]}"
+    assert any(names[rec["id"]] for rec in sites)
+    unnamed = full.layers["sites"].head(2).assign(name=["", "Rathaus"])
+    assert [r["t"].split(":")[0] for r in mapdraw.site_records(unnamed)] == [
+        f"Site {unnamed['site_id'].iloc[0]}", f"Site Rathaus ({unnamed['site_id'].iloc[1]})"]
     for rec in mapdraw.link_records(full.layers["links"]):
         assert rec["t"] == f"Transport link {rec['id']}: {mapdraw.LABELS[rec['s']]}"
     assert mapdraw.deck(full)._tooltip["text"] == "{t}"

@@ -157,12 +157,14 @@ def _hotspot_tip(town: str, n: int, status: str, relief) -> str:
 
 
 def site_records(sites: pd.DataFrame) -> list[dict]:
-    """Point records: id (site_id), p ([lon, lat]), s (status), c (colour), t (tooltip: site and status)."""
+    """Point records: id (site_id), p ([lon, lat]), s (status), c (colour), t (tooltip: the site by its name and
+    id, or its id where it has no name (`name`), and its status)."""
     status = _s(sites, "status")
+    names = _s(sites, "name") if "name" in sites else [""] * len(sites)
     return [{"id": i, "p": [lo, la], "s": s, "c": c,
-             "t": f"Site {i}: {LABELS.get(s, s)}"}
-            for i, lo, la, s, c in zip(_s(sites, "site_id"), _c(sites, "lon"), _c(sites, "lat"), status,
-                                       _colours(status, SITE_COLOURS), strict=True)]
+             "t": f"Site {f'{n} ({i})' if n else i}: {words(s)}"}
+            for i, n, lo, la, s, c in zip(_s(sites, "site_id"), names, _c(sites, "lon"), _c(sites, "lat"), status,
+                                          _colours(status, SITE_COLOURS), strict=True)]
 
 
 def link_records(links: pd.DataFrame) -> list[dict]:

@@ -393,6 +393,19 @@ def _network(con, p: Params, area: np.ndarray | None,
     return sites, links
 
 
+def site_names(con, net: network.Network | None) -> pd.Series:
+    """Each site's display name by its id (empty where the input gives none); held with the network `net`
+    when given (read once per store content), else queried."""
+    def build() -> pd.Series:
+        t = engine.backend(con).table("sites")
+        out = engine.run_query(con, ("maps.site_names",), lambda: t.select("site_id", "name"))
+        names = out["name"].astype(object)
+        return pd.Series(names.where(names.notna(), "").to_numpy(dtype=object),
+                         index=out["site_id"].astype(str).to_numpy(dtype=object))
+
+    return net.once(("maps.site_names",), build) if net is not None else build()
+
+
 def _hot(con, p: Params, area: np.ndarray | None, net: network.Network | None) -> pd.DataFrame:
     """The hotspots of a view with their relief, filtered and pain-ranked (asof.hotspots_as_of's two steps,
     the relief computed only for the cells the view keeps)."""
@@ -430,7 +443,9 @@ def view(con, p: Params, max_features: int | None = None) -> View:
     if "hotspots" in frames:
         layers["hotspots"] = cap(hot, budget["hotspots"], ["n", "cell"], [False, True])
     if "sites" in frames:
-        layers["sites"] = first_by(sites, "status", SITE_PRIORITY, budget["sites"])
+        drawn = first_by(sites, "status", SITE_PRIORITY, budget["sites"])
+        layers["sites"] = drawn.assign(name=site_names(con, net).reindex(drawn["site_id"].astype(str)).fillna(
+            "").to_numpy(dtype=object))
     if "links" in frames:
         layers["links"] = first_by(links, "state", LINK_PRIORITY, budget["links"])
     return View(p, hot.reset_index(drop=True), {k: v.reset_index(drop=True) for k, v in layers.items()},

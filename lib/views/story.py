@@ -70,7 +70,7 @@ class SiteStory:
 
     site_id: str
     as_of: dt.date
-    site: dict  # site_id, lat, lon, status (asof.sites_as_of)
+    site: dict  # site_id, lat, lon, status (asof.sites_as_of), name (its display name; empty when it has none)
     upgrades: pd.DataFrame  # UPGRADE_COLUMNS
     links: pd.DataFrame  # LINK_COLUMNS: the site's own link and those its upgrades wait on
     served: pd.DataFrame  # SERVED_COLUMNS: the cells it carries complaints of, its share, their relief
@@ -187,7 +187,8 @@ def site(con, site_id: str, as_of: dt.date, kind: str = "capacity", channels=Non
         return None
     ups = upgrades_of(con, [site_id], as_of)
     t = engine.backend(con).table("sites")
-    own = t.filter(t.site_id == ibis.literal(str(site_id))).select("transport_link_id", "site_type").execute()
+    own = t.filter(t.site_id == ibis.literal(str(site_id))).select("transport_link_id", "site_type",
+                                                                   "name").execute()
     links = links_of(con, [*own["transport_link_id"], *ups["transport_link_id"]], as_of)
     res = linkage.DEFAULT_RES
     carried = carried_cells(con, str(site_id), res)
@@ -208,7 +209,9 @@ def site(con, site_id: str, as_of: dt.date, kind: str = "capacity", channels=Non
     relief = {"relief_date": max((d for d in days if d is not None), default=None),
               "status": "relieved" if done else ("no_upgrade_planned" if ups.empty else "planned")}
     served["cell"] = [h3.int_to_str(int(c)) for c in served["cell"]]
-    return SiteStory(str(site_id), as_of, s.iloc[0].to_dict(), ups, links, served[SERVED_COLUMNS], weekly, relief)
+    name = own["name"].iloc[0] if len(own) and pd.notna(own["name"].iloc[0]) else ""
+    return SiteStory(str(site_id), as_of, s.iloc[0].to_dict() | {"name": str(name)}, ups, links,
+                     served[SERVED_COLUMNS], weekly, relief)
 
 
 def carried_cells(con, site_id: str, res: int) -> pd.DataFrame:
