@@ -679,6 +679,9 @@ def test_the_charts_write_months_and_counts_in_the_pages_language():
     assert list(bars.text) == ["1.234", "7.135", "12"] and list(bars.y) == [1234, 7135, 12]
     assert list(regionview.planned_figure(plan, {"upgrades_late": 1234, "forecast": None}, "en").data[0].text) == [
         "1,234", "7,135", "12"]
+    for lang, marks in (("de", ",."), ("en", ".,")):  # the axes' numbers too: 3.000 on the German page
+        assert regionview.trend_figure(t, lang).layout.separators == marks
+        assert regionview.planned_figure(plan, {"upgrades_late": 1, "forecast": None}, lang).layout.separators == marks
 
 
 def test_months_in_both_languages():

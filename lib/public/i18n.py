@@ -130,10 +130,14 @@ def _german_digits(text: str, values: dict) -> str:
     return text.replace(":,}", "}").format(**swapped)
 
 
+SEPARATORS = {"de": ",.", "en": ".,"}
+"""The decimal mark and the thousands separator of each language (as a Plotly chart's `separators` takes them)."""
+
+
 def number(value: float, lang: str, decimals: int = 0) -> str:
     """A number as `lang` writes it (German: 1.234,5; English: 1,234.5)."""
-    text = f"{value:,.{decimals}f}"
-    return text.translate(str.maketrans(",.", ".,")) if lang == "de" else text
+    decimal, thousands = SEPARATORS[lang]
+    return f"{value:,.{decimals}f}".translate(str.maketrans(",.", thousands + decimal))
 
 
 MONTHS_DE = ("Jan.", "Feb.", "März", "Apr.", "Mai", "Juni", "Juli", "Aug.", "Sept.", "Okt.", "Nov.", "Dez.")
