@@ -680,8 +680,9 @@ def test_the_charts_write_months_and_counts_in_the_pages_language():
     assert list(regionview.planned_figure(plan, {"upgrades_late": 1234, "forecast": None}, "en").data[0].text) == [
         "1,234", "7,135", "12"]
     for lang, marks in (("de", ",."), ("en", ".,")):  # the axes' numbers too: 3.000 on the German page
-        assert regionview.trend_figure(t, lang).layout.separators == marks
-        assert regionview.planned_figure(plan, {"upgrades_late": 1, "forecast": None}, lang).layout.separators == marks
+        for fig in (regionview.trend_figure(t, lang),
+                    regionview.planned_figure(plan, {"upgrades_late": 1, "forecast": None}, lang)):
+            assert fig.layout.separators == marks and fig.layout.yaxis.tickformat == ","
 
 
 def test_months_in_both_languages():

@@ -294,7 +294,7 @@ def planned_figure(plan: pd.DataFrame, row: dict, lang: str) -> go.Figure:
     fig = FrozenFigure(go.Bar(x=x, y=y, marker_color=colours, text=[i18n.number(v, lang) for v in y],
                               hovertemplate="%{x}: %{text}<extra></extra>"))
     fig.update_layout(height=280, margin=dict(CHART_MARGIN, t=34), yaxis_title=i18n.t("upgrades", lang),
-                      xaxis_type="category", separators=i18n.SEPARATORS[lang])
+                      xaxis_type="category", separators=i18n.SEPARATORS[lang], yaxis_tickformat=",")
     at = forecast_bar(plan, row.get("forecast"), lang)
     if at is not None:
         fig.add_vline(x=at + 1, line_dash="dash", line_color=FORECAST_COLOUR, line_width=2,
@@ -333,7 +333,7 @@ def trend_figure(t: pd.DataFrame, lang: str) -> go.Figure:
     fig = FrozenFigure(go.Bar(x=t["month"], y=t["complaints"], marker_color="#5b6b7f",
                            hovertemplate="%{x|%m/%Y}: %{y}<extra></extra>"))
     fig.update_layout(height=260, margin=CHART_MARGIN, yaxis_title=i18n.t("complaints", lang),
-                      xaxis=month_ticks(t["month"], lang), separators=i18n.SEPARATORS[lang])
+                      xaxis=month_ticks(t["month"], lang), separators=i18n.SEPARATORS[lang], yaxis_tickformat=",")
     return fig
 
 
