@@ -23,8 +23,8 @@ never at once) and each page (Overview, Planner map, Rollout), on its own copy o
 
 A view is done when the page's last element is there and the script has finished (`data-test-script-state`),
 timed in the page itself (performance.now()). Every view and answer also gives the server's part, seen on the
-wire (bench/wire.py: the browser reaches each server through a relay in this process): from the first byte the
-browser sent on the page's stream to the last byte the server sent on it. The rest is the browser: handling the
+wire (bench/wire.py: the browser reaches each server through a relay in this process): from the browser's first
+message on the page's stream to the server's last message on it. The rest is the browser: handling the
 input before it asks, and drawing what it received. (The page cannot time this itself: it notes the end of a
 script run only when its main thread gets to that message, and while a map is drawn in software WebGL that
 thread waits for the GPU.)
@@ -311,8 +311,10 @@ def measure(root: Path, label: str, db: Path, n_inputs: int, data_day: str, page
                                   f"{', '.join(f'{v:.2f}' for v in servers[k])} s)" for k, vs in answers.items()),
                       flush=True)
         finally:
-            browser.close()
-            wire.close()
+            try:
+                browser.close()
+            finally:
+                wire.close()
     return out
 
 

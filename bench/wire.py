@@ -10,8 +10,8 @@ last byte has passed (websocket data frames only: the connection's pings and pon
     wire = Wire(port, to=server_port)       # the browser opens http://127.0.0.1:<port>
     at = wire.mark()
     ...                                     # a view or an input, until the page is drawn
-    wire.server_part(at)                    # seconds from the first byte the browser sent on the stream after
-                                            # the mark to the last byte the server sent on it
+    wire.server_part(at)                    # seconds from the browser's first message on the stream after the
+                                            # mark to the server's last message on it
 
 Other requests (the app's files, the health check) are relayed but not noted.
 """
@@ -83,7 +83,7 @@ class Wire:
             return len(self.events)
 
     def server_part(self, at: int) -> float:
-        """Seconds from the first byte the browser sent on a page stream after `at` to the last byte a server
+        """Seconds from the browser's first message on a page stream after `at` to the last message a server
         sent on one; raises when either is missing."""
         with self._lock:
             after = self.events[at:]
@@ -94,12 +94,18 @@ class Wire:
         return sent[-1] - asked
 
     def close(self) -> None:
-        def stop() -> None:
+        """Stop listening, end every relayed connection and the relay's thread."""
+        async def stop() -> None:
             self._server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             self._loop.stop()
 
-        self._loop.call_soon_threadsafe(stop)
+        asyncio.run_coroutine_threadsafe(stop(), self._loop)
         self._thread.join(10)
+        self._loop.close()
 
 
 class Frames:

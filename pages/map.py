@@ -47,10 +47,11 @@ TABLE_COLUMNS = {"rank": st.column_config.NumberColumn("rank"),
 
 
 def story_table(frame, column_config: dict | None = None, **kwargs) -> None:
-    """A table of a story as people read it (`mapdraw.readable_story`), every column labelled."""
+    """A table of a story as people read it (`mapdraw.readable_story`), every column labelled, a missing number
+    an empty cell."""
     shown = mapdraw.readable_story(frame)
     labels = {c: mapdraw.column_label(c) for c in shown.columns} | {"place": "near"} | (column_config or {})
-    st.dataframe(shown, hide_index=True, column_config=labels, **kwargs)
+    st.dataframe(shown, hide_index=True, column_config=labels, placeholder="", **kwargs)  # no number: empty
 
 
 cache.ensure_routed()

@@ -171,13 +171,11 @@ def test_wire_times_the_servers_part_of_a_page_stream():
         return None
 
     port, to = load.free_port(), load.free_port()
-    ready, stop = threading.Event(), None
+    ready = threading.Event()
+    loop = asyncio.new_event_loop()
+    stop = loop.create_future()
 
     def serve():
-        nonlocal stop
-        loop = asyncio.new_event_loop()
-        stop = loop.create_future()
-
         async def main():
             async with websockets.serve(handler, "127.0.0.1", to, process_request=http):
                 ready.set()
@@ -185,7 +183,8 @@ def test_wire_times_the_servers_part_of_a_page_stream():
 
         loop.run_until_complete(main())
 
-    threading.Thread(target=serve, daemon=True).start()
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
     assert ready.wait(10)
     relay = wire.Wire(port, to)
     try:
@@ -209,3 +208,5 @@ def test_wire_times_the_servers_part_of_a_page_stream():
         assert asked + part <= sent[0] + 0.1  # and it ends with the last message, not with the ping after it
     finally:
         relay.close()
+        loop.call_soon_threadsafe(stop.set_result, None)
+        server.join(10)

@@ -233,7 +233,11 @@ def test_a_sites_story_reads_in_words_with_no_none(db):
             "WHERE l.completion_actual IS NULL")})
     at.session_state[mapurl.chart_key({})] = {"selection": {"indices": {"sites": [0]}, "objects": {"sites": [site]}}}
     at.run()
-    tables = {tuple(d.value.columns): d.value for d in at.dataframe}
+    shown = {tuple(d.value.columns): d for d in at.dataframe}
+    tables = {c: d.value for c, d in shown.items()}
+    stories = [d for c, d in shown.items() if "upgrade_id" in c or "completion_actual" in c or "share" in c]
+    assert len(stories) == 3 and all(d.proto.HasField("placeholder") and d.proto.placeholder == "" for d in stories)
+    # (a missing number, such as the delay of an upgrade not yet due, is then an empty cell, not "None")
     upgrades = next(v for c, v in tables.items() if "upgrade_id" in c)
     links = next(v for c, v in tables.items() if "completion_actual" in c)
     served = next(v for c, v in tables.items() if "share" in c and "cell" in c)

@@ -470,3 +470,21 @@ def test_a_story_table_reads_dates_codes_and_gaps_in_words():
     assert shown.to_dict("list") == {
         "link_id": ["L1", ""], "kind": ["leased line", ""], "status_before": ["blocked by transport", "on track"],
         "done": ["2026-03-05", ""], "due": ["2027-01-02", ""], "owner": ["", "Ost"], "n": [3, 4]}
+
+
+def test_a_sites_new_name_reaches_the_map(demo_db, tmp_path):
+    """A site renamed by hand: the next view names it anew (the held network's content covers the names)."""
+    import shutil
+
+    path = tmp_path / "store.duckdb"
+    shutil.copy(demo_db, path)
+    c = duckdb.connect(str(path))
+    try:
+        p = maps.Params(as_of=AS_OF, region="11")
+        site = maps.view(c, p).layers["sites"]["site_id"].iloc[0]
+        c.execute("UPDATE sites SET name = 'Rathaus West' WHERE site_id = ?", [site])
+        again = maps.view(c, p).layers["sites"].set_index("site_id")
+        assert again.loc[site, "name"] == "Rathaus West"
+        assert maps.site_names(c, None)[site] == "Rathaus West"  # the same name where nothing is held
+    finally:
+        c.close()

@@ -28,7 +28,7 @@ from lib.engine import kept, rules, stores
 KEPT = 4
 """Store versions held at once (each about 10 MB at the benchmark's size)."""
 
-SITE_FIELDS = ["site_id", "lat", "lon", "cell", "site_type", "capacity_mbps", "azimuth_deg", "beamwidth_deg"]
+SITE_FIELDS = ["site_id", "lat", "lon", "cell", "site_type", "capacity_mbps", "azimuth_deg", "beamwidth_deg", "name"]
 LINK_FIELDS = ["link_id", "a_lat", "a_lon", "b_lat", "b_lon", "kind", "completion_planned", "completion_actual"]
 UPGRADE_FIELDS = ["upgrade_id", "site_id", "status", "transport_link_id", "permit_actual", "installed_actual",
                   "on_air_planned", "on_air_actual"]

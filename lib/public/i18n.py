@@ -124,8 +124,8 @@ def plain(text: str) -> str:
 
 
 def _german_digits(text: str, values: dict) -> str:
-    """Format `text` with thousands separated by '.' as German writes them."""
-    swapped = {k: (f"{v:,}".replace(",", ".") if isinstance(v, int) and not isinstance(v, bool) else v)
+    """Format `text` with whole numbers written as German writes them (`number`)."""
+    swapped = {k: (number(v, "de") if isinstance(v, int) and not isinstance(v, bool) else v)
                for k, v in values.items()}
     return text.replace(":,}", "}").format(**swapped)
 

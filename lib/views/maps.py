@@ -394,16 +394,17 @@ def _network(con, p: Params, area: np.ndarray | None,
 
 
 def site_names(con, net: network.Network | None) -> pd.Series:
-    """Each site's display name by its id (empty where the input gives none); held with the network `net`
-    when given (read once per store content), else queried."""
-    def build() -> pd.Series:
-        t = engine.backend(con).table("sites")
-        out = engine.run_query(con, ("maps.site_names",), lambda: t.select("site_id", "name"))
-        names = out["name"].astype(object)
+    """Each site's display name by its id (empty where the input gives none): from the held network `net` when
+    given (its sites hold their names), else queried."""
+    def of(frame: pd.DataFrame) -> pd.Series:
+        names = frame["name"].astype(object)
         return pd.Series(names.where(names.notna(), "").to_numpy(dtype=object),
-                         index=out["site_id"].astype(str).to_numpy(dtype=object))
+                         index=frame["site_id"].astype(str).to_numpy(dtype=object))
 
-    return net.once(("maps.site_names",), build) if net is not None else build()
+    if net is not None:
+        return net.once(("maps.site_names",), lambda: of(net.sites))
+    t = engine.backend(con).table("sites")
+    return of(engine.run_query(con, ("maps.site_names",), lambda: t.select("site_id", "name")))
 
 
 def _hot(con, p: Params, area: np.ndarray | None, net: network.Network | None) -> pd.DataFrame:
