@@ -37,16 +37,6 @@ GERMANY_BOUNDS = (5.87, 47.27, 15.04, 55.06)
 """West, south, east, north of Germany."""
 
 
-TOOLTIP_STYLE = """<style>
-[data-testid="stDeckGlJsonChart"] > div:has(.deck-tooltip),
-[data-testid="stDeckGlJsonChart"] .deck-widgets-root > div { overflow: visible !important; }
-[data-testid="stElementContainer"]:has([data-testid="stDeckGlJsonChart"]) { z-index: 3; }
-</style>"""
-"""A map's tooltip drawn whole, over what lies beside the map: Streamlit's chart and deck.gl's widget layer
-clip it at the map's edge, and the page's next column would be drawn over it. The pages with a map add it
-with st.html (a style alone takes no room)."""
-
-
 class CompactDeck(pdk.Deck):
     """A Deck whose JSON has no indentation (pydeck indents by 2, which for tens of thousands of features more
     than doubles what the browser receives), written once: a deck is not changed after it is built, and the

@@ -4,7 +4,7 @@ import time
 
 import streamlit as st
 
-from lib import baselayer, cache, cells, export
+from lib import cache, cells, export
 from lib.engine import asof, hotspots, linkage
 from lib.ingest import schema
 from lib.views import mapdraw, maps, mapurl, places, story
@@ -134,7 +134,7 @@ with left:
         st.caption(f":material/filter_alt: {note}")
     st.pydeck_chart(cache.map_deck(con, p, ss["map_colour"], pick, focus), on_select="rerun",
                     selection_mode="single-object", key=mapurl.chart_key(ss), height=620)
-    st.html(baselayer.TOOLTIP_STYLE)
+    st.html(mapdraw.TOOLTIP_STYLE)
     with st.container(key="map_legend"):
         st.html(mapdraw.legend_html(ss["map_colour"], p.layers, bool(p.region)))
         st.html(mapdraw.CLICK_TIMING, unsafe_allow_javascript=True)

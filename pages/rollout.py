@@ -6,8 +6,8 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from lib import baselayer, cache, export
-from lib.views import report, rollout
+from lib import cache, export
+from lib.views import mapdraw, report, rollout
 from lib.views import rollout_charts as charts
 
 LATE_COLUMNS = {
@@ -128,7 +128,7 @@ left, right = st.columns([3, 2], vertical_alignment="center")
 shapes = cache.query(con, "rollout_shapes", level)
 left.pydeck_chart(charts.region_map(shapes, table, as_of, region, height=charts.MAP_HEIGHT), key="region_map",
                   height=charts.MAP_HEIGHT)
-left.html(baselayer.TOOLTIP_STYLE)
+left.html(mapdraw.TOOLTIP_STYLE)
 with right:
     st.markdown(f"**Percent of planned upgrades on air per {level}**, as of {as_of:%Y-%m-%d}"
                 + ("" if region == rollout.ALL else f"; {names[region]} outlined in black") + ".")

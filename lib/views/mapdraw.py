@@ -276,6 +276,16 @@ def _deck(v: View, colour: str, pick: tuple[str, str] | None,
                        **basemap.deck_args())
 
 
+TOOLTIP_STYLE = """<style>
+[data-testid="stDeckGlJsonChart"] > div:has(.deck-tooltip),
+[data-testid="stDeckGlJsonChart"] .deck-widgets-root > div { overflow: visible !important; }
+[data-testid="stElementContainer"]:has([data-testid="stDeckGlJsonChart"]) { z-index: 3; }
+</style>"""
+"""A map's tooltip drawn whole, over what lies beside the map: Streamlit's chart and deck.gl's widget layer
+clip it at the map's edge, and the page's next column would be drawn over it. The pages with a map beside a
+column add it with st.html (a style alone takes no room)."""
+
+
 CLICK_TIMING = f"<script>{(Path(__file__).resolve().parents[2] / 'assets' / 'click-timing.js').read_text()}</script>"
 """Judges a click on a map by how long the button was held, not by when the page got round to the release
 (assets/click-timing.js says why); the page adds it with st.html(..., unsafe_allow_javascript=True)."""
