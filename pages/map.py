@@ -45,7 +45,6 @@ TABLE_COLUMNS = {"rank": st.column_config.NumberColumn("rank"),
                      "upgrades"), "blocking_link_id": st.column_config.TextColumn("waits on link")}
 
 
-
 def story_table(frame, column_config: dict | None = None, **kwargs) -> None:
     """A table of a story as people read it (`mapdraw.readable_story`), every column labelled, a missing number
     an empty cell."""
@@ -100,7 +99,7 @@ f3.segmented_control("Colour hotspots by", list(maps.COLOUR_MODES), key="map_col
 f4.selectbox("H3 res.", ["auto", *hotspots.RESOLUTIONS], key="map_res", help="auto: 7 for Germany, 8 for a region")
 with st.expander("Filters: channels, upgrades, statuses"):
     g1, g2, g3 = st.columns(3)
-    g1.multiselect("Channels", schema.CHANNELS, key="map_ch", placeholder="All channels", format_func=mapdraw.words,
+    g1.multiselect("Channels", schema.CHANNELS, key="map_ch", placeholder="All channels", format_func=LABEL,
                    help="Choose one or more to see only their complaints")
     g1.segmented_control("Compare each place with", list(hotspots.STUDY_AREAS), key="map_study", required=True,
                          format_func=STUDY_LABELS.get,
@@ -109,7 +108,7 @@ with st.expander("Filters: channels, upgrades, statuses"):
                               "it (the default). Whole country: every cell of Germany, empty countryside included, "
                               "so any busy place stands out; at H3 resolution 7 and 8 only.")
     g2.multiselect("Upgrade kinds (sites)", schema.UPGRADE_KINDS, key="map_uk", placeholder="All kinds",
-                   format_func=mapdraw.words)
+                   format_func=LABEL)
     g2.multiselect("Site status", asof.SITE_STATUSES, key="map_ss", format_func=LABEL)
     g3.multiselect("Hotspot relief status", linkage.STATUSES, key="map_rs", format_func=LABEL)
     g3.multiselect("Link state", asof.LINK_STATES, key="map_ls", format_func=LABEL)

@@ -151,8 +151,7 @@ def _hotspot_tips(hot: pd.DataFrame, lat, lon) -> list[str]:
 
 
 def _hotspot_tip(town: str, n: int, status: str, relief) -> str:
-    due = ("" if status == "relieved" or relief is None or pd.isna(relief)
-           else f"\nrelieved from {pd.Timestamp(relief):%Y-%m-%d}")
+    due = "" if status == "relieved" or not _given(relief) else f"\nrelieved from {_day(relief)}"
     return f"near {town}\n{int(n):,} complaint{'' if int(n) == 1 else 's'}\n{words(status)}{due}"
 
 
@@ -172,7 +171,7 @@ def link_records(links: pd.DataFrame) -> list[dict]:
     link and state)."""
     state = _s(links, "state")
     return [{"id": i, "a": [alo, ala], "b": [blo, bla], "s": s, "c": c, "w": LINK_WIDTHS[s],
-             "t": f"Transport link {i}: {LABELS.get(s, s)}"}
+             "t": f"Transport link {i}: {words(s)}"}
             for i, alo, ala, blo, bla, s, c in zip(
                 _s(links, "link_id"), _c(links, "a_lon"), _c(links, "a_lat"), _c(links, "b_lon"), _c(links, "b_lat"),
                 state, _colours(state, LINK_COLOURS), strict=True)]
@@ -320,10 +319,9 @@ def table(hot: pd.DataFrame) -> pd.DataFrame:
 def readable_table(ranked: pd.DataFrame) -> pd.DataFrame:
     """The ranked table (`table`) as people read it: statuses in words, the relief date as a day or empty, no
     link as empty text (never "None")."""
-    return ranked.assign(
-        status=ranked["status"].map(LABELS).fillna(ranked["status"]),
-        relief_date=[f"{pd.Timestamp(d):%Y-%m-%d}" if pd.notna(d) else "" for d in ranked["relief_date"]],
-        blocking_link_id=ranked["blocking_link_id"].astype(object).where(ranked["blocking_link_id"].notna(), ""))
+    return ranked.assign(status=[words(s) for s in ranked["status"]],
+                         relief_date=[_day(d) for d in ranked["relief_date"]],
+                         blocking_link_id=[b if _given(b) else "" for b in ranked["blocking_link_id"]])
 
 
 STORY_CODES = ("kind", "state", "status")
